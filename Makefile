@@ -1,0 +1,33 @@
+# mlmodel-operator — the two commands a newcomer needs are `make demo` and `make test`.
+# Everything else here is a building block of those two.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+export PATH := $(HOME)/.local/bin:$(PATH)
+export UV_LINK_MODE := copy
+RUN := uv run --frozen
+
+.PHONY: help setup test test-unit test-cluster lint demo bench images cluster-up cluster-down
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
+
+setup: ## install uv (from PyPI) and the locked Python workspace
+	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet --user uv
+	uv sync --frozen --all-packages
+
+test-unit: setup ## tests that need no cluster, no containers (under a minute)
+	$(RUN) pytest -m "not cluster and not node and not docker" tests
+
+test: setup ## the whole suite: every tier that exists
+	$(RUN) pytest tests
+
+lint: setup ## ruff and mypy --strict over the packages
+	$(RUN) ruff check artifact trainer model-server operator devcluster tests bench
+	$(RUN) ruff format --check artifact trainer model-server operator devcluster
+	$(RUN) mypy artifact/mlmodel_artifact trainer/mlmodel_trainer model-server/model_server operator/mlmodel_operator devcluster/devcluster
+
+demo: setup ## train the iris model and print its model card
+	$(RUN) mlmodel-train train --out out/iris
+	$(RUN) mlmodel-train inspect out/iris

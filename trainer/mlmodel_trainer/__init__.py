@@ -1,0 +1,1 @@
+"""mlmodel_trainer."""
