@@ -1,1 +1,58 @@
-"""mlmodel_artifact."""
+"""The model artifact contract, shared by the trainer (writer) and the model server (reader)."""
+
+from mlmodel_artifact.artifact import (
+    LoadedModel,
+    check_digest,
+    fetch_artifact,
+    library_versions,
+    load_model,
+    parse_format,
+    read_model_card,
+    verify_artifact,
+    write_artifact,
+)
+from mlmodel_artifact.card import (
+    MODEL_CARD_FILE,
+    MODEL_FILE_NAMES,
+    Label,
+    ModelCard,
+    ModelDescription,
+    ModelFile,
+    ModelFormat,
+    Sample,
+    Task,
+    TrainingInfo,
+)
+from mlmodel_artifact.digest import sha256_bytes, sha256_file
+from mlmodel_artifact.errors import ArtifactError
+from mlmodel_artifact.onnx_model import OnnxModel
+from mlmodel_artifact.storage import HTTP_TOKEN_ENV, Location, parse_location
+
+__all__ = [
+    "HTTP_TOKEN_ENV",
+    "MODEL_CARD_FILE",
+    "MODEL_FILE_NAMES",
+    "ArtifactError",
+    "Label",
+    "LoadedModel",
+    "Location",
+    "ModelCard",
+    "ModelDescription",
+    "ModelFile",
+    "ModelFormat",
+    "OnnxModel",
+    "Sample",
+    "Task",
+    "TrainingInfo",
+    "check_digest",
+    "fetch_artifact",
+    "library_versions",
+    "load_model",
+    "parse_format",
+    "parse_location",
+    "read_model_card",
+    "sha256_bytes",
+    "sha256_file",
+    "verify_artifact",
+    "write_artifact",
+]

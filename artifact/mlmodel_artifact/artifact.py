@@ -1,0 +1,270 @@
+"""Write, fetch, verify and load artifacts: the model file(s) plus `model-card.json`."""
+
+from __future__ import annotations
+
+import platform
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlmodel_artifact import serialization
+from mlmodel_artifact.card import (
+    MODEL_CARD_FILE,
+    MODEL_FILE_NAMES,
+    ModelCard,
+    ModelDescription,
+    ModelFile,
+    ModelFormat,
+    Task,
+)
+from mlmodel_artifact.digest import sha256_file
+from mlmodel_artifact.errors import ArtifactError
+from mlmodel_artifact.storage import Location, download, parse_location, read_bytes, upload
+
+_VERSIONED_LIBRARIES = (
+    "scikit-learn",
+    "numpy",
+    "scipy",
+    "joblib",
+    "skops",
+    "onnxruntime",
+    "skl2onnx",
+)
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and the libraries that shape how a model loads and predicts."""
+    versions = {"python": platform.python_version()}
+    for name in _VERSIONED_LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def write_artifact(
+    model: Any,
+    description: ModelDescription,
+    dest: str,
+    formats: Sequence[ModelFormat] = (ModelFormat.SKOPS,),
+) -> tuple[str, ModelCard]:
+    """Serialize `model` in each format (the first is primary) with its card, to `dest`.
+
+    `dest` is a local path, `file://` or `s3://bucket/prefix`. Returns the artifact URI and card.
+    """
+    if not formats:
+        raise ValueError("write_artifact needs at least one format")
+    loc = parse_location(dest)
+    with tempfile.TemporaryDirectory(prefix="mlmodel-artifact-") as tmp:
+        staging = Path(tmp)
+        files = {}
+        for fmt in dict.fromkeys(formats):
+            name = MODEL_FILE_NAMES[fmt]
+            serialization.serialize(model, fmt, staging / name, description.n_features)
+            files[fmt] = ModelFile(
+                file=name, sha256=sha256_file(staging / name), size=(staging / name).stat().st_size
+            )
+        primary = formats[0]
+        card = ModelCard(
+            **description.model_dump(),
+            format=primary,
+            sha256=files[primary].sha256,
+            files=files,
+            library_versions=library_versions(),
+            created_at=datetime.now(UTC).replace(microsecond=0),
+        )
+        (staging / MODEL_CARD_FILE).write_text(card.to_json())
+        # The card goes last, so a reader never sees a card whose model file is not there yet.
+        upload(staging, [f.file for f in files.values()], loc)
+        upload(staging, [MODEL_CARD_FILE], loc)
+    return (str(loc.path.resolve()) if loc.path is not None else loc.uri), card
+
+
+def read_model_card(uri: str) -> ModelCard:
+    """Read and parse the model card of the artifact at `uri`."""
+    loc = parse_location(uri)
+    return ModelCard.from_json(read_bytes(loc, MODEL_CARD_FILE), loc.child(MODEL_CARD_FILE))
+
+
+def fetch_artifact(uri: str, workdir: Path, formats: Sequence[ModelFormat] | None = None) -> Path:
+    """Make the artifact available as a local directory and return it.
+
+    A local artifact is used in place. A remote one is downloaded into `workdir`: its card and
+    the model files of `formats` (default: the primary format). Nothing is deserialized here.
+    """
+    loc = parse_location(uri)
+    if loc.path is not None:
+        if not (loc.path / MODEL_CARD_FILE).is_file():
+            raise ArtifactError(uri, "ArtifactNotFound", f"no {MODEL_CARD_FILE} in {loc.path}")
+        return loc.path
+    card = _download_card(loc, workdir)
+    for fmt in formats or [card.format]:
+        download(loc, _file_for(card, fmt, uri).file, workdir / MODEL_FILE_NAMES[fmt])
+    return workdir
+
+
+def verify_artifact(uri: str, expected_sha256: str | None = None) -> ModelCard:
+    """Re-compute the digest of every model file the card lists; never deserializes anything."""
+    with tempfile.TemporaryDirectory(prefix="mlmodel-verify-") as tmp:
+        loc = parse_location(uri)
+        card = read_model_card(uri)
+        local = fetch_artifact(uri, Path(tmp), list(card.files))
+        for fmt in card.files:
+            check_digest(local, card, fmt, uri, None)
+        if expected_sha256 is not None and expected_sha256 != card.sha256:
+            raise ArtifactError(
+                loc.uri,
+                "ArtifactDigestMismatch",
+                f"the primary model file has sha256 {card.sha256}, expected {expected_sha256}",
+            )
+        return card
+
+
+def check_digest(
+    local_dir: Path, card: ModelCard, fmt: ModelFormat, uri: str, expected_sha256: str | None
+) -> Path:
+    """Return the path of `fmt`'s model file after checking its sha256 against card and pin."""
+    entry = _file_for(card, fmt, uri)
+    path = local_dir / entry.file
+    if not path.is_file():
+        raise ArtifactError(uri, "ArtifactNotFound", f"the model file {entry.file} is missing")
+    actual = sha256_file(path)
+    for expected, source in ((entry.sha256, "the model card"), (expected_sha256, "the pinned")):
+        if expected is not None and actual != expected:
+            raise ArtifactError(
+                uri,
+                "ArtifactDigestMismatch",
+                f"{entry.file} has sha256 {actual} but {source} sha256 is {expected}; "
+                "the file was changed or truncated, so it was not loaded",
+            )
+    return path
+
+
+@dataclass
+class LoadedModel:
+    """A model loaded from a verified artifact."""
+
+    card: ModelCard
+    format: ModelFormat
+    path: Path
+    model: Any
+    warnings: list[str] = field(default_factory=list)
+
+
+def load_model(
+    local_dir: Path,
+    *,
+    format: ModelFormat | str | None = None,
+    expected_sha256: str | None = None,
+    uri: str | None = None,
+) -> LoadedModel:
+    """Verify, deserialize and sanity-check the model in `local_dir`.
+
+    The file's sha256 is checked against the card (and `expected_sha256`, if pinned) before any
+    byte of it is deserialized. After loading, the card's sample rows must reproduce; with a
+    different scikit-learn version that is a warning if they do and an error if they do not.
+    """
+    uri = uri or str(local_dir)
+    card_path = local_dir / MODEL_CARD_FILE
+    if not card_path.is_file():
+        raise ArtifactError(uri, "ArtifactNotFound", f"no {MODEL_CARD_FILE} in the artifact")
+    card = ModelCard.from_json(card_path.read_bytes(), uri)
+    fmt = parse_format(format, uri) if format is not None else card.format
+    path = check_digest(local_dir, card, fmt, uri, expected_sha256)
+    model = serialization.deserialize(fmt, path, uri)
+    loaded = LoadedModel(card=card, format=fmt, path=path, model=model)
+    loaded.warnings.extend(check_sample(loaded, uri))
+    return loaded
+
+
+def parse_format(value: ModelFormat | str, uri: str) -> ModelFormat:
+    """The format named by `value`, or ArtifactError(UnknownFormat)."""
+    try:
+        return ModelFormat(value)
+    except ValueError:
+        known = ", ".join(f.value for f in ModelFormat)
+        raise ArtifactError(
+            uri, "UnknownFormat", f"unknown model format {value!r}; known formats: {known}"
+        ) from None
+
+
+def check_sample(loaded: LoadedModel, uri: str) -> list[str]:
+    """Check the loaded model reproduces the card's sample outputs; returns warnings."""
+    card = loaded.card
+    trained = card.library_versions.get("scikit-learn")
+    running = _installed_version("scikit-learn")
+    mismatch = reproduces_sample(loaded.model, card, loaded.format)
+    version_note = f"trained with scikit-learn {trained}, loaded with scikit-learn {running}"
+    if trained != running and loaded.format is not ModelFormat.ONNX:
+        if mismatch:
+            raise ArtifactError(
+                uri,
+                "IncompatibleVersion",
+                f"model {version_note} does not reproduce its "
+                f"model card's sample outputs ({mismatch})",
+            )
+        return [f"model {version_note}; its sample outputs reproduce"]
+    if mismatch:
+        raise ArtifactError(
+            uri,
+            "SampleMismatch",
+            f"the loaded model does not reproduce its model card's sample outputs ({mismatch})",
+        )
+    return []
+
+
+def reproduces_sample(model: Any, card: ModelCard, fmt: ModelFormat) -> str:
+    """Empty string if `model` gives the card's sample outputs, else what differed."""
+    sample = card.sample
+    if not sample.inputs:
+        return ""
+    x = np.asarray(sample.inputs, dtype=np.float64)
+    try:
+        got = np.asarray(model.predict(x))
+    except Exception as exc:
+        return f"predict failed: {type(exc).__name__}: {exc}"
+    want = np.asarray(sample.outputs)
+    if card.task is Task.CLASSIFICATION:
+        if got.tolist() != want.tolist():
+            return f"labels {got.tolist()} instead of {want.tolist()}"
+    else:
+        rtol = 1e-4 if fmt is ModelFormat.ONNX else 1e-7
+        if not np.allclose(got.astype(np.float64), want.astype(np.float64), rtol=rtol, atol=1e-6):
+            return f"values {got.tolist()} instead of {want.tolist()}"
+    if sample.probabilities is not None and hasattr(model, "predict_proba"):
+        proba = np.asarray(model.predict_proba(x), dtype=np.float64)
+        if proba.shape != np.shape(sample.probabilities) or not np.allclose(
+            proba, sample.probabilities, atol=1e-5
+        ):
+            return "class probabilities differ by more than 1e-5"
+    return ""
+
+
+def _download_card(loc: Location, workdir: Path) -> ModelCard:
+    workdir.mkdir(parents=True, exist_ok=True)
+    download(loc, MODEL_CARD_FILE, workdir / MODEL_CARD_FILE)
+    return ModelCard.from_json((workdir / MODEL_CARD_FILE).read_bytes(), loc.child(MODEL_CARD_FILE))
+
+
+def _file_for(card: ModelCard, fmt: ModelFormat, uri: str) -> ModelFile:
+    try:
+        return card.files[fmt]
+    except KeyError:
+        have = ", ".join(f.value for f in card.files)
+        raise ArtifactError(
+            uri, "ArtifactNotFound", f"the artifact has no {fmt} model file (it has: {have})"
+        ) from None
+
+
+def _installed_version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None

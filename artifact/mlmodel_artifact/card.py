@@ -1,0 +1,131 @@
+"""The model card: what an artifact holds, written by the trainer and read by the server."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Final
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mlmodel_artifact.errors import ArtifactError
+
+MODEL_CARD_FILE: Final = "model-card.json"
+SCHEMA_VERSION: Final = 1
+
+
+class ModelFormat(StrEnum):
+    """How the model file is serialized."""
+
+    SKOPS = "skops"  # safe to load: no arbitrary code runs on load; the default
+    JOBLIB = "joblib"  # the seed guide's format: a pickle, loaded only after a digest check
+    ONNX = "onnx"  # a portable graph run by ONNX Runtime
+
+
+MODEL_FILE_NAMES: Final[dict[ModelFormat, str]] = {
+    ModelFormat.SKOPS: "model.skops",
+    ModelFormat.JOBLIB: "model.joblib",
+    ModelFormat.ONNX: "model.onnx",
+}
+
+
+class Task(StrEnum):
+    """What the model predicts."""
+
+    CLASSIFICATION = "classification"
+    REGRESSION = "regression"
+
+
+Label = int | float | str
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class Sample(BaseModel):
+    """A few held-out rows and what the model answered for them, so a reader can check its load."""
+
+    model_config = _FROZEN
+
+    inputs: list[list[float]]
+    outputs: list[Label]
+    probabilities: list[list[float]] | None = None
+
+
+class TrainingInfo(BaseModel):
+    """Where the model came from."""
+
+    model_config = _FROZEN
+
+    dataset: str
+    test_size: float
+    seed: int
+    n_train: int
+    n_test: int
+    data_fingerprint: str = Field(description="sha256 of the training data")
+
+
+class ModelDescription(BaseModel):
+    """Everything the trainer knows about a model before it is serialized."""
+
+    model_config = _FROZEN
+
+    name: str
+    task: Task
+    estimator: str
+    params: dict[str, Any]
+    feature_names: list[str]
+    class_labels: list[Label] | None = None
+    metrics: dict[str, float]
+    training: TrainingInfo
+    sample: Sample
+
+    @property
+    def n_features(self) -> int:
+        """Number of input columns the model expects."""
+        return len(self.feature_names)
+
+
+class ModelFile(BaseModel):
+    """One serialized form of the model inside the artifact."""
+
+    model_config = _FROZEN
+
+    file: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int
+
+
+class ModelCard(ModelDescription):
+    """The `model-card.json` of an artifact: the description plus what was written."""
+
+    schema_version: int = SCHEMA_VERSION
+    format: ModelFormat
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="digest of the primary model file")
+    files: dict[ModelFormat, ModelFile]
+    library_versions: dict[str, str]
+    created_at: datetime
+
+    def to_json(self) -> str:
+        """Serialize as the indented JSON stored next to the model file."""
+        return self.model_dump_json(indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str | bytes, uri: str) -> ModelCard:
+        """Parse a model card, raising ArtifactError(InvalidModelCard) that names the bad fields."""
+        try:
+            card = cls.model_validate_json(text)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+                for err in exc.errors()[:5]
+            )
+            raise ArtifactError(
+                uri, "InvalidModelCard", f"{MODEL_CARD_FILE} does not parse: {problems}"
+            ) from exc
+        if card.format not in card.files:
+            raise ArtifactError(
+                uri,
+                "InvalidModelCard",
+                f"{MODEL_CARD_FILE} names format {card.format} but lists no file for it",
+            )
+        return card

@@ -1,0 +1,73 @@
+"""Serialize and deserialize a model in each format. Callers check digests before `deserialize`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Final
+
+from mlmodel_artifact.card import ModelFormat
+from mlmodel_artifact.errors import ArtifactError
+from mlmodel_artifact.onnx_model import OnnxModel, sklearn_to_onnx_bytes
+
+#: skops loads a type only if it is listed here (by module prefix) or is one of skops' defaults.
+TRUSTED_MODULE_PREFIXES: Final = ("sklearn.", "numpy.", "scipy.sparse.")
+
+
+def serialize(model: Any, fmt: ModelFormat, path: Path, n_features: int) -> None:
+    """Write `model` to `path` in format `fmt`."""
+    if fmt is ModelFormat.SKOPS:
+        import skops.io
+
+        skops.io.dump(model, path)
+    elif fmt is ModelFormat.JOBLIB:
+        import joblib
+
+        joblib.dump(model, path)
+    elif fmt is ModelFormat.ONNX:
+        path.write_bytes(sklearn_to_onnx_bytes(model, n_features))
+    else:  # pragma: no cover - the enum is exhaustive
+        raise AssertionError(fmt)
+
+
+def deserialize(fmt: ModelFormat, path: Path, uri: str) -> Any:
+    """Load a model file whose digest the caller has already verified."""
+    try:
+        if fmt is ModelFormat.SKOPS:
+            return _load_skops(path, uri)
+        if fmt is ModelFormat.JOBLIB:
+            import joblib
+
+            return joblib.load(path)
+        return OnnxModel(path.read_bytes())
+    except ArtifactError:
+        raise
+    except Exception as exc:
+        raise ArtifactError(
+            uri,
+            "ArtifactLoadFailed",
+            f"cannot load the {fmt} model file: {type(exc).__name__}: {exc}",
+        ) from exc
+
+
+def untrusted_skops_types(path: Path) -> list[str]:
+    """Types in a skops file that are neither skops defaults nor from trusted modules."""
+    import skops.io
+
+    return [
+        name
+        for name in skops.io.get_untrusted_types(file=path)
+        if not name.startswith(TRUSTED_MODULE_PREFIXES)
+    ]
+
+
+def _load_skops(path: Path, uri: str) -> Any:
+    import skops.io
+
+    refused = untrusted_skops_types(path)
+    if refused:
+        raise ArtifactError(
+            uri,
+            "UntrustedType",
+            f"the skops file contains types that are not trusted: {', '.join(sorted(refused))}",
+        )
+    return skops.io.load(path, trusted=skops.io.get_untrusted_types(file=path))
