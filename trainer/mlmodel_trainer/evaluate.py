@@ -1,0 +1,68 @@
+"""Held-out split, metrics and the card's sample of held-out rows with the model's outputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, r2_score
+from sklearn.model_selection import train_test_split
+
+from mlmodel_artifact import Sample, Task
+from mlmodel_trainer.errors import TrainerError
+
+CLASSIFICATION_METRICS = ("accuracy", "f1_macro")
+REGRESSION_METRICS = ("r2", "mae")
+
+
+@dataclass(frozen=True)
+class Split:
+    """A train/held-out split of one dataset."""
+
+    X_train: np.ndarray
+    X_test: np.ndarray
+    y_train: np.ndarray
+    y_test: np.ndarray
+
+
+def split_data(X: np.ndarray, y: np.ndarray, task: Task, test_size: float, seed: int) -> Split:
+    """Shuffle with `seed`, hold out `test_size` of the rows; stratified for classification."""
+    if not 0.0 < test_size < 1.0:
+        raise TrainerError(f"--test-size must be between 0 and 1 (exclusive), got {test_size}")
+    stratify = y if task is Task.CLASSIFICATION else None
+    try:
+        parts = train_test_split(X, y, test_size=test_size, random_state=seed, stratify=stratify)
+    except ValueError as exc:
+        how = "a stratified split" if stratify is not None else "a split"
+        raise TrainerError(
+            f"cannot make {how} of {len(y)} rows with --test-size {test_size}: {exc}"
+        ) from None
+    X_train, X_test, y_train, y_test = parts
+    return Split(X_train=X_train, X_test=X_test, y_train=y_train, y_test=y_test)
+
+
+def compute_metrics(task: Task, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """Accuracy and macro F1 for classification; R² and mean absolute error for regression."""
+    if task is Task.CLASSIFICATION:
+        return {
+            "accuracy": float(accuracy_score(y_true, y_pred)),
+            "f1_macro": float(f1_score(y_true, y_pred, average="macro")),
+        }
+    return {
+        "r2": float(r2_score(y_true, y_pred)),
+        "mae": float(mean_absolute_error(y_true, y_pred)),
+    }
+
+
+def held_out_sample(model: Any, X_test: np.ndarray, rows: int) -> Sample:
+    """The first `rows` held-out rows with the model's predictions (and probabilities, if any)."""
+    inputs = X_test[:rows]
+    probabilities = None
+    if hasattr(model, "predict_proba"):
+        probabilities = np.asarray(model.predict_proba(inputs), dtype=np.float64).tolist()
+    return Sample(
+        inputs=np.asarray(inputs, dtype=np.float64).tolist(),
+        outputs=np.asarray(model.predict(inputs)).tolist(),
+        probabilities=probabilities,
+    )

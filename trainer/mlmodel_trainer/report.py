@@ -1,0 +1,85 @@
+"""What the CLI prints: the training result and a readable model card."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlmodel_artifact import ModelCard
+
+
+def training_summary(uri: str, card: ModelCard, warnings: list[str]) -> dict[str, Any]:
+    """The `train --json` object: artifact URI, digest, metrics and how it was trained."""
+    return {
+        "uri": uri,
+        "sha256": card.sha256,
+        "name": card.name,
+        "task": card.task.value,
+        "estimator": card.estimator,
+        "format": card.format.value,
+        "files": {fmt.value: f.model_dump(mode="json") for fmt, f in card.files.items()},
+        "metrics": card.metrics,
+        "training": card.training.model_dump(mode="json"),
+        "warnings": warnings,
+    }
+
+
+def render_training(uri: str, card: ModelCard) -> str:
+    """Human-readable `train` output."""
+    t = card.training
+    lines = [
+        f"trained {card.estimator} on {t.dataset} ({card.task.value}): "
+        f"{t.n_train} training rows, {t.n_test} held-out rows, seed {t.seed}",
+        f"held-out metrics: {_metrics(card.metrics)}",
+        f"artifact: {uri}",
+        f"sha256:   {card.sha256}",
+    ]
+    for fmt, f in card.files.items():
+        lines.append(f"  {f.file}  ({fmt.value}, {f.size} bytes)  sha256 {f.sha256}")
+    return "\n".join(lines)
+
+
+def render_card(uri: str, card: ModelCard) -> str:
+    """Human-readable model card."""
+    t = card.training
+    rows = [
+        ("artifact", uri),
+        ("name", card.name),
+        ("task", card.task.value),
+        ("estimator", f"{card.estimator} {_params(card.params)}"),
+        ("format", f"{card.format.value} (primary), sha256 {card.sha256}"),
+        ("features", f"{len(card.feature_names)}: {_short_list(card.feature_names)}"),
+    ]
+    if card.class_labels is not None:
+        rows.append(("classes", _short_list([str(c) for c in card.class_labels])))
+    rows += [
+        ("metrics", f"{_metrics(card.metrics)} (held-out)"),
+        (
+            "data",
+            f"{t.dataset}, {t.n_train} train / {t.n_test} held-out rows "
+            f"(test size {t.test_size}, seed {t.seed})",
+        ),
+        ("data sha256", t.data_fingerprint),
+        ("versions", ", ".join(f"{k} {v}" for k, v in card.library_versions.items())),
+        ("created", card.created_at.isoformat()),
+        ("sample", f"{len(card.sample.inputs)} held-out rows with outputs {card.sample.outputs}"),
+    ]
+    lines = [f"{key + ':':<13}{value}" for key, value in rows]
+    lines.append("files:")
+    for fmt, f in card.files.items():
+        lines.append(f"  {f.file}  ({fmt.value}, {f.size} bytes)  sha256 {f.sha256}")
+    return "\n".join(lines)
+
+
+def _metrics(metrics: dict[str, float]) -> str:
+    return " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+
+
+def _params(params: dict[str, Any]) -> str:
+    shown = ", ".join(f"{k}={v!r}" for k, v in sorted(params.items()) if v is not None)
+    return f"({shown})"
+
+
+def _short_list(items: list[str], limit: int = 8) -> str:
+    if len(items) <= limit:
+        return ", ".join(items)
+    return ", ".join(items[:limit]) + f", ... ({len(items) - limit} more)"

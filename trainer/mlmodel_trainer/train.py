@@ -1,0 +1,156 @@
+"""Train and evaluate one estimator; describe it for the artifact's model card."""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from mlmodel_artifact import ModelDescription, Task, TrainingInfo
+from mlmodel_trainer.data import Dataset, fingerprint, load_builtin, load_csv
+from mlmodel_trainer.errors import TrainerError
+from mlmodel_trainer.estimators import DEFAULT_ESTIMATOR, ParamValue, build_estimator
+from mlmodel_trainer.evaluate import Split, compute_metrics, held_out_sample, split_data
+from mlmodel_trainer.task import check_task, infer_task
+
+DEFAULT_DATASET = "iris"
+DEFAULT_SEED = 42
+DEFAULT_TEST_SIZE = 0.2
+SAMPLE_ROWS = 5
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What to train: data (a bundled dataset or a CSV + target), estimator, split and seed."""
+
+    dataset: str | None = DEFAULT_DATASET
+    csv: Path | None = None
+    target: str | None = None
+    task: Task | None = None
+    estimator: str = DEFAULT_ESTIMATOR
+    params: dict[str, ParamValue] = field(default_factory=dict)
+    seed: int = DEFAULT_SEED
+    test_size: float = DEFAULT_TEST_SIZE
+    name: str | None = None
+    sample_rows: int = SAMPLE_ROWS
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """The fitted model, its card description, the split it was evaluated on and any warnings."""
+
+    model: BaseEstimator
+    description: ModelDescription
+    split: Split
+    warnings: list[str]
+
+
+def load_data(config: TrainConfig) -> Dataset:
+    """The dataset `config` names: a CSV if `csv` is set, else the bundled `dataset`."""
+    if config.csv is not None:
+        if config.target is None:
+            raise TrainerError("--csv needs --target COLUMN naming the column to predict")
+        return load_csv(config.csv, config.target)
+    if config.target is not None:
+        raise TrainerError("--target only applies to --csv data")
+    return load_builtin(config.dataset or DEFAULT_DATASET)
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Load data, split, fit, evaluate on the held-out rows and describe the model."""
+    data = load_data(config)
+    task = config.task or infer_task(data.y)
+    check_task(data.y, task, data.target_name)
+    name = model_name(config, data)
+    estimator = build_estimator(config.estimator, task, config.params, config.seed)
+    split = split_data(data.X, data.y, task, config.test_size, config.seed)
+    caught: list[str] = []
+    _collect_warnings(caught, lambda: _fit(estimator, split))
+    predictions = _collect_warnings(caught, lambda: estimator.predict(split.X_test))
+    sample = _collect_warnings(
+        caught, lambda: held_out_sample(estimator, split.X_test, config.sample_rows)
+    )
+    description = ModelDescription(
+        name=name,
+        task=task,
+        estimator=type(estimator).__name__,
+        params=json_safe_params(estimator.get_params(deep=False)),
+        feature_names=data.feature_names,
+        class_labels=_class_labels(estimator, task),
+        metrics=compute_metrics(task, split.y_test, predictions),
+        training=TrainingInfo(
+            dataset=data.name,
+            test_size=config.test_size,
+            seed=config.seed,
+            n_train=len(split.y_train),
+            n_test=len(split.y_test),
+            data_fingerprint=fingerprint(split.X_train, split.y_train, data.feature_names),
+        ),
+        sample=sample,
+    )
+    return TrainResult(model=estimator, description=description, split=split, warnings=caught)
+
+
+def model_name(config: TrainConfig, data: Dataset) -> str:
+    """`config.name` if valid; else derived from the dataset name or the CSV file name."""
+    if config.name is not None:
+        if not _NAME.match(config.name):
+            raise TrainerError(
+                f"--name {config.name!r} is not a valid model name: use 1-63 letters, digits, "
+                "'.', '_' or '-', starting with a letter or digit"
+            )
+        return config.name
+    base = config.csv.stem if config.csv is not None else data.name
+    derived = re.sub(r"[^a-z0-9.-]+", "-", base.lower()).strip("-._")[:63]
+    return derived or "model"
+
+
+def json_safe_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Estimator parameters with NumPy scalars unwrapped and anything not JSON-able as its repr."""
+    safe: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, np.generic):
+            value = value.item()
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            value = repr(value)
+        safe[key] = value
+    return safe
+
+
+def _fit(estimator: BaseEstimator, split: Split) -> None:
+    try:
+        estimator.fit(split.X_train, split.y_train)
+    except (ValueError, TypeError) as exc:
+        # scikit-learn's parameter validation (e.g. n_estimators=-1) raises these at fit time.
+        first_line = str(exc).strip().splitlines()[0]
+        raise TrainerError(f"training {type(estimator).__name__} failed: {first_line}") from None
+
+
+def _class_labels(estimator: BaseEstimator, task: Task) -> list[Any] | None:
+    if task is not Task.CLASSIFICATION:
+        return None
+    labels: list[Any] = np.asarray(estimator.classes_).tolist()
+    return labels
+
+
+def _collect_warnings(into: list[str], action: Callable[[], T]) -> T:
+    """Run `action`, adding each distinct warning it raises to `into` as one line."""
+    with warnings.catch_warnings(record=True) as records:
+        warnings.simplefilter("always")
+        result = action()
+    for record in records:
+        line = f"{record.category.__name__}: {str(record.message).strip().splitlines()[0]}"
+        if line not in into:
+            into.append(line)
+    return result
