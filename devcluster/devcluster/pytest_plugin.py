@@ -1,1 +1,53 @@
-"""pytest plugin: the session-scoped `cluster` fixture (filled in by the devcluster work)."""
+"""pytest plugin: the session-scoped ``cluster`` fixture.
+
+The cluster is started only when a test asks for the fixture (so ``make test-unit`` never needs
+the Go-built binaries). With ``DEVCLUSTER_KUBECONFIG=/path`` set, that existing cluster is used
+instead of starting one. ``DEVCLUSTER_FAKE_NODES`` (default 2) sets the number of kwok nodes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from devcluster.cluster import Cluster
+
+DEFAULT_FAKE_NODES = 2
+
+
+def _existing_cluster(kubeconfig: Path) -> Cluster:
+    from devcluster import fakenodes
+    from devcluster.cluster import Cluster
+
+    if not kubeconfig.is_file():
+        raise pytest.UsageError(f"DEVCLUSTER_KUBECONFIG={kubeconfig}: no such file")
+    fakenodes.wait_default_service_account(kubeconfig, timeout=60.0)
+    return Cluster(kubeconfig=kubeconfig, api=fakenodes.api_client(kubeconfig))
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A ready Kubernetes cluster: a fresh devcluster with kwok nodes, or DEVCLUSTER_KUBECONFIG."""
+    from devcluster import controlplane, fakenodes
+    from devcluster.cluster import Cluster
+
+    existing = os.environ.get("DEVCLUSTER_KUBECONFIG")
+    if existing:
+        handle = _existing_cluster(Path(existing).expanduser())
+        yield handle
+        handle.api.close()  # type: ignore[no-untyped-call]
+        return
+    layout = controlplane.layout_for(tmp_path_factory.mktemp("devcluster"))
+    fake_nodes = int(os.environ.get("DEVCLUSTER_FAKE_NODES", str(DEFAULT_FAKE_NODES)))
+    controlplane.up(layout, controlplane.UpOptions(fake_nodes=fake_nodes), log=lambda _: None)
+    handle = Cluster(kubeconfig=layout.kubeconfig, api=fakenodes.api_client(layout.kubeconfig))
+    try:
+        yield handle
+    finally:
+        handle.api.close()  # type: ignore[no-untyped-call]
+        controlplane.down(layout, log=lambda _: None)

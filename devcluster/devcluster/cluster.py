@@ -1,0 +1,72 @@
+"""The handle tests get for a running cluster: kubeconfig, API client, kubectl, metrics."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from kubernetes import client
+
+from devcluster import config
+
+
+def kubectl_binary() -> str:
+    """kubectl built from the pinned release (falls back to one on PATH for foreign clusters)."""
+    built = config.binary("kubectl")
+    if built.exists():
+        return str(built)
+    found = shutil.which("kubectl")
+    if found is None:
+        raise FileNotFoundError(f"kubectl is not built ({built}): run `make devcluster-build`")
+    return found
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A running Kubernetes cluster that tests talk to."""
+
+    kubeconfig: Path
+    api: client.ApiClient
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run kubectl (text mode, output captured, KUBECONFIG set); raises on failure if check.
+
+        The raised error carries kubectl's stderr in its message, so a failing test says why.
+        """
+        env = dict(os.environ, KUBECONFIG=str(self.kubeconfig))
+        argv = [kubectl_binary(), *args]
+        proc = subprocess.run(argv, input=input, env=env, text=True, capture_output=True)
+        if check and proc.returncode != 0:
+            raise KubectlError(proc)
+        return proc
+
+    def raw_get(self, path: str) -> str:
+        """GET a raw API path (e.g. ``/metrics``, ``/readyz?verbose``) as the client's user."""
+        method, url, headers, body, post = self.api.param_serialize(
+            "GET", path, header_params={"Accept": "*/*"}, auth_settings=["BearerToken"]
+        )
+        response = self.api.call_api(method, url, headers, body, post)
+        data: bytes = response.read()  # type: ignore[no-untyped-call]
+        if response.status >= 400:
+            raise RuntimeError(f"GET {path}: HTTP {response.status}: {data.decode()[:500]}")
+        return data.decode()
+
+    def apiserver_metrics(self) -> str:
+        """The API server's ``/metrics`` text (Prometheus format), e.g. apiserver_request_total."""
+        return self.raw_get("/metrics")
+
+
+class KubectlError(subprocess.CalledProcessError):
+    """kubectl exited non-zero; str() shows the command and its stderr."""
+
+    def __init__(self, proc: subprocess.CompletedProcess[str]) -> None:
+        super().__init__(proc.returncode, proc.args, proc.stdout, proc.stderr)
+
+    def __str__(self) -> str:
+        args = " ".join(str(a) for a in self.cmd[1:])
+        return f"kubectl {args} exited {self.returncode}: {self.stderr.strip()}"

@@ -1,0 +1,243 @@
+"""``up``, ``down`` and ``status`` of a devcluster living in one state directory."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from devcluster import build, certs, components, config, fakenodes, health, procs, state
+from devcluster.certs import ClusterPki
+from devcluster.state import Layout, State
+
+READY_TIMEOUT = 120.0
+PORT_NAMES = ("etcd", "etcd-peer", "apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+
+
+class ClusterError(RuntimeError):
+    """up/down failed; the message says which component and shows its last log lines."""
+
+
+class AlreadyUpError(ClusterError):
+    """A cluster (or part of one) already runs from this state directory."""
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    """What ``up`` starts."""
+
+    fake_nodes: int = 0
+    node: bool = False
+    timeout: float = READY_TIMEOUT
+
+
+def is_running(layout: Layout) -> bool:
+    """Whether any process recorded in this state directory still runs."""
+    recorded = state.load(layout)
+    return recorded is not None and any(procs.is_alive(p) for p in recorded.procs)
+
+
+def up(layout: Layout, options: UpOptions, log: Callable[[str], None] = print) -> State:
+    """Start a cluster; idempotent when the same cluster is fully up, refused when partly up."""
+    with state.locked(layout):
+        recorded = state.load(layout)
+        if recorded is not None and recorded.procs:
+            alive = [p for p in recorded.procs if procs.is_alive(p)]
+            if alive and len(alive) == len(recorded.procs) and recorded.phase == "up":
+                if recorded.fake_nodes == options.fake_nodes and recorded.node == options.node:
+                    log(f"devcluster is already up ({layout.root})")
+                    return recorded
+                raise AlreadyUpError(
+                    f"a devcluster with other options is up in {layout.root}: run down first"
+                )
+            if alive:
+                raise AlreadyUpError(
+                    f"a half-started devcluster runs in {layout.root} "
+                    f"({', '.join(p.name for p in alive)}): run down first"
+                )
+        _check_binaries(options)
+        _fresh_directory(layout)
+        current = State(fake_nodes=options.fake_nodes, node=options.node)
+        try:
+            _start_all(layout, current, options, log)
+        except BaseException as exc:
+            _stop_all(layout, current)
+            if isinstance(exc, health.NotReadyError):
+                raise ClusterError(_failure_message(exc)) from exc
+            raise
+        current.phase = "up"
+        state.save(layout, current)
+        return current
+
+
+def _check_binaries(options: UpOptions) -> None:
+    names = config.CONTROL_PLANE_BINARIES + (config.NODE_BINARIES if options.node else ())
+    missing = build.missing_binaries(names)
+    if missing:
+        target = "devcluster-build-node" if options.node else "devcluster-build"
+        raise ClusterError(
+            f"not built yet: {', '.join(missing)} (in {config.bin_dir()}); run `make {target}`"
+        )
+
+
+MARKER = ".devcluster"
+
+
+def _fresh_directory(layout: Layout) -> None:
+    """Wipe what a previous (stopped) cluster left, keeping the lock file.
+
+    Only a directory that devcluster made (it has the marker file) or an empty one is wiped.
+    """
+    entries = {child.name for child in layout.root.iterdir()} - {layout.lock_file.name}
+    if entries and MARKER not in entries:
+        raise ClusterError(
+            f"{layout.root} is not empty and was not made by devcluster: choose another directory"
+        )
+    for child in layout.root.iterdir():
+        if child == layout.lock_file:
+            continue
+        if child.is_dir():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+    for d in (layout.pki, layout.logs, layout.root / "kubeconfigs", layout.root / "data"):
+        d.mkdir(parents=True)
+    (layout.root / MARKER).write_text("made by devcluster; `python -m devcluster up` wipes it\n")
+
+
+def _failure_message(exc: health.NotReadyError) -> str:
+    lines = procs.tail(exc.log, 25) if exc.log else ""
+    message = f"devcluster up failed: {exc.component}: {exc}"
+    if lines:
+        message += f"\n--- last lines of {exc.log} ---\n{lines}"
+    return message
+
+
+def _start_all(
+    layout: Layout, current: State, options: UpOptions, log: Callable[[str], None]
+) -> None:
+    started = time.monotonic()
+    current.ports = dict(zip(PORT_NAMES, components.free_ports(len(PORT_NAMES)), strict=True))
+    pki = certs.make_cluster_pki(layout)
+    _write_kubeconfigs(layout, pki, current.ports["apiserver"])
+    _start_etcd(layout, current, options.timeout)
+    _start_apiserver(layout, pki, current, options.timeout)
+    _start_controllers(layout, pki, current, options.timeout)
+    if options.fake_nodes:
+        _start_kwok(layout, current, options)
+    manager = next(p for p in current.procs if p.name == "kube-controller-manager")
+    fakenodes.wait_default_service_account(layout.kubeconfig, options.timeout, manager)
+    log(
+        f"devcluster up in {time.monotonic() - started:.1f}s; export KUBECONFIG={layout.kubeconfig}"
+    )
+
+
+def _write_kubeconfigs(layout: Layout, pki: ClusterPki, port: int) -> None:
+    server = f"https://{components.LOOPBACK}:{port}"
+    certs.write_kubeconfig(layout.kubeconfig, server, pki.ca.cert, pki.clients["admin"], "admin")
+    for name in ("kube-controller-manager", "kube-scheduler", "kwok"):
+        path = layout.component_kubeconfig(name)
+        certs.write_kubeconfig(path, server, pki.ca.cert, pki.clients[name], name)
+
+
+def _spawn(layout: Layout, current: State, name: str, argv: list[str]) -> procs.Proc:
+    proc = procs.spawn(name, argv, layout.logs)
+    current.procs.append(proc)
+    state.save(layout, current)  # recorded before anything waits on it
+    return proc
+
+
+def _start_etcd(layout: Layout, current: State, timeout: float) -> None:
+    layout.data("etcd").parent.mkdir(parents=True, exist_ok=True)
+    proc = _spawn(layout, current, "etcd", components.etcd(layout, current.ports))
+    url = f"http://{components.LOOPBACK}:{current.ports['etcd']}/health"
+    health.wait_for("etcd", f"{url} to answer 200", health.http_ok(url), timeout=timeout, proc=proc)
+
+
+def _start_apiserver(layout: Layout, pki: ClusterPki, current: State, timeout: float) -> None:
+    argv = components.kube_apiserver(layout, pki, current.ports)
+    proc = _spawn(layout, current, "kube-apiserver", argv)
+    url = f"https://{components.LOOPBACK}:{current.ports['apiserver']}/readyz"
+    admin = pki.clients["admin"]
+    check = health.http_ok(url, ca=pki.ca.cert, cert=(admin.cert, admin.key))
+    health.wait_for("kube-apiserver", f"{url} to answer 200", check, timeout=timeout, proc=proc)
+
+
+def _start_controllers(layout: Layout, pki: ClusterPki, current: State, timeout: float) -> None:
+    argvs = {
+        "kube-controller-manager": components.kube_controller_manager(layout, pki, current.ports),
+        "kube-scheduler": components.kube_scheduler(layout, current.ports),
+    }
+    started = {name: _spawn(layout, current, name, argv) for name, argv in argvs.items()}
+    for name, proc in started.items():
+        url = f"https://{components.LOOPBACK}:{current.ports[name]}/healthz"
+        health.wait_for(
+            name, f"{url} to answer 200", health.http_ok(url), timeout=timeout, proc=proc
+        )
+
+
+def _start_kwok(layout: Layout, current: State, options: UpOptions) -> None:
+    argv = components.kwok(layout, current.ports, build.kwok_stages())
+    proc = _spawn(layout, current, "kwok", argv)
+    fakenodes.create(layout.kubeconfig, options.fake_nodes)
+    fakenodes.wait_ready(layout.kubeconfig, options.fake_nodes, options.timeout, proc)
+
+
+def down(layout: Layout, log: Callable[[str], None] = print) -> list[str]:
+    """Stop exactly the processes ``up`` recorded (newest first); returns the names stopped."""
+    if not layout.root.exists():
+        return []
+    with state.locked(layout):
+        recorded = state.load(layout)
+        if recorded is None:
+            return []
+        stopped = _stop_all(layout, recorded)
+        log(f"devcluster down: stopped {', '.join(stopped) or 'nothing (no process was running)'}")
+        return stopped
+
+
+def _stop_all(layout: Layout, current: State) -> list[str]:
+    stopped = [p.name for p in reversed(current.procs) if procs.stop(p)]
+    current.procs = [p for p in current.procs if procs.is_alive(p)]
+    current.phase = "down" if not current.procs else "stopping"
+    if layout.state_file.parent.exists():
+        state.save(layout, current)
+    if current.procs:
+        names = ", ".join(p.name for p in current.procs)
+        raise ClusterError(f"could not stop {names}")
+    return stopped
+
+
+def status(layout: Layout) -> dict[str, object]:
+    """Phase, kubeconfig and each recorded process with whether it still runs."""
+    recorded = state.load(layout)
+    if recorded is None:
+        return {"phase": "absent", "dir": str(layout.root), "processes": {}}
+    alive = {f"{p.name} (pid {p.pid})": procs.is_alive(p) for p in recorded.procs}
+    phase = recorded.phase
+    if phase == "up" and not all(alive.values()):
+        phase = "degraded"
+    return {
+        "phase": phase,
+        "dir": str(layout.root),
+        "kubeconfig": str(layout.kubeconfig),
+        "ports": recorded.ports,
+        "fake_nodes": recorded.fake_nodes,
+        "node": recorded.node,
+        "processes": alive,
+    }
+
+
+def apiserver_url(layout: Layout) -> str:
+    """The API server's URL of a running cluster."""
+    recorded = state.load(layout)
+    if recorded is None:
+        raise ClusterError(f"no devcluster in {layout.root}")
+    return f"https://{components.LOOPBACK}:{recorded.ports['apiserver']}"
+
+
+def layout_for(directory: Path | None = None) -> Layout:
+    """The layout of ``directory`` (default: the directory ``python -m devcluster`` manages)."""
+    return Layout(directory or config.default_state_dir())

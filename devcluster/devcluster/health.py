@@ -1,0 +1,88 @@
+"""Polling with a deadline: HTTP(S) health endpoints on loopback and arbitrary conditions."""
+
+from __future__ import annotations
+
+import ssl
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from devcluster import procs
+
+
+class NotReadyError(RuntimeError):
+    """A component did not become ready (or died) before its deadline."""
+
+    def __init__(self, component: str, message: str, log: str = "") -> None:
+        super().__init__(message)
+        self.component = component
+        self.log = log
+
+
+def http_get(
+    url: str,
+    *,
+    ca: Path | None = None,
+    cert: tuple[Path, Path] | None = None,
+    timeout: float = 5.0,
+) -> tuple[int, str]:
+    """GET ``url``; returns (status, body). With no ``ca`` an https peer is not verified."""
+    context: ssl.SSLContext | None = None
+    if url.startswith("https://"):
+        if ca is None:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        else:
+            context = ssl.create_default_context(cafile=str(ca))
+        if cert is not None:
+            context.load_cert_chain(str(cert[0]), str(cert[1]))
+    try:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as resp:
+            return int(resp.status), resp.read().decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read().decode(errors="replace")
+
+
+def wait_for(
+    component: str,
+    what: str,
+    check: Callable[[], bool],
+    *,
+    timeout: float,
+    proc: procs.Proc | None = None,
+    interval: float = 0.2,
+) -> None:
+    """Poll ``check`` until it returns True; fail early if ``proc`` dies, late at ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last_error = ""
+    while time.monotonic() < deadline:
+        if proc is not None and not procs.is_alive(proc):
+            raise NotReadyError(component, f"{component} exited while waiting for {what}", proc.log)
+        try:
+            if check():
+                return
+        except Exception as exc:  # a poll that raises is a poll that is not ready yet
+            last_error = f" (last error: {exc})"
+        time.sleep(interval)
+    log = proc.log if proc is not None else ""
+    raise NotReadyError(
+        component, f"timed out after {timeout:.0f}s waiting for {what}{last_error}", log
+    )
+
+
+def http_ok(
+    url: str, *, ca: Path | None = None, cert: tuple[Path, Path] | None = None
+) -> Callable[[], bool]:
+    """A check that is True once ``url`` answers 200."""
+
+    def check() -> bool:
+        try:
+            status, _ = http_get(url, ca=ca, cert=cert, timeout=2.0)
+        except (OSError, ssl.SSLError):
+            return False
+        return status == 200
+
+    return check
