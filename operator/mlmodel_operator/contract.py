@@ -1,0 +1,30 @@
+"""The operator-server contract: env var names, port, probe paths and mount points.
+
+This is the one place in the operator that names them; the model server's settings
+(package `model_server`, env prefix MODEL_SERVER_) read the same names, and the contract
+test in tests/contract boots the real server from a rendered Deployment's env.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+ENV_PREFIX: Final = "MODEL_SERVER_"
+ENV_MODEL_URI: Final = "MODEL_SERVER_MODEL_URI"
+ENV_MODEL_NAME: Final = "MODEL_SERVER_MODEL_NAME"
+ENV_MODEL_SHA256: Final = "MODEL_SERVER_MODEL_SHA256"
+ENV_MODEL_FORMAT: Final = "MODEL_SERVER_MODEL_FORMAT"
+ENV_HOST: Final = "MODEL_SERVER_HOST"
+ENV_PORT: Final = "MODEL_SERVER_PORT"
+ENV_WORKERS: Final = "MODEL_SERVER_WORKERS"
+ENV_LOG_LEVEL: Final = "MODEL_SERVER_LOG_LEVEL"
+
+# Inside the pod the server listens on every interface of the pod's own network namespace.
+POD_LISTEN_HOST: Final = "0.0.0.0"
+DEFAULT_PORT: Final = 8080
+LIVENESS_PATH: Final = "/v2/health/live"
+READINESS_PATH: Final = "/v2/health/ready"
+
+# Read-only root filesystem: downloads go to an emptyDir at /tmp; pvc:// claims mount here.
+SCRATCH_DIR: Final = "/tmp"
+PVC_MOUNT_PATH: Final = "/mnt/models"

@@ -1,0 +1,58 @@
+"""PURE rendering: an MLModel plus operator settings in, child manifests out.
+
+No I/O, no globals, no mutation of the input: rendering twice gives identical output.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlmodel_operator.render.deployment import render_deployment
+from mlmodel_operator.render.hpa import render_hpa
+from mlmodel_operator.render.pdb import render_pdb
+from mlmodel_operator.render.service import render_service
+from mlmodel_operator.resource import MLModel
+from mlmodel_operator.settings import OperatorSettings
+
+__all__ = [
+    "ChildKey",
+    "render",
+    "render_deployment",
+    "render_hpa",
+    "render_pdb",
+    "render_service",
+    "resolved_digest",
+    "unwanted_kinds",
+]
+
+ChildKey = tuple[str, str]  # (apiVersion, kind)
+CHILD_KINDS: tuple[ChildKey, ...] = (
+    ("apps/v1", "Deployment"),
+    ("v1", "Service"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"),
+    ("policy/v1", "PodDisruptionBudget"),
+)
+
+
+def resolved_digest(mlmodel: MLModel, observed: str | None = None) -> str | None:
+    """The digest the pods must serve: the pinned sha256, else the one read from the card."""
+    return mlmodel.spec.model.sha256 or observed
+
+
+def render(
+    mlmodel: MLModel, settings: OperatorSettings, *, digest: str | None = None
+) -> list[dict[str, Any]]:
+    """Every child this MLModel wants, in apply order (Deployment, Service, HPA, PDB)."""
+    wanted: list[dict[str, Any] | None] = [
+        render_deployment(mlmodel, settings, resolved_digest(mlmodel, digest)),
+        render_service(mlmodel),
+        render_hpa(mlmodel),
+        render_pdb(mlmodel),
+    ]
+    return [manifest for manifest in wanted if manifest is not None]
+
+
+def unwanted_kinds(mlmodel: MLModel, settings: OperatorSettings) -> list[ChildKey]:
+    """Child kinds this MLModel does not want (to be deleted if the operator made them)."""
+    present = {(m["apiVersion"], m["kind"]) for m in render(mlmodel, settings)}
+    return [key for key in CHILD_KINDS if key not in present]

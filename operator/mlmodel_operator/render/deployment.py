@@ -1,0 +1,164 @@
+"""The Deployment running the model server."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Final
+
+from mlmodel_operator import contract
+from mlmodel_operator.render.meta import (
+    DIGEST_ANNOTATION,
+    child_labels,
+    child_metadata,
+    selector_labels,
+)
+from mlmodel_operator.resource import MLModel
+from mlmodel_operator.settings import OperatorSettings
+
+CONTAINER: Final = "server"
+# The image's numeric non-root user; set explicitly so runAsNonRoot holds for any image.
+RUN_AS_USER: Final = 65532
+SCRATCH_VOLUME: Final = "scratch"
+MODEL_VOLUME: Final = "model"
+
+
+def model_uri_in_pod(mlmodel: MLModel) -> str:
+    """The URI the server reads: a pvc:// claim becomes a file:// path under the mount."""
+    source = mlmodel.spec.model
+    if source.scheme != "pvc":
+        return source.uri
+    _, path = source.pvc_claim_and_path()
+    return f"file://{contract.PVC_MOUNT_PATH}/{path}"
+
+
+def render_env(mlmodel: MLModel, digest: str | None) -> list[dict[str, Any]]:
+    """The server's environment: the contract variables first, then spec.server.env."""
+    server = mlmodel.spec.server
+    env: list[dict[str, Any]] = [
+        {"name": contract.ENV_MODEL_URI, "value": model_uri_in_pod(mlmodel)},
+        {"name": contract.ENV_MODEL_NAME, "value": mlmodel.name},
+    ]
+    if digest:
+        env.append({"name": contract.ENV_MODEL_SHA256, "value": digest})
+    if mlmodel.spec.model.format:
+        env.append({"name": contract.ENV_MODEL_FORMAT, "value": mlmodel.spec.model.format})
+    env += [
+        {"name": contract.ENV_HOST, "value": contract.POD_LISTEN_HOST},
+        {"name": contract.ENV_PORT, "value": str(server.port)},
+        {"name": contract.ENV_WORKERS, "value": str(server.workers)},
+        {"name": contract.ENV_LOG_LEVEL, "value": server.log_level},
+    ]
+    for var in server.env:
+        env.append(var.model_dump(by_alias=True, exclude_none=True, mode="json"))
+    return env
+
+
+def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period,
+        "failureThreshold": failures,
+    }
+
+
+def render_container(
+    mlmodel: MLModel, settings: OperatorSettings, digest: str | None
+) -> dict[str, Any]:
+    """The model server container: probes, restricted security context, scratch mounts."""
+    server = mlmodel.spec.server
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": server.image or settings.default_image,
+        "imagePullPolicy": "IfNotPresent",
+        "ports": [{"name": "http", "containerPort": server.port, "protocol": "TCP"}],
+        "env": render_env(mlmodel, digest),
+        # Downloading a large artifact can take minutes: the startup probe covers that,
+        # so liveness never kills a pod that is still fetching its model.
+        "startupProbe": _probe(contract.LIVENESS_PATH, period=5, failures=120),
+        "livenessProbe": _probe(contract.LIVENESS_PATH, period=10, failures=3),
+        "readinessProbe": _probe(contract.READINESS_PATH, period=5, failures=2),
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [{"name": SCRATCH_VOLUME, "mountPath": contract.SCRATCH_DIR}],
+    }
+    if mlmodel.spec.model.credentials_secret:
+        container["envFrom"] = [{"secretRef": {"name": mlmodel.spec.model.credentials_secret}}]
+    if server.resources is not None:
+        container["resources"] = server.resources.model_dump(exclude_none=True, mode="json")
+    if mlmodel.spec.model.scheme == "pvc":
+        container["volumeMounts"].append(
+            {"name": MODEL_VOLUME, "mountPath": contract.PVC_MOUNT_PATH, "readOnly": True}
+        )
+    return container
+
+
+def render_volumes(mlmodel: MLModel) -> list[dict[str, Any]]:
+    """An emptyDir for downloads, plus the model's claim mounted read-only for pvc:// URIs."""
+    volumes: list[dict[str, Any]] = [{"name": SCRATCH_VOLUME, "emptyDir": {}}]
+    if mlmodel.spec.model.scheme == "pvc":
+        claim, _ = mlmodel.spec.model.pvc_claim_and_path()
+        volumes.append(
+            {"name": MODEL_VOLUME, "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+        )
+    return volumes
+
+
+def render_pod_spec(
+    mlmodel: MLModel, settings: OperatorSettings, digest: str | None
+) -> dict[str, Any]:
+    """The pod spec: one container, restricted pod security, the user's placement."""
+    spec = mlmodel.spec
+    pod: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS_USER,
+            "runAsGroup": RUN_AS_USER,
+            "fsGroup": RUN_AS_USER,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [render_container(mlmodel, settings, digest)],
+        "volumes": render_volumes(mlmodel),
+    }
+    if spec.service_account_name:
+        pod["serviceAccountName"] = spec.service_account_name
+    if spec.node_selector:
+        pod["nodeSelector"] = dict(sorted(spec.node_selector.items()))
+    if spec.tolerations:
+        pod["tolerations"] = [
+            t.model_dump(by_alias=True, exclude_none=True, mode="json") for t in spec.tolerations
+        ]
+    if spec.affinity:
+        pod["affinity"] = copy.deepcopy(spec.affinity)
+    return pod
+
+
+def render_deployment(
+    mlmodel: MLModel, settings: OperatorSettings, digest: str | None = None
+) -> dict[str, Any]:
+    """The Deployment; without `replicas` while an HPA owns the count."""
+    template_meta: dict[str, Any] = {"labels": child_labels(mlmodel)}
+    if digest:
+        # A new artifact changes this annotation, which rolls the pods.
+        template_meta["annotations"] = {DIGEST_ANNOTATION: digest}
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": selector_labels(mlmodel)},
+        "revisionHistoryLimit": 3,
+        "strategy": {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+        },
+        "template": {"metadata": template_meta, "spec": render_pod_spec(mlmodel, settings, digest)},
+    }
+    if not mlmodel.autoscaled:
+        spec = {"replicas": mlmodel.spec.replicas, **spec}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": child_metadata(mlmodel),
+        "spec": spec,
+    }

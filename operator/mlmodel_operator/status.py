@@ -1,0 +1,271 @@
+"""PURE status derivation: observed children in, MLModel status out.
+
+Conventions: metav1.Condition shape; lastTransitionTime moves only when a condition's status
+flips; one CamelCase reason per cause; messages say what to do. No I/O here: the caller passes
+what it observed and the current time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+from mlmodel_operator.render.meta import selector_string
+from mlmodel_operator.render.service import service_url
+from mlmodel_operator.resource import MLModel
+
+CONDITION_TYPES: Final = ("Ready", "Available", "Progressing", "Degraded")
+_PULL_FAILURES: Final = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName"})
+_CONFIG_FAILURES: Final = frozenset({"CreateContainerConfigError", "CreateContainerError"})
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why the model is degraded: a CamelCase reason and an actionable sentence."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the operator saw this round, beyond the MLModel itself."""
+
+    deployment: Mapping[str, Any] | None = None
+    digest: str | None = None
+    problems: Sequence[Problem] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """Replica counts of the Deployment, against what the MLModel wants."""
+
+    desired: int
+    replicas: int
+    ready: int
+    updated: int
+    available: int
+    current: bool
+
+    @property
+    def complete(self) -> bool:
+        """The Deployment saw the latest spec and every pod is updated and available."""
+        counts = (self.replicas, self.updated, self.available, self.ready)
+        return self.current and all(count == self.desired for count in counts)
+
+
+def rollout_of(mlmodel: MLModel, deployment: Mapping[str, Any]) -> Rollout:
+    """Read replica counts off a Deployment."""
+    spec = deployment.get("spec") or {}
+    status = deployment.get("status") or {}
+    meta = deployment.get("metadata") or {}
+    desired = int(spec.get("replicas", 1)) if mlmodel.autoscaled else mlmodel.spec.replicas
+    return Rollout(
+        desired=desired,
+        replicas=int(status.get("replicas", 0)),
+        ready=int(status.get("readyReplicas", 0)),
+        updated=int(status.get("updatedReplicas", 0)),
+        available=int(status.get("availableReplicas", 0)),
+        current=int(status.get("observedGeneration", 0)) >= int(meta.get("generation", 1)),
+    )
+
+
+def deployment_problem(deployment: Mapping[str, Any]) -> Problem | None:
+    """A failure the Deployment controller reports (quota, progress deadline)."""
+    for cond in (deployment.get("status") or {}).get("conditions") or []:
+        message = str(cond.get("message", ""))
+        if cond.get("type") == "ReplicaFailure" and cond.get("status") == "True":
+            if "exceeded quota" in message:
+                return Problem(
+                    "InsufficientQuota",
+                    f"Pods cannot be created: {message}. Raise the namespace's ResourceQuota "
+                    "or lower spec.server.resources.",
+                )
+            return Problem("ReplicaFailure", f"Pods cannot be created: {message}")
+        if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
+            return Problem(
+                "ProgressDeadlineExceeded",
+                f"The rollout stalled: {message}. Check the pods' events and logs.",
+            )
+    return None
+
+
+def pod_problem(
+    pods: Sequence[Mapping[str, Any]], last_log_lines: Mapping[str, str]
+) -> Problem | None:
+    """The first pod failure a user must act on: image pull, bad config, crash loop."""
+    for pod in pods:
+        name = pod.get("metadata", {}).get("name", "?")
+        for status in (pod.get("status") or {}).get("containerStatuses") or []:
+            waiting = (status.get("state") or {}).get("waiting") or {}
+            reason = waiting.get("reason", "")
+            detail = waiting.get("message", "")
+            if reason in _PULL_FAILURES:
+                return Problem(
+                    "ImagePullFailed",
+                    f"Pod {name} cannot pull image {status.get('image')}: {detail or reason}. "
+                    "Check spec.server.image and that the image is available to the node.",
+                )
+            if reason in _CONFIG_FAILURES:
+                return Problem("ContainerConfigInvalid", f"Pod {name} cannot start: {detail}.")
+            if reason == "CrashLoopBackOff":
+                line = last_log_lines.get(name, "").strip() or "(no log output)"
+                return Problem(
+                    "CrashLooping",
+                    f"Pod {name} is crash-looping ({status.get('restartCount', 0)} restarts); "
+                    f"last log line: {line}",
+                )
+    return None
+
+
+def _condition(kind: str, status: bool, reason: str, message: str) -> dict[str, str]:
+    return {
+        "type": kind,
+        "status": "True" if status else "False",
+        "reason": reason,
+        "message": message,
+    }
+
+
+def _ready_and_available(
+    mlmodel: MLModel, rollout: Rollout | None, degraded: Problem | None
+) -> list[dict[str, str]]:
+    if rollout is None:
+        why = degraded or Problem(
+            "DeploymentMissing", f"Deployment {mlmodel.name} does not exist yet."
+        )
+        return [
+            _condition("Ready", False, why.reason, why.message),
+            _condition("Available", False, why.reason, why.message),
+        ]
+    counts = f"{rollout.available}/{rollout.desired} replicas are available"
+    if rollout.desired == 0:
+        message = "spec.replicas is 0: no pod serves the model; scale up to serve."
+        return [
+            _condition("Ready", False, "ScaledToZero", message),
+            _condition("Available", False, "ScaledToZero", message),
+        ]
+    available = (
+        _condition("Available", True, "ReplicasAvailable", f"{counts}.")
+        if rollout.available > 0
+        else _condition("Available", False, "NoReplicasAvailable", f"{counts}.")
+    )
+    if degraded is not None:
+        ready = _condition("Ready", False, degraded.reason, degraded.message)
+    elif rollout.complete:
+        ready = _condition(
+            "Ready",
+            True,
+            "AllReplicasReady",
+            f"All {rollout.desired} replicas run generation "
+            f"{mlmodel.generation} and are available.",
+        )
+    else:
+        ready = _condition(
+            "Ready",
+            False,
+            "RollingOut",
+            f"{rollout.updated}/{rollout.desired} replicas updated, {counts}; "
+            "waiting for the rollout to finish.",
+        )
+    return [ready, available]
+
+
+def _progressing(rollout: Rollout | None, degraded: Problem | None) -> dict[str, str]:
+    if degraded is not None and degraded.reason == "ProgressDeadlineExceeded":
+        return _condition("Progressing", False, degraded.reason, degraded.message)
+    if rollout is not None and rollout.complete:
+        return _condition("Progressing", False, "RolloutComplete", "The latest spec is rolled out.")
+    return _condition(
+        "Progressing",
+        True,
+        "RollingOut",
+        "Pods are being created or replaced to match the latest spec.",
+    )
+
+
+def _degraded(problem: Problem | None) -> dict[str, str]:
+    if problem is None:
+        return _condition("Degraded", False, "AsExpected", "No problem detected.")
+    return _condition("Degraded", True, problem.reason, problem.message)
+
+
+def derive_conditions(
+    mlmodel: MLModel, observed: Observed, rollout: Rollout | None
+) -> list[dict[str, str]]:
+    """Ready, Available, Progressing, Degraded (without timestamps)."""
+    problems = list(observed.problems)
+    if observed.deployment is not None:
+        from_deployment = deployment_problem(observed.deployment)
+        if from_deployment is not None:
+            problems.append(from_deployment)
+    first = problems[0] if problems else None
+    ready, available = _ready_and_available(mlmodel, rollout, first)
+    return [ready, available, _progressing(rollout, first), _degraded(first)]
+
+
+def stamp_conditions(
+    conditions: Sequence[Mapping[str, str]],
+    previous: Sequence[Mapping[str, Any]],
+    generation: int,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """Add observedGeneration and lastTransitionTime, keeping the old time unless status flipped."""
+    before = {str(c.get("type")): c for c in previous}
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamped = []
+    for cond in conditions:
+        old = before.get(cond["type"])
+        unchanged = old is not None and old.get("status") == cond["status"]
+        moved = str(old.get("lastTransitionTime")) if unchanged and old else stamp
+        stamped.append({**cond, "observedGeneration": generation, "lastTransitionTime": moved})
+    return stamped
+
+
+def derive_status(
+    mlmodel: MLModel,
+    observed: Observed,
+    previous: Mapping[str, Any],
+    *,
+    cluster_domain: str,
+    now: datetime,
+) -> dict[str, Any]:
+    """The whole status subresource for this round (camelCase, as stored)."""
+    rollout = None if observed.deployment is None else rollout_of(mlmodel, observed.deployment)
+    conditions = stamp_conditions(
+        derive_conditions(mlmodel, observed, rollout),
+        previous.get("conditions") or [],
+        mlmodel.generation,
+        now,
+    )
+    empty = Rollout(desired=0, replicas=0, ready=0, updated=0, available=0, current=False)
+    counts = rollout or empty
+    desired = counts.desired if rollout else mlmodel.spec.replicas
+    status: dict[str, Any] = {
+        "observedGeneration": mlmodel.generation,
+        "replicas": counts.replicas,
+        "readyReplicas": counts.ready,
+        "updatedReplicas": counts.updated,
+        "availableReplicas": counts.available,
+        "replicaSummary": f"{counts.ready}/{desired}",
+        "selector": selector_string(mlmodel),
+        "url": service_url(mlmodel, cluster_domain),
+        "conditions": conditions,
+    }
+    digest = observed.digest or previous.get("modelDigest")
+    if digest:
+        status["modelDigest"] = digest
+    return status
+
+
+def status_patch(previous: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
+    """A merge patch turning `previous` into `desired`; empty when nothing changed."""
+    patch: dict[str, Any] = {
+        key: value for key, value in desired.items() if previous.get(key) != value
+    }
+    for key in previous:
+        if key not in desired and key != "kopf":
+            patch[key] = None
+    return patch

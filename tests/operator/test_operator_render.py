@@ -1,0 +1,293 @@
+"""render(): pure, deterministic manifests for an MLModel (no cluster)."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from operator_testlib import make_mlmodel, mlmodel_body, sample_mlmodels
+
+from mlmodel_operator import contract
+from mlmodel_operator.render import render, render_deployment, unwanted_kinds
+from mlmodel_operator.render.meta import DIGEST_ANNOTATION
+from mlmodel_operator.resource import MLModel
+from mlmodel_operator.settings import OperatorSettings
+
+GOLDEN = Path(__file__).parent / "golden"
+SHA_A = "a" * 64
+SHA_B = "b" * 64
+
+
+def dump(manifests: list[dict[str, Any]]) -> str:
+    return yaml.safe_dump_all(manifests, sort_keys=False)
+
+
+def container(deployment: dict[str, Any]) -> dict[str, Any]:
+    containers: list[dict[str, Any]] = deployment["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+def env_of(deployment: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: e.get("value", "") for e in container(deployment)["env"]}
+
+
+def by_kind(manifests: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {m["kind"]: m for m in manifests}
+
+
+def digest_annotation(deployment: dict[str, Any]) -> str | None:
+    annotations = deployment["spec"]["template"]["metadata"].get("annotations", {})
+    value: str | None = annotations.get(DIGEST_ANNOTATION)
+    return value
+
+
+@pytest.mark.parametrize("sample", sorted(sample_mlmodels()))
+def test_samples_render_to_their_golden_manifests(sample: str, settings: OperatorSettings) -> None:
+    doc = sample_mlmodels()[sample]
+    body = mlmodel_body(doc["spec"], name=doc["metadata"]["name"])
+    rendered = dump(render(MLModel.from_body(body), settings))
+    golden = GOLDEN / f"{sample}.yaml"
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        golden.write_text(rendered)
+    assert golden.exists(), f"missing {golden}; run with UPDATE_GOLDEN=1 once and review it"
+    assert rendered == golden.read_text(), f"render of {sample} differs from {golden}"
+
+
+@pytest.mark.parametrize("sample", sorted(sample_mlmodels()))
+def test_rendering_twice_gives_identical_bytes_and_leaves_input_alone(
+    sample: str, settings: OperatorSettings
+) -> None:
+    doc = sample_mlmodels()[sample]
+    mlmodel = MLModel.from_body(mlmodel_body(doc["spec"], name=doc["metadata"]["name"]))
+    before = mlmodel.model_dump()
+    first = render(mlmodel, settings, digest=SHA_A)
+    first_bytes = dump(first)
+    for manifest in first:  # mutating one result must not leak into the next render
+        manifest["spec"].clear()
+    assert dump(render(mlmodel, settings, digest=SHA_A)) == first_bytes
+    assert mlmodel.model_dump() == before
+
+
+def test_hpa_owns_replicas_when_autoscaling_is_on(settings: OperatorSettings) -> None:
+    spec = {
+        "model": {"uri": "pvc://models/iris"},
+        "replicas": 3,
+        "autoscaling": {"minReplicas": 2, "maxReplicas": 5},
+    }
+    kinds = by_kind(render(make_mlmodel(spec), settings))
+    assert "replicas" not in kinds["Deployment"]["spec"]
+    hpa = kinds["HorizontalPodAutoscaler"]
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "iris",
+    }
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 5)
+    target = hpa["spec"]["metrics"][0]["resource"]["target"]
+    assert target == {"type": "Utilization", "averageUtilization": 80}
+
+
+def test_deployment_owns_replicas_and_no_hpa_when_autoscaling_is_off(
+    settings: OperatorSettings,
+) -> None:
+    mlmodel = make_mlmodel({"model": {"uri": "pvc://models/iris"}, "replicas": 3})
+    kinds = by_kind(render(mlmodel, settings))
+    assert kinds["Deployment"]["spec"]["replicas"] == 3
+    assert "HorizontalPodAutoscaler" not in kinds
+    assert ("autoscaling/v2", "HorizontalPodAutoscaler") in unwanted_kinds(mlmodel, settings)
+
+
+def test_hpa_behavior_is_passed_through_unchanged(settings: OperatorSettings) -> None:
+    behavior = {
+        "scaleDown": {
+            "stabilizationWindowSeconds": 30,
+            "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}],
+        }
+    }
+    spec = {
+        "model": {"uri": "pvc://models/iris"},
+        "autoscaling": {"maxReplicas": 4, "behavior": copy.deepcopy(behavior)},
+    }
+    hpa = by_kind(render(make_mlmodel(spec), settings))["HorizontalPodAutoscaler"]
+    assert hpa["spec"]["behavior"] == behavior
+
+
+@pytest.mark.parametrize(
+    ("spec_extra", "wanted"),
+    [
+        ({"replicas": 1}, False),
+        ({"replicas": 0}, False),
+        ({"replicas": 2}, True),
+        ({"autoscaling": {"minReplicas": 1, "maxReplicas": 5}}, False),
+        ({"autoscaling": {"minReplicas": 2, "maxReplicas": 5}}, True),
+    ],
+)
+def test_pdb_exists_only_when_more_than_one_replica_is_guaranteed(
+    spec_extra: dict[str, Any], wanted: bool, settings: OperatorSettings
+) -> None:
+    kinds = by_kind(render(make_mlmodel({"model": {"uri": "pvc://m/x"}, **spec_extra}), settings))
+    assert ("PodDisruptionBudget" in kinds) is wanted
+    if wanted:
+        assert kinds["PodDisruptionBudget"]["spec"]["maxUnavailable"] == 1
+
+
+def test_digest_annotation_changes_only_when_the_model_changes(
+    settings: OperatorSettings,
+) -> None:
+    base = {"model": {"uri": "s3://bucket/iris", "sha256": SHA_A}, "replicas": 1}
+    other_non_model = {
+        **base,
+        "replicas": 4,
+        "server": {"workers": 3, "logLevel": "debug"},
+        "service": {"port": 9000},
+    }
+    new_model = {**base, "model": {"uri": "s3://bucket/iris", "sha256": SHA_B}}
+    first = render_deployment(make_mlmodel(base), settings, SHA_A)
+    scaled = render_deployment(make_mlmodel(other_non_model), settings, SHA_A)
+    rolled = render_deployment(make_mlmodel(new_model), settings, SHA_B)
+    assert digest_annotation(first) == SHA_A
+    assert digest_annotation(scaled) == SHA_A
+    assert digest_annotation(rolled) == SHA_B
+
+
+def test_observed_card_digest_rolls_pods_when_sha256_is_not_pinned(
+    settings: OperatorSettings,
+) -> None:
+    mlmodel = make_mlmodel({"model": {"uri": "https://models.example/iris"}})
+    old = by_kind(render(mlmodel, settings, digest=SHA_A))["Deployment"]
+    new = by_kind(render(mlmodel, settings, digest=SHA_B))["Deployment"]
+    unknown = by_kind(render(mlmodel, settings))["Deployment"]
+    assert (digest_annotation(old), digest_annotation(new)) == (SHA_A, SHA_B)
+    assert env_of(new)[contract.ENV_MODEL_SHA256] == SHA_B
+    assert digest_annotation(unknown) is None
+    assert contract.ENV_MODEL_SHA256 not in env_of(unknown)
+
+
+def test_pinned_sha256_wins_over_the_observed_digest(settings: OperatorSettings) -> None:
+    mlmodel = make_mlmodel({"model": {"uri": "s3://bucket/iris", "sha256": SHA_A}})
+    deployment = by_kind(render(mlmodel, settings, digest=SHA_B))["Deployment"]
+    assert digest_annotation(deployment) == SHA_A
+    assert env_of(deployment)[contract.ENV_MODEL_SHA256] == SHA_A
+
+
+def test_pvc_uri_mounts_the_claim_read_only_and_passes_a_file_uri(
+    settings: OperatorSettings,
+) -> None:
+    deployment = render_deployment(
+        make_mlmodel({"model": {"uri": "pvc://models/iris/v2"}}), settings
+    )
+    pod = deployment["spec"]["template"]["spec"]
+    assert {
+        "name": "model",
+        "persistentVolumeClaim": {"claimName": "models", "readOnly": True},
+    } in pod["volumes"]
+    assert {"name": "model", "mountPath": contract.PVC_MOUNT_PATH, "readOnly": True} in container(
+        deployment
+    )["volumeMounts"]
+    assert env_of(deployment)[contract.ENV_MODEL_URI] == "file:///mnt/models/iris/v2"
+
+
+def test_remote_uri_gets_only_the_scratch_volume(settings: OperatorSettings) -> None:
+    deployment = render_deployment(make_mlmodel({"model": {"uri": "s3://bucket/iris"}}), settings)
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["volumes"] == [{"name": "scratch", "emptyDir": {}}]
+    assert container(deployment)["volumeMounts"] == [{"name": "scratch", "mountPath": "/tmp"}]
+    assert env_of(deployment)[contract.ENV_MODEL_URI] == "s3://bucket/iris"
+
+
+def test_server_contract_env_probes_and_port(settings: OperatorSettings) -> None:
+    spec = {
+        "model": {"uri": "s3://b/iris", "format": "onnx"},
+        "server": {"port": 9090, "workers": 4, "logLevel": "warning"},
+    }
+    deployment = render_deployment(make_mlmodel(spec), settings)
+    env = env_of(deployment)
+    assert env == {
+        contract.ENV_MODEL_URI: "s3://b/iris",
+        contract.ENV_MODEL_NAME: "iris",
+        contract.ENV_MODEL_FORMAT: "onnx",
+        contract.ENV_HOST: "0.0.0.0",
+        contract.ENV_PORT: "9090",
+        contract.ENV_WORKERS: "4",
+        contract.ENV_LOG_LEVEL: "warning",
+    }
+    c = container(deployment)
+    assert c["ports"] == [{"name": "http", "containerPort": 9090, "protocol": "TCP"}]
+    assert c["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
+
+
+def test_user_env_comes_after_the_contract_and_credentials_come_from_the_secret(
+    settings: OperatorSettings,
+) -> None:
+    spec = {
+        "model": {"uri": "s3://b/iris", "credentialsSecret": "s3-creds"},
+        "server": {
+            "env": [
+                {"name": "AWS_ENDPOINT_URL", "value": "http://minio:9000"},
+                {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "t", "key": "k"}}},
+            ]
+        },
+    }
+    c = container(render_deployment(make_mlmodel(spec), settings))
+    assert c["envFrom"] == [{"secretRef": {"name": "s3-creds"}}]
+    assert c["env"][-2:] == [
+        {"name": "AWS_ENDPOINT_URL", "value": "http://minio:9000"},
+        {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "t", "key": "k"}}},
+    ]
+    assert "s3-creds" not in str(c["env"])
+
+
+def test_pods_run_restricted(settings: OperatorSettings) -> None:
+    deployment = render_deployment(make_mlmodel({"model": {"uri": "s3://b/iris"}}), settings)
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    assert container(deployment)["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+
+
+def test_children_are_named_labelled_and_owned_by_the_mlmodel(settings: OperatorSettings) -> None:
+    spec = {"model": {"uri": "s3://b/iris"}, "autoscaling": {"minReplicas": 2, "maxReplicas": 3}}
+    for manifest in render(make_mlmodel(spec, name="fraud"), settings):
+        meta = manifest["metadata"]
+        assert (meta["name"], meta["namespace"]) == ("fraud", "models")
+        assert meta["labels"]["app.kubernetes.io/instance"] == "fraud"
+        assert meta["labels"]["app.kubernetes.io/managed-by"] == "mlmodel-operator"
+        assert meta["ownerReferences"] == [
+            {
+                "apiVersion": "mlops.dev/v1alpha1",
+                "kind": "MLModel",
+                "name": "fraud",
+                "uid": "uid-fraud",
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+
+
+def test_default_image_comes_from_settings_unless_the_spec_names_one() -> None:
+    custom = OperatorSettings(default_image="registry.local/server:1")
+    plain = make_mlmodel({"model": {"uri": "s3://b/iris"}})
+    pinned = make_mlmodel({"model": {"uri": "s3://b/iris"}, "server": {"image": "mine:2"}})
+    assert container(render_deployment(plain, custom))["image"] == "registry.local/server:1"
+    assert container(render_deployment(pinned, custom))["image"] == "mine:2"
+
+
+def test_service_defaults_to_cluster_ip_on_port_80(settings: OperatorSettings) -> None:
+    service = by_kind(render(make_mlmodel({"model": {"uri": "s3://b/i"}}), settings))["Service"]
+    assert service["spec"]["type"] == "ClusterIP"
+    assert service["spec"]["ports"] == [
+        {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}
+    ]
