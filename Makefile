@@ -8,7 +8,7 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 export UV_LINK_MODE := copy
 RUN := uv run --frozen
 
-.PHONY: help setup test test-unit test-cluster lint demo bench images cluster-up cluster-down
+.PHONY: help setup test test-unit test-cluster lint demo bench images images-down cluster-up cluster-down
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
@@ -20,7 +20,7 @@ setup: ## install uv (from PyPI) and the locked Python workspace
 test-unit: setup ## tests that need no cluster, no containers (under a minute)
 	$(RUN) pytest -m "not cluster and not node and not docker" tests
 
-test: setup ## the whole suite: every tier that exists
+test: setup images ## the whole suite: every tier that exists (builds the images first)
 	$(RUN) pytest tests
 
 lint: setup ## ruff and mypy --strict over the packages
@@ -31,3 +31,9 @@ lint: setup ## ruff and mypy --strict over the packages
 demo: setup ## train the iris model and print its model card
 	$(RUN) mlmodel-train train --out out/iris
 	$(RUN) mlmodel-train inspect out/iris
+
+images: setup ## build mlmodel-server:dev and mlmodel-operator:dev on a private Docker engine
+	$(RUN) python -m devcluster.images build server operator
+
+images-down: ## stop the private Docker engine (images stay cached)
+	$(RUN) python -m devcluster.images down

@@ -49,9 +49,9 @@ def debian_mirror() -> str:
                 return fields["URIs"].split()[0]
     if SOURCES_LIST.exists():
         for line in SOURCES_LIST.read_text().splitlines():
-            words = line.split()
+            words = [w for w in line.split() if not w.startswith("[") and not w.endswith("]")]
             if len(words) >= 3 and words[0] == "deb" and words[2] == SUITE:
-                return next(w for w in words[1:] if not w.startswith("["))
+                return words[1]
     raise RuntimeError(
         f"no 'deb' source for suite {SUITE} in {SOURCES_DIR}/*.sources or {SOURCES_LIST}"
     )
