@@ -14,6 +14,7 @@ from mlmodel_artifact import (
     ModelCard,
     ModelFormat,
     Task,
+    parse_location,
     read_model_card,
     verify_artifact,
     write_artifact,
@@ -131,6 +132,8 @@ def run_train(args: argparse.Namespace) -> int:
         test_size=args.test_size,
         name=args.name,
     )
+    if args.out is not None:
+        _check_writable(args.out)
     result = train(config)
     formats = [ModelFormat(f) for f in args.formats] if args.formats else [ModelFormat.SKOPS]
     dest = args.out or f"out/{result.description.name}"
@@ -164,6 +167,16 @@ def run_verify(args: argparse.Namespace) -> int:
         for fmt, f in card.files.items():
             print(f"  {f.file}  sha256 {f.sha256}  {f.size} bytes  ({fmt.value})")
     return 0
+
+
+def _check_writable(dest: str) -> None:
+    """Refuse a destination the artifact cannot be written to before spending time training."""
+    loc = parse_location(dest)
+    if loc.scheme not in ("file", "s3"):
+        raise TrainerError(
+            f"--out {dest}: {loc.scheme}:// locations are read-only; "
+            "write to a local path, file:// or s3://bucket/prefix"
+        )
 
 
 def _fail(message: str) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from mlmodel_artifact import ModelCard
+from mlmodel_trainer.estimators import ESTIMATORS
+from mlmodel_trainer.params import json_safe_params
 
 
 def training_summary(uri: str, card: ModelCard, warnings: list[str]) -> dict[str, Any]:
@@ -26,15 +28,17 @@ def training_summary(uri: str, card: ModelCard, warnings: list[str]) -> dict[str
 def render_training(uri: str, card: ModelCard) -> str:
     """Human-readable `train` output."""
     t = card.training
+    primary = card.files[card.format]
     lines = [
         f"trained {card.estimator} on {t.dataset} ({card.task.value}): "
         f"{t.n_train} training rows, {t.n_test} held-out rows, seed {t.seed}",
         f"held-out metrics: {_metrics(card.metrics)}",
         f"artifact: {uri}",
-        f"sha256:   {card.sha256}",
+        f"sha256:   {card.sha256}  ({primary.file}, {primary.size} bytes)",
     ]
     for fmt, f in card.files.items():
-        lines.append(f"  {f.file}  ({fmt.value}, {f.size} bytes)  sha256 {f.sha256}")
+        if fmt is not card.format:
+            lines.append(f"also:     {f.file} ({f.size} bytes)  sha256 {f.sha256}")
     return "\n".join(lines)
 
 
@@ -45,7 +49,7 @@ def render_card(uri: str, card: ModelCard) -> str:
         ("artifact", uri),
         ("name", card.name),
         ("task", card.task.value),
-        ("estimator", f"{card.estimator} {_params(card.params)}"),
+        ("estimator", estimator_call(card.estimator, card.params)),
         ("format", f"{card.format.value} (primary), sha256 {card.sha256}"),
         ("features", f"{len(card.feature_names)}: {_short_list(card.feature_names)}"),
     ]
@@ -74,9 +78,22 @@ def _metrics(metrics: dict[str, float]) -> str:
     return " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
 
 
-def _params(params: dict[str, Any]) -> str:
-    shown = ", ".join(f"{k}={v!r}" for k, v in sorted(params.items()) if v is not None)
-    return f"({shown})"
+def estimator_call(estimator: str, params: dict[str, Any]) -> str:
+    """`Name(k=v, ...)` with the parameters that differ from the defaults, like sklearn's repr.
+
+    Estimators this trainer does not know are shown with all their parameters.
+    """
+    defaults = _defaults(estimator)
+    shown = {k: v for k, v in sorted(params.items()) if k not in defaults or defaults[k] != v}
+    return f"{estimator}({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
+
+
+def _defaults(estimator: str) -> dict[str, Any]:
+    for spec in ESTIMATORS.values():
+        for cls in (spec.classifier, spec.regressor):
+            if cls is not None and cls.__name__ == estimator:
+                return json_safe_params(cls().get_params(deep=False))
+    return {}
 
 
 def _short_list(items: list[str], limit: int = 8) -> str:

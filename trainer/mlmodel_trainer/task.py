@@ -24,12 +24,12 @@ def check_task(y: np.ndarray, task: Task, target_name: str) -> None:
     """Raise TrainerError if the target cannot be learned as `task`."""
     if task is Task.REGRESSION and not _is_numeric(y):
         raise TrainerError(
-            f"target {target_name!r} has non-numeric values (e.g. {y[0]!r}); "
+            f"target {target_name!r} has non-numeric values (e.g. {y[0].item()!r}); "
             "regression needs numbers; use --task classification"
         )
     if task is Task.CLASSIFICATION:
         if _is_numeric(y) and not _is_whole(y):
-            example = y[np.mod(y, 1) != 0][0]
+            example = y[np.mod(y, 1) != 0][0].item()
             raise TrainerError(
                 f"target {target_name!r} has continuous values (e.g. {example!r}); "
                 "classification needs discrete labels; use --task regression"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import warnings
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from mlmodel_trainer.data import Dataset, fingerprint, load_builtin, load_csv
 from mlmodel_trainer.errors import TrainerError
 from mlmodel_trainer.estimators import DEFAULT_ESTIMATOR, ParamValue, build_estimator
 from mlmodel_trainer.evaluate import Split, compute_metrics, held_out_sample, split_data
+from mlmodel_trainer.params import json_safe_params
 from mlmodel_trainer.task import check_task, infer_task
 
 DEFAULT_DATASET = "iris"
@@ -112,20 +112,6 @@ def model_name(config: TrainConfig, data: Dataset) -> str:
     base = config.csv.stem if config.csv is not None else data.name
     derived = re.sub(r"[^a-z0-9.-]+", "-", base.lower()).strip("-._")[:63]
     return derived or "model"
-
-
-def json_safe_params(params: dict[str, Any]) -> dict[str, Any]:
-    """Estimator parameters with NumPy scalars unwrapped and anything not JSON-able as its repr."""
-    safe: dict[str, Any] = {}
-    for key, value in params.items():
-        if isinstance(value, np.generic):
-            value = value.item()
-        try:
-            json.dumps(value)
-        except (TypeError, ValueError):
-            value = repr(value)
-        safe[key] = value
-    return safe
 
 
 def _fit(estimator: BaseEstimator, split: Split) -> None:
