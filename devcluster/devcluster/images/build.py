@@ -29,6 +29,7 @@ IMAGES: dict[str, ImageSpec] = {
     ),
 }
 DEFAULT_IMAGES = ("server", "operator")
+BUILD_CACHE_KEEP = "6GB"
 
 
 def repo_root(start: Path | None = None) -> Path:
@@ -85,3 +86,9 @@ def image_size_bytes(tag: str) -> int:
     """The image's size as the engine reports it (all layers, uncompressed)."""
     out = engine.docker("image", "inspect", "--format", "{{.Size}}", tag, capture=True).stdout
     return int(out.strip())
+
+
+def prune() -> None:
+    """Drop dangling images left by rebuilds and cap the build cache (keeps the data root small)."""
+    engine.docker("image", "prune", "--force", capture=True)
+    engine.docker("builder", "prune", "--force", f"--keep-storage={BUILD_CACHE_KEEP}", capture=True)

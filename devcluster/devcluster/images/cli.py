@@ -47,6 +47,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         base_image = base.ensure_base_image()
         for name in names:
             build.build_image(build.IMAGES[name], root, base_image)
+        build.prune()
     return 0
 
 
