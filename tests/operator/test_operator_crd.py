@@ -51,8 +51,7 @@ def walk(schema: dict[str, Any], model: type[BaseModel], path: str) -> list[str]
             continue
         if "default" in sub and sub["default"] != {} and field.default != sub["default"]:
             problems.append(
-                f"{path}.{prop}: CRD default {sub['default']!r} "
-                f"!= model default {field.default!r}"
+                f"{path}.{prop}: CRD default {sub['default']!r} != model default {field.default!r}"
             )
         nested = model_class(field.annotation)
         if nested is not None and "properties" in sub | sub.get("items", {}):

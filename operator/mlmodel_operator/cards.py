@@ -1,0 +1,77 @@
+"""Which model file an MLModel serves: the pinned sha256, or the digest its model card names.
+
+The card is read through the shared artifact contract (mlmodel_artifact), which never loads
+the model. pvc:// artifacts are not mounted into the operator, so only a pinned sha256 tracks
+them; http(s):// and s3:// cards are read with the operator's own environment (credentials in
+an MLModel's credentialsSecret are for the pods only: the operator never reads Secrets).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Final
+
+from mlmodel_artifact import ArtifactError, ModelFormat, read_model_card
+from mlmodel_operator.resource import MLModel
+from mlmodel_operator.status import Problem
+
+DigestReader = Callable[[str, str | None], str]
+_POOL: Final = ThreadPoolExecutor(max_workers=4, thread_name_prefix="model-card")
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """The digest to roll out (None: unknown) and why it could not be refreshed, if so."""
+
+    digest: str | None
+    problem: Problem | None = None
+
+
+def read_card_digest(uri: str, model_format: str | None) -> str:
+    """sha256 of the model file the server will load: the card's primary or the named format."""
+    card = read_model_card(uri)
+    if model_format is None:
+        return str(card.sha256)
+    wanted = ModelFormat(model_format)
+    if wanted not in card.files:
+        have = ", ".join(sorted(card.files))
+        raise ArtifactError(
+            uri, "UnknownFormat", f"the artifact has no {model_format} file (it has: {have})"
+        )
+    return str(card.files[wanted].sha256)
+
+
+def resolve_digest(mlmodel: MLModel, reader: DigestReader, timeout: float) -> Resolved:
+    """The digest pods must serve; on a card failure the last known one (pods are not rolled)."""
+    source = mlmodel.spec.model
+    if source.sha256:
+        return Resolved(source.sha256)
+    if source.scheme == "pvc":
+        return Resolved(None)
+    known = mlmodel.status.model_digest
+    future = _POOL.submit(reader, source.uri, source.format)
+    try:
+        return Resolved(future.result(timeout=timeout))
+    except ArtifactError as exc:
+        return Resolved(known, Problem(exc.reason, _unreadable(mlmodel, str(exc), known)))
+    except FutureTimeout:
+        detail = f"reading {source.uri}/model-card.json took longer than {timeout:g}s"
+        return Resolved(known, Problem("ArtifactUnreachable", _unreadable(mlmodel, detail, known)))
+    except Exception as exc:
+        detail = f"{type(exc).__name__}: {exc}"
+        return Resolved(known, Problem("ArtifactUnreadable", _unreadable(mlmodel, detail, known)))
+
+
+def _unreadable(mlmodel: MLModel, detail: str, known: str | None) -> str:
+    keep = (
+        f"Running pods keep serving sha256 {known[:12]}…"
+        if known
+        else "Pods will try to fetch it themselves."
+    )
+    return (
+        f"Cannot read the model card of spec.model.uri {mlmodel.spec.model.uri}: {detail}. "
+        f"{keep} Fix the URI or the artifact, or pin spec.model.sha256."
+    )

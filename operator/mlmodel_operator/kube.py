@@ -1,0 +1,102 @@
+"""The only module that talks to the Kubernetes API.
+
+Writes are server-side apply with one field manager (forcing conflicts, so a hand edit of a
+field the operator owns is taken back), deletes carry a uid precondition, and everything else
+is a read. The kubernetes client is synchronous: kopf runs the sync handlers in threads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import NotFoundError
+
+from mlmodel_operator.resource import API_VERSION, KIND
+
+FIELD_MANAGER: Final = "mlmodel-operator"
+
+
+def load_api_client() -> client.ApiClient:
+    """An API client for the in-cluster service account, else the current kubeconfig."""
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+    return client.ApiClient()
+
+
+class Kube:
+    """Typed reads and writes for MLModels and their children."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self.dynamic = DynamicClient(api)  # type: ignore[no-untyped-call]
+        self.core = client.CoreV1Api(api)
+
+    def _resource(self, api_version: str, kind: str) -> Any:
+        return self.dynamic.resources.get(api_version=api_version, kind=kind)
+
+    def read(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The live object as a dict, or None when it does not exist."""
+        try:
+            found = self._resource(api_version, kind).get(name=name, namespace=namespace)
+        except NotFoundError:
+            return None
+        result: dict[str, Any] = found.to_dict()
+        return result
+
+    def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply `manifest` as the operator's field manager."""
+        resource = self._resource(manifest["apiVersion"], manifest["kind"])
+        applied = self.dynamic.server_side_apply(  # type: ignore[no-untyped-call]
+            resource,
+            body=dict(manifest),
+            namespace=manifest["metadata"]["namespace"],
+            field_manager=FIELD_MANAGER,
+            force_conflicts=True,
+        )
+        result: dict[str, Any] = applied.to_dict()
+        return result
+
+    def delete(self, api_version: str, kind: str, namespace: str, name: str, uid: str) -> None:
+        """Delete exactly the object with this uid (never a same-named newcomer)."""
+        body = {"preconditions": {"uid": uid}, "propagationPolicy": "Background"}
+        try:
+            self._resource(api_version, kind).delete(name=name, namespace=namespace, body=body)
+        except NotFoundError:
+            return
+
+    def read_mlmodel(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The MLModel, or None when it is gone."""
+        return self.read(API_VERSION, KIND, namespace, name)
+
+    def patch_mlmodel_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        """Merge-patch the MLModel's status subresource."""
+        status = self._resource(API_VERSION, KIND).subresources["status"]
+        self.dynamic.patch(  # type: ignore[no-untyped-call]
+            status,
+            body={"status": dict(patch)},
+            name=name,
+            namespace=namespace,
+            content_type="application/merge-patch+json",
+            field_manager=FIELD_MANAGER,
+        )
+
+    def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """Pods matching a label selector, as dicts."""
+        pods = self.core.list_namespaced_pod(namespace, label_selector=selector)
+        return [self.api.sanitize_for_serialization(pod) for pod in pods.items]  # type: ignore[no-untyped-call]
+
+    def last_log_line(self, namespace: str, pod: str, container: str) -> str:
+        """The last line the container's previous run wrote ('' when there is none)."""
+        try:
+            text = self.core.read_namespaced_pod_log(
+                pod, namespace, container=container, previous=True, tail_lines=1
+            )
+        except ApiException:
+            return ""
+        return str(text).strip()

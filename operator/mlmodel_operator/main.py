@@ -1,0 +1,122 @@
+"""kopf registration only: every handler is a thin call into reconcile.Reconciler.
+
+MLModel create/update/resume and the drift timer return their status through kopf's `patch`.
+Events on children (and pods) re-run the same reconcile for the owning MLModel, which then
+writes its status itself, because kopf's `patch` belongs to the object that fired the event.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from mlmodel_operator import metrics
+from mlmodel_operator.kube import Kube, load_api_client
+from mlmodel_operator.reconcile import Outcome, Reconciler
+from mlmodel_operator.render.meta import LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY
+from mlmodel_operator.resource import GROUP, PLURAL, VERSION
+from mlmodel_operator.settings import OperatorSettings
+
+CHILD_RESOURCES = (
+    ("apps", "v1", "deployments"),
+    ("", "v1", "services"),
+    ("autoscaling", "v2", "horizontalpodautoscalers"),
+    ("policy", "v1", "poddisruptionbudgets"),
+    ("", "v1", "pods"),
+)
+
+
+def _post_events(body: Mapping[str, Any], outcome: Outcome) -> None:
+    target = body if isinstance(body, kopf.Body) else kopf.Body(dict(body))  # type: ignore[arg-type]
+    for change in outcome.changes:
+        metrics.CHILD_WRITES.labels(change.verb, change.kind).inc()
+        kopf.info(target, reason=change.verb, message=change.message)
+
+
+def _owner_name(body: Mapping[str, Any]) -> str | None:
+    """The MLModel a child or pod belongs to (pods carry its name as the instance label)."""
+    meta = body.get("metadata") or {}
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("kind") == "MLModel" and ref.get("controller"):
+            return str(ref["name"])
+    if body.get("kind") == "Pod":
+        name = (meta.get("labels") or {}).get(LABEL_INSTANCE)
+        return str(name) if name else None
+    return None
+
+
+def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
+    """Register every handler of the operator in `registry`."""
+
+    @kopf.on.startup(registry=registry)
+    async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+        # Bookkeeping under our own prefix, in annotations: nothing piles up in status.
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+            prefix=GROUP, v1=False
+        )
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=GROUP, v1=False
+        )
+        settings.persistence.finalizer = f"{GROUP}/finalizer"
+        settings.posting.level = logging.WARNING  # events only for changes and failures
+        settings.execution.max_workers = 8
+        memo.reconciler = Reconciler(Kube(load_api_client()), config)
+        memo.http = None
+        if config.metrics_port:
+            memo.http = await metrics.start_http_server(config.metrics_host, config.metrics_port)
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop_http(memo: kopf.Memo, **_: Any) -> None:
+        if getattr(memo, "http", None) is not None:
+            await memo.http.cleanup()
+
+    @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.on.update(GROUP, VERSION, PLURAL, field="spec", registry=registry)
+    def mlmodel_changed(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+        """Converge after the MLModel appeared or its spec changed."""
+        with metrics.observe_reconcile("change"):
+            outcome = memo.reconciler.reconcile(body)
+        patch.status.update(outcome.status_patch)
+        _post_events(body, outcome)
+
+    @kopf.timer(
+        GROUP,
+        VERSION,
+        PLURAL,
+        registry=registry,
+        interval=config.drift_interval_seconds,
+        initial_delay=config.drift_interval_seconds,
+        backoff=min(config.drift_interval_seconds, 10.0),
+    )
+    def drift_check(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+        """Periodically restore drifted children and re-read the artifact's card."""
+        with metrics.observe_reconcile("timer"):
+            outcome = memo.reconciler.reconcile(body)
+        patch.status.update(outcome.status_patch)
+        _post_events(body, outcome)
+
+    def child_changed(body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+        """A child or pod changed: re-converge its MLModel (restores edits and deletions)."""
+        owner = _owner_name(body)
+        if owner is None or namespace is None:
+            return
+        with metrics.observe_reconcile("child"):
+            outcome = memo.reconciler.reconcile_owner(namespace, owner)
+        if outcome is not None and outcome.changes:
+            mlmodel = memo.reconciler.kube.read_mlmodel(namespace, owner)
+            if mlmodel is not None:
+                _post_events(mlmodel, outcome)
+
+    for group, version, plural in CHILD_RESOURCES:
+        kopf.on.event(
+            group,
+            version,
+            plural,
+            registry=registry,
+            labels={LABEL_MANAGED_BY: MANAGED_BY},
+            id=f"child-{plural}",
+        )(child_changed)

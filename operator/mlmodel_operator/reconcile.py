@@ -1,0 +1,223 @@
+"""One level-based reconcile: parse, render, apply what drifted, observe, write status.
+
+Create, update, resume, the drift timer and events on children all end up here. A converged
+MLModel makes no write request: children are applied only when a field the operator owns
+differs, and the status patch is empty when nothing in it changed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic.exceptions import DynamicApiError
+from urllib3.exceptions import HTTPError
+
+from mlmodel_operator import drift
+from mlmodel_operator.cards import DigestReader, read_card_digest, resolve_digest
+from mlmodel_operator.kube import FIELD_MANAGER, Kube
+from mlmodel_operator.render import render, unwanted_kinds
+from mlmodel_operator.render.meta import selector_string
+from mlmodel_operator.resource import MLModel
+from mlmodel_operator.settings import OperatorSettings
+from mlmodel_operator.status import (
+    Observed,
+    Problem,
+    derive_status,
+    pod_problem,
+    rollout_of,
+    status_patch,
+)
+
+RETRY_DELAY_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Change:
+    """One write the operator made to a child."""
+
+    verb: str  # Created, Updated, Deleted
+    kind: str
+    name: str
+    fields: tuple[str, ...] = ()
+
+    @property
+    def message(self) -> str:
+        """An event message for the MLModel."""
+        detail = f" ({', '.join(self.fields[:5])})" if self.fields else ""
+        return f"{self.verb} {self.kind} {self.name}{detail}"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one reconcile did and which status fields must be patched."""
+
+    status_patch: dict[str, Any]
+    changes: tuple[Change, ...] = ()
+    problems: tuple[Problem, ...] = field(default_factory=tuple)
+
+
+def is_controlled_by(child: Mapping[str, Any], mlmodel: MLModel) -> bool:
+    """Whether this MLModel is the child's controller (same uid)."""
+    refs = (child.get("metadata") or {}).get("ownerReferences") or []
+    return any(ref.get("uid") == mlmodel.uid and ref.get("controller") for ref in refs)
+
+
+def _not_owned(kind: str, mlmodel: MLModel) -> Problem:
+    return Problem(
+        "ChildNotOwned",
+        f"{kind} {mlmodel.namespace}/{mlmodel.name} exists and is not owned by MLModel "
+        f"{mlmodel.name}; the operator leaves it alone. Delete or rename it to let the "
+        "operator create its own.",
+    )
+
+
+def _api_error_text(exc: Exception) -> str:
+    return str(getattr(exc, "summary", lambda: "")() or getattr(exc, "reason", "") or exc)
+
+
+def _status_code(exc: Exception) -> int:
+    return int(getattr(exc, "status", 0) or 0)
+
+
+@contextmanager
+def _retry_on_transient(what: str) -> Iterator[None]:
+    """Turn API and network hiccups into kopf retries; let refusals through."""
+    try:
+        yield
+    except (ApiException, DynamicApiError) as exc:
+        if _status_code(exc) in (400, 403, 422):
+            raise
+        raise kopf.TemporaryError(
+            f"{what}: {_api_error_text(exc)}", delay=RETRY_DELAY_SECONDS
+        ) from exc
+    except HTTPError as exc:
+        raise kopf.TemporaryError(f"{what}: {exc}", delay=RETRY_DELAY_SECONDS) from exc
+
+
+class Reconciler:
+    """Reconciles MLModels; one instance per operator process, shared by all handlers."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        settings: OperatorSettings,
+        reader: DigestReader = read_card_digest,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.reader = reader
+        self.clock = clock
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    def _lock(self, namespace: str, name: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault((namespace, name), threading.Lock())
+
+    def reconcile(self, body: Mapping[str, Any]) -> Outcome:
+        """Converge one MLModel's children and return the status patch (empty if unchanged)."""
+        mlmodel = MLModel.from_body(body)
+        if (body.get("metadata") or {}).get("deletionTimestamp"):
+            return Outcome({})  # being deleted: the garbage collector removes the children
+        with self._lock(mlmodel.namespace, mlmodel.name):
+            return self._reconcile(mlmodel, dict(body.get("status") or {}))
+
+    def reconcile_owner(self, namespace: str, name: str) -> Outcome | None:
+        """Reconcile the MLModel a child belongs to, writing its status here (child events)."""
+        with _retry_on_transient(f"reading MLModel {namespace}/{name}"):
+            body = self.kube.read_mlmodel(namespace, name)
+        if body is None:
+            return None
+        outcome = self.reconcile(body)
+        if outcome.status_patch:
+            with _retry_on_transient(f"patching status of MLModel {namespace}/{name}"):
+                self.kube.patch_mlmodel_status(namespace, name, outcome.status_patch)
+        return outcome
+
+    def _reconcile(self, mlmodel: MLModel, previous: dict[str, Any]) -> Outcome:
+        resolved = resolve_digest(mlmodel, self.reader, self.settings.card_timeout_seconds)
+        problems = [resolved.problem] if resolved.problem else []
+        changes: list[Change] = []
+        deployment: dict[str, Any] | None = None
+        for manifest in render(mlmodel, self.settings, digest=resolved.digest):
+            live, change, problem = self._converge(mlmodel, manifest)
+            changes += [change] if change else []
+            problems += [problem] if problem else []
+            if manifest["kind"] == "Deployment":
+                deployment = live
+        changes += self._remove_unwanted(mlmodel)
+        if deployment is not None:
+            problems += self._pod_problems(mlmodel, deployment)
+        observed = Observed(deployment=deployment, digest=resolved.digest, problems=problems)
+        status = derive_status(
+            mlmodel,
+            observed,
+            previous,
+            cluster_domain=self.settings.cluster_domain,
+            now=self.clock(),
+        )
+        return Outcome(status_patch(previous, status), tuple(changes), tuple(problems))
+
+    def _converge(
+        self, mlmodel: MLModel, manifest: dict[str, Any]
+    ) -> tuple[dict[str, Any] | None, Change | None, Problem | None]:
+        kind = manifest["kind"]
+        with _retry_on_transient(f"reading {kind} {mlmodel.namespace}/{mlmodel.name}"):
+            live = self.kube.read(manifest["apiVersion"], kind, mlmodel.namespace, mlmodel.name)
+        if live is not None and not is_controlled_by(live, mlmodel):
+            return None, None, _not_owned(kind, mlmodel)
+        if live is not None:
+            paths = drift.drift(manifest, live, FIELD_MANAGER)
+            if not paths:
+                return live, None, None
+            change = Change("Updated", kind, mlmodel.name, tuple(paths))
+        else:
+            change = Change("Created", kind, mlmodel.name)
+        try:
+            with _retry_on_transient(f"applying {kind} {mlmodel.namespace}/{mlmodel.name}"):
+                applied = self.kube.apply(manifest)
+        except (ApiException, DynamicApiError) as exc:
+            refused = Problem(
+                "ApplyRefused",
+                f"The API server refused {kind} {mlmodel.name}: {_api_error_text(exc)}",
+            )
+            return live, None, refused
+        return applied, change, None
+
+    def _remove_unwanted(self, mlmodel: MLModel) -> list[Change]:
+        removed = []
+        for api_version, kind in unwanted_kinds(mlmodel, self.settings):
+            with _retry_on_transient(f"removing {kind} {mlmodel.namespace}/{mlmodel.name}"):
+                live = self.kube.read(api_version, kind, mlmodel.namespace, mlmodel.name)
+                if live is None or not is_controlled_by(live, mlmodel):
+                    continue
+                uid = live["metadata"]["uid"]
+                self.kube.delete(api_version, kind, mlmodel.namespace, mlmodel.name, uid)
+            removed.append(Change("Deleted", kind, mlmodel.name))
+        return removed
+
+    def _pod_problems(self, mlmodel: MLModel, deployment: Mapping[str, Any]) -> list[Problem]:
+        if rollout_of(mlmodel, deployment).complete:
+            return []
+        with _retry_on_transient(f"listing pods of MLModel {mlmodel.namespace}/{mlmodel.name}"):
+            pods = self.kube.list_pods(mlmodel.namespace, selector_string(mlmodel))
+        last_lines = {}
+        for pod in pods:
+            statuses = (pod.get("status") or {}).get("containerStatuses") or []
+            for status in statuses:
+                waiting = (status.get("state") or {}).get("waiting") or {}
+                if waiting.get("reason") == "CrashLoopBackOff":
+                    name = pod["metadata"]["name"]
+                    last_lines[name] = self.kube.last_log_line(
+                        mlmodel.namespace, name, status["name"]
+                    )
+        problem = pod_problem(pods, last_lines)
+        return [problem] if problem else []
