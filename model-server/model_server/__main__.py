@@ -1,0 +1,164 @@
+"""`python -m model_server` / `mlmodel-server`: settings from flags over MODEL_SERVER_* env."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final
+
+from pydantic import ValidationError
+
+from model_server.settings import ServerSettings
+
+log = logging.getLogger("model_server")
+
+# Set by the parent for its worker processes: the artifact directory it already fetched.
+FETCHED_DIR_ENV: Final = "MODEL_SERVER_INTERNAL_FETCHED_DIR"
+STARTUP_FAILURE: Final = 3  # uvicorn's code for "worker failed to start": the parent stops
+
+
+def parse_args(argv: Sequence[str] | None) -> dict[str, Any]:
+    """Flags named after the settings fields (`--model-uri`, `--no-compiled`, ...)."""
+    parser = argparse.ArgumentParser(
+        prog="mlmodel-server",
+        description="Serve one model artifact over HTTP. Every flag can also be given as "
+        "an environment variable MODEL_SERVER_<FLAG> (flags win).",
+    )
+    for name, field in ServerSettings.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        if field.annotation is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=field.description)
+        else:
+            parser.add_argument(flag, help=field.description)
+    args = parser.parse_args(argv)
+    return {key: value for key, value in vars(args).items() if value is not None}
+
+
+def load_settings(argv: Sequence[str] | None) -> ServerSettings:
+    """Settings from flags and env, or exit 2 with one line per invalid setting."""
+    overrides = parse_args(argv)
+    try:
+        return ServerSettings(**overrides)
+    except ValidationError as exc:
+        for error in exc.errors():
+            field = ".".join(str(p) for p in error["loc"])
+            env = f"MODEL_SERVER_{field.upper()}"
+            print(
+                f"mlmodel-server: invalid setting {field} ({env}): {error['msg']}", file=sys.stderr
+            )
+        raise SystemExit(2) from None
+
+
+def configure_logging(level: str) -> None:
+    """One line per event on stderr: time, level, logger, message."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("model_server")
+    logger.handlers[:] = [handler]
+    logger.setLevel(level.upper())
+    logger.propagate = False
+
+
+def uvicorn_options(settings: ServerSettings) -> dict[str, Any]:
+    """Server options shared by the single- and multi-process modes."""
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "lifespan": "on",
+        "log_level": settings.log_level,
+        "access_log": settings.access_log,
+        "timeout_graceful_shutdown": 20,
+        "server_header": False,
+    }
+
+
+def serve_single(settings: ServerSettings) -> int:
+    """One process: the app loads in the background; a load failure stops the server."""
+    import uvicorn
+
+    from model_server.app import create_app
+
+    failed: list[str] = []
+
+    def stop(message: str) -> None:
+        failed.append(message)
+        server.should_exit = True
+
+    app = create_app(settings, on_load_failure=stop)
+    server = uvicorn.Server(uvicorn.Config(app, **uvicorn_options(settings)))
+    server.run()
+    return 1 if failed or not server.started else 0
+
+
+def serve_workers(settings: ServerSettings) -> int:
+    """Fetch and digest-check once here, then run `workers` processes on one socket."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from mlmodel_artifact import MODEL_CARD_FILE, ModelCard, ModelFormat, check_digest
+    from model_server.lifecycle import describe
+    from model_server.storage import fetch_model
+
+    try:
+        local_dir = fetch_model(settings)
+        card = ModelCard.from_json((local_dir / MODEL_CARD_FILE).read_bytes(), settings.model_uri)
+        fmt = ModelFormat(settings.model_format) if settings.model_format else card.format
+        check_digest(local_dir, card, fmt, settings.model_uri, settings.model_sha256)
+    except Exception as exc:
+        log.error("model load failed: %s", describe(exc))
+        return 1
+    settings.workdir.mkdir(parents=True, exist_ok=True)
+    metrics_dir = tempfile.mkdtemp(prefix="metrics-", dir=settings.workdir)
+    os.environ.update(settings.to_env())
+    os.environ[FETCHED_DIR_ENV] = str(local_dir)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    config = uvicorn.Config(
+        "model_server.__main__:worker_app",
+        factory=True,
+        workers=settings.workers,
+        **uvicorn_options(settings),
+    )
+    supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+    try:
+        supervisor.run()
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+    failed = any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes)
+    return 1 if failed else 0
+
+
+def worker_app() -> Any:
+    """App factory run inside each worker process (settings come from the parent's env)."""
+    from model_server.app import create_app
+
+    settings = ServerSettings()  # type: ignore[call-arg]  # every field comes from the env
+    configure_logging(settings.log_level)
+
+    def exit_worker(_: str) -> None:
+        logging.shutdown()
+        os._exit(STARTUP_FAILURE)
+
+    fetched = os.environ.get(FETCHED_DIR_ENV)
+    return create_app(
+        settings, on_load_failure=exit_worker, local_dir=Path(fetched) if fetched else None
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of `mlmodel-server` and `python -m model_server`."""
+    settings = load_settings(argv)
+    configure_logging(settings.log_level)
+    serve = serve_single if settings.workers == 1 else serve_workers
+    sys.exit(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

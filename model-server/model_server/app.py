@@ -1,0 +1,165 @@
+"""The ASGI application: `create_app(settings)` wires data plane, protocols, metrics and errors.
+
+Domain errors are mapped to HTTP statuses here and only here (ERROR_STATUS); every error answer
+is JSON `{"error": "..."}`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any, Final
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException
+
+from model_server import errors
+from model_server.dataplane import DataPlane
+from model_server.lifecycle import ModelLoader
+from model_server.metrics import ASGIApp, Message, Metrics, MetricsMiddleware, Receive, Scope, Send
+from model_server.protocols import seed, v1, v2
+from model_server.protocols.common import json_response
+from model_server.runtimes.compiled import Converter
+from model_server.settings import METRICS_PATH, ServerSettings
+
+log = logging.getLogger("model_server")
+
+ERROR_STATUS: Final[dict[type[errors.ServerError], int]] = {
+    errors.MalformedRequest: 400,
+    errors.ModelNotFound: 404,
+    errors.PayloadTooLarge: 413,
+    errors.InvalidInput: 422,
+    errors.ModelNotReady: 503,
+}
+
+
+def error_response(exc: errors.ServerError) -> Response:
+    """The one place a domain error becomes an HTTP status and a JSON body."""
+    status = next(ERROR_STATUS[cls] for cls in type(exc).__mro__ if cls in ERROR_STATUS)
+    return json_response({"error": exc.message}, status)
+
+
+def create_app(
+    settings: ServerSettings,
+    *,
+    on_load_failure: Callable[[str], None] | None = None,
+    convert: Converter | None = None,
+    local_dir: Path | None = None,
+) -> FastAPI:
+    """Build the app; its lifespan starts loading the model in the background.
+
+    `on_load_failure` is called (from the loader thread) with the one-line reason when start-up
+    fails; the CLI uses it to exit non-zero. `convert` replaces the compiled path's converter;
+    `local_dir` is an artifact directory already fetched (by the parent of worker processes).
+    """
+    metrics = Metrics()
+    plane = DataPlane(on_rows=metrics.observe_rows)
+    loader = ModelLoader(settings, plane, metrics, on_load_failure, convert, local_dir)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        loader.start()
+        yield
+
+    app = FastAPI(
+        title="mlmodel-server",
+        version=version("mlmodel-server"),
+        summary="Serves one scikit-learn/ONNX model: seed /predict, KServe V1, Open Inference V2.",
+        lifespan=lifespan,
+        # Prometheus is the metrics story here; skip OpenTelemetry's per-request checks.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
+    )
+    app.state.plane = plane
+    app.state.metrics = metrics
+    _install_error_handlers(app)
+    for protocol in (seed, v1, v2):
+        app.include_router(protocol.router(plane))
+
+    @app.get(METRICS_PATH, summary="Prometheus metrics", tags=["metrics"])
+    async def metrics_text() -> Response:
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def domain(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, errors.ServerError)
+        return error_response(exc)
+
+    async def validation(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        first: dict[str, Any] = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        return json_response({"error": f"{where}: {first.get('msg', 'invalid request')}"}, 422)
+
+    async def http(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        response = json_response({"error": str(exc.detail)}, exc.status_code)
+        response.headers.update(exc.headers or {})
+        return response
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error serving %s %s", request.method, request.url.path)
+        return json_response({"error": f"internal error: {type(exc).__name__}"}, 500)
+
+    app.add_exception_handler(errors.ServerError, domain)
+    app.add_exception_handler(RequestValidationError, validation)
+    app.add_exception_handler(HTTPException, http)
+    app.add_exception_handler(Exception, unexpected)
+
+
+class BodyLimitMiddleware:
+    """413 for bodies over the limit: from Content-Length up front, or while streaming."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Reject or pass on one request."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = _content_length(scope)
+        if length is not None and length > self.max_bytes:
+            await error_response(self._too_large(length))(scope, receive, send)
+            return
+        await self.app(scope, self._counting(receive) if length is None else receive, send)
+
+    def _too_large(self, size: int) -> errors.PayloadTooLarge:
+        return errors.PayloadTooLarge(
+            f"the request body has {size} bytes; the limit is {self.max_bytes} "
+            "(MODEL_SERVER_MAX_REQUEST_BYTES)"
+        )
+
+    def _counting(self, receive: Receive) -> Receive:
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise self._too_large(seen)
+            return message
+
+        return counted
+
+
+def _content_length(scope: Scope) -> int | None:
+    for key, raw in scope["headers"]:
+        if key == b"content-length":
+            try:
+                return int(raw)
+            except ValueError:
+                return None
+    return None

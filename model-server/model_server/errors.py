@@ -1,0 +1,35 @@
+"""Domain errors raised by the data plane and protocols; app.py maps them to HTTP statuses."""
+
+from __future__ import annotations
+
+
+class ServerError(Exception):
+    """Base of every error a request can cause; the message is shown to the client."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class MalformedRequest(ServerError):
+    """The body is not JSON, or not the JSON object the route expects."""
+
+
+class InvalidInput(ServerError):
+    """Well-formed JSON whose values the model cannot take (count, type, NaN, empty, names)."""
+
+
+class ModelNotFound(ServerError):
+    """A path names a model or version this server does not serve."""
+
+
+class ModelNotReady(ServerError):
+    """The model is still loading (or failed to load)."""
+
+
+class PayloadTooLarge(ServerError):
+    """The body is over the configured size limit."""
+
+
+class ModelLoadError(Exception):
+    """Start-up could not fetch, verify or load the model; the process must not serve."""

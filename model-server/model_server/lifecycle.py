@@ -1,0 +1,90 @@
+"""Start-up: fetch -> verify digest -> load -> warm up -> ready, off the event loop."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from mlmodel_artifact import ArtifactError
+from model_server.dataplane import DataPlane, run
+from model_server.metrics import Metrics
+from model_server.runtimes import Runtime, load_runtime
+from model_server.runtimes.compiled import Converter
+from model_server.settings import ServerSettings
+from model_server.storage import fetch_model
+
+log = logging.getLogger("model_server")
+
+
+def load_and_warm(
+    settings: ServerSettings, convert: Converter | None = None, local_dir: Path | None = None
+) -> Runtime:
+    """Fetch (unless `local_dir` holds it already), verify, load and warm up (blocking)."""
+    local_dir = local_dir or fetch_model(settings)
+    runtime = load_runtime(local_dir, settings, convert)
+    warm_up(runtime)
+    return runtime
+
+
+def warm_up(runtime: Runtime) -> None:
+    """One prediction (with probabilities when the model has them) before reporting ready."""
+    x = np.zeros((1, runtime.metadata.n_features))
+    run(runtime, x, runtime.metadata.has_proba)
+
+
+def describe(exc: BaseException) -> str:
+    """One line saying what failed: artifact errors carry their reason and URI already."""
+    if isinstance(exc, ArtifactError):
+        return f"[{exc.reason}] {exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+class ModelLoader:
+    """Loads the model in a daemon thread and attaches it to the data plane when ready."""
+
+    def __init__(
+        self,
+        settings: ServerSettings,
+        plane: DataPlane,
+        metrics: Metrics,
+        on_failure: Callable[[str], None] | None = None,
+        convert: Converter | None = None,
+        local_dir: Path | None = None,
+    ) -> None:
+        self._settings = settings
+        self._plane = plane
+        self._metrics = metrics
+        self._on_failure = on_failure
+        self._convert = convert
+        self._local_dir = local_dir
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Begin loading; returns at once (readiness answers 503 until done)."""
+        self._thread = threading.Thread(target=self._load, name="model-loader", daemon=True)
+        self._thread.start()
+
+    def _load(self) -> None:
+        start = time.perf_counter()
+        try:
+            runtime = load_and_warm(self._settings, self._convert, self._local_dir)
+        except Exception as exc:  # every failure ends start-up with one line, never a traceback
+            message = describe(exc)
+            log.error("model load failed: %s", message)
+            self._plane.fail(message)
+            if self._on_failure is not None:
+                self._on_failure(message)
+            return
+        seconds = time.perf_counter() - start
+        info = runtime.metadata
+        self._metrics.model_loaded(info, seconds)
+        self._plane.attach(runtime)
+        log.info(
+            "model %r ready in %.2f s: %s %s, sha256 %s, runtime %s",
+            info.name, seconds, info.estimator, info.format, info.digest, info.runtime,
+        )  # fmt: skip

@@ -1,0 +1,134 @@
+"""Prometheus metrics: requests by route and status, predictions, model load, model info.
+
+With several worker processes, PROMETHEUS_MULTIPROC_DIR (set by the parent before the workers
+start) makes every worker write its samples to files there, and /metrics sums them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, Final
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from model_server.runtimes.base import ModelInfo
+
+MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
+LATENCY_BUCKETS: Final = (
+    0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0
+)  # fmt: skip
+UNMATCHED: Final = "<unmatched>"
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class Metrics:
+    """The server's metric families, registered in a registry of their own (one per app)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.multiprocess = MULTIPROC_ENV in os.environ
+        self.requests = Counter(
+            "model_server_requests",
+            "HTTP requests by route template, method and status code.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "model_server_request_duration_seconds",
+            "Time from request start to the end of the response, by route, method and status.",
+            ["route", "method", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.predictions = Counter(
+            "model_server_predictions",
+            "Rows predicted, by protocol (seed, v1, v2).",
+            ["protocol"],
+            registry=self.registry,
+        )
+        self.load_seconds = Gauge(
+            "model_server_model_load_duration_seconds",
+            "Seconds from start-up to ready: fetch, verify, load, compile and warm up.",
+            registry=self.registry,
+            multiprocess_mode="max",
+        )
+        self.info = Gauge(
+            "model_server_model_info",
+            "Always 1; the labels describe the served model.",
+            ["name", "format", "digest", "runtime"],
+            registry=self.registry,
+            multiprocess_mode="max",
+        )
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one finished request and its latency."""
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:
+            labels = (route, method, str(status))
+            children = (self.requests.labels(*labels), self.latency.labels(*labels))
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def observe_rows(self, protocol: str, rows: int) -> None:
+        """Count predicted rows."""
+        self.predictions.labels(protocol).inc(rows)
+
+    def model_loaded(self, info: ModelInfo, seconds: float) -> None:
+        """Record the load duration and the model's identity."""
+        self.load_seconds.set(seconds)
+        self.info.labels(info.name, info.format, info.digest, info.runtime).set(1)
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition text and its content type."""
+        if self.multiprocess:
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware (cheaper than BaseHTTPMiddleware) timing every HTTP request."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on; record route template, method, status and duration."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", UNMATCHED)
+            self.metrics.observe_request(path, scope["method"], status, time.perf_counter() - start)

@@ -1,0 +1,69 @@
+"""What every protocol shares: body parsing, JSON responses, tensor-friendly values."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final
+
+import numpy as np
+import orjson
+from fastapi import Request
+from fastapi.responses import Response
+
+from model_server.errors import InvalidInput, MalformedRequest
+from model_server.runtimes.base import Array
+
+JSON: Final = "application/json"
+_NUMPY: Final = orjson.OPT_SERIALIZE_NUMPY
+
+
+async def read_object(request: Request, expected: str) -> dict[str, Any]:
+    """The request body as a JSON object; `expected` names the keys for the error message."""
+    body = parse_json(await request.body())
+    if not isinstance(body, dict):
+        raise InvalidInput(f"the request body must be a JSON object with {expected}")
+    return body
+
+
+def parse_json(body: bytes) -> Any:
+    """Parse with orjson; fall back to the stdlib only to accept NaN/Infinity literals.
+
+    Those are not JSON, but Python clients send them; the data plane then rejects the value
+    by name instead of the whole body being called malformed.
+    """
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        try:
+            return json.loads(body)
+        except (ValueError, RecursionError):
+            raise MalformedRequest(f"the request body is not valid JSON: {exc}") from None
+
+
+def json_response(content: Any, status: int = 200) -> Response:
+    """A JSON response; numpy arrays and scalars are serialized natively by orjson."""
+    return Response(orjson.dumps(content, option=_NUMPY), status_code=status, media_type=JSON)
+
+
+def values(array: Array) -> Any:
+    """An array orjson can write directly (numbers), or a list (strings, objects)."""
+    if array.dtype.kind in "fiub":
+        return np.ascontiguousarray(array)
+    return array.tolist()
+
+
+def value(array: Array, index: int) -> Any:
+    """One element as a plain JSON value."""
+    return array[index].item() if hasattr(array[index], "item") else array[index]
+
+
+def flag(parameters: Any, name: str, where: str) -> bool:
+    """A boolean switch from a `parameters` object (absent means false)."""
+    if parameters is None:
+        return False
+    if not isinstance(parameters, dict):
+        raise InvalidInput(f"{where} must be an object")
+    setting = parameters.get(name, False)
+    if not isinstance(setting, bool):
+        raise InvalidInput(f"{where}.{name} must be true or false")
+    return setting

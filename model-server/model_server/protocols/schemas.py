@@ -1,0 +1,186 @@
+"""Request and response shapes for the OpenAPI document.
+
+The hot path does not validate bodies with these models (orjson + the data plane are several
+times cheaper); they exist so /docs and /openapi.json describe every route exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+Label = int | float | str
+Row = list[float] | dict[str, float]
+V2Datatype = Literal["FP32", "FP64", "INT32", "INT64", "BOOL"]
+
+
+class ErrorBody(BaseModel):
+    """Every error answer."""
+
+    error: str = Field(description="What was wrong, naming the field or value.")
+
+
+class SeedRequest(BaseModel):
+    """Send `input` (one row) or `inputs` (a batch), not both."""
+
+    input: Row | None = Field(default=None, examples=[[5.1, 3.5, 1.4, 0.2]])
+    inputs: list[Row] | None = Field(default=None, examples=[[[5.1, 3.5, 1.4, 0.2]]])
+
+
+class SeedResponse(BaseModel):
+    """`prediction` for `input`, `predictions` for `inputs`."""
+
+    prediction: Label | None = None
+    predictions: list[Label] | None = None
+
+
+class V1Parameters(BaseModel):
+    """Options of a KServe V1 predict call."""
+
+    probabilities: bool = Field(default=False, description="Also answer class probabilities.")
+
+
+class V1Request(BaseModel):
+    """Rows as lists of numbers or as objects keyed by feature name."""
+
+    instances: list[Row] = Field(examples=[[[5.1, 3.5, 1.4, 0.2]]])
+    parameters: V1Parameters | None = None
+
+
+class V1Response(BaseModel):
+    """One prediction per instance; probabilities when asked for."""
+
+    predictions: list[Label]
+    probabilities: list[list[float]] | None = None
+
+
+class V1Models(BaseModel):
+    """The models this server serves."""
+
+    models: list[str]
+
+
+class V1ModelStatus(BaseModel):
+    """Whether the named model is ready."""
+
+    name: str
+    ready: bool
+
+
+class V2ServerMetadata(BaseModel):
+    """GET /v2."""
+
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class V2Live(BaseModel):
+    """GET /v2/health/live."""
+
+    live: bool
+
+
+class V2Ready(BaseModel):
+    """GET /v2/health/ready."""
+
+    ready: bool
+
+
+class V2ModelReady(BaseModel):
+    """GET /v2/models/{name}/ready."""
+
+    name: str
+    ready: bool
+
+
+class V2TensorMetadata(BaseModel):
+    """One input or output of the model."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class V2ModelMetadata(BaseModel):
+    """GET /v2/models/{name}."""
+
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[V2TensorMetadata]
+    outputs: list[V2TensorMetadata]
+    parameters: dict[str, Any]
+
+
+class V2InputTensor(BaseModel):
+    """One [N, n_features] tensor, or one [N] tensor per feature named by feature name."""
+
+    name: str
+    shape: list[int]
+    datatype: V2Datatype
+    data: list[Any] = Field(description="Flat (row-major) or nested like the shape.")
+    parameters: dict[str, Any] | None = None
+
+
+class V2RequestedOutput(BaseModel):
+    """`predict` (default) or `predict_proba`."""
+
+    name: Literal["predict", "predict_proba"]
+    parameters: dict[str, Any] | None = None
+
+
+class V2InferenceRequest(BaseModel):
+    """POST /v2/models/{name}/infer."""
+
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    inputs: list[V2InputTensor]
+    outputs: list[V2RequestedOutput] | None = None
+
+
+class V2OutputTensor(BaseModel):
+    """One output: labels/values (`predict`) or class probabilities (`predict_proba`)."""
+
+    name: str
+    shape: list[int]
+    datatype: str
+    data: list[Any]
+
+
+class V2InferenceResponse(BaseModel):
+    """The answer of an infer call."""
+
+    model_name: str
+    model_version: str | None = None
+    id: str | None = None
+    outputs: list[V2OutputTensor]
+
+
+def request_body(model: type[BaseModel]) -> dict[str, Any]:
+    """`openapi_extra` documenting `model` as the JSON request body (definitions inlined)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _inline(schema, defs)}},
+        }
+    }
+
+
+def _inline(node: Any, defs: dict[str, Any]) -> Any:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline(defs[ref.removeprefix("#/$defs/")], defs)
+        return {key: _inline(value, defs) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_inline(item, defs) for item in node]
+    return node
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses` entries for error statuses a route can answer."""
+    return {status: {"model": ErrorBody} for status in statuses}

@@ -1,0 +1,42 @@
+"""The seed guide's API, unchanged: POST /predict with `input` (one row) or `inputs` (a batch)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from model_server.dataplane import DataPlane, row_matrix, rows_matrix
+from model_server.errors import InvalidInput
+from model_server.protocols import schemas
+from model_server.protocols.common import json_response, read_object, value, values
+
+EXPECTED = "'input' (one row) or 'inputs' (a list of rows)"
+
+
+def router(plane: DataPlane) -> APIRouter:
+    """Routes of the seed API."""
+    api = APIRouter(tags=["seed"])
+
+    @api.post(
+        "/predict",
+        summary="Predict one row or a batch",
+        openapi_extra=schemas.request_body(schemas.SeedRequest),
+        responses={200: {"model": schemas.SeedResponse}, **schemas.errors(400, 413, 422, 503)},
+    )
+    async def predict(request: Request) -> Response:
+        body = await read_object(request, EXPECTED)
+        runtime = plane.runtime()
+        features = runtime.metadata.feature_names
+        single = "input" in body
+        if single == ("inputs" in body):
+            raise InvalidInput(f"send either {EXPECTED}, not both or neither")
+        if single:
+            x = row_matrix(body["input"], features, "input")
+        else:
+            x = rows_matrix(body["inputs"], features, "inputs")
+        result = await plane.predict(runtime, x, probabilities=False, protocol="seed")
+        if single:
+            return json_response({"prediction": value(result.labels, 0)})
+        return json_response({"predictions": values(result.labels)})
+
+    return api

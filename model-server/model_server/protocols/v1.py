@@ -1,0 +1,56 @@
+"""KServe V1: /v1/models, /v1/models/{name}, POST /v1/models/{name}:predict."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from model_server.dataplane import DataPlane, rows_matrix
+from model_server.protocols import schemas
+from model_server.protocols.common import flag, json_response, read_object, values
+
+
+def router(plane: DataPlane) -> APIRouter:
+    """Routes of KServe's V1 protocol."""
+    api = APIRouter(prefix="/v1", tags=["kserve-v1"])
+
+    @api.get(
+        "/models",
+        summary="List served models",
+        responses={200: {"model": schemas.V1Models}, **schemas.errors(503)},
+    )
+    async def models() -> Response:
+        return json_response({"models": [plane.runtime().metadata.name]})
+
+    @api.get(
+        "/models/{name}",
+        summary="Model readiness",
+        responses={200: {"model": schemas.V1ModelStatus}, **schemas.errors(404, 503)},
+    )
+    async def model(name: str) -> Response:
+        plane.runtime_named(name)
+        return json_response({"name": name, "ready": True})
+
+    @api.post(
+        "/models/{name}:predict",
+        summary="Predict a batch of instances",
+        openapi_extra=schemas.request_body(schemas.V1Request),
+        responses={
+            200: {"model": schemas.V1Response},
+            **schemas.errors(400, 404, 413, 422, 503),
+        },
+    )
+    async def predict(name: str, request: Request) -> Response:
+        body = await read_object(request, "'instances' (a list of rows)")
+        runtime = plane.runtime_named(name)
+        x = rows_matrix(body.get("instances"), runtime.metadata.feature_names, "instances")
+        proba = flag(body.get("parameters"), "probabilities", "parameters")
+        result = await plane.predict(runtime, x, probabilities=proba, protocol="v1")
+        answer: dict[str, Any] = {"predictions": values(result.labels)}
+        if result.probabilities is not None:
+            answer["probabilities"] = values(result.probabilities)
+        return json_response(answer)
+
+    return api

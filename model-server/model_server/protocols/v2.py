@@ -1,0 +1,172 @@
+"""Open Inference Protocol V2 (KServe V2 / Triton / MLServer REST paths)."""
+
+from __future__ import annotations
+
+from importlib.metadata import version as package_version
+from typing import Any, Final
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from model_server.dataplane import DataPlane, Prediction, tensors_matrix
+from model_server.errors import InvalidInput
+from model_server.protocols import schemas
+from model_server.protocols.common import json_response, read_object, values
+from model_server.runtimes.base import Array, ModelInfo, Runtime
+
+SERVER_NAME: Final = "mlmodel-server"
+OUTPUTS: Final = ("predict", "predict_proba")
+_DATATYPES: Final = {"b": "BOOL", "i": "INT", "u": "UINT", "f": "FP"}
+
+
+def router(plane: DataPlane) -> APIRouter:
+    """Routes of the Open Inference Protocol V2 REST API."""
+    api = APIRouter(prefix="/v2", tags=["open-inference-v2"])
+    server = {"name": SERVER_NAME, "version": package_version("mlmodel-server"), "extensions": []}
+    ok = {200: {"model": schemas.V2ModelReady}, **schemas.errors(404, 503)}
+
+    @api.get("", summary="Server metadata", responses={200: {"model": schemas.V2ServerMetadata}})
+    async def metadata() -> Response:
+        return json_response(server)
+
+    @api.get("/health/live", summary="Liveness", responses={200: {"model": schemas.V2Live}})
+    async def live() -> Response:
+        return json_response({"live": True})
+
+    @api.get(
+        "/health/ready",
+        summary="Readiness: 503 until the model is loaded and warmed up",
+        responses={200: {"model": schemas.V2Ready}, **schemas.errors(503)},
+    )
+    async def ready() -> Response:
+        plane.runtime()
+        return json_response({"ready": True})
+
+    meta = {200: {"model": schemas.V2ModelMetadata}, **schemas.errors(404, 503)}
+
+    @api.get("/models/{name}", summary="Model metadata", responses=meta)
+    async def model(name: str) -> Response:
+        return json_response(model_metadata(plane.runtime_named(name).metadata))
+
+    @api.get("/models/{name}/versions/{version}", summary="Model metadata", responses=meta)
+    async def model_version(name: str, version: str) -> Response:
+        return json_response(model_metadata(plane.runtime_named(name, version).metadata))
+
+    @api.get("/models/{name}/ready", summary="Model readiness", responses=ok)
+    async def model_ready(name: str) -> Response:
+        plane.runtime_named(name)
+        return json_response({"name": name, "ready": True})
+
+    @api.get("/models/{name}/versions/{version}/ready", summary="Model readiness", responses=ok)
+    async def model_version_ready(name: str, version: str) -> Response:
+        plane.runtime_named(name, version)
+        return json_response({"name": name, "ready": True})
+
+    infer_doc: dict[str, Any] = {
+        "openapi_extra": schemas.request_body(schemas.V2InferenceRequest),
+        "responses": {
+            200: {"model": schemas.V2InferenceResponse},
+            **schemas.errors(400, 404, 413, 422, 503),
+        },
+    }
+
+    @api.post("/models/{name}/infer", summary="Inference", **infer_doc)
+    async def infer(name: str, request: Request) -> Response:
+        return await _infer(plane, plane.runtime_named(name), request)
+
+    @api.post("/models/{name}/versions/{version}/infer", summary="Inference", **infer_doc)
+    async def infer_version(name: str, version: str, request: Request) -> Response:
+        return await _infer(plane, plane.runtime_named(name, version), request)
+
+    return api
+
+
+async def _infer(plane: DataPlane, runtime: Runtime, request: Request) -> Response:
+    body = await read_object(request, "'inputs' (a list of tensors)")
+    info = runtime.metadata
+    wanted = requested_outputs(body.get("outputs"), info)
+    x = tensors_matrix(body.get("inputs"), info.feature_names)
+    proba = "predict_proba" in wanted
+    result = await plane.predict(runtime, x, probabilities=proba, protocol="v2")
+    answer: dict[str, Any] = {
+        "model_name": info.name,
+        "model_version": info.version,
+        "outputs": [output_tensor(name, result) for name in wanted],
+    }
+    if isinstance(body.get("id"), str):
+        answer["id"] = body["id"]
+    return json_response(answer)
+
+
+def requested_outputs(outputs: Any, info: ModelInfo) -> list[str]:
+    """Names of the outputs to answer, in request order (default: `predict`)."""
+    if outputs is None:
+        return ["predict"]
+    if not isinstance(outputs, list) or not outputs:
+        raise InvalidInput('outputs must be a non-empty list of {"name": ...} objects')
+    names: list[str] = []
+    for i, output in enumerate(outputs):
+        name = output.get("name") if isinstance(output, dict) else None
+        if name not in OUTPUTS:
+            raise InvalidInput(f"outputs[{i}] must name one of: {', '.join(OUTPUTS)}")
+        if name == "predict_proba" and not info.has_proba:
+            raise InvalidInput(
+                f"model {info.name!r} is a {info.task} model; it has no predict_proba output"
+            )
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def output_tensor(name: str, result: Prediction) -> dict[str, Any]:
+    """One V2 output tensor (data flattened row-major)."""
+    array = result.probabilities if name == "predict_proba" else result.labels
+    assert array is not None  # requested_outputs only asks for probabilities a model has
+    return {
+        "name": name,
+        "shape": list(array.shape),
+        "datatype": datatype(array),
+        "data": values(array.reshape(-1)),
+    }
+
+
+def datatype(array: Array) -> str:
+    """The V2 datatype name of a numpy array (strings are BYTES)."""
+    kind = _DATATYPES.get(array.dtype.kind)
+    if kind is None:
+        return "BYTES"
+    return kind if kind == "BOOL" else f"{kind}{array.dtype.itemsize * 8}"
+
+
+def model_metadata(info: ModelInfo) -> dict[str, Any]:
+    """The V2 model metadata document."""
+    outputs = [{"name": "predict", "datatype": _label_type(info), "shape": [-1]}]
+    if info.has_proba:
+        n_classes = len(info.class_labels) if info.class_labels else -1
+        proba_type = "FP32" if info.runtime == "onnxruntime" else "FP64"
+        outputs.append({"name": "predict_proba", "datatype": proba_type, "shape": [-1, n_classes]})
+    return {
+        "name": info.name,
+        "versions": [info.version],
+        "platform": info.runtime,
+        "inputs": [{"name": "input-0", "datatype": "FP64", "shape": [-1, info.n_features]}],
+        "outputs": outputs,
+        "parameters": {
+            "feature_names": list(info.feature_names),
+            "class_labels": list(info.class_labels) if info.class_labels else None,
+            "task": info.task,
+            "estimator": info.estimator,
+            "format": info.format,
+            "sha256": info.digest,
+            "compiled": info.compiled,
+        },
+    }
+
+
+def _label_type(info: ModelInfo) -> str:
+    if info.task == "regression":
+        return "FP32" if info.runtime == "onnxruntime" else "FP64"
+    labels = info.class_labels or ()
+    if all(isinstance(v, int) for v in labels):
+        return "INT64"
+    return "BYTES" if any(isinstance(v, str) for v in labels) else "FP64"

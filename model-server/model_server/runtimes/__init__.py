@@ -1,0 +1,73 @@
+"""Runtimes: one module per artifact format behind one interface (`Runtime`)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mlmodel_artifact import MODEL_CARD_FILE, LoadedModel, ModelCard, ModelFormat, OnnxModel, Task
+from model_server.runtimes import compiled, joblib, onnx, skops
+from model_server.runtimes.base import ModelInfo, Runtime
+from model_server.settings import ServerSettings
+
+__all__ = ["ModelInfo", "Runtime", "load_runtime"]
+
+log = logging.getLogger("model_server")
+
+LOADERS: dict[ModelFormat, Callable[[Path, ServerSettings], LoadedModel]] = {
+    ModelFormat.SKOPS: skops.load,
+    ModelFormat.JOBLIB: joblib.load,
+    ModelFormat.ONNX: onnx.load,
+}
+
+
+def load_runtime(
+    local_dir: Path, settings: ServerSettings, convert: compiled.Converter | None = None
+) -> Runtime:
+    """Load the artifact in `local_dir` and wrap it; sklearn models try the compiled path."""
+    card = ModelCard.from_json((local_dir / MODEL_CARD_FILE).read_bytes(), settings.model_uri)
+    fmt = ModelFormat(settings.model_format) if settings.model_format else card.format
+    loaded = LOADERS[fmt](local_dir, settings)
+    for warning in loaded.warnings:
+        log.warning("%s", warning)
+    if fmt is ModelFormat.ONNX:
+        return Runtime(loaded.model, _info(loaded, settings, "onnxruntime", False), fast=True)
+    _single_threaded(loaded.model)
+    if settings.compiled:
+        outcome = compiled.compile_estimator(
+            loaded.model, loaded.card, convert or OnnxModel.from_sklearn
+        )
+        if outcome.model is not None:
+            log.info("compiled path on: %s", outcome.reason)
+            return Runtime(outcome.model, _info(loaded, settings, "onnxruntime", True), fast=True)
+        log.warning("compiled path off, serving with scikit-learn: %s", outcome.reason)
+    return Runtime(loaded.model, _info(loaded, settings, "sklearn", False), fast=False)
+
+
+def _info(loaded: LoadedModel, settings: ServerSettings, runtime: str, done: bool) -> ModelInfo:
+    card = loaded.card
+    labels = card.class_labels if card.task is Task.CLASSIFICATION else None
+    return ModelInfo(
+        name=settings.model_name or card.name,
+        version=settings.model_version,
+        format=loaded.format.value,
+        digest=card.files[loaded.format].sha256,
+        task=card.task.value,
+        estimator=card.estimator,
+        feature_names=tuple(card.feature_names),
+        class_labels=tuple(labels) if labels is not None else None,
+        runtime=runtime,
+        compiled=done,
+    )
+
+
+def _single_threaded(estimator: Any) -> None:
+    """n_jobs=-1 makes small predictions several times slower; a server runs one per worker."""
+    get_params = getattr(estimator, "get_params", None)
+    if get_params is None:
+        return
+    jobs = {key: None for key in get_params(deep=True) if key.endswith("n_jobs")}
+    if jobs:
+        estimator.set_params(**jobs)

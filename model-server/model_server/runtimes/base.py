@@ -1,0 +1,92 @@
+"""The one runtime interface every format serves through."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from model_server.errors import InvalidInput
+
+Array = npt.NDArray[Any]
+
+
+class Estimator(Protocol):
+    """What a runtime needs from a model: scikit-learn's predict (and predict_proba)."""
+
+    def predict(self, x: Array) -> Array: ...
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the server tells clients about the model it serves."""
+
+    name: str
+    version: str
+    format: str
+    digest: str
+    task: str
+    estimator: str
+    feature_names: tuple[str, ...]
+    class_labels: tuple[int | float | str, ...] | None
+    runtime: str
+    compiled: bool
+
+    @property
+    def n_features(self) -> int:
+        """Number of input columns."""
+        return len(self.feature_names)
+
+    @property
+    def has_proba(self) -> bool:
+        """True when the model can answer class probabilities."""
+        return self.task == "classification"
+
+
+class Runtime:
+    """A loaded model: predict, predict_proba and metadata, whatever the format behind it.
+
+    `fast` marks compiled models cheap enough (microseconds) to run on the event loop.
+    """
+
+    def __init__(self, model: Any, info: ModelInfo, *, fast: bool) -> None:
+        self._model = model
+        self._info = info
+        self.fast = fast
+        self._both = getattr(model, "predict_both", None)
+
+    @property
+    def metadata(self) -> ModelInfo:
+        """Name, format, digest, features and labels of the served model."""
+        return self._info
+
+    @property
+    def model(self) -> Any:
+        """The underlying estimator or ONNX wrapper."""
+        return self._model
+
+    def predict(self, x: Array) -> Array:
+        """Labels (classification) or values (regression), one per row."""
+        return np.asarray(self._model.predict(x))
+
+    def predict_proba(self, x: Array) -> Array:
+        """Class probabilities, one row per input row, columns in class_labels order."""
+        self._require_proba()
+        return np.asarray(self._model.predict_proba(x))
+
+    def predict_both(self, x: Array) -> tuple[Array, Array]:
+        """Labels and probabilities together (one graph run where the runtime allows)."""
+        self._require_proba()
+        if self._both is not None:
+            labels, proba = self._both(x)
+            return np.asarray(labels), np.asarray(proba)
+        return self.predict(x), self.predict_proba(x)
+
+    def _require_proba(self) -> None:
+        if not self._info.has_proba or not hasattr(self._model, "predict_proba"):
+            raise InvalidInput(
+                f"model {self._info.name!r} is a {self._info.task} model; "
+                "it has no class probabilities"
+            )
