@@ -1,0 +1,1 @@
+"""Small apps the benchmark serves: the HTTP floor and KServe's model class."""

@@ -1,0 +1,185 @@
+"""Server processes: start in their own process group, poll until they answer, measure, stop."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+LOOPBACK = "127.0.0.1"
+_PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What to run for one server: argv, extra environment and working directory."""
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def start(launch: Launch, log: Path) -> subprocess.Popen[bytes]:
+    """Start the server in a new session (so its whole process group can be stopped)."""
+    env = {**os.environ, **launch.env}
+    env.pop("VIRTUAL_ENV", None)  # each server runs its own venv's interpreter
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            launch.argv,
+            env=env,
+            cwd=launch.cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
+def post(url: str, body: bytes, timeout: float = 10.0) -> tuple[int, bytes]:
+    """POST a JSON body; return status and answer (HTTP errors included, not raised)."""
+    request = urllib.request.Request(
+        url, data=body, method="POST", headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def wait_answering(
+    proc: subprocess.Popen[bytes], url: str, body: bytes, log: Path, deadline_s: float
+) -> bytes:
+    """Poll with a POST until the server answers 200; fail naming what was awaited."""
+    deadline = time.monotonic() + deadline_s
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"server exited with {proc.returncode} before answering POST {url}:\n{tail(log)}"
+            )
+        try:
+            status, answer = post(url, body, timeout=2.0)
+        except OSError as exc:
+            last = str(exc)
+        else:
+            if status == 200:
+                return answer
+            last = f"HTTP {status}: {answer[:200]!r}"
+        time.sleep(0.1)
+    raise TimeoutError(
+        f"server did not answer 200 to POST {url} within {deadline_s:.0f}s (last: {last}):\n"
+        f"{tail(log)}"
+    )
+
+
+def stop(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
+    """SIGTERM the server's process group; SIGKILL it if it is not gone within `grace_s`."""
+    _signal_group(proc.pid, signal.SIGTERM)
+    if not _wait_group_gone(proc, grace_s):
+        _signal_group(proc.pid, signal.SIGKILL)
+        _wait_group_gone(proc, 5.0)
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, sig)
+
+
+def _wait_group_gone(proc: subprocess.Popen[bytes], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        proc.poll()  # reap the leader, or the group never empties
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def tree(pid: int) -> list[int]:
+    """The process and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of the process tree, summed, in MiB."""
+    total_pages = 0
+    for member in tree(pid):
+        try:
+            total_pages += int((Path("/proc") / str(member) / "statm").read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total_pages * _PAGE_KB / 1024
+
+
+def non_loopback_listeners(pid: int) -> list[str]:
+    """Listening TCP addresses of the process tree that are not loopback (should be none)."""
+    inodes = _socket_inodes(pid)
+    bad = []
+    for table in ("tcp", "tcp6"):
+        for line in (Path("/proc/net") / table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and inode in inodes and not _is_loopback(local):
+                bad.append(f"{table} {local}")
+    return bad
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    for member in tree(pid):
+        fd_dir = Path("/proc") / str(member) / "fd"
+        try:
+            links = [os.readlink(fd) for fd in fd_dir.iterdir()]
+        except OSError:
+            continue
+        inodes.update(link[8:-1] for link in links if link.startswith("socket:["))
+    return inodes
+
+
+def _is_loopback(hex_addr: str) -> bool:
+    address = hex_addr.split(":")[0]
+    if len(address) == 8:  # IPv4, little-endian: 127.x.x.x ends in 7F
+        return address[-2:] == "7F"
+    v4_mapped_loopback = address[:24] == "0000000000000000FFFF0000" and address[-2:] == "7F"
+    return address == "00000000000000000000000001000000" or v4_mapped_loopback
+
+
+def tail(log: Path, lines: int = 20) -> str:
+    """The last lines of a server log, for error messages."""
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return f"(no log at {log})"

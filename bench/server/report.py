@@ -1,0 +1,124 @@
+"""The table, the ratios of our server to each peer, the targets, and the JSON file."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from bench.server.servers import OURS, SERVERS
+
+Row = dict[str, Any]
+CASE_KEYS = ((1, 1), (8, 1), (1, 100), (8, 100))  # (connections, rows)
+FLOOR = "http-floor"
+PEERS = tuple(s.name for s in SERVERS if s.is_peer)
+
+
+def print_all(rows: list[Row], failures: list[str]) -> None:
+    """Print the results table, the ratios and whether each target is met."""
+    print_table(rows)
+    print_ratios(rows)
+    print_targets(rows)
+    for failure in failures:
+        print(f"NOT MEASURED: {failure}")
+
+
+def write_json(rows: list[Row], path: Path) -> None:
+    """One object per server x case."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+def print_table(rows: list[Row]) -> None:
+    """Every measured case, one line each."""
+    head = f"{'server':<20}{'workers':>8}{'conns':>6}{'rows':>5}{'req/s':>10}"
+    head += f"{'p50 ms':>9}{'p99 ms':>9}{'RSS MB/worker':>15}{'errors':>8}"
+    print(f"\n{head}\n{'-' * len(head)}")
+    for r in rows:
+        errors = r["socket_errors"] + r["bad_status"]
+        print(
+            f"{r['server']:<20}{r['workers']:>8}{r['connections']:>6}{r['rows']:>5}"
+            f"{r['rps']:>10,.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['rss_mb']:>15.1f}"
+            f"{errors:>8}"
+        )
+
+
+def print_ratios(rows: list[Row]) -> None:
+    """Our throughput divided by each other server's, case by case, at equal worker counts."""
+    cols = "".join(f"{f'c={c} rows={n}':>16}" for c, n in CASE_KEYS)
+    print(f"\n{OURS} req/s divided by each server's (same workers)\n{'vs':<24}{cols}")
+    for other in (*PEERS, FLOOR):
+        for workers in _workers(rows, other):
+            cells = [_ratio(rows, other, workers, c, n) for c, n in CASE_KEYS]
+            text = "".join(f"{'-' if x is None else f'{x:,.1f}x':>16}" for x in cells)
+            print(f"{f'{other} (w={workers})':<24}{text}")
+
+
+def print_targets(rows: list[Row]) -> None:
+    """Each target of the issue, met or missed, with the figure behind it."""
+    print("\ntargets")
+    for met, text in targets(rows):
+        mark = "n/a " if met is None else ("MET " if met else "MISS")
+        print(f"  [{mark}] {text}")
+
+
+def targets(rows: list[Row]) -> list[tuple[bool | None, str]]:
+    """(met, description) for every target at every worker count our server ran with."""
+    out: list[tuple[bool | None, str]] = []
+    for w in _workers(rows, OURS):
+        for peer in ("seed-gunicorn", "mlserver", "kserve"):
+            out.append(_at_least(rows, peer, w, 1, 10.0, f"1-row c=8 w={w}: >=10x {peer}"))
+        out.append(_at_least(rows, FLOOR, w, 1, 0.5, f"1-row c=8 w={w}: >=0.5x {FLOOR}"))
+        out.append(_p99_target(rows, w))
+        out.append(_batch_target(rows, w))
+    return out
+
+
+def _at_least(
+    rows: list[Row], other: str, w: int, n_rows: int, factor: float, text: str
+) -> tuple[bool | None, str]:
+    ratio = _ratio(rows, other, w, 8, n_rows)
+    if ratio is None:
+        return None, f"{text} (not measured)"
+    return ratio >= factor, f"{text} ({ratio:,.1f}x)"
+
+
+def _p99_target(rows: list[Row], w: int) -> tuple[bool | None, str]:
+    text = f"1-row c=1 w={w}: p99 < 1.5 ms"
+    case = _get(rows, OURS, w, 1, 1)
+    if case is None:
+        return None, f"{text} (not measured)"
+    return case["p99_ms"] < 1.5, f"{text} ({case['p99_ms']:.2f} ms)"
+
+
+def _batch_target(rows: list[Row], w: int) -> tuple[bool | None, str]:
+    text = f"100-row c=1,8 w={w}: >=10x every peer"
+    ratios = [
+        (ratio, f"{peer} c={c}")
+        for peer in PEERS
+        for c in (1, 8)
+        if (ratio := _ratio(rows, peer, w, c, 100)) is not None
+    ]
+    if not ratios:
+        return None, f"{text} (not measured)"
+    worst, where = min(ratios)
+    return worst >= 10.0, f"{text} (lowest {worst:,.1f}x vs {where})"
+
+
+def _ratio(rows: list[Row], other: str, w: int, conns: int, n_rows: int) -> float | None:
+    ours, theirs = _get(rows, OURS, w, conns, n_rows), _get(rows, other, w, conns, n_rows)
+    if ours is None or theirs is None or not theirs["rps"]:
+        return None
+    return float(ours["rps"]) / float(theirs["rps"])
+
+
+def _get(rows: Iterable[Row], server: str, w: int, conns: int, n_rows: int) -> Row | None:
+    for r in rows:
+        if (r["server"], r["workers"], r["connections"], r["rows"]) == (server, w, conns, n_rows):
+            return r
+    return None
+
+
+def _workers(rows: Iterable[Row], server: str) -> list[int]:
+    return sorted({r["workers"] for r in rows if r["server"] == server})

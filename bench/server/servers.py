@@ -1,0 +1,123 @@
+"""The servers under test: how each one is launched, how many workers it can run, what it speaks."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.server import protocols, venvs
+from bench.server.procs import LOOPBACK, Launch, free_port
+
+APPS = Path(__file__).parent / "apps"
+SEED_APP = Path(__file__).parent.parent / "seed"
+OURS = "model-server"
+
+
+@dataclass(frozen=True)
+class Model:
+    """The one model every server serves: our artifact and, for peers, its joblib file."""
+
+    name: str
+    artifact: Path
+    artifact_sha256: str  # primary (skops) file, for our server
+    joblib: Path
+    joblib_sha256: str
+
+
+@dataclass(frozen=True)
+class Server:
+    """One server under test."""
+
+    name: str
+    version: str
+    protocol: protocols.Protocol
+    workers: tuple[int, ...]
+    launch: Callable[[Model, int, int, Path], Launch]  # model, workers, port, scratch dir
+    is_peer: bool = True  # the targets compare our server with peers, not with the floor
+    answers_model: bool = True  # False for the floor, whose answer is a constant
+
+
+def _ours(model: Model, workers: int, port: int, scratch: Path) -> Launch:
+    env = {
+        "MODEL_SERVER_MODEL_URI": str(model.artifact),
+        "MODEL_SERVER_MODEL_SHA256": model.artifact_sha256,
+        "MODEL_SERVER_HOST": LOOPBACK,
+        "MODEL_SERVER_PORT": str(port),
+        "MODEL_SERVER_WORKERS": str(workers),
+        "MODEL_SERVER_LOG_LEVEL": "warning",
+        "MODEL_SERVER_WORKDIR": str(scratch / "model-server"),
+    }
+    return Launch([sys.executable, "-m", "model_server"], env, Path.cwd())
+
+
+def _floor(model: Model, workers: int, port: int, scratch: Path) -> Launch:
+    # The same uvicorn setup as the model server: the workspace venv, uvloop and httptools.
+    argv = [
+        sys.executable, "-m", "uvicorn", "bench.server.apps.floor:app",
+        "--host", LOOPBACK, "--port", str(port), "--workers", str(workers),
+        "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
+    ]  # fmt: skip
+    return Launch(argv, {}, Path.cwd())
+
+
+def _seed_env(model: Model) -> dict[str, str]:
+    return {"SEED_MODEL_PATH": str(model.joblib), "SEED_MODEL_SHA256": model.joblib_sha256}
+
+
+def _flask_dev(model: Model, workers: int, port: int, scratch: Path) -> Launch:
+    python = str(venvs.ensure(venvs.SEED))
+    argv = [python, "-m", "flask", "--app", "app", "run", "--host", LOOPBACK, "--port", str(port)]
+    return Launch(argv, _seed_env(model), SEED_APP)
+
+
+def _gunicorn(model: Model, workers: int, port: int, scratch: Path) -> Launch:
+    python = str(venvs.ensure(venvs.SEED))
+    argv = [python, "-m", "gunicorn", "--workers", str(workers), "--bind", f"{LOOPBACK}:{port}"]
+    return Launch([*argv, "app:app"], _seed_env(model), SEED_APP)
+
+
+def _mlserver(model: Model, workers: int, port: int, scratch: Path) -> Launch:
+    root = scratch / "mlserver"
+    (root / model.name).mkdir(parents=True, exist_ok=True)
+    settings = {
+        "host": LOOPBACK,
+        "http_port": port,
+        "grpc_port": free_port(),
+        "metrics_port": free_port(),
+        # 0 runs inference in the server process; N>0 adds N inference worker processes.
+        "parallel_workers": 0 if workers == 1 else workers,
+    }
+    model_settings = {
+        "name": model.name,
+        "implementation": "mlserver_sklearn.SKLearnModel",
+        "parameters": {"uri": str(model.joblib)},
+    }
+    (root / "settings.json").write_text(json.dumps(settings))
+    (root / model.name / "model-settings.json").write_text(json.dumps(model_settings))
+    mlserver = venvs.ensure(venvs.MLSERVER).parent / "mlserver"
+    return Launch([str(mlserver), "start", str(root)], {}, root)
+
+
+def _kserve(model: Model, workers: int, port: int, scratch: Path) -> Launch:
+    python = str(venvs.ensure(venvs.KSERVE))
+    argv = [
+        python, str(APPS / "kserve_model.py"), "--model_name", model.name,
+        "--http_port", str(port), "--grpc_port", str(free_port()), "--workers", str(workers),
+        "--enable_grpc", "false", "--enable_latency_logging", "false",
+    ]  # fmt: skip
+    env = {"BENCH_MODEL_PATH": str(model.joblib), "BENCH_MODEL_SHA256": model.joblib_sha256}
+    return Launch(argv, env, scratch)
+
+
+SERVERS: tuple[Server, ...] = (
+    Server(OURS, "workspace", protocols.SEED, (1, 2), _ours, is_peer=False),
+    Server(f"{OURS} (v2)", "workspace", protocols.OPEN_INFERENCE_V2, (1, 2), _ours, is_peer=False),
+    Server("http-floor", "workspace", protocols.SEED, (1, 2), _floor, False, answers_model=False),
+    Server("seed-flask-dev", venvs.SEED.version, protocols.SEED, (1,), _flask_dev),
+    Server("seed-gunicorn", venvs.SEED.version, protocols.SEED, (1, 2), _gunicorn),
+    Server("mlserver", venvs.MLSERVER.version, protocols.OPEN_INFERENCE_V2, (1, 2), _mlserver),
+    Server("kserve", venvs.KSERVE.version, protocols.KSERVE_V1, (1, 2), _kserve),
+)
