@@ -152,9 +152,14 @@ def test_test_size_outside_zero_one_is_rejected(size: float) -> None:
         train(TrainConfig(test_size=size))
 
 
-def test_split_too_small_for_every_class_is_a_clear_error() -> None:
-    with pytest.raises(TrainerError, match=r"cannot make a stratified split of 150 rows"):
+def test_held_out_set_smaller_than_the_classes_is_a_clear_error() -> None:
+    with pytest.raises(TrainerError, match=r"holds out 2 of 150 rows, fewer than the 3 classes"):
         train(TrainConfig(test_size=0.01))
+
+
+def test_class_with_a_single_row_is_named() -> None:
+    with pytest.raises(TrainerError, match=r"classes have a single row: 25.0 \(1 row\)"):
+        train(TrainConfig(dataset="diabetes", task=Task.CLASSIFICATION))
 
 
 def test_csv_needs_target_and_target_needs_csv(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 from mlmodel_artifact import (
     ArtifactError,
     ModelCard,
+    ModelDescription,
     ModelFormat,
     Task,
     parse_location,
@@ -21,7 +22,12 @@ from mlmodel_artifact import (
 )
 from mlmodel_trainer.data import BUILTIN_DATASETS
 from mlmodel_trainer.errors import TrainerError
-from mlmodel_trainer.estimators import DEFAULT_ESTIMATOR, ESTIMATORS, parse_params
+from mlmodel_trainer.estimators import (
+    DEFAULT_ESTIMATOR,
+    ESTIMATORS,
+    check_formats,
+    parse_params,
+)
 from mlmodel_trainer.report import render_card, render_training, training_summary
 from mlmodel_trainer.train import DEFAULT_SEED, DEFAULT_TEST_SIZE, TrainConfig, train
 
@@ -132,12 +138,13 @@ def run_train(args: argparse.Namespace) -> int:
         test_size=args.test_size,
         name=args.name,
     )
+    formats = [ModelFormat(f) for f in args.formats] if args.formats else [ModelFormat.SKOPS]
+    check_formats(config.estimator, formats)
     if args.out is not None:
         _check_writable(args.out)
     result = train(config)
-    formats = [ModelFormat(f) for f in args.formats] if args.formats else [ModelFormat.SKOPS]
     dest = args.out or f"out/{result.description.name}"
-    uri, card = write_artifact(result.model, result.description, dest, formats)
+    uri, card = _write(result.model, result.description, dest, formats)
     for line in result.warnings:
         print(f"{PROG}: warning: {line}", file=sys.stderr)
     if args.json:
@@ -167,6 +174,22 @@ def run_verify(args: argparse.Namespace) -> int:
         for fmt, f in card.files.items():
             print(f"  {f.file}  sha256 {f.sha256}  {f.size} bytes  ({fmt.value})")
     return 0
+
+
+def _write(
+    model: Any, description: ModelDescription, dest: str, formats: list[ModelFormat]
+) -> tuple[str, ModelCard]:
+    try:
+        written: tuple[str, ModelCard] = write_artifact(model, description, dest, formats)
+    except (ValueError, TypeError, RuntimeError) as exc:
+        # A converter (skl2onnx, skops) that cannot serialize this model raises its own errors.
+        names = ", ".join(f.value for f in formats)
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        raise TrainerError(
+            f"writing {description.estimator} as {names} to {dest} failed: "
+            f"{type(exc).__name__}: {first_line}"
+        ) from exc
+    return written
 
 
 def _check_writable(dest: str) -> None:

@@ -23,6 +23,8 @@ class EstimatorSpec:
     regressor: type[BaseEstimator] | None
     # Defaults that differ from scikit-learn's, applied before the user's --param values.
     defaults: tuple[tuple[str, ParamValue], ...] = ()
+    # Whether skl2onnx can convert it (checked before training, so nobody waits for a failure).
+    onnx: bool = True
 
 
 ESTIMATORS: dict[str, EstimatorSpec] = {
@@ -33,8 +35,11 @@ ESTIMATORS: dict[str, EstimatorSpec] = {
     "gradient_boosting": EstimatorSpec(
         ensemble.GradientBoostingClassifier, ensemble.GradientBoostingRegressor
     ),
+    # skl2onnx 1.20 fails on scikit-learn 1.9's histogram trees (uint32 node ids in attributes).
     "hist_gradient_boosting": EstimatorSpec(
-        ensemble.HistGradientBoostingClassifier, ensemble.HistGradientBoostingRegressor
+        ensemble.HistGradientBoostingClassifier,
+        ensemble.HistGradientBoostingRegressor,
+        onnx=False,
     ),
     "decision_tree": EstimatorSpec(tree.DecisionTreeClassifier, tree.DecisionTreeRegressor),
     # Unscaled features converge slowly; 100 iterations (the library default) warns on most data.
@@ -87,6 +92,17 @@ def build_estimator(
     settings.update(params)
     estimator.set_params(**settings)
     return estimator
+
+
+def check_formats(name: str, formats: Iterable[str]) -> None:
+    """Raise TrainerError if estimator `name` cannot be written in one of `formats`."""
+    spec = ESTIMATORS.get(name)
+    if spec is not None and not spec.onnx and "onnx" in formats:
+        usable = ", ".join(n for n, s in ESTIMATORS.items() if s.onnx)
+        raise TrainerError(
+            f"estimator {name!r} cannot be exported to ONNX; use --format skops or joblib, "
+            f"or an estimator that converts: {usable}"
+        )
 
 
 def parse_params(pairs: Iterable[str]) -> dict[str, ParamValue]:

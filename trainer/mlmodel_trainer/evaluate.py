@@ -30,16 +30,38 @@ def split_data(X: np.ndarray, y: np.ndarray, task: Task, test_size: float, seed:
     """Shuffle with `seed`, hold out `test_size` of the rows; stratified for classification."""
     if not 0.0 < test_size < 1.0:
         raise TrainerError(f"--test-size must be between 0 and 1 (exclusive), got {test_size}")
-    stratify = y if task is Task.CLASSIFICATION else None
+    stratify = None
+    if task is Task.CLASSIFICATION:
+        _check_stratifiable(y, test_size)
+        stratify = y
     try:
         parts = train_test_split(X, y, test_size=test_size, random_state=seed, stratify=stratify)
     except ValueError as exc:
-        how = "a stratified split" if stratify is not None else "a split"
+        first_line = str(exc).strip().splitlines()[0]
         raise TrainerError(
-            f"cannot make {how} of {len(y)} rows with --test-size {test_size}: {exc}"
+            f"cannot split {len(y)} rows with --test-size {test_size}: {first_line}"
         ) from None
     X_train, X_test, y_train, y_test = parts
     return Split(X_train=X_train, X_test=X_test, y_train=y_train, y_test=y_test)
+
+
+def _check_stratifiable(y: np.ndarray, test_size: float) -> None:
+    """A stratified split needs two rows of every class and a held-out row per class."""
+    labels, counts = np.unique(y, return_counts=True)
+    rare = [(label, n) for label, n in zip(labels.tolist(), counts.tolist(), strict=True) if n < 2]
+    if rare:
+        shown = ", ".join(f"{label!r} ({n} row)" for label, n in rare[:5])
+        more = f" and {len(rare) - 5} more" if len(rare) > 5 else ""
+        raise TrainerError(
+            f"cannot make a stratified split: {len(rare)} of {len(labels)} classes have a single "
+            f"row: {shown}{more}; drop those rows, or use --task regression for a numeric target"
+        )
+    n_test = int(np.ceil(test_size * len(y)))
+    if n_test < len(labels):
+        raise TrainerError(
+            f"cannot make a stratified split: --test-size {test_size} holds out {n_test} of "
+            f"{len(y)} rows, fewer than the {len(labels)} classes; raise --test-size"
+        )
 
 
 def compute_metrics(task: Task, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
