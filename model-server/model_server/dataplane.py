@@ -94,24 +94,28 @@ def run(runtime: Runtime, x: Array, probabilities: bool) -> Prediction:
     return Prediction(runtime.predict(x), None)
 
 
-def rows_matrix(rows: Any, features: Sequence[str], where: str) -> Array:
-    """A (n, len(features)) float64 matrix from rows given as lists or feature-keyed objects."""
+def rows_matrix(rows: Any, features: Sequence[str], where: str, booleans: bool = True) -> Array:
+    """A (n, len(features)) float64 matrix from rows given as lists or feature-keyed objects.
+
+    `booleans=False` promises the JSON held no true/false anywhere (the caller looked at the
+    raw bytes), which skips the per-value check for booleans posing as numbers.
+    """
     if not isinstance(rows, list):
         raise InvalidInput(f"{where} must be a list of rows, got {_kind(rows)}")
     if not rows:
         raise InvalidInput(f"{where} is an empty batch; send at least one row")
     if isinstance(rows[0], dict):
         rows = [_ordered(row, features, f"{where}[{i}]") for i, row in enumerate(rows)]
-    return _matrix(rows, features, where)
+    return _matrix(rows, features, where, booleans)
 
 
-def row_matrix(row: Any, features: Sequence[str], where: str) -> Array:
+def row_matrix(row: Any, features: Sequence[str], where: str, booleans: bool = True) -> Array:
     """A (1, n_features) matrix from one row (a list of numbers or a feature-keyed object)."""
     if not isinstance(row, list | dict):
         raise InvalidInput(f"{where} must be a list of {len(features)} numbers, got {_kind(row)}")
     if isinstance(row, list) and not row:
         raise InvalidInput(f"{where} is empty; send {len(features)} feature values")
-    return rows_matrix([row], features, where)
+    return rows_matrix([row], features, where, booleans)
 
 
 def _ordered(row: Any, features: Sequence[str], where: str) -> list[Any]:
@@ -129,13 +133,13 @@ def _ordered(row: Any, features: Sequence[str], where: str) -> list[Any]:
     return [row[name] for name in features]
 
 
-def _matrix(rows: list[Any], features: Sequence[str], where: str) -> Array:
+def _matrix(rows: list[Any], features: Sequence[str], where: str, booleans: bool) -> Array:
     try:
         x = np.array(rows)
     except (ValueError, TypeError, OverflowError):
         x = None
     ok = x is not None and x.dtype.kind in "fiu" and x.ndim == 2 and x.shape[1] == len(features)
-    if x is None or not ok or _has_bool(rows):
+    if x is None or not ok or (booleans and _has_bool(rows)):
         raise InvalidInput(_first_problem(rows, features, where))
     x = x.astype(np.float64, copy=False)
     if not np.isfinite(x).all():

@@ -17,12 +17,16 @@ JSON: Final = "application/json"
 _NUMPY: Final = orjson.OPT_SERIALIZE_NUMPY
 
 
-async def read_object(request: Request, expected: str) -> dict[str, Any]:
-    """The request body as a JSON object; `expected` names the keys for the error message."""
-    body = parse_json(await request.body())
+async def read_object(request: Request, expected: str) -> tuple[dict[str, Any], bool]:
+    """The request body as a JSON object, and whether its text has any true/false in it.
+
+    `expected` names the keys for the error message.
+    """
+    raw = await request.body()
+    body = parse_json(raw)
     if not isinstance(body, dict):
         raise InvalidInput(f"the request body must be a JSON object with {expected}")
-    return body
+    return body, b"true" in raw or b"false" in raw
 
 
 def parse_json(body: bytes) -> Any:

@@ -10,6 +10,7 @@ from model_server.errors import InvalidInput
 from model_server.protocols import schemas
 from model_server.protocols.common import json_response, read_object, value, values
 
+PREDICT_PATH = "/predict"
 EXPECTED = "'input' (one row) or 'inputs' (a list of rows)"
 
 
@@ -18,22 +19,22 @@ def router(plane: DataPlane) -> APIRouter:
     api = APIRouter(tags=["seed"])
 
     @api.post(
-        "/predict",
+        PREDICT_PATH,
         summary="Predict one row or a batch",
         openapi_extra=schemas.request_body(schemas.SeedRequest),
         responses={200: {"model": schemas.SeedResponse}, **schemas.errors(400, 413, 422, 503)},
     )
     async def predict(request: Request) -> Response:
-        body = await read_object(request, EXPECTED)
+        body, booleans = await read_object(request, EXPECTED)
         runtime = plane.runtime()
         features = runtime.metadata.feature_names
         single = "input" in body
         if single == ("inputs" in body):
             raise InvalidInput(f"send either {EXPECTED}, not both or neither")
         if single:
-            x = row_matrix(body["input"], features, "input")
+            x = row_matrix(body["input"], features, "input", booleans)
         else:
-            x = rows_matrix(body["inputs"], features, "inputs")
+            x = rows_matrix(body["inputs"], features, "inputs", booleans)
         result = await plane.predict(runtime, x, probabilities=False, protocol="seed")
         if single:
             return json_response({"prediction": value(result.labels, 0)})

@@ -11,10 +11,14 @@ from model_server.dataplane import DataPlane, rows_matrix
 from model_server.protocols import schemas
 from model_server.protocols.common import flag, json_response, read_object, values
 
+PREFIX = "/v1"
+PREDICT = "/models/{name}:predict"
+PREDICT_PATH = PREFIX + PREDICT
+
 
 def router(plane: DataPlane) -> APIRouter:
     """Routes of KServe's V1 protocol."""
-    api = APIRouter(prefix="/v1", tags=["kserve-v1"])
+    api = APIRouter(prefix=PREFIX, tags=["kserve-v1"])
 
     @api.get(
         "/models",
@@ -34,7 +38,7 @@ def router(plane: DataPlane) -> APIRouter:
         return json_response({"name": name, "ready": True})
 
     @api.post(
-        "/models/{name}:predict",
+        PREDICT,
         summary="Predict a batch of instances",
         openapi_extra=schemas.request_body(schemas.V1Request),
         responses={
@@ -43,9 +47,10 @@ def router(plane: DataPlane) -> APIRouter:
         },
     )
     async def predict(name: str, request: Request) -> Response:
-        body = await read_object(request, "'instances' (a list of rows)")
+        body, booleans = await read_object(request, "'instances' (a list of rows)")
         runtime = plane.runtime_named(name)
-        x = rows_matrix(body.get("instances"), runtime.metadata.feature_names, "instances")
+        features = runtime.metadata.feature_names
+        x = rows_matrix(body.get("instances"), features, "instances", booleans)
         proba = flag(body.get("parameters"), "probabilities", "parameters")
         result = await plane.predict(runtime, x, probabilities=proba, protocol="v1")
         answer: dict[str, Any] = {"predictions": values(result.labels)}

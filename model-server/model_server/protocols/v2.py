@@ -14,6 +14,10 @@ from model_server.protocols import schemas
 from model_server.protocols.common import json_response, read_object, values
 from model_server.runtimes.base import Array, ModelInfo, Runtime
 
+PREFIX: Final = "/v2"
+INFER: Final = "/models/{name}/infer"
+INFER_VERSION: Final = "/models/{name}/versions/{version}/infer"
+INFER_PATHS: Final = (PREFIX + INFER, PREFIX + INFER_VERSION)
 SERVER_NAME: Final = "mlmodel-server"
 OUTPUTS: Final = ("predict", "predict_proba")
 _DATATYPES: Final = {"b": "BOOL", "i": "INT", "u": "UINT", "f": "FP"}
@@ -21,7 +25,7 @@ _DATATYPES: Final = {"b": "BOOL", "i": "INT", "u": "UINT", "f": "FP"}
 
 def router(plane: DataPlane) -> APIRouter:
     """Routes of the Open Inference Protocol V2 REST API."""
-    api = APIRouter(prefix="/v2", tags=["open-inference-v2"])
+    api = APIRouter(prefix=PREFIX, tags=["open-inference-v2"])
     server = {"name": SERVER_NAME, "version": package_version("mlmodel-server"), "extensions": []}
     ok = {200: {"model": schemas.V2ModelReady}, **schemas.errors(404, 503)}
 
@@ -70,11 +74,11 @@ def router(plane: DataPlane) -> APIRouter:
         },
     }
 
-    @api.post("/models/{name}/infer", summary="Inference", **infer_doc)
+    @api.post(INFER, summary="Inference", **infer_doc)
     async def infer(name: str, request: Request) -> Response:
         return await _infer(plane, plane.runtime_named(name), request)
 
-    @api.post("/models/{name}/versions/{version}/infer", summary="Inference", **infer_doc)
+    @api.post(INFER_VERSION, summary="Inference", **infer_doc)
     async def infer_version(name: str, version: str, request: Request) -> Response:
         return await _infer(plane, plane.runtime_named(name, version), request)
 
@@ -82,7 +86,7 @@ def router(plane: DataPlane) -> APIRouter:
 
 
 async def _infer(plane: DataPlane, runtime: Runtime, request: Request) -> Response:
-    body = await read_object(request, "'inputs' (a list of tensors)")
+    body, _ = await read_object(request, "'inputs' (a list of tensors)")
     info = runtime.metadata
     wanted = requested_outputs(body.get("outputs"), info)
     x = tensors_matrix(body.get("inputs"), info.feature_names)
