@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,7 +45,8 @@ def operator_image(docker_engine: None) -> str:
 def iris_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An iris artifact trained by the project's trainer, readable by the container's user."""
     out = tmp_path_factory.mktemp("image-artifact") / "iris"
-    subprocess.run(["mlmodel-train", "train", "--dataset", "iris", "--out", str(out)], check=True)
+    trainer = str(Path(sys.executable).parent / "mlmodel-train")
+    subprocess.run([trainer, "train", "--dataset", "iris", "--out", str(out)], check=True)
     out.chmod(0o755)
     for item in out.iterdir():
         item.chmod(0o644)

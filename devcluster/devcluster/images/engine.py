@@ -133,6 +133,9 @@ def start() -> None:
     (root / "exec").mkdir(parents=True, exist_ok=True)
     _stop_process("dockerd")  # a half-dead engine from an earlier run
     _stop_process("containerd")
+    # Sockets left by a crash or a reboot would make the readiness checks below pass too early.
+    _containerd_socket().unlink(missing_ok=True)
+    paths.docker_socket().unlink(missing_ok=True)
     containerd_pid = _spawn("containerd", [paths.CONTAINERD, "--config", str(_containerd_config())])
     _wait_for(
         "private containerd",
