@@ -8,7 +8,7 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 export UV_LINK_MODE := copy
 RUN := uv run --frozen
 
-.PHONY: help setup test test-unit test-cluster lint demo bench images images-down cluster-up cluster-down
+.PHONY: help setup test test-unit test-cluster lint demo bench bench-server images images-down cluster-up cluster-down
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
@@ -37,3 +37,12 @@ images: setup ## build mlmodel-server:dev and mlmodel-operator:dev on a private 
 
 images-down: ## stop the private Docker engine (images stay cached)
 	$(RUN) python -m devcluster.images down
+
+# --- benchmarks: timings live here, never in `make test`
+BENCH_TARGETS := $(shell sed -nE 's/^(bench-[a-zA-Z0-9_-]+):.*/\1/p' $(MAKEFILE_LIST))
+
+bench: $(BENCH_TARGETS) ## run every bench-* target
+
+bench-server: setup ## model server vs seed Flask/gunicorn, MLServer, KServe, HTTP floor (~12 min)
+	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; }
+	$(RUN) python -m bench.server
