@@ -48,15 +48,15 @@ def wrk_path() -> str:
     return path
 
 
-def run(url: str, body: bytes, connections: int, seconds: float) -> LoadResult:
-    """POST `body` to `url` over `connections` keep-alive connections for `seconds` (whole)."""
+def run(url: str, body: bytes, connections: int, seconds: int) -> LoadResult:
+    """POST `body` to `url` over `connections` keep-alive connections for `seconds`."""
     with tempfile.TemporaryDirectory(prefix="bench-wrk-") as tmp:
         script = Path(tmp) / "post.lua"
         script.write_text(_LUA.format(body=body.decode(), marker=_MARKER))
         # One wrk thread: it drives 8 connections easily and leaves the second core to servers.
         argv = [
             wrk_path(), "--threads", "1", "--connections", str(connections),
-            "--duration", f"{max(1, round(seconds))}s", "--timeout", "5s", "--script", str(script), url,
+            "--duration", f"{seconds}s", "--timeout", "5s", "--script", str(script), url,
         ]  # fmt: skip
         done = subprocess.run(
             argv, capture_output=True, text=True, timeout=seconds + 30, check=False

@@ -15,6 +15,7 @@ from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
 _PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+_READY_STREAK = 30  # consecutive 200s, each on a new connection
 
 
 @dataclass(frozen=True)
@@ -65,9 +66,13 @@ def post(url: str, body: bytes, timeout: float = 10.0) -> tuple[int, bytes]:
 def wait_answering(
     proc: subprocess.Popen[bytes], url: str, body: bytes, log: Path, deadline_s: float
 ) -> bytes:
-    """Poll with a POST until the server answers 200; fail naming what was awaited."""
+    """Poll with POSTs until the server answers 200 many times in a row; fail naming the wait.
+
+    Every POST opens a new connection, so with several worker processes the streak shows that
+    all of them have loaded the model, not only the first one up.
+    """
     deadline = time.monotonic() + deadline_s
-    last = "no answer yet"
+    streak, last = 0, "no answer yet"
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(
@@ -76,15 +81,19 @@ def wait_answering(
         try:
             status, answer = post(url, body, timeout=2.0)
         except OSError as exc:
-            last = str(exc)
-        else:
-            if status == 200:
+            status, last = 0, str(exc)
+        if status == 200:
+            streak += 1
+            if streak >= _READY_STREAK:
                 return answer
+            continue
+        if status:
             last = f"HTTP {status}: {answer[:200]!r}"
+        streak = 0
         time.sleep(0.1)
     raise TimeoutError(
-        f"server did not answer 200 to POST {url} within {deadline_s:.0f}s (last: {last}):\n"
-        f"{tail(log)}"
+        f"server did not answer 200 to POST {url} {_READY_STREAK} times in a row within "
+        f"{deadline_s:.0f}s (last: {last}):\n{tail(log)}"
     )
 
 

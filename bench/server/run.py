@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -41,6 +42,7 @@ class Case:
     requests: int
     socket_errors: int
     bad_status: int
+    load_1m: float  # the machine's 1-minute load average after the case (2 cores)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,8 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.server", description=__doc__)
-    parser.add_argument("--seconds", type=float, default=6.0, help="measured time per case")
-    parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured load before each (whole seconds)")
+    parser.add_argument("--seconds", type=int, default=6, help="measured time per case")
+    parser.add_argument("--warmup", type=int, default=1, help="unmeasured seconds before each")
     names = [s.name for s in SERVERS]
     parser.add_argument("--only", action="append", choices=names, help="repeatable")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"default: {RESULTS}")
@@ -149,7 +151,7 @@ def _measure(
     return Case(
         server.name, server.version, workers, connections, n_rows, round(got.rps, 1),
         round(got.p50_ms, 3), round(got.p99_ms, 3), round(rss, 1), got.requests,
-        got.socket_errors, got.bad_status,
+        got.socket_errors, got.bad_status, round(os.getloadavg()[0], 2),
     )  # fmt: skip
 
 
