@@ -70,6 +70,29 @@ class Kube:
         except NotFoundError:
             return
 
+    def apply_deployment_scale(self, namespace: str, name: str, replicas: int) -> None:
+        """Server-side apply a Deployment's replicas through its scale subresource.
+
+        Used to hand spec.replicas over to an HPA: the field stays owned (by the operator's
+        scale-subresource entry) when the next apply of the Deployment leaves it out, so it is
+        not reset to the default of 1; the HPA's first write then takes it over.
+        """
+        scale = self._resource("apps/v1", "Deployment").subresources["scale"]
+        body = {
+            "apiVersion": "autoscaling/v1",
+            "kind": "Scale",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"replicas": replicas},
+        }
+        self.dynamic.server_side_apply(  # type: ignore[no-untyped-call]
+            scale,
+            body=body,
+            name=name,
+            namespace=namespace,
+            field_manager=FIELD_MANAGER,
+            force_conflicts=True,
+        )
+
     def read_mlmodel(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The MLModel, or None when it is gone."""
         return self.read(API_VERSION, KIND, namespace, name)

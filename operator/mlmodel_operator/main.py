@@ -33,7 +33,7 @@ def _post_events(body: Mapping[str, Any], outcome: Outcome) -> None:
     target = body if isinstance(body, kopf.Body) else kopf.Body(dict(body))  # type: ignore[arg-type]
     for change in outcome.changes:
         metrics.CHILD_WRITES.labels(change.verb, change.kind).inc()
-        kopf.info(target, reason=change.verb, message=change.message)
+        kopf.event(target, type="Normal", reason=change.verb, message=change.message)
 
 
 def _owner_name(body: Mapping[str, Any]) -> str | None:
@@ -50,6 +50,9 @@ def _owner_name(body: Mapping[str, Any]) -> str | None:
 
 def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
     """Register every handler of the operator in `registry`."""
+    # A custom registry starts empty: authenticate the way the kubernetes client does
+    # (in-cluster service account, else the current kubeconfig).
+    kopf.on.login(registry=registry)(kopf.login_via_client)
 
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
@@ -73,9 +76,9 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
         if getattr(memo, "http", None) is not None:
             await memo.http.cleanup()
 
-    @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
-    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
-    @kopf.on.update(GROUP, VERSION, PLURAL, field="spec", registry=registry)
+    @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry, id="reconcile")
+    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry, id="reconcile")
+    @kopf.on.update(GROUP, VERSION, PLURAL, field="spec", registry=registry, id="reconcile")
     def mlmodel_changed(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
         """Converge after the MLModel appeared or its spec changed."""
         with metrics.observe_reconcile("change"):
@@ -88,6 +91,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
         VERSION,
         PLURAL,
         registry=registry,
+        id="drift",
         interval=config.drift_interval_seconds,
         initial_delay=config.drift_interval_seconds,
         backoff=min(config.drift_interval_seconds, 10.0),

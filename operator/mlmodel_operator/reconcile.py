@@ -179,6 +179,7 @@ class Reconciler:
             if not paths:
                 return live, None, None
             change = Change("Updated", kind, mlmodel.name, tuple(paths))
+            self._hand_replicas_to_hpa(mlmodel, manifest, live)
         else:
             change = Change("Created", kind, mlmodel.name)
         try:
@@ -190,7 +191,38 @@ class Reconciler:
                 f"The API server refused {kind} {mlmodel.name}: {_api_error_text(exc)}",
             )
             return live, None, refused
+        if live is None:
+            self._start_at_hpa_floor(mlmodel, manifest)
         return applied, change, None
+
+    def _start_at_hpa_floor(self, mlmodel: MLModel, manifest: Mapping[str, Any]) -> None:
+        """A new autoscaled Deployment starts at minReplicas, not at the default of 1."""
+        scaling = mlmodel.spec.autoscaling
+        if manifest["kind"] == "Deployment" and scaling is not None and scaling.min_replicas > 1:
+            with _retry_on_transient(f"scaling Deployment {mlmodel.namespace}/{mlmodel.name}"):
+                self.kube.apply_deployment_scale(
+                    mlmodel.namespace, mlmodel.name, scaling.min_replicas
+                )
+
+    def _hand_replicas_to_hpa(
+        self, mlmodel: MLModel, manifest: Mapping[str, Any], live: Mapping[str, Any]
+    ) -> None:
+        """Before dropping spec.replicas from the applied Deployment, keep its current value.
+
+        Removing a field from an apply deletes it when nothing else owns it, which would reset
+        the Deployment to 1 replica until the HPA catches up. Applying the count through the
+        scale subresource first keeps it owned, so the Deployment apply leaves it alone.
+        """
+        scaling = mlmodel.spec.autoscaling
+        if manifest["kind"] != "Deployment" or scaling is None:
+            return
+        owned = drift.managed_fields_of(live, FIELD_MANAGER).get("f:spec", {})
+        if "f:replicas" not in owned:
+            return
+        current = int((live.get("spec") or {}).get("replicas", scaling.min_replicas))
+        keep = max(scaling.min_replicas, min(scaling.max_replicas, current))
+        with _retry_on_transient(f"scaling Deployment {mlmodel.namespace}/{mlmodel.name}"):
+            self.kube.apply_deployment_scale(mlmodel.namespace, mlmodel.name, keep)
 
     def _remove_unwanted(self, mlmodel: MLModel) -> list[Change]:
         removed = []

@@ -98,6 +98,13 @@ def pod_problem(
     """The first pod failure a user must act on: image pull, bad config, crash loop."""
     for pod in pods:
         name = pod.get("metadata", {}).get("name", "?")
+        unschedulable = _unschedulable(pod)
+        if unschedulable:
+            return Problem(
+                "Unschedulable",
+                f"Pod {name} cannot be scheduled: {unschedulable}. Check spec.model.uri's "
+                "claim, spec.nodeSelector, spec.tolerations and spec.server.resources.",
+            )
         for status in (pod.get("status") or {}).get("containerStatuses") or []:
             waiting = (status.get("state") or {}).get("waiting") or {}
             reason = waiting.get("reason", "")
@@ -118,6 +125,13 @@ def pod_problem(
                     f"last log line: {line}",
                 )
     return None
+
+
+def _unschedulable(pod: Mapping[str, Any]) -> str:
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "PodScheduled" and cond.get("reason") == "Unschedulable":
+            return str(cond.get("message", "")).strip().rstrip(".")
+    return ""
 
 
 def _condition(kind: str, status: bool, reason: str, message: str) -> dict[str, str]:
