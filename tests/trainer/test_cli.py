@@ -202,7 +202,7 @@ def _env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-def test_python_dash_m_and_installed_command_train_and_inspect(tmp_path: Path) -> None:
+def test_python_dash_m_trains_and_prints_json(tmp_path: Path) -> None:
     dest = tmp_path / "iris"
     trained = subprocess.run(
         [sys.executable, "-m", "mlmodel_trainer", "train", "--out", str(dest), "--json", *FAST],
@@ -214,24 +214,14 @@ def test_python_dash_m_and_installed_command_train_and_inspect(tmp_path: Path) -
     )
     assert trained.returncode == 0, trained.stderr
     assert json.loads(trained.stdout)["sha256"] == sha256_file(dest / "model.skops")
-    command = Path(sys.executable).parent / "mlmodel-train"
-    inspected = subprocess.run(
-        [str(command), "inspect", str(dest)],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        timeout=120,
-        check=False,
-    )
-    assert inspected.returncode == 0, inspected.stderr
-    assert "task:        classification" in inspected.stdout
 
 
-def test_user_error_in_a_real_process_has_no_traceback(tmp_path: Path) -> None:
+def test_installed_command_reports_user_error_without_traceback(tmp_path: Path) -> None:
     csv = tmp_path / "holes.csv"
     csv.write_text("a,b,y\n1,,0\n")
+    command = Path(sys.executable).parent / "mlmodel-train"
     proc = subprocess.run(
-        [sys.executable, "-m", "mlmodel_trainer", "train", "--csv", str(csv), "--target", "y"],
+        [str(command), "train", "--csv", str(csv), "--target", "y"],
         capture_output=True,
         text=True,
         env=_env(),
