@@ -83,7 +83,10 @@ def compile_estimator(
     except Exception as exc:  # skl2onnx raises many types for unsupported options
         return Compiled(None, f"converting {name} to ONNX failed: {type(exc).__name__}: {exc}")
     rows = agreement_rows(card)
-    problem = disagreement(estimator, compiled, rows, card.task)
+    try:
+        problem = disagreement(estimator, compiled, rows, card.task)
+    except Exception as exc:  # a graph that converts but cannot run is as good as unsupported
+        return Compiled(None, f"running the ONNX graph failed: {type(exc).__name__}: {exc}")
     if problem:
         return Compiled(None, f"ONNX Runtime disagrees with scikit-learn: {problem}")
     return Compiled(compiled, f"ONNX Runtime agrees with scikit-learn on {len(rows)} rows")

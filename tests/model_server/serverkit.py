@@ -1,0 +1,108 @@
+"""Helpers for the model server tests: real artifacts and ready in-process apps."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi.testclient import TestClient
+
+from mlmodel_artifact import (
+    ModelCard,
+    ModelDescription,
+    ModelFormat,
+    Sample,
+    Task,
+    TrainingInfo,
+    write_artifact,
+)
+from model_server.app import create_app
+from model_server.settings import READINESS_PATH, ServerSettings
+
+IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+READY_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A written artifact: where it is and its card."""
+
+    uri: str
+    card: ModelCard
+
+
+def describe(
+    model: Any, name: str, rows: np.ndarray, features: list[str], task: Task
+) -> ModelDescription:
+    """A model description whose sample is what `model` answers for `rows`."""
+    classifier = task is Task.CLASSIFICATION
+    return ModelDescription(
+        name=name,
+        task=task,
+        estimator=type(model).__name__,
+        params={},
+        feature_names=features,
+        class_labels=model.classes_.tolist() if classifier else None,
+        metrics={},
+        training=TrainingInfo(
+            dataset=name,
+            test_size=0.0,
+            seed=0,
+            n_train=len(rows),
+            n_test=0,
+            data_fingerprint="0" * 64,
+        ),
+        sample=Sample(
+            inputs=rows.tolist(),
+            outputs=model.predict(rows).tolist(),
+            probabilities=model.predict_proba(rows).tolist() if classifier else None,
+        ),
+    )
+
+
+def write(root: Path, model: Any, description: ModelDescription, *formats: ModelFormat) -> Artifact:
+    """Write `model` as an artifact under root/<name>."""
+    uri, card = write_artifact(
+        model, description, str(root / description.name), formats or (ModelFormat.SKOPS,)
+    )
+    return Artifact(uri, card)
+
+
+def settings_for(artifact: Artifact, workdir: Path, **overrides: Any) -> ServerSettings:
+    """Server settings for an artifact (loopback, a private workdir)."""
+    return ServerSettings(model_uri=artifact.uri, workdir=workdir, **overrides)
+
+
+def wait_ready(client: TestClient, timeout: float = READY_TIMEOUT_S) -> None:
+    """Poll readiness until 200, failing with the last answer after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = client.get(READINESS_PATH)
+        if answer.status_code == 200:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"model not ready after {timeout:.0f} s; readiness said "
+                f"{answer.status_code} {answer.text}"
+            )
+        time.sleep(0.02)
+
+
+@contextmanager
+def running(settings: ServerSettings, **kwargs: Any) -> Iterator[TestClient]:
+    """An in-process client for create_app(settings); the lifespan starts the model loading."""
+    with TestClient(create_app(settings, **kwargs), raise_server_exceptions=False) as client:
+        yield client
+
+
+@contextmanager
+def ready(settings: ServerSettings, **kwargs: Any) -> Iterator[TestClient]:
+    """Like `running`, after readiness answered 200."""
+    with running(settings, **kwargs) as client:
+        wait_ready(client)
+        yield client
