@@ -9,9 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from sklearn.ensemble import RandomForestClassifier
 
 from mlmodel_artifact import ModelCard, read_model_card, sha256_file
 from mlmodel_trainer.cli import main
+from mlmodel_trainer.report import estimator_call
 from mlmodel_trainer.train import TrainConfig, train
 
 FAST = ["--param", "n_estimators=10"]
@@ -96,6 +98,14 @@ def test_inspect_prints_the_card_readably_and_as_json(
     code, out, _ = run(["inspect", dest, "--json"], capsys)
     assert code == 0
     assert ModelCard.from_json(out, dest) == card
+
+
+def test_card_shows_changed_params_and_the_trainer_defaults_like_sklearn_repr() -> None:
+    params = RandomForestClassifier(random_state=42).get_params()
+    assert estimator_call("RandomForestClassifier", params) == (
+        "RandomForestClassifier(n_estimators=100, random_state=42)"
+    )
+    assert estimator_call("Custom", {"b": 1, "a": "x"}) == "Custom(a='x', b=1)"
 
 
 def test_verify_accepts_intact_artifact_and_pinned_digest(

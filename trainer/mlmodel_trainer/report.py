@@ -89,10 +89,14 @@ def estimator_call(estimator: str, params: dict[str, Any]) -> str:
 
 
 def _defaults(estimator: str) -> dict[str, Any]:
+    """scikit-learn's defaults, less those the trainer sets itself (so those are always shown)."""
     for spec in ESTIMATORS.values():
         for cls in (spec.classifier, spec.regressor):
             if cls is not None and cls.__name__ == estimator:
-                return json_safe_params(cls().get_params(deep=False))
+                defaults = json_safe_params(cls().get_params(deep=False))
+                for key, _ in spec.defaults:
+                    defaults.pop(key, None)
+                return defaults
     return {}
 
 
