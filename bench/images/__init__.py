@@ -1,0 +1,1 @@
+"""Image build benchmark: cold and warm build times; image sizes next to the naive seed one."""
