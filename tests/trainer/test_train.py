@@ -141,6 +141,14 @@ def test_csv_with_text_labels_trains_a_classifier_with_those_labels(tmp_path: Pa
     assert d.training.dataset == f"csv:{path}"
 
 
+def test_whole_number_float_labels_become_integer_classes(tmp_path: Path) -> None:
+    path = tmp_path / "f.csv"
+    path.write_text("x,y\n" + "".join(f"{i},{float(i % 2)}\n" for i in range(20)))
+    d = train(TrainConfig(csv=path, target="y", params=FAST)).description
+    assert d.class_labels == [0, 1]
+    assert all(type(o) is int for o in d.sample.outputs)
+
+
 def test_invalid_param_value_is_reported_naming_the_estimator() -> None:
     with pytest.raises(TrainerError, match=r"RandomForestClassifier failed: .*n_estimators"):
         train(TrainConfig(params={"n_estimators": -1}))

@@ -40,6 +40,13 @@ def check_task(y: np.ndarray, task: Task, target_name: str) -> None:
             )
 
 
+def target_for(y: np.ndarray, task: Task) -> np.ndarray:
+    """The target as the estimator should see it: whole-number float labels become integers."""
+    if task is Task.CLASSIFICATION and y.dtype.kind == "f":
+        return y.astype(np.int64)
+    return y
+
+
 def _is_numeric(y: np.ndarray) -> bool:
     return y.dtype.kind in "iuf"
 

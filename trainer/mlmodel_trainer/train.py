@@ -18,7 +18,7 @@ from mlmodel_trainer.errors import TrainerError
 from mlmodel_trainer.estimators import DEFAULT_ESTIMATOR, ParamValue, build_estimator
 from mlmodel_trainer.evaluate import Split, compute_metrics, held_out_sample, split_data
 from mlmodel_trainer.params import json_safe_params
-from mlmodel_trainer.task import check_task, infer_task
+from mlmodel_trainer.task import check_task, infer_task, target_for
 
 DEFAULT_DATASET = "iris"
 DEFAULT_SEED = 42
@@ -72,7 +72,8 @@ def train(config: TrainConfig) -> TrainResult:
     check_task(data.y, task, data.target_name)
     name = model_name(config, data)
     estimator = build_estimator(config.estimator, task, config.params, config.seed)
-    split = split_data(data.X, data.y, task, config.test_size, config.seed)
+    y = target_for(data.y, task)
+    split = split_data(data.X, y, task, config.test_size, config.seed)
     caught: list[str] = []
     _collect_warnings(caught, lambda: _fit(estimator, split))
     predictions = _collect_warnings(caught, lambda: estimator.predict(split.X_test))
