@@ -87,11 +87,18 @@ class DataPlane:
 
 
 def run(runtime: Runtime, x: Array, probabilities: bool) -> Prediction:
-    """Call the runtime (blocking)."""
-    if probabilities:
-        labels, proba = runtime.predict_both(x)
-        return Prediction(labels, proba)
-    return Prediction(runtime.predict(x), None)
+    """Call the runtime (blocking).
+
+    Input has been validated already; a ValueError left is the model refusing a value it cannot
+    represent (scikit-learn trees reject numbers beyond float32's range), so it is the client's.
+    """
+    try:
+        if probabilities:
+            labels, proba = runtime.predict_both(x)
+            return Prediction(labels, proba)
+        return Prediction(runtime.predict(x), None)
+    except ValueError as exc:
+        raise InvalidInput(f"the model cannot use this input: {exc}") from exc
 
 
 def rows_matrix(rows: Any, features: Sequence[str], where: str, booleans: bool = True) -> Array:

@@ -104,3 +104,13 @@ def iris_client(
     workdir = tmp_path_factory.mktemp("iris-workdir")
     with ready(settings_for(iris_artifact, workdir, max_request_bytes=64 * 1024)) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def sklearn_client(
+    iris_artifact: Artifact, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TestClient]:
+    """A ready in-process server for the iris artifact on plain scikit-learn."""
+    workdir = tmp_path_factory.mktemp("sklearn-workdir")
+    with ready(settings_for(iris_artifact, workdir, compiled=False)) as client:
+        yield client
