@@ -166,7 +166,7 @@ def test_held_out_set_smaller_than_the_classes_is_a_clear_error() -> None:
 
 
 def test_class_with_a_single_row_is_named() -> None:
-    with pytest.raises(TrainerError, match=r"classes have a single row: 25.0 \(1 row\)"):
+    with pytest.raises(TrainerError, match=r"classes have a single row: 25 \(1 row\)"):
         train(TrainConfig(dataset="diabetes", task=Task.CLASSIFICATION))
 
 
