@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shlex
 import shutil
 import time
 from collections.abc import Callable
@@ -142,8 +144,16 @@ def _write_kubeconfigs(layout: Layout, pki: ClusterPki, port: int) -> None:
         certs.write_kubeconfig(path, server, pki.ca.cert, pki.clients[name], name)
 
 
+def extra_args(name: str) -> list[str]:
+    """Extra flags for one component from ``DEVCLUSTER_EXTRA_ARGS_<NAME>`` (e.g. feature gates).
+
+    NAME is the component in upper case with ``_`` for ``-``: ``KUBE_APISERVER``, ``ETCD``, ...
+    """
+    return shlex.split(os.environ.get(f"DEVCLUSTER_EXTRA_ARGS_{name.upper().replace('-', '_')}", ""))
+
+
 def _spawn(layout: Layout, current: State, name: str, argv: list[str]) -> procs.Proc:
-    proc = procs.spawn(name, argv, layout.logs)
+    proc = procs.spawn(name, [*argv, *extra_args(name)], layout.logs)
     current.procs.append(proc)
     state.save(layout, current)  # recorded before anything waits on it
     return proc

@@ -1,0 +1,101 @@
+"""devcluster pieces that need no cluster: metrics parsing, process records, certificates."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from devcluster import metrics, pki, procs, state
+from devcluster.controlplane import ClusterError, _fresh_directory, extra_args
+
+_LINE = (
+    'apiserver_request_total{{code="{code}",group="{group}",resource="{res}",verb="{verb}"}} {n}'
+)
+METRICS = "\n".join(
+    [
+        "# HELP apiserver_request_total Counter of apiserver requests",
+        "# TYPE apiserver_request_total counter",
+        _LINE.format(code=201, group="", res="pods", verb="POST", n=4),
+        _LINE.format(code=200, group="apps", res="deployments", verb="PATCH", n=2),
+        _LINE.format(code=200, group="", res="pods", verb="LIST", n=9),
+        _LINE.format(code=200, group="", res="pods", verb="APPLY", n=1),
+    ]
+)
+
+
+def test_request_total_counts_write_verbs_only_by_default() -> None:
+    assert metrics.request_total(METRICS) == 7
+
+
+def test_request_total_filters_by_verb_and_resource() -> None:
+    assert metrics.request_total(METRICS, verbs=["POST"], resource="pods") == 4
+    assert metrics.request_total(METRICS, verbs=["list"]) == 9
+    assert metrics.request_total(METRICS, group="apps") == 2
+
+
+def test_stop_ends_the_recorded_process_and_a_stale_record_is_not_alive(tmp_path: Path) -> None:
+    proc = procs.spawn("sleeper", [sys.executable, "-c", "import time; time.sleep(60)"], tmp_path)
+    assert procs.is_alive(proc)
+    assert procs.stop(proc, grace=5)
+    assert not procs.is_alive(proc)
+    stale = procs.Proc("other", proc.pid, proc.start_ticks + 1, proc.argv, proc.log)
+    assert not procs.stop(stale)  # a PID with another start time is never signalled
+
+
+def test_stop_kills_a_process_that_ignores_sigterm(tmp_path: Path) -> None:
+    code = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('ok', flush=True); time.sleep(60)"
+    )
+    proc = procs.spawn("stubborn", [sys.executable, "-c", code], tmp_path)
+    deadline_log = Path(proc.log)
+    for _ in range(100):
+        if "ok" in deadline_log.read_text():
+            break
+        subprocess.run(["sleep", "0.05"])
+    assert procs.stop(proc, grace=0.5)
+    assert not procs.is_alive(proc)
+
+
+def test_issued_server_certificate_names_its_addresses(tmp_path: Path) -> None:
+    ca = pki.make_ca(tmp_path, "ca", "test-ca")
+    cert = pki.issue(
+        ca,
+        tmp_path,
+        "srv",
+        "srv",
+        server=True,
+        dns_names=("localhost",),
+        ip_addresses=("127.0.0.1",),
+    )
+    text = subprocess.run(
+        ["openssl", "x509", "-in", str(cert.cert), "-noout", "-text"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "DNS:localhost" in text and "IP Address:127.0.0.1" in text
+    verify = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(ca.cert), str(cert.cert)],
+        capture_output=True,
+        text=True,
+    )
+    assert verify.returncode == 0, verify.stderr
+
+
+def test_a_foreign_non_empty_directory_is_never_wiped(tmp_path: Path) -> None:
+    (tmp_path / "precious.txt").write_text("keep me")
+    with pytest.raises(ClusterError, match="not made by devcluster"):
+        _fresh_directory(state.Layout(tmp_path))
+    assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def test_extra_args_come_from_the_component_environment_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DEVCLUSTER_EXTRA_ARGS_KUBE_APISERVER", "--v=4 --feature-gates='A=true'")
+    assert extra_args("kube-apiserver") == ["--v=4", "--feature-gates=A=true"]
+    assert extra_args("etcd") == []
