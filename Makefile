@@ -9,6 +9,7 @@ export UV_LINK_MODE := copy
 RUN := uv run --frozen
 
 .PHONY: help setup test test-unit test-cluster lint demo bench bench-server images images-down cluster-up cluster-down
+.PHONY: devcluster-build devcluster-build-node
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
@@ -20,7 +21,7 @@ setup: ## install uv (from PyPI) and the locked Python workspace
 test-unit: setup ## tests that need no cluster, no containers (under a minute)
 	$(RUN) pytest -m "not cluster and not node and not docker" tests
 
-test: setup images ## the whole suite: every tier that exists (builds the images first)
+test: setup images devcluster-build ## the whole suite: every tier that exists (builds the images first)
 	$(RUN) pytest tests
 
 lint: setup ## ruff and mypy --strict over the packages
@@ -37,6 +38,23 @@ images: setup ## build mlmodel-server:dev and mlmodel-operator:dev on a private 
 
 images-down: ## stop the private Docker engine (images stay cached)
 	$(RUN) python -m devcluster.images down
+
+# --- devcluster: a real Kubernetes built from upstream (binaries cached in ~/.cache/mlmodel-operator)
+DEVCLUSTER := $(RUN) python -m devcluster
+CLUSTER_FAKE_NODES ?= 2
+
+devcluster-build: setup ## build kube-apiserver/controller-manager/scheduler/kubectl + kwok; apt etcd
+	$(DEVCLUSTER) build
+
+devcluster-build-node: setup ## also kubelet, kube-proxy, metrics-server (for `up --node`)
+	$(DEVCLUSTER) build --node
+
+cluster-up: devcluster-build ## start the local cluster (CLUSTER_FAKE_NODES kwok nodes); see `env`
+	$(DEVCLUSTER) up --fake-nodes $(CLUSTER_FAKE_NODES)
+	@$(DEVCLUSTER) env
+
+cluster-down: setup ## stop every process cluster-up started
+	$(DEVCLUSTER) down
 
 # --- benchmarks: timings live here, never in `make test`
 BENCH_TARGETS := $(shell sed -nE 's/^(bench-[a-zA-Z0-9_-]+):.*/\1/p' $(MAKEFILE_LIST))
