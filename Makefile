@@ -64,3 +64,6 @@ bench: $(BENCH_TARGETS) ## run every bench-* target
 bench-server: setup ## model server vs seed Flask/gunicorn, MLServer, KServe, HTTP floor (~12 min)
 	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(RUN) python -m bench.server
+
+bench-images: setup ## image build times (cold/warm) and sizes vs the seed naive Dockerfile (~3 min)
+	$(RUN) python -m bench.images
