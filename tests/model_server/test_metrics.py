@@ -1,0 +1,79 @@
+"""/metrics: request counts and latency by route and status, predictions, load time, model info."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+from serverkit import Artifact
+
+ROW = [5.1, 3.5, 1.4, 0.2]
+
+
+def samples(client: TestClient) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of /metrics keyed by (name, labels)."""
+    answer = client.get("/metrics")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/plain")
+    found = {}
+    for family in text_string_to_metric_families(answer.text):
+        for sample in family.samples:
+            found[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return found
+
+
+def value(found: dict, metric: str, **labels: str) -> float:
+    return found.get((metric, frozenset(labels.items())), 0.0)
+
+
+def test_request_count_and_latency_move_by_route_and_status(iris_client: TestClient) -> None:
+    ok = {"route": "/predict", "method": "POST", "status": "200"}
+    bad = {"route": "/v1/models/{name}:predict", "method": "POST", "status": "404"}
+    before = samples(iris_client)
+    for _ in range(3):
+        assert iris_client.post("/predict", json={"input": ROW}).status_code == 200
+    assert iris_client.post("/v1/models/rose:predict", json={"instances": [ROW]}).status_code == 404
+    after = samples(iris_client)
+    assert (
+        value(after, "model_server_requests_total", **ok)
+        - value(before, "model_server_requests_total", **ok)
+        == 3
+    )
+    assert (
+        value(after, "model_server_requests_total", **bad)
+        - value(before, "model_server_requests_total", **bad)
+        == 1
+    )
+    count = "model_server_request_duration_seconds_count"
+    assert value(after, count, **ok) - value(before, count, **ok) == 3
+    assert value(after, "model_server_request_duration_seconds_sum", **ok) > value(
+        before, "model_server_request_duration_seconds_sum", **ok
+    )
+
+
+def test_prediction_count_moves_by_rows_and_protocol(iris_client: TestClient) -> None:
+    before = samples(iris_client)
+    iris_client.post("/predict", json={"inputs": [ROW, ROW, ROW]})
+    body = {"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP64", "data": ROW + ROW}]}
+    iris_client.post("/v2/models/iris/infer", json=body)
+    after = samples(iris_client)
+    name = "model_server_predictions_total"
+    assert value(after, name, protocol="seed") - value(before, name, protocol="seed") == 3
+    assert value(after, name, protocol="v2") - value(before, name, protocol="v2") == 2
+
+
+def test_model_info_and_load_duration_describe_the_served_model(
+    iris_client: TestClient, iris_artifact: Artifact
+) -> None:
+    found = samples(iris_client)
+    info = {"name": "iris", "format": "skops", "digest": iris_artifact.card.sha256,
+            "runtime": "onnxruntime"}  # fmt: skip
+    assert value(found, "model_server_model_info", **info) == 1
+    assert value(found, "model_server_model_load_duration_seconds") > 0
+
+
+def test_unmatched_paths_are_counted_under_one_label(iris_client: TestClient) -> None:
+    iris_client.get("/no/such/path/12345")
+    found = samples(iris_client)
+    labels = {"route": "<unmatched>", "method": "GET", "status": "404"}
+    assert value(found, "model_server_requests_total", **labels) >= 1
+    assert not any("/no/such/path" in str(key) for key in found)
