@@ -117,13 +117,13 @@ def test_every_estimator_round_trips_in_every_format_it_supports(
 
 
 def test_onnx_exclusion_is_still_needed() -> None:
-    """hist_gradient_boosting is refused for ONNX up front because the converter fails on it;
+    """hist_gradient_boosting is refused for ONNX up front because skl2onnx fails on it;
     when this test fails, the converter was fixed: set onnx=True in the registry."""
-    from mlmodel_artifact.onnx_model import sklearn_to_onnx_bytes
+    import skl2onnx
 
     result = train(TrainConfig(estimator="hist_gradient_boosting", params={"max_iter": 5}))
     with pytest.raises(ValueError, match="Unable to create node"):
-        sklearn_to_onnx_bytes(result.model, len(result.description.feature_names))
+        skl2onnx.to_onnx(result.model, result.split.X_train[:1].astype(np.float32))
 
 
 def test_skops_file_holds_only_scikit_learn_and_numpy_types(tmp_path: Path) -> None:
