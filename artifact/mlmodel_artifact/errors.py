@@ -14,6 +14,7 @@ REASONS: Final = frozenset(
         "UntrustedType",
         "IncompatibleVersion",
         "SampleMismatch",
+        "SerializationFailed",
         "ArtifactLoadFailed",
         "StorageError",
         "InvalidURI",

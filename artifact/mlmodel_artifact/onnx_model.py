@@ -73,6 +73,7 @@ def sklearn_to_onnx_bytes(estimator: Any, n_features: int) -> bytes:
     options: dict[str, Any] | None = {"zipmap": False} if is_classifier(estimator) else None
     graph = convert_sklearn(
         estimator,
+        name="mlmodel",  # a fixed name: skl2onnx otherwise picks a random one per conversion
         initial_types=[("input", FloatTensorType([None, n_features]))],
         options=options,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any, Final
 
@@ -14,11 +15,23 @@ TRUSTED_MODULE_PREFIXES: Final = ("sklearn.", "numpy.", "scipy.sparse.")
 
 
 def serialize(model: Any, fmt: ModelFormat, path: Path, n_features: int) -> None:
-    """Write `model` to `path` in format `fmt`."""
+    """Write `model` to `path` in format `fmt`; ArtifactError(SerializationFailed) if it can't."""
+    try:
+        _serialize(model, fmt, path, n_features)
+    except Exception as exc:
+        raise ArtifactError(
+            str(path),
+            "SerializationFailed",
+            f"cannot write {type(model).__name__} as {fmt}: {type(exc).__name__}: {exc}",
+        ) from exc
+
+
+def _serialize(model: Any, fmt: ModelFormat, path: Path, n_features: int) -> None:
     if fmt is ModelFormat.SKOPS:
         import skops.io
 
-        skops.io.dump(model, path)
+        # Deflate: forest arrays compress about 10x, and the file is fetched by every pod.
+        skops.io.dump(model, path, compression=zipfile.ZIP_DEFLATED, compresslevel=6)
     elif fmt is ModelFormat.JOBLIB:
         import joblib
 

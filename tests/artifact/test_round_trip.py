@@ -124,3 +124,21 @@ def test_writing_to_http_is_refused(iris_model: Iris) -> None:
 def test_unsupported_scheme_names_the_scheme(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="unsupported URI scheme 'ftp'"):
         fetch_artifact("ftp://example/iris", tmp_path)
+
+
+def test_onnx_and_joblib_files_are_byte_identical_across_writes(
+    iris_model: Iris, tmp_path: Path
+) -> None:
+    model, description, _ = iris_model
+    _, first = write_artifact(model, description, str(tmp_path / "a"), ALL_FORMATS)
+    _, second = write_artifact(model, description, str(tmp_path / "b"), ALL_FORMATS)
+    for fmt in (ModelFormat.ONNX, ModelFormat.JOBLIB):
+        assert first.files[fmt].sha256 == second.files[fmt].sha256
+
+
+def test_a_model_a_format_cannot_hold_is_a_clear_error(iris_model: Iris, tmp_path: Path) -> None:
+    _, description, _ = iris_model
+    with pytest.raises(ArtifactError, match="cannot write dict as onnx") as info:
+        write_artifact({"not": "a model"}, description, str(tmp_path / "a"), [ModelFormat.ONNX])
+    assert info.value.reason == "SerializationFailed"
+    assert not (tmp_path / "a").exists(), "nothing is published when a format fails"
