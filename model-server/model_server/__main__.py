@@ -148,7 +148,10 @@ def worker_app() -> Any:
 
     fetched = os.environ.get(FETCHED_DIR_ENV)
     return create_app(
-        settings, on_load_failure=exit_worker, local_dir=Path(fetched) if fetched else None
+        settings,
+        on_load_failure=exit_worker,
+        local_dir=Path(fetched) if fetched else None,
+        load_before_serving=True,
     )
 
 

@@ -6,6 +6,7 @@ is JSON `{"error": "..."}`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -57,12 +58,16 @@ def create_app(
     on_load_failure: Callable[[str], None] | None = None,
     convert: Converter | None = None,
     local_dir: Path | None = None,
+    load_before_serving: bool = False,
 ) -> FastAPI:
     """Build the app; its lifespan starts loading the model in the background.
 
     `on_load_failure` is called (from the loader thread) with the one-line reason when start-up
     fails; the CLI uses it to exit non-zero. `convert` replaces the compiled path's converter;
     `local_dir` is an artifact directory already fetched (by the parent of worker processes).
+    `load_before_serving` loads during start-up instead, so the server accepts no connection
+    before the model is ready: with several workers on one socket, a request then never lands
+    on a worker that is still loading (the workers that are up take it).
     """
     metrics = Metrics()
     plane = DataPlane(on_rows=metrics.observe_rows)
@@ -70,7 +75,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        loader.start()
+        if load_before_serving:
+            await asyncio.to_thread(loader.load)
+        else:
+            loader.start()
         yield
 
     app = FastAPI(

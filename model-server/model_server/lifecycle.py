@@ -66,10 +66,11 @@ class ModelLoader:
 
     def start(self) -> None:
         """Begin loading; returns at once (readiness answers 503 until done)."""
-        self._thread = threading.Thread(target=self._load, name="model-loader", daemon=True)
+        self._thread = threading.Thread(target=self.load, name="model-loader", daemon=True)
         self._thread.start()
 
-    def _load(self) -> None:
+    def load(self) -> None:
+        """Load now (blocking); on failure log one line and call `on_failure`."""
         start = time.perf_counter()
         try:
             runtime = load_and_warm(self._settings, self._convert, self._local_dir)

@@ -1,0 +1,219 @@
+"""The real server process (`python -m model_server`) on loopback, configured like a pod."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from serverkit import Artifact
+
+from model_server.settings import READINESS_PATH
+
+START_TIMEOUT_S = 180.0
+STOP_TIMEOUT_S = 60.0
+ROW = [5.1, 3.5, 1.4, 0.2]
+
+
+@dataclass
+class Server:
+    """A running server process and how to reach it."""
+
+    process: subprocess.Popen[str]
+    url: str
+    log: Path
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, trust_env=False, timeout=30.0)
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start(env: dict[str, str], log: Path) -> Server:
+    """Start `python -m model_server` with exactly the MODEL_SERVER_* variables given."""
+    port = free_port()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MODEL_SERVER_")}
+    clean.update(env, MODEL_SERVER_HOST="127.0.0.1", MODEL_SERVER_PORT=str(port))
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "model_server"],
+            env=clean,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    return Server(process, f"http://127.0.0.1:{port}", log)
+
+
+def wait_ready(server: Server) -> None:
+    """Poll readiness until 200; fail with the process output if it exits or times out."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    last = "no answer yet"
+    with server.client() as client:
+        while time.monotonic() < deadline:
+            if server.process.poll() is not None:
+                raise AssertionError(
+                    f"server exited with {server.process.returncode} before ready:\n"
+                    f"{server.output()}"
+                )
+            try:
+                answer = client.get(READINESS_PATH)
+                if answer.status_code == 200:
+                    return
+                last = f"{answer.status_code} {answer.text}"
+            except httpx.TransportError as exc:
+                last = repr(exc)
+            time.sleep(0.1)
+    raise AssertionError(
+        f"server not ready after {START_TIMEOUT_S:.0f} s ({last}):\n{server.output()}"
+    )
+
+
+def stop(server: Server) -> int:
+    """SIGTERM and wait for the exit code."""
+    if server.process.poll() is None:
+        server.process.send_signal(signal.SIGTERM)
+    try:
+        return server.process.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        raise AssertionError(f"server ignored SIGTERM for {STOP_TIMEOUT_S:.0f} s") from None
+
+
+def pod_env(artifact: Artifact, workdir: Path, **extra: str) -> dict[str, str]:
+    """The variables the operator renders into a model pod."""
+    return {
+        "MODEL_SERVER_MODEL_URI": artifact.uri,
+        "MODEL_SERVER_MODEL_NAME": "iris-live",
+        "MODEL_SERVER_MODEL_SHA256": artifact.card.sha256,
+        "MODEL_SERVER_WORKERS": "1",
+        "MODEL_SERVER_LOG_LEVEL": "info",
+        "MODEL_SERVER_WORKDIR": str(workdir),
+        **extra,
+    }
+
+
+@pytest.fixture(scope="module")
+def live(iris_artifact: Artifact, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One single-worker server for the module."""
+    workdir = tmp_path_factory.mktemp("live")
+    server = start(pod_env(iris_artifact, workdir), workdir / "server.log")
+    try:
+        wait_ready(server)
+        yield server
+    finally:
+        stop(server)
+
+
+def test_process_serves_every_protocol_over_loopback(live: Server) -> None:
+    with live.client() as client:
+        assert client.post("/predict", json={"input": ROW}).json() == {"prediction": 0}
+        v1 = client.post("/v1/models/iris-live:predict", json={"instances": [ROW, ROW]})
+        assert v1.json() == {"predictions": [0, 0]}
+        body = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": ROW}]}
+        v2 = client.post("/v2/models/iris-live/infer", json=body).json()
+        assert v2["outputs"][0]["data"] == [0]
+        assert client.get("/v2/models/iris-live").json()["platform"] == "onnxruntime"
+        assert "model_server_predictions_total" in client.get("/metrics").text
+
+
+def test_process_keeps_serving_after_bad_requests(live: Server) -> None:
+    with live.client() as client:
+        assert client.post("/predict", content=b"{not json").status_code == 400
+        assert client.post("/predict", json={"input": [1, 2]}).status_code == 422
+        big = b'{"inputs": [' + b"[1,2,3,4]," * 1_000_000 + b"[1,2,3,4]]}"
+        assert client.post("/predict", content=big).status_code == 413
+        assert client.post("/predict", json={"input": ROW}).status_code == 200
+    assert live.process.poll() is None
+
+
+def test_process_logs_where_the_model_came_from_and_how_it_runs(live: Server) -> None:
+    output = live.output()
+    assert "compiled path on: ONNX Runtime agrees with scikit-learn" in output
+    assert "model 'iris-live' ready in" in output
+    assert "Traceback" not in output
+
+
+def test_a_load_failure_exits_non_zero_with_one_clear_line(
+    iris_artifact: Artifact, tmp_path: Path
+) -> None:
+    env = pod_env(iris_artifact, tmp_path, MODEL_SERVER_MODEL_SHA256="a" * 64)
+    server = start(env, tmp_path / "server.log")
+    try:
+        code = server.process.wait(timeout=START_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        raise AssertionError(
+            f"server kept running with a wrong digest:\n{server.output()}"
+        ) from None
+    output = server.output()
+    assert code != 0
+    failures = [line for line in output.splitlines() if "model load failed" in line]
+    assert len(failures) == 1, output
+    assert "[ArtifactDigestMismatch]" in failures[0]
+    assert iris_artifact.uri in failures[0]
+    assert "Traceback" not in output
+
+
+def test_invalid_settings_exit_2_naming_the_variable(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODEL_SERVER_")}
+    env.update(MODEL_SERVER_MODEL_URI=str(tmp_path), MODEL_SERVER_WORKERS="many")
+    result = subprocess.run(
+        [sys.executable, "-m", "model_server"], env=env, capture_output=True, text=True,
+        timeout=START_TIMEOUT_S,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "invalid setting workers (MODEL_SERVER_WORKERS)" in result.stderr
+
+
+def test_several_workers_serve_and_sum_their_metrics_then_stop_on_sigterm(
+    iris_artifact: Artifact, tmp_path: Path
+) -> None:
+    server = start(pod_env(iris_artifact, tmp_path, MODEL_SERVER_WORKERS="2"), tmp_path / "w.log")
+    try:
+        wait_ready(server)
+        for _ in range(10):  # a new connection each time, so both workers get requests
+            with server.client() as client:
+                assert client.post("/predict", json={"inputs": [ROW, ROW]}).status_code == 200
+        with server.client() as client:
+            metrics = client.get("/metrics").text
+    finally:
+        code = stop(server)
+    assert 'model_server_predictions_total{protocol="seed"} 20.0' in metrics
+    assert code == 0, server.output()
+    assert list(tmp_path.glob("metrics-*")) == []  # the multiprocess directory is cleaned up
+
+
+def test_a_worker_that_cannot_load_stops_the_whole_server_non_zero(
+    iris_artifact: Artifact, tmp_path: Path
+) -> None:
+    # The parent's digest check passes (nothing pinned); each worker then refuses the pickle.
+    env = pod_env(
+        iris_artifact, tmp_path, MODEL_SERVER_WORKERS="2", MODEL_SERVER_MODEL_FORMAT="joblib"
+    )
+    del env["MODEL_SERVER_MODEL_SHA256"]
+    server = start(env, tmp_path / "server.log")
+    try:
+        code = server.process.wait(timeout=START_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        raise AssertionError(f"server kept running:\n{server.output()}") from None
+    output = server.output()
+    assert code != 0
+    assert "model load failed: [UntrustedType]" in output
+    assert "Traceback" not in output
