@@ -1,0 +1,99 @@
+"""Settings: the operator-server contract (env names, flags over env, probe paths)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlmodel_operator import contract
+from model_server import settings as server_settings
+from model_server.__main__ import load_settings
+from model_server.settings import ServerSettings
+
+SHA = "ab" * 32
+
+
+def test_settings_come_from_the_variables_the_operator_renders(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in {
+        contract.ENV_MODEL_URI: "s3://models/iris",
+        contract.ENV_MODEL_NAME: "iris-prod",
+        contract.ENV_MODEL_SHA256: SHA,
+        contract.ENV_MODEL_FORMAT: "onnx",
+        contract.ENV_HOST: "0.0.0.0",
+        contract.ENV_PORT: "9000",
+        contract.ENV_WORKERS: "2",
+        contract.ENV_LOG_LEVEL: "WARNING",
+    }.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings([])
+    assert settings.model_uri == "s3://models/iris"
+    assert settings.model_name == "iris-prod"
+    assert settings.model_sha256 == SHA
+    assert settings.model_format == "onnx"
+    assert (settings.host, settings.port, settings.workers) == ("0.0.0.0", 9000, 2)
+    assert settings.log_level == "warning"
+
+
+def test_probe_paths_and_port_match_the_operator_contract() -> None:
+    assert server_settings.ENV_PREFIX == contract.ENV_PREFIX
+    assert server_settings.LIVENESS_PATH == contract.LIVENESS_PATH
+    assert server_settings.READINESS_PATH == contract.READINESS_PATH
+    assert server_settings.DEFAULT_PORT == contract.DEFAULT_PORT
+
+
+def test_flags_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODEL_SERVER_MODEL_URI", "/from/env")
+    monkeypatch.setenv("MODEL_SERVER_PORT", "9000")
+    monkeypatch.setenv("MODEL_SERVER_COMPILED", "true")
+    settings = load_settings(["--model-uri", "/from/flag", "--no-compiled", "--workers", "3"])
+    assert (settings.model_uri, settings.port, settings.compiled, settings.workers) == (
+        "/from/flag", 9000, False, 3,
+    )  # fmt: skip
+
+
+def test_cli_defaults_stay_on_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MODEL_SERVER_HOST", raising=False)
+    settings = load_settings(["--model-uri", "/m"])
+    assert (settings.host, settings.port, settings.workers, settings.compiled) == (
+        "127.0.0.1", 8080, 1, True,
+    )  # fmt: skip
+    assert settings.workdir == Path("/tmp/model-server")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "invalid setting model_uri (MODEL_SERVER_MODEL_URI)"),
+        (
+            ["--model-uri", "/m", "--model-sha256", "xyz"],
+            "model_sha256 (MODEL_SERVER_MODEL_SHA256)",
+        ),
+        (["--model-uri", "/m", "--port", "70000"], "invalid setting port (MODEL_SERVER_PORT)"),
+        (["--model-uri", "/m", "--model-format", "pickle"], "model_format"),
+        (["--model-uri", "/m", "--log-level", "loud"], "log_level"),
+    ],
+)
+def test_invalid_settings_exit_2_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str],
+    message: str,
+) -> None:  # fmt: skip
+    monkeypatch.delenv("MODEL_SERVER_MODEL_URI", raising=False)
+    with pytest.raises(SystemExit) as caught:
+        load_settings(argv)
+    assert caught.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_settings_round_trip_through_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = ServerSettings(model_uri="/m", model_sha256=SHA, workers=2, compiled=False)
+    for name, value in original.to_env().items():
+        monkeypatch.setenv(name, value)
+    assert ServerSettings() == original  # type: ignore[call-arg]
+
+
+def test_every_setting_is_documented() -> None:
+    for name, field in ServerSettings.model_fields.items():
+        assert field.description, f"setting {name} has no description"
