@@ -9,6 +9,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.server.procs import priority_prefix
+
 _MARKER = "BENCH_RESULT "
 
 # `done` runs once after the run with the merged statistics of all wrk threads.
@@ -55,7 +57,7 @@ def run(url: str, body: bytes, connections: int, seconds: int) -> LoadResult:
         script.write_text(_LUA.format(body=body.decode(), marker=_MARKER))
         # One wrk thread: it drives 8 connections easily and leaves the second core to servers.
         argv = [
-            wrk_path(), "--threads", "1", "--connections", str(connections),
+            *priority_prefix(), wrk_path(), "--threads", "1", "--connections", str(connections),
             "--duration", f"{seconds}s", "--timeout", "5s", "--script", str(script), url,
         ]  # fmt: skip
         done = subprocess.run(

@@ -51,7 +51,7 @@ def print_ratios(rows: list[Row]) -> None:
     for other in (*PEERS, FLOOR):
         for workers in _workers(rows, other):
             cells = [_ratio(rows, other, workers, c, n) for c, n in CASE_KEYS]
-            text = "".join(f"{'-' if x is None else f'{x:,.1f}x':>16}" for x in cells)
+            text = "".join(f"{'-' if x is None else f'{x:,.2f}x':>16}" for x in cells)
             print(f"{f'{other} (w={workers})':<24}{text}")
 
 
@@ -81,7 +81,7 @@ def _at_least(
     ratio = _ratio(rows, other, w, 8, n_rows)
     if ratio is None:
         return None, f"{text} (not measured)"
-    return ratio >= factor, f"{text} ({ratio:,.1f}x)"
+    return ratio >= factor, f"{text} ({ratio:,.2f}x)"
 
 
 def _p99_target(rows: list[Row], w: int) -> tuple[bool | None, str]:
@@ -103,7 +103,7 @@ def _batch_target(rows: list[Row], w: int) -> tuple[bool | None, str]:
     if not ratios:
         return None, f"{text} (not measured)"
     worst, where = min(ratios)
-    return worst >= 10.0, f"{text} (lowest {worst:,.1f}x vs {where})"
+    return worst >= 10.0, f"{text} (lowest {worst:,.2f}x vs {where})"
 
 
 def _ratio(rows: list[Row], other: str, w: int, conns: int, n_rows: int) -> float | None:

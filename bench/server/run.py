@@ -49,6 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Benchmark the selected servers; exit 1 if any of them could not be measured."""
     args = _parse_args(argv)
     load.wrk_path()
+    _say_how_busy()
     chosen = [s for s in SERVERS if not args.only or s.name in args.only]
     results: list[Case] = []
     failures: list[str] = []
@@ -66,6 +67,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.write_json(rows, args.out)
     print(f"\nwrote {args.out}")
     return 1 if failures else 0
+
+
+def _say_how_busy() -> None:
+    busy, cores = os.getloadavg()[0], os.cpu_count() or 1
+    print(f"[bench] load average {busy:.2f} on {cores} cores before start", flush=True)
+    if busy > cores / 2:
+        print("[bench] WARNING: other work is running; figures will be noisy", flush=True)
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
