@@ -1,4 +1,4 @@
-"""``python -m devcluster build|up|down|status|env``."""
+"""``python -m devcluster build|up|down|status|env|load-image``."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("down", help="stop every process that up started")
     sub.add_parser("status", help="phase and processes (JSON)")
     sub.add_parser("env", help="print `export KUBECONFIG=...` for the shell")
+    li = sub.add_parser("load-image", help="copy a local Docker image into the node's containerd")
+    li.add_argument("image", help="e.g. mlmodel-server:dev")
     return parser
 
 
@@ -65,7 +67,27 @@ def _dispatch(args: argparse.Namespace, layout: state.Layout) -> int:
             return 3
         print(f"export KUBECONFIG={layout.kubeconfig}")
         return 0
+    if args.command == "load-image":
+        return _load_image(layout, args.image)
     raise AssertionError(args.command)
+
+
+def _load_image(layout: state.Layout, image: str) -> int:
+    recorded = state.load(layout)
+    if recorded is None or not recorded.node or not controlplane.is_running(layout):
+        print(
+            f"no devcluster with a node runs in {layout.root}: `up --node` first", file=sys.stderr
+        )
+        return 3
+    from devcluster import node
+
+    try:
+        stored = node.load_image(layout, image)
+    except RuntimeError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    print(f"loaded {image} as {stored}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -142,9 +142,13 @@ def kwok_stages() -> Path:
     return out
 
 
+def _present(command: str) -> bool:
+    return Path(command).exists() if command.startswith("/") else shutil.which(command) is not None
+
+
 def ensure_apt_package(command: str, package: str) -> None:
-    """Install a Debian package when its command is missing (the machines run as root)."""
-    if shutil.which(command):
+    """Install a Debian package when its command (or file) is missing (machines run as root)."""
+    if _present(command):
         return
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         raise BuildError(f"{command} is missing: install the Debian package {package}")
@@ -152,8 +156,8 @@ def ensure_apt_package(command: str, package: str) -> None:
     _run(
         ["apt-get", "install", "-y", "--no-install-recommends", package], f"apt {package}", env=env
     )
-    if shutil.which(command) is None:
-        raise BuildError(f"apt-get installed {package} but {command} is still not on PATH")
+    if not _present(command):
+        raise BuildError(f"apt-get installed {package} but {command} is still missing")
 
 
 def build_control_plane() -> None:
@@ -168,8 +172,24 @@ def build_control_plane() -> None:
     kwok_stages()
 
 
+NODE_APT = (
+    ("containerd", "containerd"),
+    ("runc", "runc"),
+    ("/usr/lib/cni/bridge", "containernetworking-plugins"),
+    ("conntrack", "conntrack"),
+    ("iptables", "iptables"),
+    ("nft", "nftables"),
+    ("gcc", "gcc"),
+    ("/usr/lib/x86_64-linux-gnu/libc.a", "libc6-dev"),
+)
+
+
 def build_node() -> None:
-    """What ``devcluster up --node`` needs on top: kubelet, kube-proxy, metrics-server."""
+    """What ``devcluster up --node`` needs on top: kubelet, kube-proxy, metrics-server, pause."""
+    from devcluster import pause
+
+    for command, package in NODE_APT:
+        ensure_apt_package(command, package)
     go = check_go()
     for name in ("kubelet", "kube-proxy"):
         build_k8s(name, go)
@@ -179,6 +199,7 @@ def build_node() -> None:
         config.METRICS_SERVER_VERSION,
         go,
     )
+    pause.pause_archive()
 
 
 def missing_binaries(names: tuple[str, ...]) -> list[str]:

@@ -70,3 +70,24 @@ class KubectlError(subprocess.CalledProcessError):
     def __str__(self) -> str:
         args = " ".join(str(a) for a in self.cmd[1:])
         return f"kubectl {args} exited {self.returncode}: {self.stderr.strip()}"
+
+
+@dataclass(frozen=True)
+class NodeCluster(Cluster):
+    """A devcluster with one real node (``up --node``): images can be loaded into it."""
+
+    state_dir: Path
+
+    @property
+    def node_ip(self) -> str:
+        """The node's address (a /32 on lo): the host reaches pods' services, pods reach it."""
+        from devcluster import hostnet
+
+        return hostnet.NODE_IP
+
+    def load_image(self, image: str) -> str:
+        """Copy a locally built Docker image into the node's containerd; the stored name."""
+        from devcluster import node
+        from devcluster.state import Layout
+
+        return node.load_image(Layout(self.state_dir), image)

@@ -10,7 +10,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from devcluster import build, certs, components, config, fakenodes, health, procs, state
+from devcluster import (
+    build,
+    certs,
+    components,
+    config,
+    fakenodes,
+    health,
+    hostnet,
+    node,
+    procs,
+    state,
+)
 from devcluster.certs import ClusterPki
 from devcluster.state import Layout, State
 
@@ -68,6 +79,8 @@ def up(layout: Layout, options: UpOptions, log: Callable[[str], None] = print) -
             _stop_all(layout, current)
             if isinstance(exc, health.NotReadyError):
                 raise ClusterError(_failure_message(exc)) from exc
+            if isinstance(exc, Exception):
+                raise ClusterError(f"devcluster up failed: {exc}") from exc
             raise
         current.phase = "up"
         state.save(layout, current)
@@ -121,12 +134,28 @@ def _start_all(
     layout: Layout, current: State, options: UpOptions, log: Callable[[str], None]
 ) -> None:
     started = time.monotonic()
-    current.ports = dict(zip(PORT_NAMES, components.free_ports(len(PORT_NAMES)), strict=True))
-    pki = certs.make_cluster_pki(layout)
-    _write_kubeconfigs(layout, pki, current.ports["apiserver"])
+    names = PORT_NAMES + (node.NODE_PORT_NAMES if options.node else ())
+    current.ports = dict(zip(names, components.free_ports(len(names)), strict=True))
+    host = _api_host(options)
+    if options.node:
+        node.claim_host(layout)
+        current.extra["host"] = {}
+        state.save(layout, current)
+        extra_routes = (components.KWOK_POD_CIDR,) if options.fake_nodes else ()
+        current.extra["host"] = hostnet.prepare(extra_routes)
+        state.save(layout, current)
+    pki = certs.make_cluster_pki(layout, extra_ips=(host,) if options.node else ())
+    _write_kubeconfigs(layout, pki, host, current.ports["apiserver"])
     _start_etcd(layout, current, options.timeout)
-    _start_apiserver(layout, pki, current, options.timeout)
+    _start_apiserver(layout, pki, current, options.timeout, host)
     _start_controllers(layout, pki, current, options.timeout)
+    if options.node:
+        server = f"https://{host}:{current.ports['apiserver']}"
+
+        def spawn(name: str, argv: list[str]) -> procs.Proc:
+            return _spawn(layout, current, name, argv)
+
+        node.start(layout, pki, current, spawn, server, options.timeout)
     if options.fake_nodes:
         _start_kwok(layout, current, options)
     manager = next(p for p in current.procs if p.name == "kube-controller-manager")
@@ -136,8 +165,13 @@ def _start_all(
     )
 
 
-def _write_kubeconfigs(layout: Layout, pki: ClusterPki, port: int) -> None:
-    server = f"https://{components.LOOPBACK}:{port}"
+def _api_host(options: UpOptions) -> str:
+    """Where the API server listens: loopback, or the node IP (on lo) that pods can reach too."""
+    return hostnet.NODE_IP if options.node else components.LOOPBACK
+
+
+def _write_kubeconfigs(layout: Layout, pki: ClusterPki, host: str, port: int) -> None:
+    server = f"https://{host}:{port}"
     certs.write_kubeconfig(layout.kubeconfig, server, pki.ca.cert, pki.clients["admin"], "admin")
     for name in ("kube-controller-manager", "kube-scheduler", "kwok"):
         path = layout.component_kubeconfig(name)
@@ -149,7 +183,9 @@ def extra_args(name: str) -> list[str]:
 
     NAME is the component in upper case with ``_`` for ``-``: ``KUBE_APISERVER``, ``ETCD``, ...
     """
-    return shlex.split(os.environ.get(f"DEVCLUSTER_EXTRA_ARGS_{name.upper().replace('-', '_')}", ""))
+    return shlex.split(
+        os.environ.get(f"DEVCLUSTER_EXTRA_ARGS_{name.upper().replace('-', '_')}", "")
+    )
 
 
 def _spawn(layout: Layout, current: State, name: str, argv: list[str]) -> procs.Proc:
@@ -166,10 +202,12 @@ def _start_etcd(layout: Layout, current: State, timeout: float) -> None:
     health.wait_for("etcd", f"{url} to answer 200", health.http_ok(url), timeout=timeout, proc=proc)
 
 
-def _start_apiserver(layout: Layout, pki: ClusterPki, current: State, timeout: float) -> None:
-    argv = components.kube_apiserver(layout, pki, current.ports)
+def _start_apiserver(
+    layout: Layout, pki: ClusterPki, current: State, timeout: float, host: str
+) -> None:
+    argv = components.kube_apiserver(layout, pki, current.ports, advertise=host)
     proc = _spawn(layout, current, "kube-apiserver", argv)
-    url = f"https://{components.LOOPBACK}:{current.ports['apiserver']}/readyz"
+    url = f"https://{host}:{current.ports['apiserver']}/readyz"
     admin = pki.clients["admin"]
     check = health.http_ok(url, ca=pki.ca.cert, cert=(admin.cert, admin.key))
     health.wait_for("kube-apiserver", f"{url} to answer 200", check, timeout=timeout, proc=proc)
@@ -209,7 +247,11 @@ def down(layout: Layout, log: Callable[[str], None] = print) -> list[str]:
 
 
 def _stop_all(layout: Layout, current: State) -> list[str]:
-    stopped = [p.name for p in reversed(current.procs) if procs.stop(p)]
+    stopped = []
+    if current.node:
+        stopped = node.stop(layout, current)
+        current.extra.pop("host", None)
+    stopped += [p.name for p in reversed(current.procs) if procs.stop(p)]
     current.procs = [p for p in current.procs if procs.is_alive(p)]
     current.phase = "down" if not current.procs else "stopping"
     if layout.state_file.parent.exists():
@@ -245,7 +287,8 @@ def apiserver_url(layout: Layout) -> str:
     recorded = state.load(layout)
     if recorded is None:
         raise ClusterError(f"no devcluster in {layout.root}")
-    return f"https://{components.LOOPBACK}:{recorded.ports['apiserver']}"
+    host = hostnet.NODE_IP if recorded.node else components.LOOPBACK
+    return f"https://{host}:{recorded.ports['apiserver']}"
 
 
 def layout_for(directory: Path | None = None) -> Layout:

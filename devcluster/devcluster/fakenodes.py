@@ -88,3 +88,33 @@ def wait_default_service_account(
             timeout=timeout,
             proc=proc,
         )
+
+
+def wait_node_ready(kubeconfig: Path, name: str, timeout: float, proc: procs.Proc) -> None:
+    """Wait until Node ``name`` (a real kubelet) reports Ready."""
+    with api_client(kubeconfig) as api:
+        core = client.CoreV1Api(api)
+
+        def check() -> bool:
+            nodes = core.list_node(field_selector=f"metadata.name={name}").items
+            if not nodes or not nodes[0].status:
+                return False
+            conditions = nodes[0].status.conditions or []
+            return any(c.type == "Ready" and c.status == "True" for c in conditions)
+
+        health.wait_for("kubelet", f"node {name} to be Ready", check, timeout=timeout, proc=proc)
+
+
+def wait_apiservice(kubeconfig: Path, name: str, timeout: float, proc: procs.Proc) -> None:
+    """Wait until the aggregated APIService ``name`` is Available."""
+    with api_client(kubeconfig) as api:
+        registration = client.ApiregistrationV1Api(api)
+
+        def check() -> bool:
+            status = registration.read_api_service(name).status
+            conditions = (status.conditions or []) if status else []
+            return any(c.type == "Available" and c.status == "True" for c in conditions)
+
+        health.wait_for(
+            proc.name, f"APIService {name} to be Available", check, timeout=timeout, proc=proc
+        )

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from devcluster.cluster import Cluster
+    from devcluster.cluster import Cluster, NodeCluster
 
 DEFAULT_FAKE_NODES = 2
 
@@ -46,6 +46,31 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     fake_nodes = int(os.environ.get("DEVCLUSTER_FAKE_NODES", str(DEFAULT_FAKE_NODES)))
     controlplane.up(layout, controlplane.UpOptions(fake_nodes=fake_nodes), log=lambda _: None)
     handle = Cluster(kubeconfig=layout.kubeconfig, api=fakenodes.api_client(layout.kubeconfig))
+    try:
+        yield handle
+    finally:
+        handle.api.close()  # type: ignore[no-untyped-call]
+        controlplane.down(layout, log=lambda _: None)
+
+
+@pytest.fixture(scope="module")
+def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeCluster]:
+    """A fresh devcluster with one real node (containerd, kubelet, kube-proxy, metrics-server).
+
+    Module-scoped: only one node cluster can run on a machine, so each test module that needs
+    one gets its own (about 10 s to start) and it is stopped, with every host change undone,
+    when the module is done.
+    """
+    from devcluster import controlplane, fakenodes
+    from devcluster.cluster import NodeCluster
+
+    layout = controlplane.layout_for(tmp_path_factory.mktemp("devcluster-node"))
+    controlplane.up(layout, controlplane.UpOptions(node=True), log=lambda _: None)
+    handle = NodeCluster(
+        kubeconfig=layout.kubeconfig,
+        api=fakenodes.api_client(layout.kubeconfig),
+        state_dir=layout.root,
+    )
     try:
         yield handle
     finally:
