@@ -145,3 +145,25 @@ def test_server_image_serves_the_iris_artifact_to_a_client_outside_the_container
     assert response.json() == {"prediction": 0}
     user = docker("exec", container_name, "python", "-c", "import os; print(os.getuid())")
     assert user.stdout.strip() == "10001"
+
+
+@pytest.mark.parametrize(
+    ("image_fixture", "module"),
+    [("server_image", "model_server.app"), ("operator_image", "mlmodel_operator.main")],
+)
+def test_image_has_no_world_writable_files_and_runs_under_another_uid(
+    image_fixture: str, module: str, request: pytest.FixtureRequest
+) -> None:
+    image = request.getfixturevalue(image_fixture)
+    writable = run_once(image, "/opt", "-xdev", "-perm", "-o+w", "-not", "-type", "l",
+                        entrypoint="find")  # fmt: skip
+    assert writable.returncode == 0, writable.stderr
+    assert writable.stdout == ""
+    # An arbitrary non-root UID (as some clusters assign) can still read the whole venv.
+    result = docker(
+        "run", "--rm", "--network=none", *RESTRICTED, "--user=23456:0",
+        "--entrypoint=python", image, "-c", f"import sys, {module}; print(sys.prefix)",
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "/opt/venv"
