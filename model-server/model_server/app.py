@@ -96,7 +96,13 @@ def create_app(
     for router in routers:
         app.include_router(router)
 
-    @app.get(METRICS_PATH, summary="Prometheus metrics", tags=["metrics"])
+    @app.get(
+        METRICS_PATH,
+        summary="Prometheus metrics",
+        tags=["metrics"],
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     async def metrics_text() -> Response:
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)

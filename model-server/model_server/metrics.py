@@ -129,6 +129,14 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            route = scope.get("route")
-            path = getattr(route, "path", UNMATCHED)
-            self.metrics.observe_request(path, scope["method"], status, time.perf_counter() - start)
+            elapsed = time.perf_counter() - start
+            self.metrics.observe_request(_route(scope, status), scope["method"], status, elapsed)
+
+
+def _route(scope: Scope, status: int) -> str:
+    """The route template; /docs and /openapi.json by path; anything else that failed to match
+    under one label (never the raw path: that would make a time series per URL)."""
+    route = scope.get("route")
+    if route is not None:
+        return str(route.path)
+    return str(scope["path"]) if status < 300 else UNMATCHED

@@ -1,7 +1,8 @@
 """schemathesis against /openapi.json of a loaded server: no generated request gets a 5xx.
 
 Each documented operation gets CASES_PER_OPERATION generated requests (valid and invalid
-bodies, path parameters), sent in-process to the ready iris app.
+bodies, path parameters), sent in-process to the ready iris app. Besides "no server error",
+every answer must match what the document says (status codes, content types, body schemas).
 """
 
 from __future__ import annotations
@@ -12,9 +13,22 @@ import pytest
 import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 CASES_PER_OPERATION = 40
+SERVED = {"name": "iris", "version": "1"}
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
 
 
 @pytest.fixture(scope="module")
@@ -33,22 +47,21 @@ def test_the_fuzzer_sees_every_documented_operation(operations: dict[str, Any]) 
     assert "POST /v1/models/{name}:predict" in operations
 
 
-def total_requests(client: TestClient) -> float:
+def total(client: TestClient, metric: str) -> float:
     text = client.get("/metrics").text
     return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("model_server_requests_total{")
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(metric + "{")
     )
 
 
 def test_generated_requests_never_get_a_server_error(
     operations: dict[str, Any], iris_client: TestClient
 ) -> None:
-    before = total_requests(iris_client)
+    requests, predictions = "model_server_requests_total", "model_server_predictions_total"
+    before = total(iris_client, requests), total(iris_client, predictions)
     for operation in operations.values():
 
-        @given(case=operation.as_strategy())
+        @given(case=operation.as_strategy(), served=st.booleans())
         @settings(
             max_examples=CASES_PER_OPERATION,
             deadline=None,
@@ -56,9 +69,16 @@ def test_generated_requests_never_get_a_server_error(
             derandomize=True,
             database=None,
         )
-        def no_server_error(case: schemathesis.Case) -> None:
-            case.call_and_validate(checks=[not_a_server_error])
+        def no_server_error(case: schemathesis.Case, served: bool) -> None:
+            if served and case.path_parameters:
+                # Half the cases address the served model, so bodies reach the data plane
+                # instead of stopping at "no model named ...".
+                case.path_parameters.update(
+                    {k: SERVED[k] for k in case.path_parameters if k in SERVED}
+                )
+            case.call_and_validate(checks=CHECKS)
 
         no_server_error()
-    # The cases really reached the app (each operation at least a few times).
-    assert total_requests(iris_client) - before >= 5 * len(operations)
+    # The cases really reached the app, and some reached the model itself.
+    assert total(iris_client, requests) - before[0] >= 5 * len(operations)
+    assert total(iris_client, predictions) > before[1]
