@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from devcluster.images import base, build, paths
+from devcluster.images import base, build, engine, paths
 
 DEB822 = """\
 Types: deb
@@ -74,3 +75,34 @@ def test_private_engine_paths_live_under_the_cache_not_tcp(
 def test_repo_root_is_found_from_a_subdirectory() -> None:
     here = Path(__file__).resolve().parent
     assert (build.repo_root(here) / "Dockerfile.server").is_file()
+
+
+def test_private_dockerd_listens_on_a_unix_socket_only_and_leaves_host_networking_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLMODEL_CACHE", str(tmp_path))
+    argv = engine.dockerd_argv()
+    hosts = [arg.split("=", 1)[1] for arg in argv if arg.startswith(("--host=", "-H"))]
+    assert hosts == [f"unix://{tmp_path}/docker/docker.sock"]
+    assert not any("tcp://" in arg for arg in argv)
+    for flag in ("--iptables=false", "--ip-masq=false", "--ip-forward=false", "--bridge=none"):
+        assert flag in argv
+    private = [
+        arg for arg in argv if arg.startswith(("--data-root=", "--exec-root=", "--pidfile="))
+    ]
+    assert len(private) == 3
+    assert all(arg.split("=", 1)[1].startswith(str(tmp_path)) for arg in private)
+    assert f"--containerd={tmp_path}/docker/exec/containerd.sock" in argv
+
+
+def test_private_containerd_has_no_cri_and_no_tcp_listeners(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLMODEL_CACHE", str(tmp_path))
+    config = tomllib.loads(engine.containerd_config_text())
+    assert config["root"].startswith(str(tmp_path))
+    assert config["state"].startswith(str(tmp_path))
+    assert config["grpc"]["address"] == f"{tmp_path}/docker/exec/containerd.sock"
+    assert config["debug"]["address"] == ""
+    assert config["metrics"]["address"] == ""
+    assert "io.containerd.grpc.v1.cri" in config["disabled_plugins"]

@@ -74,10 +74,10 @@ def _read_pid(name: str) -> int | None:
         return None
 
 
-def _containerd_config() -> Path:
+def containerd_config_text() -> str:
+    """containerd's config: private root, state and sockets; no CRI, debug or metrics listener."""
     root = paths.docker_dir()
-    config = root / "containerd.toml"
-    config.write_text(
+    return (
         "version = 2\n"
         f'root = "{root / "containerd"}"\n'
         f'state = "{root / "exec" / "containerd-state"}"\n'
@@ -91,6 +91,11 @@ def _containerd_config() -> Path:
         "[metrics]\n"
         '  address = ""\n'
     )
+
+
+def _containerd_config() -> Path:
+    config = paths.docker_dir() / "containerd.toml"
+    config.write_text(containerd_config_text())
     return config
 
 
@@ -124,6 +129,24 @@ def _wait_for(what: str, ready: Callable[[], bool], pid: int, log: Path) -> None
     )
 
 
+def dockerd_argv() -> list[str]:
+    """dockerd on private paths: unix socket only, no iptables, no bridge, own containerd."""
+    root = paths.docker_dir()
+    return [
+        paths.DOCKERD,
+        f"--host={paths.docker_host()}",
+        f"--containerd={_containerd_socket()}",
+        f"--data-root={root / 'data'}",
+        f"--exec-root={root / 'exec' / 'dockerd'}",
+        f"--pidfile={root / 'exec' / 'dockerd-own.pid'}",
+        "--iptables=false",
+        "--ip-masq=false",
+        "--ip-forward=false",
+        "--bridge=none",
+        "--storage-driver=overlay2",
+    ]
+
+
 def start() -> None:
     """Start the private containerd and dockerd unless the engine already answers."""
     if is_running():
@@ -143,22 +166,7 @@ def start() -> None:
         containerd_pid,
         root / "containerd.log",
     )
-    dockerd_pid = _spawn(
-        "dockerd",
-        [
-            paths.DOCKERD,
-            f"--host={paths.docker_host()}",
-            f"--containerd={_containerd_socket()}",
-            f"--data-root={root / 'data'}",
-            f"--exec-root={root / 'exec' / 'dockerd'}",
-            f"--pidfile={root / 'exec' / 'dockerd-own.pid'}",
-            "--iptables=false",
-            "--ip-masq=false",
-            "--ip-forward=false",
-            "--bridge=none",
-            "--storage-driver=overlay2",
-        ],
-    )
+    dockerd_pid = _spawn("dockerd", dockerd_argv())
     _wait_for("private dockerd", is_running, dockerd_pid, root / "dockerd.log")
 
 
