@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -106,3 +107,20 @@ def test_private_containerd_has_no_cri_and_no_tcp_listeners(
     assert config["debug"]["address"] == ""
     assert config["metrics"]["address"] == ""
     assert "io.containerd.grpc.v1.cri" in config["disabled_plugins"]
+
+
+def test_stop_never_signals_a_process_that_merely_reuses_a_recorded_pid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLMODEL_CACHE", str(tmp_path))
+    paths.docker_dir().mkdir(parents=True)
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        for name in ("dockerd", "containerd"):
+            (paths.docker_dir() / f"{name}.pid").write_text(f"{bystander.pid}\n")
+        engine.stop()
+        assert bystander.poll() is None, "engine.stop() signalled an unrelated process"
+        assert not (paths.docker_dir() / "dockerd.pid").exists()
+    finally:
+        bystander.kill()
+        bystander.wait()

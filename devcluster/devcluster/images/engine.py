@@ -170,9 +170,20 @@ def start() -> None:
     _wait_for("private dockerd", is_running, dockerd_pid, root / "dockerd.log")
 
 
+def _ours(pid: int, name: str) -> bool:
+    """True when `pid` still runs `name` with our private paths (pids get reused after a reboot)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return Path(argv[0].decode(errors="replace")).name == name and any(
+        str(paths.docker_dir()).encode() in arg for arg in argv[1:]
+    )
+
+
 def _stop_process(name: str) -> None:
     pid = _read_pid(name)
-    if pid is None or not _alive(pid):
+    if pid is None or not _alive(pid) or not _ours(pid, name):
         _pidfile(name).unlink(missing_ok=True)
         return
     os.kill(pid, signal.SIGTERM)
