@@ -25,7 +25,7 @@ from model_server import errors
 from model_server.dataplane import DataPlane
 from model_server.lifecycle import ModelLoader
 from model_server.metrics import ASGIApp, Message, Metrics, MetricsMiddleware, Receive, Scope, Send
-from model_server.protocols import seed, v1, v2
+from model_server.protocols import schemas, seed, v1, v2
 from model_server.protocols.common import json_response
 from model_server.protocols.v1 import PREDICT_PATH as V1_PREDICT
 from model_server.protocols.v2 import INFER_PATHS as V2_INFER
@@ -96,6 +96,8 @@ def create_app(
     for router in routers:
         app.include_router(router)
 
+    app.openapi = _document(app, plane)  # type: ignore[method-assign]
+
     @app.get(
         METRICS_PATH,
         summary="Prometheus metrics",
@@ -111,6 +113,23 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
+
+
+def _document(app: FastAPI, plane: DataPlane) -> Callable[[], dict[str, Any]]:
+    """app.openapi: the generic document until the model is ready, then the model's own."""
+    generic = app.openapi
+
+    def document() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        base = generic()
+        if not plane.ready:
+            app.openapi_schema = None  # build again once the model is known
+            return base
+        app.openapi_schema = schemas.describe_model(base, plane.runtime().metadata)
+        return app.openapi_schema
+
+    return document
 
 
 def _hot_routes(routers: list[APIRouter]) -> list[APIRoute]:

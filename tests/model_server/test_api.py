@@ -195,6 +195,15 @@ def test_openapi_documents_every_route_with_its_exact_path(iris_client: TestClie
     assert set(body["properties"]) == {"input", "inputs"}
 
 
+def test_openapi_describes_the_served_models_rows_once_loaded(iris_client: TestClient) -> None:
+    paths = iris_client.get("/openapi.json").json()["paths"]
+    body = paths["/v1/models/{name}:predict"]["post"]["requestBody"]["content"]["application/json"]
+    as_list, as_object = body["schema"]["properties"]["instances"]["items"]["anyOf"]
+    assert (as_list["minItems"], as_list["maxItems"]) == (4, 4)
+    assert as_object["required"] == ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    assert as_object["additionalProperties"] is False
+
+
 def test_docs_page_is_served(iris_client: TestClient) -> None:
     answer = iris_client.get("/docs")
     assert answer.status_code == 200
@@ -373,9 +382,12 @@ def test_readiness_is_503_until_the_model_is_loaded_then_200(
         assert client.post("/predict", json={"input": ROW}).status_code == 503
         assert client.get("/v2/models/iris/ready").status_code == 503
         assert client.get("/v2/health/live").status_code == 200
+        generic = client.get("/openapi.json").text
+        assert "x-model-row" in generic and "sepal_length" not in generic
         release.set()
         wait_ready(client)
         assert client.post("/predict", json={"input": ROW}).json() == {"prediction": 0}
+        assert "sepal_length" in client.get("/openapi.json").text
 
 
 def test_a_failed_load_keeps_readiness_503_and_reports_once(

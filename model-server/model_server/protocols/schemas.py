@@ -6,12 +6,29 @@ times cheaper); they exist so /docs and /openapi.json describe every route exact
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import copy
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
 
+from model_server.runtimes.base import ModelInfo
+
+ROW_MARKER: Final = "x-model-row"
 Label = int | float | str
-Row = list[float] | dict[str, float]
+# One row of features: a list of numbers, or an object keyed by feature name. Once the model is
+# loaded, `describe_model` replaces this generic schema with the model's exact row.
+Row = Annotated[
+    list[float] | dict[str, float],
+    WithJsonSchema(
+        {
+            ROW_MARKER: True,
+            "anyOf": [
+                {"type": "array", "items": {"type": "number"}},
+                {"type": "object", "additionalProperties": {"type": "number"}},
+            ],
+        }
+    ),
+]
 V2Datatype = Literal["FP32", "FP64", "INT32", "INT64", "BOOL"]
 
 
@@ -184,3 +201,33 @@ def _inline(node: Any, defs: dict[str, Any]) -> Any:
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The `responses` entries for error statuses a route can answer."""
     return {status: {"model": ErrorBody} for status in statuses}
+
+
+def describe_model(document: dict[str, Any], info: ModelInfo) -> dict[str, Any]:
+    """A copy of the OpenAPI document whose row schemas are the served model's exact rows."""
+    described: dict[str, Any] = _with_rows(copy.deepcopy(document), row_schema(info))
+    return described
+
+
+def row_schema(info: ModelInfo) -> dict[str, Any]:
+    """The model's row: its features in order as a list, or an object keyed by their names."""
+    names = list(info.feature_names)
+    number = {"type": "number"}
+    return {
+        "anyOf": [
+            {"type": "array", "items": number, "minItems": len(names), "maxItems": len(names),
+             "description": "Feature values in this order: " + ", ".join(names)},
+            {"type": "object", "properties": dict.fromkeys(names, number), "required": names,
+             "additionalProperties": False},
+        ]
+    }  # fmt: skip
+
+
+def _with_rows(node: Any, row: dict[str, Any]) -> Any:
+    if isinstance(node, dict):
+        if node.get(ROW_MARKER):
+            return row
+        return {key: _with_rows(value, row) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_with_rows(item, row) for item in node]
+    return node
