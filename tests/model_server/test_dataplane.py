@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from model_server.dataplane import row_matrix, rows_matrix, tensors_matrix
+from model_server.dataplane import row_matrix, rows_matrix
 from model_server.errors import InvalidInput
+from model_server.tensors import tensors_matrix
 
 FEATURES = ("a", "b", "c")
 
@@ -34,10 +35,10 @@ def test_one_row_becomes_a_one_row_matrix() -> None:
     [
         ([[1, 2]], "inputs[0] has 2 feature values; the model expects 3"),
         ([[1, 2, 3], [1, 2, 3, 4]], "inputs[1] has 4 feature values; the model expects 3"),
-        ([[1, "x", 3]], "inputs[0] feature 'b' must be a number, got string 'x'"),
-        ([[1, "2", 3]], "inputs[0] feature 'b' must be a number, got string '2'"),
+        ([[1, "x", 3]], "inputs[0] feature 'b' must be a number, got string \"x\""),
+        ([[1, "2", 3]], "inputs[0] feature 'b' must be a number, got string \"2\""),
         ([[1, None, 3]], "inputs[0] feature 'b' must be a number, got null"),
-        ([[1, True, 3]], "inputs[0] feature 'b' must be a number, got boolean True"),
+        ([[1, True, 3]], "inputs[0] feature 'b' must be a number, got boolean true"),
         ([[1, [2], 3]], "inputs[0] feature 'b' must be a number, got array"),
         ([[1, {"v": 2}, 3]], "inputs[0] feature 'b' must be a number, got object"),
         ([1, 2, 3], "inputs[0] must be a list of 3 numbers, got number 1"),

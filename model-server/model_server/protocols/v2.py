@@ -8,11 +8,12 @@ from typing import Any, Final
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from model_server.dataplane import DataPlane, Prediction, tensors_matrix
+from model_server.dataplane import DataPlane, Prediction
 from model_server.errors import InvalidInput
 from model_server.protocols import schemas
 from model_server.protocols.common import json_response, read_object, values
 from model_server.runtimes.base import Array, ModelInfo, Runtime
+from model_server.tensors import tensors_matrix
 
 PREFIX: Final = "/v2"
 INFER: Final = "/models/{name}/infer"
