@@ -52,7 +52,7 @@ def _dispatch(args: argparse.Namespace, layout: state.Layout) -> int:
             print("--fake-nodes must be >= 0", file=sys.stderr)
             return 2
         options = controlplane.UpOptions(args.fake_nodes, args.node, args.timeout)
-        controlplane.up(layout, options)
+        controlplane.up_with_retry(layout, options)
         return 0
     if args.command == "down":
         controlplane.down(layout)

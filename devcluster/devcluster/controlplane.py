@@ -87,6 +87,20 @@ def up(layout: Layout, options: UpOptions, log: Callable[[str], None] = print) -
         return current
 
 
+def up_with_retry(
+    layout: Layout, options: UpOptions, log: Callable[[str], None] = print, attempts: int = 2
+) -> State:
+    """:func:`up`, tried again when a free port was taken by someone else before it was used."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return up(layout, options, log)
+        except ClusterError as exc:
+            if attempt == attempts or "address already in use" not in str(exc):
+                raise
+            log(f"devcluster up: a port was taken meanwhile, starting again ({exc})")
+    raise AssertionError("unreachable")
+
+
 def _check_binaries(options: UpOptions) -> None:
     names = config.CONTROL_PLANE_BINARIES + (config.NODE_BINARIES if options.node else ())
     missing = build.missing_binaries(names)

@@ -44,7 +44,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         return
     layout = controlplane.layout_for(tmp_path_factory.mktemp("devcluster"))
     fake_nodes = int(os.environ.get("DEVCLUSTER_FAKE_NODES", str(DEFAULT_FAKE_NODES)))
-    controlplane.up(layout, controlplane.UpOptions(fake_nodes=fake_nodes), log=lambda _: None)
+    controlplane.up_with_retry(
+        layout, controlplane.UpOptions(fake_nodes=fake_nodes), log=lambda _: None
+    )
     handle = Cluster(kubeconfig=layout.kubeconfig, api=fakenodes.api_client(layout.kubeconfig))
     try:
         yield handle
@@ -65,7 +67,7 @@ def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeClust
     from devcluster.cluster import NodeCluster
 
     layout = controlplane.layout_for(tmp_path_factory.mktemp("devcluster-node"))
-    controlplane.up(layout, controlplane.UpOptions(node=True), log=lambda _: None)
+    controlplane.up_with_retry(layout, controlplane.UpOptions(node=True), log=lambda _: None)
     handle = NodeCluster(
         kubeconfig=layout.kubeconfig,
         api=fakenodes.api_client(layout.kubeconfig),

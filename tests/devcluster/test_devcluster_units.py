@@ -99,3 +99,27 @@ def test_extra_args_come_from_the_component_environment_variable(
     monkeypatch.setenv("DEVCLUSTER_EXTRA_ARGS_KUBE_APISERVER", "--v=4 --feature-gates='A=true'")
     assert extra_args("kube-apiserver") == ["--v=4", "--feature-gates=A=true"]
     assert extra_args("etcd") == []
+
+
+def test_iptables_filter_drops_only_cluster_chains_and_jumps_to_them() -> None:
+    from devcluster.hostnet import _is_ours
+
+    saved = [
+        ":KUBE-SERVICES - [0:0]",
+        ":CNI-HOSTPORT-DNAT - [0:0]",
+        ":DEVCLUSTER-EGRESS - [0:0]",
+        ":DOCKER-USER - [0:0]",
+        ":FORWARD ACCEPT [0:0]",
+        "-A FORWARD -j DEVCLUSTER-EGRESS",
+        "-A OUTPUT -m comment --comment kubernetes -j KUBE-SERVICES",
+        "-A KUBE-SERVICES -d 10.96.0.1/32 -j KUBE-SVC-X",
+        "-A FORWARD -j DOCKER-USER",
+        "-A INPUT -s 10.0.0.0/8 -j ACCEPT",
+    ]
+    kept = [line for line in saved if not _is_ours(line)]
+    assert kept == [
+        ":DOCKER-USER - [0:0]",
+        ":FORWARD ACCEPT [0:0]",
+        "-A FORWARD -j DOCKER-USER",
+        "-A INPUT -s 10.0.0.0/8 -j ACCEPT",
+    ]
