@@ -16,7 +16,9 @@ help: ## list the targets
 
 setup: ## install uv (from PyPI) and the locked Python workspace
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet --user uv
-	uv sync --frozen --all-packages
+	@# --compile-bytecode: with PYTHONDONTWRITEBYTECODE set, every process would re-compile scipy
+	@# and scikit-learn from source on import (seconds per server process the tests start)
+	uv sync --frozen --all-packages --compile-bytecode
 
 test-unit: setup ## tests that need no cluster, no containers (under a minute)
 	$(RUN) pytest -m "not cluster and not node and not docker" tests
