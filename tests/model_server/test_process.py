@@ -117,7 +117,10 @@ def live(iris_artifact: Artifact, tmp_path_factory: pytest.TempPathFactory) -> I
         wait_ready(server)
         yield server
     finally:
-        stop(server)
+        code = stop(server)
+    # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status says why it ended.
+    assert code in (0, -signal.SIGTERM), server.output()
+    assert "Application shutdown complete" in server.output()
 
 
 def test_process_serves_every_protocol_over_loopback(live: Server) -> None:
