@@ -9,7 +9,7 @@ export UV_LINK_MODE := copy
 RUN := uv run --frozen
 
 .PHONY: help setup test test-unit test-cluster lint demo bench bench-server images images-down cluster-up cluster-down
-.PHONY: devcluster-build devcluster-build-node
+.PHONY: devcluster-build devcluster-build-node demo-down
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
@@ -31,9 +31,11 @@ lint: setup ## ruff and mypy --strict over the packages
 	$(RUN) ruff format --check artifact trainer model-server operator devcluster
 	$(RUN) mypy artifact/mlmodel_artifact trainer/mlmodel_trainer model-server/model_server operator/mlmodel_operator devcluster/devcluster
 
-demo: setup ## train the iris model and print its model card
-	$(RUN) mlmodel-train train --out out/iris
-	$(RUN) mlmodel-train inspect out/iris
+demo: setup ## the whole project end to end on devcluster's real node (or KUBECONFIG's cluster)
+	$(RUN) python -m devcluster.demo up
+
+demo-down: setup ## remove everything `make demo` made (the devcluster it started, the image engine)
+	$(RUN) python -m devcluster.demo down
 
 images: setup ## build mlmodel-server:dev and mlmodel-operator:dev on a private Docker engine
 	$(RUN) python -m devcluster.images build server operator
