@@ -162,6 +162,7 @@ def _start_all(
     _write_kubeconfigs(layout, pki, host, current.ports["apiserver"])
     _start_etcd(layout, current, options.timeout)
     _start_apiserver(layout, pki, current, options.timeout, host)
+    kwok = _spawn_kwok(layout, current, options) if options.fake_nodes else None
     _start_controllers(layout, pki, current, options.timeout)
     if options.node:
         server = f"https://{host}:{current.ports['apiserver']}"
@@ -170,8 +171,8 @@ def _start_all(
             return _spawn(layout, current, name, argv)
 
         node.start(layout, pki, current, spawn, server, options.timeout)
-    if options.fake_nodes:
-        _start_kwok(layout, current, options)
+    if kwok is not None:
+        fakenodes.wait_ready(layout.kubeconfig, options.fake_nodes, options.timeout, kwok)
     manager = next(p for p in current.procs if p.name == "kube-controller-manager")
     fakenodes.wait_default_service_account(layout.kubeconfig, options.timeout, manager)
     log(
@@ -240,11 +241,12 @@ def _start_controllers(layout: Layout, pki: ClusterPki, current: State, timeout:
         )
 
 
-def _start_kwok(layout: Layout, current: State, options: UpOptions) -> None:
+def _spawn_kwok(layout: Layout, current: State, options: UpOptions) -> procs.Proc:
+    """Start kwok and create its Node objects (readiness is awaited later, in parallel)."""
     argv = components.kwok(layout, current.ports, build.kwok_stages())
     proc = _spawn(layout, current, "kwok", argv)
     fakenodes.create(layout.kubeconfig, options.fake_nodes)
-    fakenodes.wait_ready(layout.kubeconfig, options.fake_nodes, options.timeout, proc)
+    return proc
 
 
 def down(layout: Layout, log: Callable[[str], None] = print) -> list[str]:

@@ -572,13 +572,13 @@ def stop(layout: Layout, current: State) -> list[str]:
 
 
 def docker_env() -> dict[str, str]:
-    """Environment for the docker CLI: the project's private engine when it is set up."""
+    """Environment for the docker CLI: the project's private engine (started if it is down)."""
     try:
         from devcluster.images import engine
-
-        return engine.docker_env()
     except ImportError:
         return dict(os.environ)
+    engine.start()  # a no-op when it already answers
+    return engine.docker_env()
 
 
 def load_image(layout: Layout, image: str) -> str:
