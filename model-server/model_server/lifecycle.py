@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -35,6 +36,16 @@ def warm_up(runtime: Runtime) -> None:
     """One prediction (with probabilities when the model has them) before reporting ready."""
     x = np.zeros((1, runtime.metadata.n_features))
     run(runtime, x, runtime.metadata.has_proba)
+
+
+def settle_heap() -> None:
+    """Collect once, then move every object alive now out of the garbage collector's sight.
+
+    The imported libraries and the model are ~200k long-lived objects; a full collection over
+    them takes ~60 ms, a pause that lands on whichever request triggers it (p99 latency).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def describe(exc: BaseException) -> str:
@@ -81,6 +92,7 @@ class ModelLoader:
             if self._on_failure is not None:
                 self._on_failure(message)
             return
+        settle_heap()
         seconds = time.perf_counter() - start
         info = runtime.metadata
         self._metrics.model_loaded(info, seconds)
