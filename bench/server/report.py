@@ -22,6 +22,13 @@ def print_all(rows: list[Row], failures: list[str]) -> None:
     print_targets(rows)
     for failure in failures:
         print(f"NOT MEASURED: {failure}")
+    for r in rows:
+        if r["socket_errors"] or r["bad_status"]:
+            print(
+                f"ERRORS: {r['server']} w={r['workers']} c={r['connections']} rows={r['rows']}: "
+                f"{r['socket_errors']} socket errors, {r['bad_status']} non-2xx answers "
+                f"of {r['requests']} requests (over 1%: left out of ratios and targets)"
+            )
 
 
 def write_json(rows: list[Row], path: Path) -> None:
@@ -114,9 +121,11 @@ def _ratio(rows: list[Row], other: str, w: int, conns: int, n_rows: int) -> floa
 
 
 def _get(rows: Iterable[Row], server: str, w: int, conns: int, n_rows: int) -> Row | None:
+    """The case, unless more than 1% of its requests failed (then it proves nothing)."""
     for r in rows:
         if (r["server"], r["workers"], r["connections"], r["rows"]) == (server, w, conns, n_rows):
-            return r
+            failed = r["socket_errors"] + r["bad_status"]
+            return None if failed > 0.01 * max(r["requests"], 1) else r
     return None
 
 

@@ -1,6 +1,7 @@
 """Run every server under the same load, print the table, ratios and targets, write the JSON.
 
-`uv run --frozen python -m bench.server [--seconds 6] [--only NAME ...]` (or `make bench-server`).
+`uv run --frozen python -m bench.server [--runs 3] [--seconds 3] [--only NAME ...]`
+(or `make bench-server`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class Case:
     socket_errors: int
     bad_status: int
     load_1m: float  # the machine's 1-minute load average after the case (2 cores)
+    rps_runs: list[float]  # every measured run; the figures above are the fastest one's
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -78,8 +80,9 @@ def _say_how_busy() -> None:
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.server", description=__doc__)
-    parser.add_argument("--seconds", type=int, default=6, help="measured time per case")
-    parser.add_argument("--warmup", type=int, default=1, help="unmeasured seconds before each")
+    parser.add_argument("--runs", type=int, default=3, help="measured runs per case; best kept")
+    parser.add_argument("--seconds", type=int, default=3, help="length of each measured run")
+    parser.add_argument("--warmup", type=int, default=1, help="unmeasured seconds before each case")
     names = [s.name for s in SERVERS]
     parser.add_argument("--only", action="append", choices=names, help="repeatable")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"default: {RESULTS}")
@@ -149,17 +152,24 @@ def _measure(
     body = server.protocol.body(rows)
     _check_answer(server, url, body, answers)
     load.run(url, body, connections, args.warmup)
-    got = load.run(url, body, connections, args.seconds)
+    runs = [load.run(url, body, connections, args.seconds) for _ in range(args.runs)]
+    # Unrelated work on the machine only ever slows a run down: the fastest run is the one
+    # least disturbed, and every server is judged the same way.
+    clean = [run for run in runs if not run.socket_errors and not run.bad_status]
+    got = max(clean or runs, key=lambda run: run.rps)
+    _check_answer(server, url, body, answers)  # still serving, still right
     rss = procs.tree_rss_mb(pid) / workers
     print(
         f"[bench]   c={connections} rows={n_rows}: {got.rps:,.0f} req/s "
-        f"p50 {got.p50_ms:.2f} ms p99 {got.p99_ms:.2f} ms",
+        f"p50 {got.p50_ms:.2f} ms p99 {got.p99_ms:.2f} ms "
+        f"(runs: {', '.join(f'{run.rps:,.0f}' for run in runs)})",
         flush=True,
     )
     return Case(
         server.name, server.version, workers, connections, n_rows, round(got.rps, 1),
         round(got.p50_ms, 3), round(got.p99_ms, 3), round(rss, 1), got.requests,
         got.socket_errors, got.bad_status, round(os.getloadavg()[0], 2),
+        [round(run.rps, 1) for run in runs],
     )  # fmt: skip
 
 
