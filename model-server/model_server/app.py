@@ -20,6 +20,7 @@ from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from starlette._utils import get_route_path
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from model_server import errors
 from model_server.dataplane import DataPlane
@@ -175,6 +176,8 @@ class HotRoutes:
             response = await route.endpoint(request=Request(scope, receive), **params)
         except errors.ServerError as exc:
             response = error_response(exc)
+        except ClientDisconnect:
+            return  # the client left mid-body: nobody to answer
         await response(scope, receive, send)
 
 

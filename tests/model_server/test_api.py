@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -428,3 +429,23 @@ def test_a_missing_artifact_fails_the_load_naming_the_uri(
         assert done.wait(timeout=60), "the loader never reported the missing artifact"
     assert failures[0].startswith("[ArtifactNotFound]")
     assert uri in failures[0]
+
+
+def test_a_client_that_disconnects_mid_body_gets_no_answer_and_no_error(
+    iris_client: TestClient,
+) -> None:
+    sent: list[dict[str, Any]] = []
+    messages = iter([{"type": "http.request", "body": b'{"inputs": [', "more_body": True},
+                     {"type": "http.disconnect"}])  # fmt: skip
+
+    async def receive() -> dict[str, Any]:
+        return next(messages)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/predict", "raw_path": b"/predict",
+             "root_path": "", "query_string": b"", "headers": [], "http_version": "1.1",
+             "scheme": "http", "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}  # fmt: skip
+    asyncio.run(iris_client.app(scope, receive, send))
+    assert sent == []
