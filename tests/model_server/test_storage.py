@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from serverkit import Artifact, settings_for
@@ -57,3 +58,19 @@ def test_a_missing_http_artifact_names_the_uri(http_root: str, tmp_path: Path) -
     with pytest.raises(ArtifactError) as caught:
         fetch_model(settings_for(Artifact(uri, None), tmp_path))  # type: ignore[arg-type]
     assert uri in str(caught.value)
+
+
+def test_s3_artifacts_are_downloaded_into_the_workdir_and_served(
+    iris_forest: Any, iris_artifact: Artifact, s3_env: str, tmp_path: Path
+) -> None:
+    from mlmodel_artifact import ModelDescription, write_artifact
+
+    description = ModelDescription.model_validate(
+        iris_artifact.card.model_dump(include=set(ModelDescription.model_fields))
+    )
+    uri, card = write_artifact(iris_forest, description, f"s3://{s3_env}/models/iris")
+    runtime = load_and_warm(settings_for(Artifact(uri, card), tmp_path, model_sha256=card.sha256))
+    assert runtime.metadata.digest == card.sha256
+    assert runtime.metadata.compiled
+    downloaded = sorted(p.name for p in (tmp_path / "artifacts").glob("*/*"))
+    assert downloaded == ["model-card.json", "model.skops"]
