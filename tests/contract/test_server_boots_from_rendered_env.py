@@ -1,0 +1,129 @@
+"""The operator-server contract: a rendered Deployment's env and probes boot the real server.
+
+The operator renders the container (env, port, probes); this test starts `python -m model_server`
+with exactly that env, except the listen address: pods bind 0.0.0.0 inside their own network
+namespace, tests on this machine bind loopback only (and take a free port, checked to be the one
+rendered first).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sklearn.datasets import load_iris
+from sklearn.ensemble import RandomForestClassifier
+
+from mlmodel_artifact import ModelDescription, Sample, Task, TrainingInfo, write_artifact
+from mlmodel_operator.render import render_deployment
+from mlmodel_operator.resource import MLModel
+from mlmodel_operator.settings import OperatorSettings
+
+START_TIMEOUT_S = 180.0
+FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+def write_iris(root: Path) -> str:
+    """Train a tiny iris forest and write it as an artifact under root/iris; returns its sha256."""
+    data = load_iris()
+    model = RandomForestClassifier(n_estimators=5, random_state=0).fit(data.data, data.target)
+    rows = data.data[::30]
+    description = ModelDescription(
+        name="iris", task=Task.CLASSIFICATION, estimator="RandomForestClassifier", params={},
+        feature_names=FEATURES, class_labels=[0, 1, 2], metrics={},
+        training=TrainingInfo(dataset="iris", test_size=0.0, seed=0, n_train=150, n_test=0,
+                              data_fingerprint="0" * 64),
+        sample=Sample(inputs=rows.tolist(), outputs=model.predict(rows).tolist(),
+                      probabilities=model.predict_proba(rows).tolist()),
+    )  # fmt: skip
+    _, card = write_artifact(model, description, str(root / "iris"))
+    return card.sha256
+
+
+def rendered_container(uri: str, sha256: str) -> dict[str, Any]:
+    body = {
+        "apiVersion": "mlops.dev/v1alpha1",
+        "kind": "MLModel",
+        "metadata": {"name": "iris-contract", "namespace": "models", "uid": "u1", "generation": 1},
+        "spec": {"model": {"uri": uri, "sha256": sha256}},
+    }
+    deployment = render_deployment(MLModel.from_body(body), OperatorSettings(), sha256)
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def probe_path(container: dict[str, Any], probe: str) -> str:
+    return str(container[probe]["httpGet"]["path"])
+
+
+def test_the_server_boots_from_the_rendered_env_and_answers_the_rendered_probes(
+    http_dir: tuple[Path, str], tmp_path: Path
+) -> None:
+    root, base_url = http_dir
+    sha256 = write_iris(root)
+    container = rendered_container(f"{base_url}/iris", sha256)
+    env = {item["name"]: item["value"] for item in container["env"]}
+    [port] = container["ports"]
+    assert env["MODEL_SERVER_PORT"] == str(port["containerPort"])
+    assert env["MODEL_SERVER_HOST"] == "0.0.0.0"
+
+    env.update(MODEL_SERVER_HOST="127.0.0.1", MODEL_SERVER_PORT=str(free_port()))
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MODEL_SERVER_")}
+    log = tmp_path / "server.log"
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "model_server"],
+            env={**clean, **env, "MODEL_SERVER_WORKDIR": str(tmp_path / "scratch")},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{env['MODEL_SERVER_PORT']}"
+    try:
+        with httpx.Client(base_url=url, trust_env=False, timeout=30.0) as client:
+            wait_for(client, probe_path(container, "readinessProbe"), process, log)
+            for probe in ("startupProbe", "livenessProbe"):
+                assert client.get(probe_path(container, probe)).status_code == 200
+            name = env["MODEL_SERVER_MODEL_NAME"]
+            body = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64",
+                                "data": [5.1, 3.5, 1.4, 0.2]}]}  # fmt: skip
+            answer = client.post(f"/v2/models/{name}/infer", json=body)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["outputs"][0]["data"] == [0]
+            metadata = client.get(f"/v2/models/{name}").json()
+            assert metadata["parameters"]["sha256"] == sha256
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(client: httpx.Client, path: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Poll `path` until 200; fail with the server's output if it exits or never gets there."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"server exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            answer = client.get(path)
+            if answer.status_code == 200:
+                return
+            last = f"{answer.status_code} {answer.text}"
+        except httpx.TransportError as exc:
+            last = repr(exc)
+        time.sleep(0.1)
+    pytest.fail(f"{path} not 200 after {START_TIMEOUT_S:.0f} s ({last}):\n{log.read_text()}")
