@@ -486,12 +486,13 @@ def claim_host(layout: Layout) -> None:
     """Only one node cluster per machine (fixed node IP, bridge, iptables chains)."""
     if OWNER_FILE.exists():
         owner = json.loads(OWNER_FILE.read_text()).get("dir", "")
-        if owner != str(layout.root) and _owner_running(Path(owner)):
+        if owner != str(layout.root) and owner_running(Path(owner)):
             raise hostnet.HostError(f"a devcluster node already runs from {owner}: run down there")
     OWNER_FILE.write_text(json.dumps({"dir": str(layout.root)}))
 
 
-def _owner_running(root: Path) -> bool:
+def owner_running(root: Path) -> bool:
+    """Whether the node cluster recorded in ``root`` still has a live process."""
     from devcluster import state
 
     recorded = state.load(Layout(root))

@@ -8,6 +8,7 @@ instead of starting one. ``DEVCLUSTER_FAKE_NODES`` (default 2) sets the number o
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,6 +17,7 @@ import pytest
 
 if TYPE_CHECKING:
     from devcluster.cluster import Cluster, NodeCluster
+    from devcluster.state import Layout
 
 DEFAULT_FAKE_NODES = 2
 
@@ -67,7 +69,7 @@ def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeClust
     from devcluster.cluster import NodeCluster
 
     layout = controlplane.layout_for(tmp_path_factory.mktemp("devcluster-node"))
-    controlplane.up_with_retry(layout, controlplane.UpOptions(node=True), log=lambda _: None)
+    _up_when_the_node_is_free(layout)
     handle = NodeCluster(
         kubeconfig=layout.kubeconfig,
         api=fakenodes.api_client(layout.kubeconfig),
@@ -78,3 +80,23 @@ def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeClust
     finally:
         handle.api.close()  # type: ignore[no-untyped-call]
         controlplane.down(layout, log=lambda _: None)
+
+
+NODE_WAIT_S = 480.0
+
+
+def _up_when_the_node_is_free(layout: Layout) -> None:
+    """Start the node cluster, waiting (bounded) while another one holds this machine's node."""
+    from devcluster import controlplane
+
+    deadline = time.monotonic() + NODE_WAIT_S
+    while True:
+        try:
+            controlplane.up_with_retry(
+                layout, controlplane.UpOptions(node=True), log=lambda _: None
+            )
+            return
+        except controlplane.ClusterError as exc:
+            if "a devcluster node already runs" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(2.0)  # poll: the other node cluster's owner stops it when it is done
