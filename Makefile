@@ -23,7 +23,7 @@ setup: ## install uv (from PyPI) and the locked Python workspace
 test-unit: setup ## tests that need no cluster, no containers (under a minute)
 	$(RUN) pytest -m "not cluster and not node and not docker" tests
 
-test: setup images devcluster-build ## the whole suite: every tier that exists (builds the images first)
+test: setup images devcluster-build-node ## the whole suite: every tier that exists (builds the images first)
 	$(RUN) pytest tests
 
 lint: setup ## ruff and mypy --strict over the packages
