@@ -1,0 +1,135 @@
+"""e2e fixtures: the project's whole stack on devcluster's real node.
+
+Module scope, because a node cluster is per test module (only one can run on a machine): the
+images (server and operator built by `make images`; the artifact store image is built here and
+cached) loaded into the node, the CRD and the operator from operator/deploy, an in-cluster S3
+store and three artifacts in it (v1, a retrained v2, and a corrupt copy of v1). Each test gets
+its own namespace that enforces the restricted Pod Security Standard.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from e2e_testlib import READY_TIMEOUT, unique
+
+from devcluster import mlstack
+from devcluster.mlstack import Kube
+
+STORE_NAMESPACE = "e2e-artifacts"
+SECRET = "model-store"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A published artifact and what the trainer predicts on its held-out rows."""
+
+    uri: str
+    sha256: str
+    rows: list[list[float]]
+    expected: list[Any]
+
+
+@dataclass(frozen=True)
+class Stack:
+    """The installed stack tests run against."""
+
+    kube: Kube
+    store: str  # in-cluster endpoint (ClusterIP), also reachable from the host
+    v1: Artifact
+    v2: Artifact
+    corrupt: Artifact
+
+    def model_url(self, namespace: str, name: str) -> str:
+        """The model Service's ClusterIP URL."""
+        return f"http://{mlstack.service_ip(self.kube, namespace, name)}"
+
+    def deploy(
+        self,
+        namespace: str,
+        name: str,
+        artifact: Artifact,
+        replicas: int = 1,
+        extra_spec: dict[str, Any] | None = None,
+        wait: bool = True,
+    ) -> str:
+        """Apply an MLModel for ``artifact`` (sha256 pinned); wait Ready; its Service URL."""
+        manifest = mlstack.mlmodel_manifest(
+            namespace, name, artifact.uri, artifact.sha256, SECRET, replicas, extra_spec
+        )
+        self.kube.apply([manifest])
+        if wait:
+            mlstack.wait_ready(self.kube, namespace, name, READY_TIMEOUT, digest=artifact.sha256)
+        return self.model_url(namespace, name)
+
+
+def _publish(store: str, prefix: str, **config: Any) -> Artifact:
+    from mlmodel_artifact import write_artifact
+    from mlmodel_trainer import TrainConfig, train
+
+    result = train(TrainConfig(**config))
+    uri, card = write_artifact(result.model, result.description, f"s3://{mlstack.BUCKET}/{prefix}")
+    rows = [[float(v) for v in row] for row in result.split.X_test]
+    expected = [int(v) for v in result.model.predict(result.split.X_test)]
+    return Artifact(uri=uri, sha256=str(card.sha256), rows=rows, expected=expected)
+
+
+def _corrupt_copy(v1: Artifact, prefix: str) -> Artifact:
+    """v1's model card with a truncated model file: the pinned digest no longer matches."""
+    import boto3
+
+    s3 = boto3.client("s3")
+    src = v1.uri.removeprefix(f"s3://{mlstack.BUCKET}/")
+    card = s3.get_object(Bucket=mlstack.BUCKET, Key=f"{src}/model-card.json")["Body"].read()
+    model = s3.get_object(Bucket=mlstack.BUCKET, Key=f"{src}/model.skops")["Body"].read()
+    s3.put_object(Bucket=mlstack.BUCKET, Key=f"{prefix}/model-card.json", Body=card)
+    s3.put_object(Bucket=mlstack.BUCKET, Key=f"{prefix}/model.skops", Body=model[: len(model) // 2])
+    return Artifact(f"s3://{mlstack.BUCKET}/{prefix}", v1.sha256, v1.rows, v1.expected)
+
+
+@pytest.fixture(scope="module")
+def stack(node_cluster: Any) -> Iterator[Stack]:
+    """Images loaded, CRD + operator installed, the artifact store running with artifacts."""
+    kube = Kube(node_cluster.kubeconfig)
+    mlstack.build_images(["artifact-store"])  # cached after the first build
+    mlstack.load_images(
+        node_cluster.state_dir,
+        [mlstack.SERVER_IMAGE, mlstack.OPERATOR_IMAGE, mlstack.STORE_IMAGE],
+    )
+    mlstack.install_crd(kube)
+    mlstack.install_operator(kube)
+    kube.apply([mlstack.namespace_manifest(STORE_NAMESPACE)])
+    store = mlstack.deploy_store(kube, STORE_NAMESPACE)
+    mlstack.create_bucket(store)
+    with pytest.MonkeyPatch.context() as env:
+        for key in mlstack.PROXY_VARS:
+            env.delenv(key, raising=False)
+        for key, value in mlstack.store_env(store).items():
+            env.setenv(key, value)
+        v1 = _publish(store, "e2e/iris/v1")
+        v2 = _publish(
+            store, "e2e/iris/v2", estimator="logistic_regression", params={"max_iter": 500}
+        )
+        corrupt = _corrupt_copy(v1, "e2e/iris/corrupt")
+    assert v1.sha256 != v2.sha256
+    yield Stack(kube=kube, store=store, v1=v1, v2=v2, corrupt=corrupt)
+    kube.run("delete", "namespace", STORE_NAMESPACE, "--wait=false", check=False)
+
+
+@pytest.fixture
+def model_ns(stack: Stack) -> Iterator[str]:
+    """A fresh namespace enforcing Pod Security `restricted`, holding the store credentials."""
+    name = unique("e2e")
+    stack.kube.apply(
+        [
+            mlstack.namespace_manifest(name),
+            mlstack.credentials_secret(name, SECRET, stack.store),
+        ]
+    )
+    yield name
+    if os.environ.get("E2E_KEEP_NAMESPACES") != "1":
+        stack.kube.run("delete", "namespace", name, "--wait=false", check=False)

@@ -1,0 +1,132 @@
+"""e2e on the real node: serving through the Service, Pod Security, scaling."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import Stack
+from e2e_testlib import ConditionLog
+
+from devcluster import mlstack
+
+pytestmark = pytest.mark.node
+
+
+@pytest.mark.timeout(420)
+def test_every_protocol_through_the_service_matches_the_trainers_held_out_predictions(
+    stack: Stack, model_ns: str
+) -> None:
+    url = stack.deploy(model_ns, "iris", stack.v1, replicas=2)
+    assert url.startswith("http://10.96.")  # the ClusterIP, routed by kube-proxy
+    for protocol in mlstack.PROTOCOLS:
+        labels = mlstack.predict(url, protocol, "iris", stack.v1.rows)
+        assert labels == stack.v1.expected, f"{protocol} disagrees with the trainer"
+    mlm = stack.kube.get("mlm", "iris", model_ns)
+    assert mlm is not None
+    assert mlm["status"]["modelDigest"] == stack.v1.sha256
+    assert mlm["status"]["readyReplicas"] == 2
+
+
+@pytest.mark.timeout(420)
+def test_model_pods_are_admitted_by_restricted_pod_security_and_run_non_root_read_only(
+    stack: Stack, model_ns: str
+) -> None:
+    labels = stack.kube.get("namespace", model_ns, None)
+    assert labels is not None
+    assert labels["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    stack.deploy(model_ns, "iris", stack.v1)
+    pods = stack.kube.run(
+        "-n",
+        model_ns,
+        "get",
+        "pods",
+        "-l",
+        "app.kubernetes.io/instance=iris",
+        "-o",
+        "jsonpath={.items[*].metadata.name}",
+    ).stdout.split()
+    assert pods, "no model pod"
+    uid = stack.kube.run("-n", model_ns, "exec", pods[0], "--", "id", "-u").stdout.strip()
+    assert uid != "0"
+    touch = stack.kube.run("-n", model_ns, "exec", pods[0], "--", "touch", "/probe", check=False)
+    assert touch.returncode != 0
+    assert "Read-only file system" in touch.stderr
+    # The namespace really enforces `restricted`: a privileged pod is refused.
+    privileged = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "privileged", "namespace": model_ns},
+        "spec": {
+            "containers": [
+                {
+                    "name": "c",
+                    "image": mlstack.SERVER_IMAGE,
+                    "securityContext": {"privileged": True},
+                }
+            ]
+        },
+    }
+    with pytest.raises(mlstack.StackError, match="violates PodSecurity"):
+        stack.kube.apply([privileged])
+
+
+@pytest.mark.timeout(120)
+def test_the_operator_runs_with_least_privilege_rbac(stack: Stack) -> None:
+    sa = "system:serviceaccount:mlmodel-system:mlmodel-operator"
+
+    def can(*args: str) -> bool:
+        proc = stack.kube.run("auth", "can-i", f"--as={sa}", *args, check=False)
+        return proc.stdout.strip() == "yes"
+
+    assert can("patch", "deployments.apps", "-A")
+    assert can("watch", "mlmodels.mlops.dev", "-A")
+    assert not can("get", "secrets", "-A")
+    assert not can("delete", "deployments.apps", "-A")
+    assert not can("create", "pods", "-A")
+    assert not can("*", "*")
+
+
+def _ready_pods(stack: Stack, namespace: str) -> int:
+    out = stack.kube.run(
+        "-n",
+        namespace,
+        "get",
+        "pods",
+        "-l",
+        "app.kubernetes.io/instance=iris",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.deletionTimestamp}|"
+        "{.status.conditions[?(@.type=='Ready')].status}{'\\n'}{end}",
+    ).stdout
+    return sum(1 for line in out.splitlines() if line == "|True")
+
+
+@pytest.mark.timeout(480)
+def test_scaling_by_spec_and_by_kubectl_scale_is_followed_by_pods_and_status(
+    stack: Stack, model_ns: str
+) -> None:
+    stack.deploy(model_ns, "iris", stack.v1, replicas=1)
+    log = ConditionLog(stack.kube, model_ns, "iris")
+    stack.kube.run(
+        "-n", model_ns, "patch", "mlm", "iris", "--type=merge", "-p", '{"spec": {"replicas": 2}}'
+    )
+    log.wait(
+        "2 ready replicas after editing spec.replicas",
+        lambda m: mlstack.is_ready(m) and m["status"].get("readyReplicas") == 2,
+        240,
+    )
+    assert _ready_pods(stack, model_ns) == 2
+    stack.kube.run("-n", model_ns, "scale", "mlm/iris", "--replicas=3")
+    log.wait(
+        "3 ready replicas after kubectl scale",
+        lambda m: mlstack.is_ready(m) and m["status"].get("readyReplicas") == 3,
+        240,
+    )
+    assert _ready_pods(stack, model_ns) == 3
+    deployment = stack.kube.get("deployment", "iris", model_ns)
+    assert deployment is not None and deployment["spec"]["replicas"] == 3
+    stack.kube.run("-n", model_ns, "scale", "mlm/iris", "--replicas=1")
+    log.wait(
+        "1 replica after scaling down",
+        lambda m: mlstack.is_ready(m) and m["status"].get("replicas") == 1,
+        240,
+    )
