@@ -18,7 +18,7 @@ class OperatorSettings(BaseSettings):
         description="Comma-separated namespaces to watch; empty means the whole cluster.",
     )
     default_image: str = Field(
-        default="mlmodel-server:0.1.0",
+        default="mlmodel-server:dev",
         min_length=1,
         description="Model server image used when spec.server.image is not set.",
     )

@@ -16,8 +16,8 @@ from mlmodel_operator.resource import MLModel
 from mlmodel_operator.settings import OperatorSettings
 
 CONTAINER: Final = "server"
-# The image's numeric non-root user; set explicitly so runAsNonRoot holds for any image.
-RUN_AS_USER: Final = 65532
+# The numeric non-root user of Dockerfile.server; explicit so runAsNonRoot holds for any image.
+RUN_AS_USER: Final = 10001
 SCRATCH_VOLUME: Final = "scratch"
 MODEL_VOLUME: Final = "model"
 

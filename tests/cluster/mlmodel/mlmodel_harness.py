@@ -1,0 +1,253 @@
+"""The operator under test, run for real: a `python -m mlmodel_operator` process that talks to
+the devcluster API server with the ServiceAccount token of operator/deploy (so its RBAC is the
+one users install), plus helpers to poll the cluster with deadlines."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from devcluster import metrics
+from devcluster.cluster import Cluster
+
+REPO = Path(__file__).resolve().parents[3]
+CRD_FILE = REPO / "crds" / "mlmodel.yaml"
+DEPLOY_DIR = REPO / "operator" / "deploy"
+GROUP, VERSION, PLURAL = "mlops.dev", "v1alpha1", "mlmodels"
+DRIFT_INTERVAL = 2.0
+SHA_A = "a" * 64
+SHA_B = "b" * 64
+# Writes the operator could make; controllers' own status writes use subresource "status".
+OPERATOR_RESOURCES = {
+    "mlmodels": {"", "status"},
+    "deployments": {"", "scale"},
+    "services": {""},
+    "horizontalpodautoscalers": {""},
+    "poddisruptionbudgets": {""},
+}
+
+
+def wait_until(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
+    """Poll `check` until it returns something truthy; fail naming `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except ApiException as exc:
+            last = f"ApiException {exc.status}: {exc.reason}"
+        else:
+            if last:
+                return last
+        time.sleep(0.2)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def service_account_kubeconfig(cluster: Cluster, path: Path) -> Path:
+    """A kubeconfig for the operator's ServiceAccount (mlmodel-system/mlmodel-operator)."""
+    token = cluster.kubectl(
+        "-n", "mlmodel-system", "create", "token", "mlmodel-operator", "--duration=4h"
+    ).stdout.strip()
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    server = admin["clusters"][0]["cluster"]
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "devcluster", "cluster": server}],
+        "users": [{"name": "mlmodel-operator", "user": {"token": token}}],
+        "contexts": [
+            {"name": "operator", "context": {"cluster": "devcluster", "user": "mlmodel-operator"}}
+        ],
+        "current-context": "operator",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+class OperatorProcess:
+    """`python -m mlmodel_operator` as a child process with MLOP_* settings."""
+
+    def __init__(self, kubeconfig: Path, log: Path, **settings: str) -> None:
+        self.kubeconfig = kubeconfig
+        self.log = log
+        self.port = free_port()
+        self.settings = settings
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start the operator and wait until its health endpoint answers."""
+        env = dict(
+            os.environ,
+            KUBECONFIG=str(self.kubeconfig),
+            MLOP_DRIFT_INTERVAL_SECONDS=str(DRIFT_INTERVAL),
+            MLOP_METRICS_HOST="127.0.0.1",
+            MLOP_METRICS_PORT=str(self.port),
+            MLOP_CARD_TIMEOUT_SECONDS="5",
+            **self.settings,
+        )
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "mlmodel_operator"],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        wait_until(f"operator /healthz on port {self.port} (log: {self.log})", self._healthy)
+
+    def _healthy(self) -> bool:
+        if self.proc is None or self.proc.poll() is not None:
+            pytest.fail(f"operator exited early:\n{self.log_tail()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        """SIGTERM and wait for a graceful exit (kill after a deadline)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of one of the operator's own Prometheus samples."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        return sum(
+            value
+            for found, value in metrics.samples(text, name)
+            if all(found.get(k) == v for k, v in labels.items())
+        )
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The end of the operator's log, for failure messages."""
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def operator_writes(cluster: Cluster) -> dict[str, float]:
+    """Write requests the API server has served for the resources the operator writes."""
+    counts: dict[str, float] = {}
+    for labels, value in metrics.samples(cluster.apiserver_metrics(), "apiserver_request_total"):
+        if labels.get("verb", "").upper() not in metrics.WRITE_VERBS:
+            continue
+        resource, sub = labels.get("resource", ""), labels.get("subresource", "")
+        if sub in OPERATOR_RESOURCES.get(resource, set()):
+            key = f"{labels['verb']} {resource}/{sub}".rstrip("/")
+            counts[key] = counts.get(key, 0.0) + value
+    return counts
+
+
+def mlmodel_yaml(name: str, **spec: Any) -> str:
+    """An MLModel manifest; the model URI is pinned so the operator reads no card."""
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "MLModel",
+        "metadata": {"name": name},
+        "spec": {"model": {"uri": "http://127.0.0.1:9/models/iris", "sha256": SHA_A}, **spec},
+    }
+    return yaml.safe_dump(body)
+
+
+class Api:
+    """Typed reads of MLModels and their children in one namespace."""
+
+    def __init__(self, cluster: Cluster, namespace: str) -> None:
+        self.cluster = cluster
+        self.ns = namespace
+        self.custom = client.CustomObjectsApi(cluster.api)
+        self.apps = client.AppsV1Api(cluster.api)
+        self.core = client.CoreV1Api(cluster.api)
+        self.autoscaling = client.AutoscalingV2Api(cluster.api)
+        self.policy = client.PolicyV1Api(cluster.api)
+
+    def apply(self, manifest: str) -> None:
+        """kubectl apply -f - (client-side, as a user or GitOps tool would)."""
+        self.cluster.kubectl("apply", "-n", self.ns, "-f", "-", input=manifest)
+
+    def mlmodel(self, name: str) -> dict[str, Any]:
+        """The MLModel as a dict."""
+        found: dict[str, Any] = self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, self.ns, PLURAL, name
+        )
+        return found
+
+    def condition(self, name: str, kind: str) -> dict[str, Any]:
+        """One status condition of an MLModel ({} while absent)."""
+        for cond in self.mlmodel(name).get("status", {}).get("conditions", []):
+            if cond["type"] == kind:
+                return dict(cond)
+        return {}
+
+    def is_ready(self, name: str) -> bool:
+        """Ready=True for the MLModel's current generation."""
+        body = self.mlmodel(name)
+        ready = self.condition(name, "Ready")
+        return (
+            ready.get("status") == "True"
+            and ready.get("observedGeneration") == body["metadata"]["generation"]
+        )
+
+    def deployment(self, name: str) -> dict[str, Any] | None:
+        """The Deployment as a dict, or None."""
+        try:
+            found = self.apps.read_namespaced_deployment(name, self.ns)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        result: dict[str, Any] = self.cluster.api.sanitize_for_serialization(found)
+        return result
+
+    def exists(self, kind: str, name: str) -> bool:
+        """Whether a child of this kind exists."""
+        readers = {
+            "Deployment": self.apps.read_namespaced_deployment,
+            "Service": self.core.read_namespaced_service,
+            "HorizontalPodAutoscaler": self.autoscaling.read_namespaced_horizontal_pod_autoscaler,
+            "PodDisruptionBudget": self.policy.read_namespaced_pod_disruption_budget,
+        }
+        try:
+            readers[kind](name, self.ns)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def events_for(self, name: str) -> list[str]:
+        """'<reason>: <message>' of the Events posted on an MLModel."""
+        events = self.core.list_namespaced_event(
+            self.ns, field_selector=f"involvedObject.kind=MLModel,involvedObject.name={name}"
+        )
+        return [f"{e.reason}: {e.message}" for e in events.items]
+
+
+def dump(obj: Any) -> str:
+    """Compact JSON for assertion messages."""
+    return json.dumps(obj, default=str)[:2000]
