@@ -103,15 +103,13 @@ def serve_workers(settings: ServerSettings) -> int:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
-    from mlmodel_artifact import MODEL_CARD_FILE, ModelCard, ModelFormat, check_digest
     from model_server.lifecycle import describe
+    from model_server.runtimes import preflight
     from model_server.storage import fetch_model
 
     try:
         local_dir = fetch_model(settings)
-        card = ModelCard.from_json((local_dir / MODEL_CARD_FILE).read_bytes(), settings.model_uri)
-        fmt = ModelFormat(settings.model_format) if settings.model_format else card.format
-        check_digest(local_dir, card, fmt, settings.model_uri, settings.model_sha256)
+        preflight(local_dir, settings)
     except Exception as exc:
         log.error("model load failed: %s", describe(exc))
         return 1

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,6 +18,7 @@ import httpx
 import pytest
 from serverkit import Artifact
 
+from mlmodel_artifact import MODEL_CARD_FILE
 from model_server.settings import READINESS_PATH
 
 START_TIMEOUT_S = 180.0
@@ -152,25 +155,38 @@ def test_process_logs_where_the_model_came_from_and_how_it_runs(live: Server) ->
     assert "Traceback" not in output
 
 
+@pytest.mark.parametrize(
+    ("workers", "problem", "reason"),
+    [
+        ("1", {"MODEL_SERVER_MODEL_SHA256": "a" * 64}, "[ArtifactDigestMismatch]"),
+        ("2", {"MODEL_SERVER_MODEL_SHA256": "a" * 64}, "[ArtifactDigestMismatch]"),
+        ("2", {"MODEL_SERVER_MODEL_FORMAT": "joblib", "MODEL_SERVER_MODEL_SHA256": ""},
+         "[UntrustedType]"),
+    ],
+    ids=["one-worker-wrong-digest", "two-workers-wrong-digest", "two-workers-unpinned-pickle"],
+)  # fmt: skip
 def test_a_load_failure_exits_non_zero_with_one_clear_line(
-    iris_artifact: Artifact, tmp_path: Path
+    iris_artifact: Artifact, tmp_path: Path, workers: str, problem: dict[str, str], reason: str
 ) -> None:
-    env = pod_env(iris_artifact, tmp_path, MODEL_SERVER_MODEL_SHA256="a" * 64)
-    server = start(env, tmp_path / "server.log")
+    env = pod_env(iris_artifact, tmp_path, MODEL_SERVER_WORKERS=workers, **problem)
+    env = {k: v for k, v in env.items() if v}  # "" means: not set at all
+    output, code = run_until_exit(start(env, tmp_path / "server.log"))
+    assert code != 0
+    failures = [line for line in output.splitlines() if "model load failed" in line]
+    assert len(failures) == 1, output
+    assert reason in failures[0]
+    assert iris_artifact.uri in failures[0]
+    assert "Traceback" not in output
+
+
+def run_until_exit(server: Server) -> tuple[str, int]:
+    """Wait for a server that should stop by itself; its output and exit code."""
     try:
         code = server.process.wait(timeout=START_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         server.process.kill()
-        raise AssertionError(
-            f"server kept running with a wrong digest:\n{server.output()}"
-        ) from None
-    output = server.output()
-    assert code != 0
-    failures = [line for line in output.splitlines() if "model load failed" in line]
-    assert len(failures) == 1, output
-    assert "[ArtifactDigestMismatch]" in failures[0]
-    assert iris_artifact.uri in failures[0]
-    assert "Traceback" not in output
+        raise AssertionError(f"server kept running:\n{server.output()}") from None
+    return server.output(), code
 
 
 def test_invalid_settings_exit_2_naming_the_variable(tmp_path: Path) -> None:
@@ -205,18 +221,15 @@ def test_several_workers_serve_and_sum_their_metrics_then_stop_on_sigterm(
 def test_a_worker_that_cannot_load_stops_the_whole_server_non_zero(
     iris_artifact: Artifact, tmp_path: Path
 ) -> None:
-    # The parent's digest check passes (nothing pinned); each worker then refuses the pickle.
-    env = pod_env(
-        iris_artifact, tmp_path, MODEL_SERVER_WORKERS="2", MODEL_SERVER_MODEL_FORMAT="joblib"
-    )
-    del env["MODEL_SERVER_MODEL_SHA256"]
-    server = start(env, tmp_path / "server.log")
-    try:
-        code = server.process.wait(timeout=START_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        raise AssertionError(f"server kept running:\n{server.output()}") from None
-    output = server.output()
+    # The digest is right (the parent's check passes) but the card's sample answers disagree
+    # with the model, which only loading finds out: each worker fails, the parent stops.
+    broken = tmp_path / "broken"
+    shutil.copytree(iris_artifact.uri, broken)
+    card = json.loads((broken / MODEL_CARD_FILE).read_text())
+    card["sample"]["outputs"] = [(label + 1) % 3 for label in card["sample"]["outputs"]]
+    (broken / MODEL_CARD_FILE).write_text(json.dumps(card))
+    env = pod_env(Artifact(str(broken), iris_artifact.card), tmp_path, MODEL_SERVER_WORKERS="2")
+    output, code = run_until_exit(start(env, tmp_path / "server.log"))
     assert code != 0
-    assert "model load failed: [UntrustedType]" in output
+    assert "model load failed: [SampleMismatch]" in output
     assert "Traceback" not in output

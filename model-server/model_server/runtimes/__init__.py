@@ -7,12 +7,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mlmodel_artifact import MODEL_CARD_FILE, LoadedModel, ModelCard, ModelFormat, OnnxModel, Task
+from mlmodel_artifact import (
+    MODEL_CARD_FILE,
+    LoadedModel,
+    ModelCard,
+    ModelFormat,
+    OnnxModel,
+    Task,
+    check_digest,
+)
 from model_server.runtimes import compiled, joblib, onnx, skops
 from model_server.runtimes.base import ModelInfo, Runtime
 from model_server.settings import ServerSettings
 
-__all__ = ["ModelInfo", "Runtime", "load_runtime"]
+__all__ = ["ModelInfo", "Runtime", "load_runtime", "preflight"]
 
 log = logging.getLogger("model_server")
 
@@ -21,6 +29,17 @@ LOADERS: dict[ModelFormat, Callable[[Path, ServerSettings], LoadedModel]] = {
     ModelFormat.JOBLIB: joblib.load,
     ModelFormat.ONNX: onnx.load,
 }
+
+
+def preflight(local_dir: Path, settings: ServerSettings) -> None:
+    """What can be checked without deserializing: the card parses, the format is allowed, the
+    model file's digest matches the card and the pin (the parent of worker processes runs this
+    once, so these failures are one log line, not one per worker)."""
+    card = ModelCard.from_json((local_dir / MODEL_CARD_FILE).read_bytes(), settings.model_uri)
+    fmt = ModelFormat(settings.model_format) if settings.model_format else card.format
+    if fmt is ModelFormat.JOBLIB:
+        joblib.require_pin(settings)
+    check_digest(local_dir, card, fmt, settings.model_uri, settings.model_sha256)
 
 
 def load_runtime(
