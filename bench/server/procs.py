@@ -173,7 +173,7 @@ def non_loopback_listeners(pid: int) -> list[str]:
 
 
 def _socket_inodes(pid: int) -> set[str]:
-    inodes = set()
+    inodes: set[str] = set()
     for member in tree(pid):
         fd_dir = Path("/proc") / str(member) / "fd"
         try:

@@ -2,6 +2,11 @@
 
 `uv run --frozen python -m bench.server [--runs 3] [--seconds 3] [--only NAME ...]`
 (or `make bench-server`).
+
+All servers are started first and stay up (idle) while the others are measured; the measured
+runs then go round-robin: round 1 measures every case of every server once, round 2 again, and
+so on. A burst of unrelated work on the machine therefore hits one run of many servers rather
+than every run of one server, and each case keeps its fastest clean run.
 """
 
 from __future__ import annotations
@@ -14,9 +19,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from bench.server import load, procs, protocols, report
 from bench.server.servers import SERVERS, Model, Server
@@ -25,6 +31,7 @@ from mlmodel_artifact import ModelCard, ModelFormat, sha256_file
 CASES = ((1, 1), (8, 1), (1, 100), (8, 100))  # (connections, rows per request)
 RESULTS = Path(__file__).parent.parent / "results" / "server.json"
 READY_DEADLINE_S = 180.0
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -43,8 +50,25 @@ class Case:
     requests: int
     socket_errors: int
     bad_status: int
-    load_1m: float  # the machine's 1-minute load average after the case (2 cores)
-    rps_runs: list[float]  # every measured run; the figures above are the fastest one's
+    load_1m: float  # the machine's 1-minute load average after the kept run (2 cores)
+    rps_runs: list[float]  # every measured run; the figures above are the fastest clean one's
+
+
+@dataclass
+class Instance:
+    """One running server process and what was measured against it so far."""
+
+    server: Server
+    workers: int
+    proc: subprocess.Popen[bytes]
+    url: str
+    runs: dict[tuple[int, int], list[tuple[load.LoadResult, float]]] = field(default_factory=dict)
+    rss_mb: float = 0.0
+
+    @property
+    def label(self) -> str:
+        """How messages name this instance."""
+        return f"{self.server.name} workers={self.workers}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -52,23 +76,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     load.wrk_path()
     _say_how_busy()
-    chosen = [s for s in SERVERS if not args.only or s.name in args.only]
-    results: list[Case] = []
+    chosen = [(s, w) for s in SERVERS if not args.only or s.name in args.only for w in s.workers]
     failures: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
         scratch = Path(tmp)
         model = build_model(scratch / "artifact")
-        for server, workers in ((s, w) for s in chosen for w in s.workers):
-            try:
-                results.extend(bench_server(server, workers, model, scratch, args))
-            except (RuntimeError, TimeoutError, OSError) as exc:
-                failures.append(f"{server.name} workers={workers}: {exc}")
-                print(f"[bench] FAILED {failures[-1]}", file=sys.stderr, flush=True)
-    rows = [asdict(case) for case in results]
+        instances: list[Instance] = []
+        try:
+            for server, workers in chosen:
+                label = f"{server.name} workers={workers}"
+                instance = _attempt(
+                    failures, label, start_instance, server, workers, model, scratch
+                )
+                if instance is not None:
+                    instances.append(instance)
+            measured = measure_rounds(instances, model, args, failures)
+        finally:
+            for instance in instances:
+                procs.stop(instance.proc)
+    rows = [asdict(case) for instance in measured for case in summarize(instance)]
     report.print_all(rows, failures)
     report.write_json(rows, args.out)
     print(f"\nwrote {args.out}")
     return 1 if failures else 0
+
+
+def _attempt(failures: list[str], label: str, action: Callable[..., T], *args: Any) -> T | None:
+    """`action(*args)`, or None after recording why it failed."""
+    try:
+        return action(*args)
+    except (RuntimeError, TimeoutError, OSError, ValueError) as exc:
+        failures.append(f"{label}: {exc}")
+        print(f"[bench] FAILED {failures[-1]}", file=sys.stderr, flush=True)
+        return None
 
 
 def _say_how_busy() -> None:
@@ -82,7 +122,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.server", description=__doc__)
     parser.add_argument("--runs", type=int, default=3, help="measured runs per case; best kept")
     parser.add_argument("--seconds", type=int, default=3, help="length of each measured run")
-    parser.add_argument("--warmup", type=int, default=1, help="unmeasured seconds before each case")
+    parser.add_argument("--warmup", type=int, default=1, help="unmeasured seconds before a case")
     names = [s.name for s in SERVERS]
     parser.add_argument("--only", action="append", choices=names, help="repeatable")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"default: {RESULTS}")
@@ -113,10 +153,8 @@ def sample_rows(model: Model, n: int) -> tuple[list[list[float]], list[object]]:
     return list(rows), list(answers)
 
 
-def bench_server(
-    server: Server, workers: int, model: Model, scratch: Path, args: argparse.Namespace
-) -> list[Case]:
-    """Start one server, measure every case against it, stop it."""
+def start_instance(server: Server, workers: int, model: Model, scratch: Path) -> Instance:
+    """Start one server and wait until all its workers answer; it stays up until the end."""
     slug = f"{server.name.replace(' ', '').replace('(', '-').replace(')', '')}-w{workers}"
     port = procs.free_port()
     (scratch / slug).mkdir()
@@ -129,48 +167,80 @@ def bench_server(
     try:
         one_row, _ = sample_rows(model, 1)
         procs.wait_answering(proc, url, server.protocol.body(one_row), log, READY_DEADLINE_S)
-        print(f"[bench]   answering after {time.monotonic() - started:.1f}s", flush=True)
         exposed = procs.non_loopback_listeners(proc.pid)
         if exposed:
             raise RuntimeError(f"listens beyond loopback: {exposed}")
-        return [_measure(server, workers, url, model, proc.pid, case, args) for case in CASES]
-    finally:
+    except BaseException:
         procs.stop(proc)
+        raise
+    print(f"[bench]   answering after {time.monotonic() - started:.1f}s", flush=True)
+    return Instance(server, workers, proc, url)
 
 
-def _measure(
-    server: Server,
-    workers: int,
-    url: str,
-    model: Model,
-    pid: int,
-    case: tuple[int, int],
-    args: argparse.Namespace,
-) -> Case:
-    connections, n_rows = case
-    rows, answers = sample_rows(model, n_rows)
-    body = server.protocol.body(rows)
-    _check_answer(server, url, body, answers)
-    load.run(url, body, connections, args.warmup)
-    runs = [load.run(url, body, connections, args.seconds) for _ in range(args.runs)]
-    # Unrelated work on the machine only ever slows a run down: the fastest run is the one
-    # least disturbed, and every server is judged the same way.
-    clean = [run for run in runs if not run.socket_errors and not run.bad_status]
-    got = max(clean or runs, key=lambda run: run.rps)
-    _check_answer(server, url, body, answers)  # still serving, still right
-    rss = procs.tree_rss_mb(pid) / workers
-    print(
-        f"[bench]   c={connections} rows={n_rows}: {got.rps:,.0f} req/s "
-        f"p50 {got.p50_ms:.2f} ms p99 {got.p99_ms:.2f} ms "
-        f"(runs: {', '.join(f'{run.rps:,.0f}' for run in runs)})",
-        flush=True,
-    )
-    return Case(
-        server.name, server.version, workers, connections, n_rows, round(got.rps, 1),
-        round(got.p50_ms, 3), round(got.p99_ms, 3), round(rss, 1), got.requests,
-        got.socket_errors, got.bad_status, round(os.getloadavg()[0], 2),
-        [round(run.rps, 1) for run in runs],
-    )  # fmt: skip
+def measure_rounds(
+    instances: list[Instance], model: Model, args: argparse.Namespace, failures: list[str]
+) -> list[Instance]:
+    """Measure every case of every instance once per round; drop an instance that fails."""
+    alive = list(instances)
+    for round_no in range(1, args.runs + 1):
+        print(f"[bench] round {round_no}/{args.runs}", flush=True)
+        alive = [
+            i
+            for i in alive
+            if _attempt(failures, i.label, _measure_instance, i, model, args, round_no)
+        ]
+    return alive
+
+
+def _measure_instance(
+    instance: Instance, model: Model, args: argparse.Namespace, round_no: int
+) -> bool:
+    first, last = round_no == 1, round_no == args.runs
+    for connections, n_rows in CASES:
+        rows, answers = sample_rows(model, n_rows)
+        body = instance.server.protocol.body(rows)
+        if first:
+            _check_answer(instance.server, instance.url, body, answers)
+            load.run(instance.url, body, connections, args.warmup)
+        got = load.run(instance.url, body, connections, args.seconds)
+        instance.runs.setdefault((connections, n_rows), []).append((got, os.getloadavg()[0]))
+        print(
+            f"[bench]   {instance.label} c={connections} rows={n_rows}: {got.rps:,.0f} req/s "
+            f"p50 {got.p50_ms:.2f} ms p99 {got.p99_ms:.2f} ms",
+            flush=True,
+        )
+        if last:
+            _check_answer(instance.server, instance.url, body, answers)  # still right
+    if last:
+        instance.rss_mb = procs.tree_rss_mb(instance.proc.pid) / instance.workers
+    return True
+
+
+def summarize(instance: Instance) -> list[Case]:
+    """One Case per measured cell: its fastest run without errors (or fastest at all)."""
+    cases = []
+    for (connections, n_rows), runs in instance.runs.items():
+        clean = [r for r in runs if not r[0].socket_errors and not r[0].bad_status]
+        got, load_1m = max(clean or runs, key=lambda r: r[0].rps)
+        cases.append(
+            Case(
+                instance.server.name,
+                instance.server.version,
+                instance.workers,
+                connections,
+                n_rows,
+                rps=round(got.rps, 1),
+                p50_ms=round(got.p50_ms, 3),
+                p99_ms=round(got.p99_ms, 3),
+                rss_mb=round(instance.rss_mb, 1),
+                requests=got.requests,
+                socket_errors=got.socket_errors,
+                bad_status=got.bad_status,
+                load_1m=round(load_1m, 2),
+                rps_runs=[round(r[0].rps, 1) for r in runs],
+            )
+        )
+    return cases
 
 
 def _check_answer(server: Server, url: str, body: bytes, answers: list[object]) -> None:
