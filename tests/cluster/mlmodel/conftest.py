@@ -86,14 +86,18 @@ def fresh_namespace(cluster: Cluster, operator: OperatorProcess) -> Iterator[str
     name = f"mlm-{uuid.uuid4().hex[:8]}"
     core = client.CoreV1Api(cluster.api)
     labels = {"pod-security.kubernetes.io/enforce": "restricted"}
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name,
-                                                                          labels=labels)))
+    core.create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels))
+    )
     try:
         yield name
     finally:
         core.delete_namespace(name)
-        wait_until(f"namespace {name} to be deleted (operator log: {operator.log})",
-                   lambda: _namespace_gone(core, name), timeout=120)
+        wait_until(
+            f"namespace {name} to be deleted (operator log: {operator.log})",
+            lambda: _namespace_gone(core, name),
+            timeout=120,
+        )
 
 
 @pytest.fixture

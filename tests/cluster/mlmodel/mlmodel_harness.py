@@ -64,10 +64,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def service_account_kubeconfig(cluster: Cluster, path: Path) -> Path:
-    """A kubeconfig for the operator's ServiceAccount (mlmodel-system/mlmodel-operator)."""
+def service_account_kubeconfig(
+    cluster: Cluster, path: Path, account: str = "mlmodel-operator"
+) -> Path:
+    """A kubeconfig for a ServiceAccount in mlmodel-system (default: the operator's)."""
     token = cluster.kubectl(
-        "-n", "mlmodel-system", "create", "token", "mlmodel-operator", "--duration=4h"
+        "-n", "mlmodel-system", "create", "token", account, "--duration=4h"
     ).stdout.strip()
     admin = yaml.safe_load(cluster.kubeconfig.read_text())
     server = admin["clusters"][0]["cluster"]
@@ -186,6 +188,18 @@ class Api:
         self.autoscaling = client.AutoscalingV2Api(cluster.api)
         self.policy = client.PolicyV1Api(cluster.api)
 
+    @staticmethod
+    def kustomize(directory: Path) -> str:
+        """`kubectl kustomize DIR` (offline rendering)."""
+        from devcluster.cluster import kubectl_binary
+
+        return subprocess.run(
+            [kubectl_binary(), "kustomize", str(directory)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+
     def apply(self, manifest: str) -> None:
         """kubectl apply -f - (client-side, as a user or GitOps tool would)."""
         self.cluster.kubectl("apply", "-n", self.ns, "-f", "-", input=manifest)
@@ -204,14 +218,21 @@ class Api:
                 return dict(cond)
         return {}
 
+    def ready_body(self, name: str) -> dict[str, Any] | None:
+        """The MLModel if it is Ready for its current generation, else None (one read)."""
+        body = self.mlmodel(name)
+        for cond in body.get("status", {}).get("conditions", []):
+            if (
+                cond["type"] == "Ready"
+                and cond["status"] == "True"
+                and cond.get("observedGeneration") == body["metadata"]["generation"]
+            ):
+                return body
+        return None
+
     def is_ready(self, name: str) -> bool:
         """Ready=True for the MLModel's current generation."""
-        body = self.mlmodel(name)
-        ready = self.condition(name, "Ready")
-        return (
-            ready.get("status") == "True"
-            and ready.get("observedGeneration") == body["metadata"]["generation"]
-        )
+        return self.ready_body(name) is not None
 
     def deployment(self, name: str) -> dict[str, Any] | None:
         """The Deployment as a dict, or None."""

@@ -18,8 +18,7 @@ def replicas_of(api: Api, name: str) -> int | None:
 
 def test_create_makes_owned_children_and_reports_ready(api: Api, operator: OperatorProcess) -> None:
     api.apply(mlmodel_yaml("iris", replicas=2))
-    wait_until("MLModel iris Ready", lambda: api.is_ready("iris"))
-    body = api.mlmodel("iris")
+    body = wait_until("MLModel iris Ready", lambda: api.ready_body("iris"))
     for kind in ("Deployment", "Service", "PodDisruptionBudget"):
         assert api.exists(kind, "iris"), kind
     assert not api.exists("HorizontalPodAutoscaler", "iris")
@@ -74,16 +73,19 @@ def test_printer_columns_show_ready_replicas_model_and_url(
     api: Api, operator: OperatorProcess
 ) -> None:
     api.apply(mlmodel_yaml("iris", replicas=2))
-    wait_until("MLModel iris Ready", lambda: api.is_ready("iris"))
-    table = api.cluster.kubectl("get", "-n", api.ns, "mlm", "iris").stdout.splitlines()
-    assert table[0].split() == ["NAME", "READY", "REPLICAS", "MODEL", "URL", "AGE"]
-    assert table[1].split()[:5] == [
+    expected = [
         "iris",
         "True",
         "2/2",
         "http://127.0.0.1:9/models/iris",
         f"http://iris.{api.ns}.svc.cluster.local",
     ]
+
+    def table() -> list[str]:
+        return api.cluster.kubectl("get", "-n", api.ns, "mlm", "iris").stdout.splitlines()
+
+    wait_until("kubectl get shows it Ready at 2/2", lambda: table()[1].split()[:5] == expected)
+    assert table()[0].split() == ["NAME", "READY", "REPLICAS", "MODEL", "URL", "AGE"]
     wide = api.cluster.kubectl("get", "-n", api.ns, "mlm", "iris", "-o", "wide").stdout
     assert "AllReplicasReady" in wide and SHA_A in wide
 
@@ -101,7 +103,7 @@ def test_spec_replicas_and_kubectl_scale_resize_the_deployment(
     wait_until("Deployment at 3 replicas", lambda: replicas_of(api, "iris") == 3)
     wait_until(
         "Ready at 3/3",
-        lambda: api.is_ready("iris") and api.mlmodel("iris")["status"]["readyReplicas"] == 3,
+        lambda: (b := api.ready_body("iris")) and b["status"]["readyReplicas"] == 3,
     )
     scale = json.loads(
         api.cluster.kubectl(

@@ -18,13 +18,18 @@ def timer_runs(operator: OperatorProcess) -> float:
 
 def wait_for_timer_runs(operator: OperatorProcess, count: int) -> None:
     start = timer_runs(operator)
-    wait_until(f"{count} drift checks by the operator",
-               lambda: timer_runs(operator) >= start + count, timeout=30)
+    wait_until(
+        f"{count} drift checks by the operator",
+        lambda: timer_runs(operator) >= start + count,
+        timeout=30,
+    )
 
 
 def no_namespace_terminating(api: Api) -> bool:
-    return all(n.status.phase != "Terminating"
-               for n in client.CoreV1Api(api.cluster.api).list_namespace().items)
+    return all(
+        n.status.phase != "Terminating"
+        for n in client.CoreV1Api(api.cluster.api).list_namespace().items
+    )
 
 
 def test_reapply_and_drift_checks_of_a_converged_mlmodel_write_nothing(
@@ -45,8 +50,11 @@ def test_reapply_and_drift_checks_of_a_converged_mlmodel_write_nothing(
     wait_for_timer_runs(operator, 3)
 
     after = operator_writes(api.cluster)
-    changed = {k: after.get(k, 0) - before.get(k, 0) for k in set(before) | set(after)
-               if after.get(k, 0) != before.get(k, 0)}
+    changed = {
+        k: after.get(k, 0) - before.get(k, 0)
+        for k in set(before) | set(after)
+        if after.get(k, 0) != before.get(k, 0)
+    }
     assert changed == {}, f"write requests during a no-op period: {changed}"
     assert api.mlmodel("iris")["status"]["conditions"] == conditions
 
@@ -55,8 +63,9 @@ def test_kubectl_diff_of_the_applied_file_shows_nothing(
     api: Api, operator: OperatorProcess, workdir: Path
 ) -> None:
     path = workdir / "iris.yaml"
-    path.write_text(mlmodel_yaml("iris", replicas=2, autoscaling={"minReplicas": 2,
-                                                                  "maxReplicas": 4}))
+    path.write_text(
+        mlmodel_yaml("iris", replicas=2, autoscaling={"minReplicas": 2, "maxReplicas": 4})
+    )
     api.cluster.kubectl("apply", "-n", api.ns, "-f", str(path))
     wait_until("MLModel iris Ready", lambda: api.is_ready("iris"))
     wait_for_timer_runs(operator, 1)

@@ -19,12 +19,19 @@ def api(installed: Cluster, module_ns: str) -> Api:
     """Nothing here gets created: one namespace serves the whole module."""
     return Api(installed, module_ns)
 
+
 GOOD_MODEL = {"uri": "s3://models/iris/v1", "sha256": SHA_A}
 
 
 def manifest(spec: dict[str, Any], name: str = "bad") -> str:
-    return yaml.safe_dump({"apiVersion": "mlops.dev/v1alpha1", "kind": "MLModel",
-                           "metadata": {"name": name}, "spec": spec})
+    return yaml.safe_dump(
+        {
+            "apiVersion": "mlops.dev/v1alpha1",
+            "kind": "MLModel",
+            "metadata": {"name": name},
+            "spec": spec,
+        }
+    )
 
 
 def with_model(**fields: Any) -> dict[str, Any]:
@@ -41,42 +48,64 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str]] = [
     ("unknown format", with_model(format="pickle"), "spec.model.format"),
     ("bad secret name", with_model(credentialsSecret="Bad_Name"), "spec.model.credentialsSecret"),
     ("negative replicas", {**with_model(), "replicas": -1}, "spec.replicas"),
-    ("min above max", {**with_model(), "autoscaling": {"minReplicas": 5, "maxReplicas": 2}},
-     "spec.autoscaling.minReplicas"),
-    ("no maxReplicas", {**with_model(), "autoscaling": {"minReplicas": 2}},
-     "spec.autoscaling.maxReplicas"),
-    ("cpu target 0", {**with_model(), "autoscaling": {"maxReplicas": 2,
-                                                      "targetCPUUtilizationPercentage": 0}},
-     "spec.autoscaling.targetCPUUtilizationPercentage"),
+    (
+        "min above max",
+        {**with_model(), "autoscaling": {"minReplicas": 5, "maxReplicas": 2}},
+        "spec.autoscaling.minReplicas",
+    ),
+    (
+        "no maxReplicas",
+        {**with_model(), "autoscaling": {"minReplicas": 2}},
+        "spec.autoscaling.maxReplicas",
+    ),
+    (
+        "cpu target 0",
+        {**with_model(), "autoscaling": {"maxReplicas": 2, "targetCPUUtilizationPercentage": 0}},
+        "spec.autoscaling.targetCPUUtilizationPercentage",
+    ),
     ("privileged port", {**with_model(), "server": {"port": 80}}, "spec.server.port"),
     ("zero workers", {**with_model(), "server": {"workers": 0}}, "spec.server.workers"),
     ("log level", {**with_model(), "server": {"logLevel": "loud"}}, "spec.server.logLevel"),
-    ("bad quantity", {**with_model(), "server": {"resources": {"requests": {"cpu": "lots"}}}},
-     "spec.server.resources.requests.cpu"),
-    ("operator-owned env", {**with_model(), "server": {"env": [
-        {"name": "MODEL_SERVER_MODEL_URI", "value": "file:///etc"}]}},
-     "spec.server.env[0].name"),
+    (
+        "bad quantity",
+        {**with_model(), "server": {"resources": {"requests": {"cpu": "lots"}}}},
+        "spec.server.resources.requests.cpu",
+    ),
+    (
+        "operator-owned env",
+        {
+            **with_model(),
+            "server": {"env": [{"name": "MODEL_SERVER_MODEL_URI", "value": "file:///etc"}]},
+        },
+        "spec.server.env[0].name",
+    ),
     ("service type", {**with_model(), "service": {"type": "Ingress"}}, "spec.service.type"),
     ("service port", {**with_model(), "service": {"port": 70000}}, "spec.service.port"),
-    ("toleration operator", {**with_model(), "tolerations": [{"operator": "Maybe"}]},
-     "spec.tolerations[0].operator"),
+    (
+        "toleration operator",
+        {**with_model(), "tolerations": [{"operator": "Maybe"}]},
+        "spec.tolerations[0].operator",
+    ),
     ("unknown field", {**with_model(), "replics": 2}, 'unknown field "spec.replics"'),
 ]
 
 
-@pytest.mark.parametrize(("spec", "field"), [(s, f) for _, s, f in BAD_SPECS],
-                         ids=[case for case, _, _ in BAD_SPECS])
+@pytest.mark.parametrize(
+    ("spec", "field"), [(s, f) for _, s, f in BAD_SPECS], ids=[case for case, _, _ in BAD_SPECS]
+)
 def test_bad_spec_is_refused_naming_the_field(api: Api, spec: dict[str, Any], field: str) -> None:
-    result = api.cluster.kubectl("apply", "-n", api.ns, "-f", "-", input=manifest(spec),
-                                 check=False)
+    result = api.cluster.kubectl(
+        "apply", "-n", api.ns, "-f", "-", input=manifest(spec), check=False
+    )
     assert result.returncode != 0, f"accepted: {spec}"
     assert field in result.stderr, result.stderr
     assert api.cluster.kubectl("get", "-n", api.ns, "mlm", "bad", check=False).returncode != 0
 
 
 def test_a_name_that_cannot_name_a_service_is_refused(api: Api) -> None:
-    result = api.cluster.kubectl("apply", "-n", api.ns, "-f", "-",
-                                 input=manifest(with_model(), name="9lives"), check=False)
+    result = api.cluster.kubectl(
+        "apply", "-n", api.ns, "-f", "-", input=manifest(with_model(), name="9lives"), check=False
+    )
     assert result.returncode != 0
     assert "metadata.name must be a DNS-1035 label" in result.stderr, result.stderr
 
@@ -84,8 +113,9 @@ def test_a_name_that_cannot_name_a_service_is_refused(api: Api) -> None:
 def test_every_sample_is_accepted_and_defaults_are_filled_in(api: Api) -> None:
     samples = REPO / "crds" / "samples"
     api.cluster.kubectl("apply", "-n", api.ns, "--dry-run=server", "-f", str(samples))
-    out = api.cluster.kubectl("apply", "-n", api.ns, "--dry-run=server", "-o", "yaml", "-f",
-                              str(samples / "iris.yaml")).stdout
+    out = api.cluster.kubectl(
+        "apply", "-n", api.ns, "--dry-run=server", "-o", "yaml", "-f", str(samples / "iris.yaml")
+    ).stdout
     spec = yaml.safe_load(out)["spec"]
     assert spec["server"] == {"port": 8080, "workers": 1, "logLevel": "info"}
     assert spec["service"] == {"type": "ClusterIP", "port": 80}

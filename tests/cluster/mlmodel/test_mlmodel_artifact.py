@@ -1,0 +1,104 @@
+"""Tracking the artifact, not just its path: the operator reads the model card (over real HTTP
+on loopback) and rolls the pods when a new artifact appears at the same URI; when the card
+cannot be read, status says why and running pods are left alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlmodel_harness import Api, OperatorProcess, wait_until
+from sklearn.datasets import load_iris
+from sklearn.tree import DecisionTreeClassifier
+
+from mlmodel_artifact import ModelDescription, Sample, Task, TrainingInfo, write_artifact
+
+pytestmark = pytest.mark.cluster
+
+DIGEST_ANNOTATION = "mlops.dev/model-digest"
+
+
+def write_iris(dest: Path, depth: int) -> str:
+    """A real iris artifact at dest (a different tree depth gives a different file)."""
+    data = load_iris()
+    model = DecisionTreeClassifier(max_depth=depth, random_state=0).fit(data.data, data.target)
+    rows = data.data[::50]
+    description = ModelDescription(
+        name="iris",
+        task=Task.CLASSIFICATION,
+        estimator="DecisionTreeClassifier",
+        params={"max_depth": depth},
+        feature_names=[f"f{i}" for i in range(4)],
+        class_labels=[0, 1, 2],
+        metrics={"accuracy": 1.0},
+        training=TrainingInfo(
+            dataset="iris", test_size=0.0, seed=0, n_train=150, n_test=0, data_fingerprint="0" * 64
+        ),
+        sample=Sample(inputs=rows.tolist(), outputs=model.predict(rows).tolist()),
+    )
+    _, card = write_artifact(model, description, str(dest))
+    return str(card.sha256)
+
+
+def template(api: Api, name: str) -> dict[str, Any]:
+    deployment = api.deployment(name)
+    assert deployment is not None
+    found: dict[str, Any] = deployment["spec"]["template"]
+    return found
+
+
+def served_digest(api: Api, name: str) -> str | None:
+    deployment = api.deployment(name)
+    if deployment is None:
+        return None
+    annotations = deployment["spec"]["template"]["metadata"].get("annotations") or {}
+    value: str | None = annotations.get(DIGEST_ANNOTATION)
+    return value
+
+
+def test_new_artifact_at_the_same_uri_rolls_the_pods_and_a_broken_one_does_not(
+    api: Api, operator: OperatorProcess, http_dir: tuple[Path, str]
+) -> None:
+    root, base_url = http_dir
+    first = write_iris(root / "iris", depth=1)
+    api.apply(f"""
+apiVersion: mlops.dev/v1alpha1
+kind: MLModel
+metadata: {{name: iris}}
+spec:
+  model: {{uri: "{base_url}/iris"}}
+  replicas: 1
+""")
+    wait_until(
+        "Ready serving the first artifact",
+        lambda: api.is_ready("iris") and served_digest(api, "iris") == first,
+    )
+    assert api.mlmodel("iris")["status"]["modelDigest"] == first
+    env = {e["name"]: e.get("value") for e in template(api, "iris")["spec"]["containers"][0]["env"]}
+    assert env["MODEL_SERVER_MODEL_SHA256"] == first
+    assert env["MODEL_SERVER_MODEL_URI"] == f"{base_url}/iris"
+
+    second = write_iris(root / "iris", depth=3)
+    assert second != first
+    wait_until(
+        "pods rolled to the new artifact",
+        lambda: (
+            served_digest(api, "iris") == second
+            and api.mlmodel("iris")["status"].get("modelDigest") == second
+        ),
+        timeout=30,
+    )
+    wait_until("Ready again", lambda: api.is_ready("iris"))
+
+    (root / "iris" / "model-card.json").unlink()
+    degraded = wait_until(
+        "Degraded with the card's error",
+        lambda: (c := api.condition("iris", "Degraded")) and c["status"] == "True" and c,
+        timeout=30,
+    )
+    assert degraded["reason"] == "ArtifactNotFound"
+    assert f"{base_url}/iris" in degraded["message"]
+    assert "Running pods keep serving sha256" in degraded["message"]
+    assert served_digest(api, "iris") == second
+    assert api.mlmodel("iris")["status"]["modelDigest"] == second
