@@ -9,18 +9,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 import numpy as np
 import orjson
 
 from model_server.errors import InvalidInput, ModelNotFound, ModelNotReady
 from model_server.runtimes.base import Array, Runtime
-
-# Compiled runtimes answer this many rows in well under a millisecond: cheaper inline than the
-# thread hand-off (which halves throughput for small requests). Anything bigger, or any
-# scikit-learn model, runs in a worker thread so the event loop keeps serving.
-INLINE_MAX_ROWS: Final = 512
 
 
 @dataclass(frozen=True)
@@ -73,8 +68,13 @@ class DataPlane:
     async def predict(
         self, runtime: Runtime, x: Array, *, probabilities: bool, protocol: str
     ) -> Prediction:
-        """Run the model: inline when compiled and small, else in a thread."""
-        if runtime.fast and len(x) <= INLINE_MAX_ROWS:
+        """Run the model on the event loop when it is cheap, else in a thread.
+
+        Compiled models answer small batches in microseconds, less than a thread hand-off costs
+        (it halves throughput for small requests); bigger batches and scikit-learn models run in
+        a worker thread so the loop keeps serving.
+        """
+        if len(x) <= runtime.inline_rows:
             result = run(runtime, x, probabilities)
         else:
             result = await asyncio.to_thread(run, runtime, x, probabilities)

@@ -8,18 +8,24 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Final
 
 import numpy as np
 
-from mlmodel_artifact import ArtifactError
+from mlmodel_artifact import MODEL_CARD_FILE, ArtifactError, ModelCard
 from model_server.dataplane import DataPlane, run
 from model_server.metrics import Metrics
 from model_server.runtimes import Runtime, load_runtime
+from model_server.runtimes.base import Array
 from model_server.runtimes.compiled import Converter
 from model_server.settings import ServerSettings
 from model_server.storage import fetch_model
 
 log = logging.getLogger("model_server")
+
+WARM_UP_ROWS: Final = 64
+INLINE_BUDGET_S: Final = 0.001  # the longest a prediction may hold the event loop
+INLINE_ROWS_CAP: Final = 4096
 
 
 def load_and_warm(
@@ -28,14 +34,43 @@ def load_and_warm(
     """Fetch (unless `local_dir` holds it already), verify, load and warm up (blocking)."""
     local_dir = local_dir or fetch_model(settings)
     runtime = load_runtime(local_dir, settings, convert)
-    warm_up(runtime)
+    card = ModelCard.from_json((local_dir / MODEL_CARD_FILE).read_bytes(), settings.model_uri)
+    warm_up(runtime, np.asarray(card.sample.inputs, dtype=np.float64))
     return runtime
 
 
-def warm_up(runtime: Runtime) -> None:
-    """One prediction (with probabilities when the model has them) before reporting ready."""
-    x = np.zeros((1, runtime.metadata.n_features))
-    run(runtime, x, runtime.metadata.has_proba)
+def warm_up(runtime: Runtime, sample: Array) -> None:
+    """Predict before reporting ready, and size what may run on the event loop.
+
+    The card's sample rows are inputs the model is known to take. A compiled model may run
+    inline as many rows as fit INLINE_BUDGET_S, from the measured cost of one row and of a batch
+    (a big ensemble gets fewer rows than a small linear model).
+    """
+    proba = runtime.metadata.has_proba
+    if sample.size == 0:
+        sample = np.zeros((1, runtime.metadata.n_features))
+    rows = np.resize(sample, (WARM_UP_ROWS, sample.shape[1]))
+    run(runtime, rows[:1], proba)
+    if not runtime.fast:
+        return
+    one = _fastest(lambda: run(runtime, rows[:1], proba))
+    batch = _fastest(lambda: run(runtime, rows, proba))
+    runtime.inline_rows = inline_rows(one, batch, WARM_UP_ROWS)
+
+
+def inline_rows(one_s: float, batch_s: float, batch_rows: int) -> int:
+    """Rows that fit INLINE_BUDGET_S, given the time of one row and of `batch_rows` rows."""
+    per_row = max((batch_s - one_s) / (batch_rows - 1), 1e-9)
+    return int(min(INLINE_ROWS_CAP, max(0.0, (INLINE_BUDGET_S - one_s) / per_row)))
+
+
+def _fastest(call: Callable[[], object], repeat: int = 3) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return min(times)
 
 
 def settle_heap() -> None:
@@ -98,6 +133,7 @@ class ModelLoader:
         self._metrics.model_loaded(info, seconds)
         self._plane.attach(runtime)
         log.info(
-            "model %r ready in %.2f s: %s %s, sha256 %s, runtime %s",
+            "model %r ready in %.2f s: %s %s, sha256 %s, runtime %s, inline up to %d rows",
             info.name, seconds, info.estimator, info.format, info.digest, info.runtime,
+            runtime.inline_rows,
         )  # fmt: skip

@@ -16,7 +16,7 @@ from sklearn.svm import SVC
 
 from mlmodel_artifact import ArtifactError, ModelFormat, OnnxModel, Task
 from model_server.errors import InvalidInput
-from model_server.lifecycle import load_and_warm
+from model_server.lifecycle import INLINE_ROWS_CAP, inline_rows, load_and_warm
 from model_server.runtimes import load_runtime
 from model_server.runtimes.compiled import compile_estimator, disagreement, supported
 from model_server.storage import fetch_model, local_uri
@@ -188,9 +188,25 @@ def test_only_tree_ensembles_linear_models_and_scaled_pipelines_are_compiled() -
     assert not supported(make_pipeline(PolynomialFeatures(), RandomForestClassifier()))
 
 
-def test_warm_up_runs_a_prediction_before_ready(iris_artifact: Artifact, tmp_path: Path) -> None:
-    runtime = load_and_warm(settings_for(iris_artifact, tmp_path))
-    assert runtime.metadata.name == "iris"
+def test_warm_up_keeps_scikit_learn_predictions_off_the_event_loop(
+    iris_artifact: Artifact, tmp_path: Path
+) -> None:
+    runtime = load_and_warm(settings_for(iris_artifact, tmp_path, compiled=False))
+    assert runtime.inline_rows == 0
+    compiled = load_and_warm(settings_for(iris_artifact, tmp_path))
+    assert 0 <= compiled.inline_rows <= INLINE_ROWS_CAP
+
+
+@pytest.mark.parametrize(
+    ("one_s", "batch_s", "expected"),
+    [
+        (10e-6, 10e-6 + 63 * 1e-6, 990),  # 10 us a call, 1 us a row: 990 rows fit 1 ms
+        (10e-6, 10e-6 + 63 * 1e-9, INLINE_ROWS_CAP),  # nearly free rows: capped
+        (2e-3, 3e-3, 0),  # one row alone is over budget: always a thread
+    ],
+)
+def test_inline_rows_fit_the_event_loop_budget(one_s: float, batch_s: float, expected: int) -> None:
+    assert inline_rows(one_s, batch_s, 64) == expected
 
 
 def test_pvc_uris_map_to_the_operator_mount() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -11,6 +11,8 @@ import numpy.typing as npt
 from model_server.errors import InvalidInput
 
 Array = npt.NDArray[Any]
+# Without a measurement, compiled models run up to this many rows on the event loop.
+INLINE_MAX_ROWS: Final = 512
 
 
 class Estimator(Protocol):
@@ -48,13 +50,15 @@ class ModelInfo:
 class Runtime:
     """A loaded model: predict, predict_proba and metadata, whatever the format behind it.
 
-    `fast` marks compiled models cheap enough (microseconds) to run on the event loop.
+    `fast` marks compiled models, cheap enough (microseconds) to run on the event loop;
+    `inline_rows` is how many rows may run there (warm-up measures it against a time budget).
     """
 
     def __init__(self, model: Any, info: ModelInfo, *, fast: bool) -> None:
         self._model = model
         self._info = info
         self.fast = fast
+        self.inline_rows = INLINE_MAX_ROWS if fast else 0
         self._both = getattr(model, "predict_both", None)
 
     @property
