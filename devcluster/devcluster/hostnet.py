@@ -16,6 +16,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from devcluster.certs import SERVICE_CIDR
+
 NODE_IP = "10.87.0.1"
 POD_CIDR = "10.88.0.0/16"
 POD_GATEWAY = "10.88.0.1"
@@ -110,8 +112,6 @@ def prepare(extra_lo_routes: tuple[str, ...] = ()) -> dict[str, Any]:
     if not _has_address(NODE_IP):
         run("ip", "addr", "add", f"{NODE_IP}/32", "dev", "lo")
         record["lo_ip_added"] = True
-    from devcluster.certs import SERVICE_CIDR
-
     for cidr, metric in (
         (SERVICE_CIDR, "0"),
         (POD_CIDR, "1000"),
