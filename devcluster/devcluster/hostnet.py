@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +110,10 @@ def prepare(extra_lo_routes: tuple[str, ...] = ()) -> dict[str, Any]:
         "routes_added": [],
     }
     if record["bridge_existed"]:
-        raise HostError(f"a {BRIDGE} bridge already exists: is another node cluster running?")
+        raise HostError(
+            f"a {BRIDGE} bridge already exists: another node cluster runs, or one was left "
+            f"behind (`python -m devcluster --dir <its dir> down` cleans up after it)"
+        )
     if not _has_address(NODE_IP):
         run("ip", "addr", "add", f"{NODE_IP}/32", "dev", "lo")
         record["lo_ip_added"] = True
@@ -208,8 +213,32 @@ def unmount_all(*prefixes: str) -> None:
             subprocess.run(["umount", "-l", point], capture_output=True)
 
 
+def _cgroup_pids(top: Path) -> set[int]:
+    pids: set[int] = set()
+    for procs_file in top.rglob("cgroup.procs"):
+        with contextlib.suppress(OSError, ValueError):
+            pids.update(int(line) for line in procs_file.read_text().split())
+    return pids
+
+
+def kill_pod_processes(before: list[str], timeout: float = 10.0) -> None:
+    """SIGKILL whatever still runs in the cluster's kubepods cgroups (containers orphaned by a
+    killed containerd or shim) and wait until they are gone."""
+    tops = [t for t in CGROUP_ROOT.glob("*/kubepods*") if str(t) not in before and t.is_dir()]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = set().union(*(_cgroup_pids(t) for t in tops)) if tops else set()
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+
+
 def remove_new_cgroups(before: list[str]) -> None:
     """rmdir the kubepods cgroup trees (bottom-up) that did not exist before ``up``."""
+    kill_pod_processes(before)
     for top in CGROUP_ROOT.glob("*/kubepods*"):
         if str(top) in before or not top.is_dir():
             continue
@@ -232,6 +261,7 @@ def remove_container_log_links(pod_logs: Path) -> None:
 
 def teardown(record: dict[str, Any], pod_logs: Path) -> None:
     """Undo :func:`prepare` and what the node's components added (after they are stopped)."""
+    kill_pod_processes(record.get("cgroups", []))
     delete_new_netns(record.get("netns", []))
     if not record.get("bridge_existed", True) and Path(f"/sys/class/net/{BRIDGE}").exists():
         run("ip", "link", "delete", BRIDGE, check=False)

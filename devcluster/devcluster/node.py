@@ -488,15 +488,33 @@ def claim_host(layout: Layout) -> None:
         owner = json.loads(OWNER_FILE.read_text()).get("dir", "")
         if owner != str(layout.root) and owner_running(Path(owner)):
             raise hostnet.HostError(f"a devcluster node already runs from {owner}: run down there")
+        if owner != str(layout.root) and Path(owner, "state.json").exists():
+            _clean_up_after(Path(owner))
     OWNER_FILE.write_text(json.dumps({"dir": str(layout.root)}))
 
 
+def _clean_up_after(stale: Path) -> None:
+    """A node cluster whose processes died (e.g. its test run was killed): undo its host changes."""
+    from devcluster import controlplane
+
+    controlplane.down(Layout(stale), log=lambda _: None)
+
+
 def owner_running(root: Path) -> bool:
-    """Whether the node cluster recorded in ``root`` still has a live process."""
+    """Whether the node cluster in ``root`` has a live process or is being started/stopped."""
     from devcluster import state
 
-    recorded = state.load(Layout(root))
-    return recorded is not None and any(procs.is_alive(p) for p in recorded.procs)
+    layout = Layout(root)
+    recorded = state.load(layout)
+    if recorded is not None and any(procs.is_alive(p) for p in recorded.procs):
+        return True
+    if not layout.lock_file.exists():
+        return False
+    try:
+        with state.locked(layout):
+            return False
+    except state.ClusterBusyError:
+        return True
 
 
 def release_host(layout: Layout) -> None:
