@@ -53,8 +53,8 @@ devcluster-build: setup ## build kube-apiserver/controller-manager/scheduler/kub
 devcluster-build-node: setup ## also kubelet, kube-proxy, metrics-server (for `up --node`)
 	$(DEVCLUSTER) build --node
 
-cluster-up: devcluster-build ## start the local cluster (CLUSTER_FAKE_NODES kwok nodes); see `env`
-	$(DEVCLUSTER) up --fake-nodes $(CLUSTER_FAKE_NODES)
+cluster-up: devcluster-build$(if $(CLUSTER_NODE),-node) ## start the local cluster (CLUSTER_FAKE_NODES kwok nodes; CLUSTER_NODE=1 adds the real node)
+	$(DEVCLUSTER) up --fake-nodes $(CLUSTER_FAKE_NODES)$(if $(CLUSTER_NODE), --node)
 	@$(DEVCLUSTER) env
 
 cluster-down: setup ## stop every process cluster-up started
