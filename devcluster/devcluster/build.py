@@ -142,6 +142,9 @@ def kwok_stages() -> Path:
     return out
 
 
+_APT_UPDATED: list[bool] = []
+
+
 def _present(command: str) -> bool:
     return Path(command).exists() if command.startswith("/") else shutil.which(command) is not None
 
@@ -153,9 +156,11 @@ def ensure_apt_package(command: str, package: str) -> None:
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         raise BuildError(f"{command} is missing: install the Debian package {package}")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    _run(
-        ["apt-get", "install", "-y", "--no-install-recommends", package], f"apt {package}", env=env
-    )
+    if not _APT_UPDATED:
+        _run(["apt-get", "update", "-qq"], "apt-get update", env=env)  # a fresh machine's lists
+        _APT_UPDATED.append(True)
+    install = ["apt-get", "install", "-y", "--no-install-recommends", package]
+    _run(install, f"apt {package}", env=env)
     if not _present(command):
         raise BuildError(f"apt-get installed {package} but {command} is still missing")
 
