@@ -11,60 +11,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from e2e_testlib import READY_TIMEOUT, unique
+from e2e_testlib import SECRET, Artifact, Stack, unique
 
 from devcluster import mlstack
 from devcluster.mlstack import Kube
 
 STORE_NAMESPACE = "e2e-artifacts"
-SECRET = "model-store"
-
-
-@dataclass(frozen=True)
-class Artifact:
-    """A published artifact and what the trainer predicts on its held-out rows."""
-
-    uri: str
-    sha256: str
-    rows: list[list[float]]
-    expected: list[Any]
-
-
-@dataclass(frozen=True)
-class Stack:
-    """The installed stack tests run against."""
-
-    kube: Kube
-    store: str  # in-cluster endpoint (ClusterIP), also reachable from the host
-    v1: Artifact
-    v2: Artifact
-    corrupt: Artifact
-
-    def model_url(self, namespace: str, name: str) -> str:
-        """The model Service's ClusterIP URL."""
-        return f"http://{mlstack.service_ip(self.kube, namespace, name)}"
-
-    def deploy(
-        self,
-        namespace: str,
-        name: str,
-        artifact: Artifact,
-        replicas: int = 1,
-        extra_spec: dict[str, Any] | None = None,
-        wait: bool = True,
-    ) -> str:
-        """Apply an MLModel for ``artifact`` (sha256 pinned); wait Ready; its Service URL."""
-        manifest = mlstack.mlmodel_manifest(
-            namespace, name, artifact.uri, artifact.sha256, SECRET, replicas, extra_spec
-        )
-        self.kube.apply([manifest])
-        if wait:
-            mlstack.wait_ready(self.kube, namespace, name, READY_TIMEOUT, digest=artifact.sha256)
-        return self.model_url(namespace, name)
 
 
 def _publish(store: str, prefix: str, **config: Any) -> Artifact:

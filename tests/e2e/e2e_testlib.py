@@ -14,7 +14,60 @@ from devcluster import mlstack
 from devcluster.mlstack import Kube
 
 ROW = (5.1, 3.5, 1.4, 0.2)
+SECRET = "model-store"  # the store credentials Secret in every test namespace
 READY_TIMEOUT = 240.0
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A published artifact and what the trainer predicts on its held-out rows."""
+
+    uri: str
+    sha256: str
+    rows: list[list[float]]
+    expected: list[Any]
+
+
+@dataclass(frozen=True)
+class Stack:
+    """The installed stack tests run against."""
+
+    kube: Kube
+    store: str  # in-cluster endpoint (ClusterIP), also reachable from the host
+    v1: Artifact
+    v2: Artifact
+    corrupt: Artifact
+
+    def model_url(self, namespace: str, name: str) -> str:
+        """The model Service's ClusterIP URL."""
+        return f"http://{mlstack.service_ip(self.kube, namespace, name)}"
+
+    def deploy(
+        self,
+        namespace: str,
+        name: str,
+        artifact: Artifact,
+        replicas: int = 1,
+        extra_spec: dict[str, Any] | None = None,
+        wait: bool = True,
+    ) -> str:
+        """Apply an MLModel for ``artifact`` (sha256 pinned); wait Ready; its Service URL."""
+        manifest = mlstack.mlmodel_manifest(
+            namespace, name, artifact.uri, artifact.sha256, SECRET, replicas, extra_spec
+        )
+        self.kube.apply([manifest])
+        if wait:
+            mlstack.wait_ready(self.kube, namespace, name, READY_TIMEOUT, digest=artifact.sha256)
+        return self.model_url(namespace, name)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -45,12 +98,12 @@ def looping_client(base_url: str, model: str, max_seconds: float = 400.0) -> Ite
                     "POST", f"{base_url}/predict", {"input": list(ROW)}, timeout=10
                 )
             except OSError as exc:
-                result.failures.append(f"{time.strftime('%X')} {type(exc).__name__}: {exc}")
+                result.failures.append(f"{_now()} {type(exc).__name__}: {exc}")
                 continue
             if status == 200:
                 result.ok += 1
             else:
-                result.failures.append(f"{time.strftime('%X')} HTTP {status}: {body}")
+                result.failures.append(f"{_now()} HTTP {status}: {body}")
 
     thread = threading.Thread(target=loop, daemon=True)
     thread.start()
@@ -59,6 +112,11 @@ def looping_client(base_url: str, model: str, max_seconds: float = 400.0) -> Ite
     finally:
         stop.set()
         thread.join(timeout=30)
+
+
+def _now() -> str:
+    now = time.time()
+    return f"{time.strftime('%H:%M:%S', time.gmtime(now))}.{int(now % 1 * 1000):03d}"
 
 
 def served_digest(base_url: str, model: str) -> str:
@@ -102,3 +160,59 @@ def unique(prefix: str) -> str:
 def rows_as_lists(rows: Sequence[Sequence[float]]) -> list[list[float]]:
     """Plain lists of floats (numpy rows become JSON-able)."""
     return [[float(v) for v in row] for row in rows]
+
+
+def point_at(kube: Kube, namespace: str, name: str, uri: str, sha256: str) -> None:
+    """Patch an MLModel's spec.model.uri and sha256."""
+    import json
+
+    patch = {"spec": {"model": {"uri": uri, "sha256": sha256}}}
+    kube.run("-n", namespace, "patch", "mlm", name, "--type=merge", "-p", json.dumps(patch))
+
+
+@dataclass
+class BadVersionRun:
+    """What happened while a bad version was applied and then fixed."""
+
+    degraded: dict[str, Any]
+    ready_while_bad: dict[str, Any]
+    digests_while_bad: set[str]
+    loop: LoopResult
+    seen: list[tuple[str, str, str]]
+
+
+def break_then_fix(stack: Any, namespace: str, kind: str) -> BadVersionRun:
+    """Serve v1; apply a bad version (digest mismatch or corrupt file) under a looping client,
+    wait for Degraded; then point back at v1 and wait until Ready again."""
+    url = stack.deploy(namespace, "iris", stack.v1, replicas=1)
+    log = ConditionLog(stack.kube, namespace, "iris")
+    if kind == "digest-mismatch":
+        uri, sha256 = stack.v1.uri, "ab" * 32  # well-formed, but not the file's digest
+    else:
+        uri, sha256 = stack.corrupt.uri, stack.corrupt.sha256  # the card's digest, truncated file
+    degraded: dict[str, Any] = {}
+
+    def is_degraded(mlmodel: dict[str, Any]) -> bool:
+        degraded.clear()
+        degraded.update(mlstack.condition(mlmodel, "Degraded"))
+        return degraded.get("status") == "True"
+
+    with looping_client(url, "iris") as loop:
+        point_at(stack.kube, namespace, "iris", uri, sha256)
+        log.wait("Degraded=True for the bad version", is_degraded, 240)
+        ready_while_bad = mlstack.condition(log.last, "Ready")
+        digests = {served_digest(url, "iris") for _ in range(8)}
+        point_at(stack.kube, namespace, "iris", stack.v1.uri, stack.v1.sha256)
+        log.wait(
+            "Ready again after fixing the spec",
+            lambda m: (
+                mlstack.is_ready(m, digest=stack.v1.sha256)
+                and mlstack.condition(m, "Degraded").get("status") == "False"
+            ),
+            240,
+        )
+    print(
+        f"{kind}: Degraded {degraded.get('reason')}: {degraded.get('message')}; "
+        f"{loop.ok} requests answered, {len(loop.failures)} failed; seen {log.seen}"
+    )
+    return BadVersionRun(dict(degraded), ready_while_bad, digests, loop, log.seen)

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import Stack
-from e2e_testlib import ConditionLog
+from e2e_testlib import ConditionLog, Stack
 
 from devcluster import mlstack
 
