@@ -148,6 +148,28 @@ def tree(pid: int) -> list[int]:
     return found
 
 
+def tree_cpu_ns(pid: int) -> tuple[int, int]:
+    """(on-CPU, runnable-but-waiting) nanoseconds of every thread in the process tree so far.
+
+    From /proc/<pid>/task/<tid>/schedstat. The first tells how much CPU the server spent, which
+    other work on the machine barely changes; the second how long it sat in the run queue,
+    which is where a busy machine puts its latency tail.
+    """
+    on_cpu = waiting = 0
+    for member in tree(pid):
+        try:
+            tasks = list((Path("/proc") / str(member) / "task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                ran, waited, _ = (task / "schedstat").read_text().split()
+            except (OSError, ValueError):
+                continue
+            on_cpu, waiting = on_cpu + int(ran), waiting + int(waited)
+    return on_cpu, waiting
+
+
 def tree_rss_mb(pid: int) -> float:
     """Resident memory of the process tree, summed, in MiB."""
     total_pages = 0

@@ -19,6 +19,7 @@ def print_all(rows: list[Row], failures: list[str]) -> None:
     """Print the results table, the ratios and whether each target is met."""
     print_table(rows)
     print_ratios(rows)
+    print_cpu_ratios(rows)
     print_targets(rows)
     for failure in failures:
         print(f"NOT MEASURED: {failure}")
@@ -40,13 +41,15 @@ def write_json(rows: list[Row], path: Path) -> None:
 def print_table(rows: list[Row]) -> None:
     """Every measured case, one line each."""
     head = f"{'server':<20}{'workers':>8}{'conns':>6}{'rows':>5}{'req/s':>10}"
-    head += f"{'p50 ms':>9}{'p99 ms':>9}{'RSS MB/worker':>15}{'errors':>8}"
+    head += f"{'p50 ms':>9}{'p99 ms':>9}{'CPU us/req':>11}{'runq us/req':>12}"
+    head += f"{'RSS MB/worker':>15}{'errors':>8}"
     print(f"\n{head}\n{'-' * len(head)}")
     for r in rows:
         errors = r["socket_errors"] + r["bad_status"]
         print(
             f"{r['server']:<20}{r['workers']:>8}{r['connections']:>6}{r['rows']:>5}"
-            f"{r['rps']:>10,.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['rss_mb']:>15.1f}"
+            f"{r['rps']:>10,.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
+            f"{r['cpu_us_per_req']:>11,.0f}{r['runq_us_per_req']:>12,.0f}{r['rss_mb']:>15.1f}"
             f"{errors:>8}"
         )
 
@@ -60,6 +63,24 @@ def print_ratios(rows: list[Row]) -> None:
             cells = [_ratio(rows, other, workers, c, n) for c, n in CASE_KEYS]
             text = "".join(f"{'-' if x is None else f'{x:,.2f}x':>16}" for x in cells)
             print(f"{f'{other} (w={workers})':<24}{text}")
+
+
+def print_cpu_ratios(rows: list[Row]) -> None:
+    """Each server's CPU per request divided by ours: efficiency a busy machine barely moves."""
+    cols = "".join(f"{f'c={c} rows={n}':>16}" for c, n in CASE_KEYS)
+    print(f"\nCPU per request of each server divided by {OURS}'s (same workers)\n{'vs':<24}{cols}")
+    for other in (*PEERS, FLOOR):
+        for workers in _workers(rows, other):
+            cells = [_cpu_ratio(rows, other, workers, c, n) for c, n in CASE_KEYS]
+            text = "".join(f"{'-' if x is None else f'{x:,.2f}x':>16}" for x in cells)
+            print(f"{f'{other} (w={workers})':<24}{text}")
+
+
+def _cpu_ratio(rows: list[Row], other: str, w: int, conns: int, n_rows: int) -> float | None:
+    ours, theirs = _get(rows, OURS, w, conns, n_rows), _get(rows, other, w, conns, n_rows)
+    if ours is None or theirs is None or not ours["cpu_us_per_req"]:
+        return None
+    return float(theirs["cpu_us_per_req"]) / float(ours["cpu_us_per_req"])
 
 
 def print_targets(rows: list[Row]) -> None:

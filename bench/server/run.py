@@ -50,8 +50,25 @@ class Case:
     requests: int
     socket_errors: int
     bad_status: int
+    cpu_us_per_req: float  # CPU the server's processes spent per request (all workers)
+    runq_us_per_req: float  # time its threads waited for a CPU, per request
     load_1m: float  # the machine's 1-minute load average after the kept run (2 cores)
     rps_runs: list[float]  # every measured run; the figures above are the fastest clean one's
+
+
+@dataclass(frozen=True)
+class Run:
+    """One measured wrk run and what it cost the server."""
+
+    load: load.LoadResult
+    cpu_ns: int
+    runq_ns: int
+    load_1m: float
+
+    @property
+    def clean(self) -> bool:
+        """No socket errors and no non-2xx answers."""
+        return not self.load.socket_errors and not self.load.bad_status
 
 
 @dataclass
@@ -62,7 +79,7 @@ class Instance:
     workers: int
     proc: subprocess.Popen[bytes]
     url: str
-    runs: dict[tuple[int, int], list[tuple[load.LoadResult, float]]] = field(default_factory=dict)
+    runs: dict[tuple[int, int], list[Run]] = field(default_factory=dict)
     rss_mb: float = 0.0
 
     @property
@@ -202,8 +219,11 @@ def _measure_instance(
         if first:
             _check_answer(instance.server, instance.url, body, answers)
             load.run(instance.url, body, connections, args.warmup)
+        cpu_before, runq_before = procs.tree_cpu_ns(instance.proc.pid)
         got = load.run(instance.url, body, connections, args.seconds)
-        instance.runs.setdefault((connections, n_rows), []).append((got, os.getloadavg()[0]))
+        cpu_after, runq_after = procs.tree_cpu_ns(instance.proc.pid)
+        run = Run(got, cpu_after - cpu_before, runq_after - runq_before, os.getloadavg()[0])
+        instance.runs.setdefault((connections, n_rows), []).append(run)
         print(
             f"[bench]   {instance.label} c={connections} rows={n_rows}: {got.rps:,.0f} req/s "
             f"p50 {got.p50_ms:.2f} ms p99 {got.p99_ms:.2f} ms",
@@ -220,8 +240,8 @@ def summarize(instance: Instance) -> list[Case]:
     """One Case per measured cell: its fastest run without errors (or fastest at all)."""
     cases = []
     for (connections, n_rows), runs in instance.runs.items():
-        clean = [r for r in runs if not r[0].socket_errors and not r[0].bad_status]
-        got, load_1m = max(clean or runs, key=lambda r: r[0].rps)
+        best = max([r for r in runs if r.clean] or runs, key=lambda r: r.load.rps)
+        got, requests = best.load, max(best.load.requests, 1)
         cases.append(
             Case(
                 instance.server.name,
@@ -236,8 +256,10 @@ def summarize(instance: Instance) -> list[Case]:
                 requests=got.requests,
                 socket_errors=got.socket_errors,
                 bad_status=got.bad_status,
-                load_1m=round(load_1m, 2),
-                rps_runs=[round(r[0].rps, 1) for r in runs],
+                cpu_us_per_req=round(best.cpu_ns / requests / 1000, 1),
+                runq_us_per_req=round(best.runq_ns / requests / 1000, 1),
+                load_1m=round(best.load_1m, 2),
+                rps_runs=[round(r.load.rps, 1) for r in runs],
             )
         )
     return cases
