@@ -7,6 +7,9 @@ every answer must match what the document says (status codes, content types, bod
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import pkgutil
 from typing import Any
 
 import pytest
@@ -20,6 +23,26 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+
+
+def _import_all(package: str) -> None:
+    """Import every submodule of `package` now, at collection.
+
+    schemathesis imports most of itself lazily, and pytest rewrites a plugin's modules as they
+    are imported. CPython 3.11.7's ast.parse keeps its recursion counter in shared state, so a
+    parse nested inside another (a finalizer importing during garbage collection) failed with
+    "AST constructor recursion depth mismatch" about one run in three when those lazy imports
+    happened mid-session; at collection nothing else is running.
+    """
+    module = importlib.import_module(package)
+    for info in pkgutil.walk_packages(module.__path__, f"{package}."):
+        if ".cli" in info.name or "graphql" in info.name:
+            continue  # the CLI and GraphQL support are not used here
+        with contextlib.suppress(ImportError):  # integrations whose packages are not installed
+            importlib.import_module(info.name)
+
+
+_import_all("schemathesis")
 
 CASES_PER_OPERATION = 40
 SERVED = {"name": "iris", "version": "1"}
