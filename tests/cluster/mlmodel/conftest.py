@@ -23,11 +23,13 @@ from mlmodel_harness import (
 
 from devcluster.cluster import Cluster
 
-# client-go 1.36 asks for watch-list streams, which this API server (on etcd 3.4, no
-# RequestWatchProgress) refuses; kwok then sometimes leaves pods Pending for a minute or more
-# while its reflector backs off. The processes devcluster starts inherit this environment.
-# (Better set by devcluster itself for its components; harmless to keep here.)
-os.environ.setdefault("KUBE_FEATURE_WatchListClient", "false")
+# The devcluster API server runs on etcd 3.4 (no RequestWatchProgress), yet serves client-go's
+# watch-list requests with an error; kwok's informers then go stale, its node-lease renewals
+# conflict and the fake nodes flap NotReady (pods with them) every few minutes. With the server's
+# WatchList gate off, clients fall back to list+watch and nodes stay Ready. Set here (devcluster's
+# DEVCLUSTER_EXTRA_ARGS_<COMPONENT> hook, read when the session's cluster starts) until
+# devcluster sets it itself.
+os.environ.setdefault("DEVCLUSTER_EXTRA_ARGS_KUBE_APISERVER", "--feature-gates=WatchList=false")
 
 
 @pytest.fixture(scope="session")

@@ -42,14 +42,20 @@ def test_reapply_and_drift_checks_of_a_converged_mlmodel_write_nothing(
     # other tests' namespaces being torn down would write to the same resources
     wait_until("no namespace terminating", lambda: no_namespace_terminating(api), timeout=120)
     wait_for_timer_runs(operator, 2)
-    before = operator_writes(api.cluster)
     conditions = api.mlmodel("iris")["status"]["conditions"]
-
-    reapplied = api.cluster.kubectl("apply", "-n", api.ns, "-f", str(path))
-    assert "unchanged" in reapplied.stdout
-    wait_for_timer_runs(operator, 3)
-
-    after = operator_writes(api.cluster)
+    # A window only counts when nothing the operator watches changed in it (a pod restarting
+    # on its own is a real change the operator must report); at most three tries.
+    for _ in range(3):
+        world = children_versions(api)
+        before = operator_writes(api.cluster)
+        reapplied = api.cluster.kubectl("apply", "-n", api.ns, "-f", str(path))
+        assert "unchanged" in reapplied.stdout
+        wait_for_timer_runs(operator, 3)
+        after = operator_writes(api.cluster)
+        if children_versions(api) == world:
+            break
+    else:
+        pytest.fail("the Deployment or its pods kept changing: no quiet window to measure")
     changed = {
         k: after.get(k, 0) - before.get(k, 0)
         for k in set(before) | set(after)
@@ -57,6 +63,16 @@ def test_reapply_and_drift_checks_of_a_converged_mlmodel_write_nothing(
     }
     assert changed == {}, f"write requests during a no-op period: {changed}"
     assert api.mlmodel("iris")["status"]["conditions"] == conditions
+
+
+def children_versions(api: Api) -> list[str]:
+    """resourceVersions of the Deployment and its pods: equal means nothing changed."""
+    deployment = api.apps.read_namespaced_deployment("iris", api.ns)
+    pods = api.core.list_namespaced_pod(api.ns).items
+    return [
+        deployment.metadata.resource_version,
+        *sorted(p.metadata.resource_version for p in pods),
+    ]
 
 
 def test_kubectl_diff_of_the_applied_file_shows_nothing(
