@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from serverkit import IRIS_FEATURES, Artifact, describe, ready, settings_for, write
 from sklearn.datasets import load_diabetes, load_iris
 from sklearn.ensemble import RandomForestClassifier
-from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.linear_model import LogisticRegression, Ridge, RidgeClassifier
 from sklearn.neighbors import KNeighborsClassifier
 
 from mlmodel_artifact import (
@@ -78,6 +78,15 @@ def string_label_artifact(artifact_root: Path, iris: tuple[np.ndarray, np.ndarra
     names = np.array(["setosa", "versicolor", "virginica"])[y]
     model = LogisticRegression(max_iter=500).fit(x, names)
     desc = describe(model, "iris-names", x[::15], IRIS_FEATURES, Task.CLASSIFICATION)
+    return write(artifact_root, model, desc)
+
+
+@pytest.fixture(scope="session")
+def ridge_classifier_artifact(artifact_root: Path, iris: tuple[np.ndarray, np.ndarray]) -> Artifact:
+    """A linear classifier without predict_proba."""
+    x, y = iris
+    model = RidgeClassifier().fit(x, y)
+    desc = describe(model, "iris-ridge", x[::15], IRIS_FEATURES, Task.CLASSIFICATION)
     return write(artifact_root, model, desc)
 
 

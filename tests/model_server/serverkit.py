@@ -60,7 +60,9 @@ def describe(
         sample=Sample(
             inputs=rows.tolist(),
             outputs=model.predict(rows).tolist(),
-            probabilities=model.predict_proba(rows).tolist() if classifier else None,
+            probabilities=model.predict_proba(rows).tolist()
+            if classifier and hasattr(model, "predict_proba")
+            else None,
         ),
     )
 

@@ -346,6 +346,21 @@ def test_regression_models_answer_values_and_refuse_probabilities(
         assert "regression model" in refused.json()["error"]
 
 
+def test_classifiers_without_probabilities_answer_labels_and_refuse_probabilities(
+    ridge_classifier_artifact: Artifact, tmp_path: Path
+) -> None:
+    with ready(settings_for(ridge_classifier_artifact, tmp_path)) as client:
+        assert client.post("/predict", json={"input": ROW}).json() == {"prediction": 0}
+        metadata = client.get("/v2/models/iris-ridge").json()
+        assert [o["name"] for o in metadata["outputs"]] == ["predict"]
+        body = {"instances": [ROW], "parameters": {"probabilities": True}}
+        refused = client.post("/v1/models/iris-ridge:predict", json=body)
+        assert refused.status_code == 422
+        assert refused.json() == {
+            "error": "model 'iris-ridge' is a RidgeClassifier; it has no class probabilities"
+        }
+
+
 def test_string_labels_are_answered_as_strings(
     string_label_artifact: Artifact, tmp_path: Path
 ) -> None:

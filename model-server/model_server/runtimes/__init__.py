@@ -52,20 +52,25 @@ def load_runtime(
     for warning in loaded.warnings:
         log.warning("%s", warning)
     if fmt is ModelFormat.ONNX:
-        return Runtime(loaded.model, _info(loaded, settings, "onnxruntime", False), fast=True)
+        info = _info(loaded, settings, "onnxruntime", False, bool(loaded.model.has_proba))
+        return Runtime(loaded.model, info, fast=True)
     _single_threaded(loaded.model)
+    proba = hasattr(loaded.model, "predict_proba")
     if settings.compiled:
         outcome = compiled.compile_estimator(
             loaded.model, loaded.card, convert or OnnxModel.from_sklearn
         )
         if outcome.model is not None:
             log.info("compiled path on: %s", outcome.reason)
-            return Runtime(outcome.model, _info(loaded, settings, "onnxruntime", True), fast=True)
+            info = _info(loaded, settings, "onnxruntime", True, proba)
+            return Runtime(outcome.model, info, fast=True)
         log.warning("compiled path off, serving with scikit-learn: %s", outcome.reason)
-    return Runtime(loaded.model, _info(loaded, settings, "sklearn", False), fast=False)
+    return Runtime(loaded.model, _info(loaded, settings, "sklearn", False, proba), fast=False)
 
 
-def _info(loaded: LoadedModel, settings: ServerSettings, runtime: str, done: bool) -> ModelInfo:
+def _info(
+    loaded: LoadedModel, settings: ServerSettings, runtime: str, compiled: bool, proba: bool
+) -> ModelInfo:
     card = loaded.card
     labels = card.class_labels if card.task is Task.CLASSIFICATION else None
     return ModelInfo(
@@ -78,7 +83,8 @@ def _info(loaded: LoadedModel, settings: ServerSettings, runtime: str, done: boo
         feature_names=tuple(card.feature_names),
         class_labels=tuple(labels) if labels is not None else None,
         runtime=runtime,
-        compiled=done,
+        compiled=compiled,
+        has_proba=proba and card.task is Task.CLASSIFICATION,
     )
 
 

@@ -35,16 +35,12 @@ class ModelInfo:
     class_labels: tuple[int | float | str, ...] | None
     runtime: str
     compiled: bool
+    has_proba: bool  # a classifier with predict_proba (RidgeClassifier, LinearSVC have none)
 
     @property
     def n_features(self) -> int:
         """Number of input columns."""
         return len(self.feature_names)
-
-    @property
-    def has_proba(self) -> bool:
-        """True when the model can answer class probabilities."""
-        return self.task == "classification"
 
 
 class Runtime:
@@ -89,8 +85,8 @@ class Runtime:
         return self.predict(x), self.predict_proba(x)
 
     def _require_proba(self) -> None:
-        if not self._info.has_proba or not hasattr(self._model, "predict_proba"):
+        if not self._info.has_proba:
+            kind = "regression model" if self._info.task == "regression" else self._info.estimator
             raise InvalidInput(
-                f"model {self._info.name!r} is a {self._info.task} model; "
-                "it has no class probabilities"
+                f"model {self._info.name!r} is a {kind}; it has no class probabilities"
             )
