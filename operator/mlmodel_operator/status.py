@@ -7,6 +7,7 @@ what it observed and the current time.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,6 +20,8 @@ from mlmodel_operator.resource import MLModel
 CONDITION_TYPES: Final = ("Ready", "Available", "Progressing", "Degraded")
 _PULL_FAILURES: Final = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName"})
 _CONFIG_FAILURES: Final = frozenset({"CreateContainerConfigError", "CreateContainerError"})
+# The model server's one start-up failure line: "model load failed: [ArtifactDigestMismatch] …"
+_LOAD_FAILURE: Final = re.compile(r"model load failed: \[([A-Z][A-Za-z]+)\]")
 
 
 @dataclass(frozen=True)
@@ -119,10 +122,16 @@ def pod_problem(
                 return Problem("ContainerConfigInvalid", f"Pod {name} cannot start: {detail}.")
             if reason == "CrashLoopBackOff":
                 line = last_log_lines.get(name, "").strip() or "(no log output)"
+                restarts = status.get("restartCount", 0)
+                load_failure = _LOAD_FAILURE.search(line)
+                if load_failure:  # the server names the artifact error, e.g. a digest mismatch
+                    return Problem(
+                        load_failure.group(1),
+                        f"Pod {name} cannot load the model ({restarts} restarts): {line}",
+                    )
                 return Problem(
                     "CrashLooping",
-                    f"Pod {name} is crash-looping ({status.get('restartCount', 0)} restarts); "
-                    f"last log line: {line}",
+                    f"Pod {name} is crash-looping ({restarts} restarts); last log line: {line}",
                 )
     return None
 

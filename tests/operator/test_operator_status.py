@@ -259,3 +259,16 @@ def test_healthy_pods_have_no_problem() -> None:
         "status": {"containerStatuses": [{"name": "server", "state": {"running": {}}}]},
     }
     assert pod_problem([running], {}) is None
+
+
+def test_a_server_that_cannot_load_its_model_reports_the_artifact_reason() -> None:
+    line = (
+        "2026-11-25 01:00:00 ERROR model_server: model load failed: [ArtifactDigestMismatch] "
+        "s3://b/iris/model.skops: sha256 is 1f2e..., expected aaaa..."
+    )
+    problem = pod_problem(
+        [pod("iris-1", {"reason": "CrashLoopBackOff"}, restarts=2)], {"iris-1": line}
+    )
+    assert problem is not None
+    assert problem.reason == "ArtifactDigestMismatch"
+    assert problem.message == f"Pod iris-1 cannot load the model (2 restarts): {line}"
