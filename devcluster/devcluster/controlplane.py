@@ -124,6 +124,11 @@ def _fresh_directory(layout: Layout) -> None:
         raise ClusterError(
             f"{layout.root} is not empty and was not made by devcluster: choose another directory"
         )
+    hostnet.unmount_all(str(layout.root))
+    if hostnet.mounts_under(str(layout.root)):
+        raise ClusterError(
+            f"{layout.root} still has mounts: {hostnet.mounts_under(str(layout.root))}"
+        )
     for child in layout.root.iterdir():
         if child == layout.lock_file:
             continue

@@ -26,6 +26,9 @@ from devcluster.certs import ClusterPki
 from devcluster.state import Layout, State
 
 NODE_NAME = "devcluster-node"
+KUBELET_ROOT = Path("/var/lib/devcluster-node/kubelet")
+"""The kubelet's root dir: short and fixed (one node per machine), because the kubelet puts unix
+sockets in it and a socket path must stay under 108 bytes, which a pytest tmp path can exceed."""
 CNI_BIN_DIR = "/usr/lib/cni"
 APT_PACKAGES = {
     "containerd": "containerd",
@@ -244,7 +247,7 @@ def kubelet_argv(layout: Layout, config_file: Path) -> list[str]:
         f"--kubeconfig={layout.component_kubeconfig('kubelet')}",
         f"--node-ip={hostnet.NODE_IP}",
         f"--hostname-override={NODE_NAME}",
-        f"--root-dir={layout.data('kubelet') / 'root'}",
+        f"--root-dir={KUBELET_ROOT}",
         f"--cert-dir={layout.data('kubelet') / 'pki'}",
         "--v=1",
     ]
@@ -543,6 +546,7 @@ def start(
     write_kubeconfigs(layout, cluster, certs, server)
     cni_config(layout)
     pod_logs_dir(layout).mkdir(parents=True, exist_ok=True)
+    _fresh_kubelet_root()
     containerd = spawn("containerd", containerd_argv(layout))
     wait_containerd(layout, containerd, timeout)
     kubelet = spawn(
@@ -582,11 +586,16 @@ def stop(layout: Layout, current: State) -> list[str]:
     for pid in shim_processes(layout):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    hostnet.unmount_all(str(layout.root))
     host = current.extra.get("host")
     if host:
+        hostnet.kill_pod_processes(host.get("cgroups", []))
+    hostnet.unmount_all(str(layout.root), str(KUBELET_ROOT))
+    if host:
         hostnet.teardown(host, pod_logs_dir(layout))
-    release_host(layout)
+    try:
+        _remove_kubelet_root()
+    finally:
+        release_host(layout)
     return stopped
 
 
@@ -620,3 +629,20 @@ def load_image(layout: Layout, image: str) -> str:
     if wanted not in names:
         raise RuntimeError(f"{image} was imported but containerd lists only: {', '.join(names)}")
     return wanted
+
+
+def _remove_kubelet_root() -> None:
+    """Delete the kubelet root, never through a mount (a hostPath volume would lose its files)."""
+    base = KUBELET_ROOT.parent
+    if not base.exists():
+        return
+    hostnet.unmount_all(str(base))
+    left = hostnet.mounts_under(str(base))
+    if left:
+        raise hostnet.HostError(f"cannot remove {base}: still mounted: {', '.join(left)}")
+    shutil.rmtree(base)
+
+
+def _fresh_kubelet_root() -> None:
+    _remove_kubelet_root()
+    KUBELET_ROOT.mkdir(parents=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from devcluster import config, hostnet
+from devcluster import config, hostnet, node
 
 pytestmark = pytest.mark.node
 
@@ -51,7 +51,8 @@ def host_snapshot(state_dir: Path) -> dict[str, object]:
     ]
     return {
         "processes": _processes_mentioning(str(state_dir)),
-        "mounts": hostnet.mounts_under(str(state_dir)),
+        "mounts": hostnet.mounts_under(str(state_dir), str(node.KUBELET_ROOT.parent)),
+        "kubelet root": node.KUBELET_ROOT.parent.exists(),
         "links": sorted(
             line.split(":")[1].strip() for line in _out("ip", "-o", "link").splitlines()
         ),
@@ -99,8 +100,6 @@ def _wait_for_kube_proxy_rules(deadline: float) -> None:
 
 def _wait_until_no_node_cluster_runs(timeout: float = 480.0) -> None:
     """Another session's node cluster (one per machine) must be gone before the baseline."""
-    from devcluster import node
-
     deadline = time.monotonic() + timeout
     while node.OWNER_FILE.exists():
         owner = Path(json.loads(node.OWNER_FILE.read_text()).get("dir", ""))
