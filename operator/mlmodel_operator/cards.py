@@ -56,13 +56,19 @@ def resolve_digest(mlmodel: MLModel, reader: DigestReader, timeout: float) -> Re
     try:
         return Resolved(future.result(timeout=timeout))
     except ArtifactError as exc:
-        return Resolved(known, Problem(exc.reason, _unreadable(mlmodel, str(exc), known)))
+        return _unresolved(mlmodel, exc.reason, str(exc), known)
     except FutureTimeout:
         detail = f"reading {source.uri}/model-card.json took longer than {timeout:g}s"
-        return Resolved(known, Problem("ArtifactUnreachable", _unreadable(mlmodel, detail, known)))
+        return _unresolved(mlmodel, "ArtifactUnreachable", detail, known)
     except Exception as exc:
-        detail = f"{type(exc).__name__}: {exc}"
-        return Resolved(known, Problem("ArtifactUnreadable", _unreadable(mlmodel, detail, known)))
+        return _unresolved(mlmodel, "ArtifactUnreadable", f"{type(exc).__name__}: {exc}", known)
+
+
+def _unresolved(mlmodel: MLModel, reason: str, detail: str, known: str | None) -> Resolved:
+    # Degraded, but not a reason to call running pods unready: they keep the known digest
+    # (and a new MLModel's pods, which fetch the artifact themselves, report their own failure).
+    problem = Problem(reason, _unreadable(mlmodel, detail, known), blocks_ready=False)
+    return Resolved(known, problem)
 
 
 def _unreadable(mlmodel: MLModel, detail: str, known: str | None) -> str:

@@ -26,10 +26,15 @@ _LOAD_FAILURE: Final = re.compile(r"model load failed: \[([A-Z][A-Za-z]+)\]")
 
 @dataclass(frozen=True)
 class Problem:
-    """Why the model is degraded: a CamelCase reason and an actionable sentence."""
+    """Why the model is degraded: a CamelCase reason and an actionable sentence.
+
+    `blocks_ready` is False for problems that leave the running pods serving as they should
+    (the artifact's card could not be re-read: the pods keep the last known digest).
+    """
 
     reason: str
     message: str
+    blocks_ready: bool = True
 
 
 @dataclass(frozen=True)
@@ -225,8 +230,9 @@ def derive_conditions(
         if from_deployment is not None:
             problems.append(from_deployment)
     first = problems[0] if problems else None
-    ready, available = _ready_and_available(mlmodel, rollout, first)
-    return [ready, available, _progressing(rollout, first), _degraded(first)]
+    blocking = next((p for p in problems if p.blocks_ready), None)
+    ready, available = _ready_and_available(mlmodel, rollout, blocking)
+    return [ready, available, _progressing(rollout, blocking), _degraded(first)]
 
 
 def stamp_conditions(

@@ -186,10 +186,20 @@ def test_transition_time_moves_only_when_a_condition_flips() -> None:
 
 def test_model_digest_is_kept_when_the_card_cannot_be_read() -> None:
     first = derive(model(), Observed(deployment=deployment(), digest="a" * 64))
-    unreadable = Problem("ArtifactUnreadable", "cannot read model card")
+    unreadable = Problem("ArtifactNotFound", "cannot read model card", blocks_ready=False)
     later = derive(model(), Observed(deployment=deployment(), problems=(unreadable,)), first)
     assert later["modelDigest"] == "a" * 64
-    assert summary(later)["Degraded"] == ("True", "ArtifactUnreadable")
+    assert summary(later)["Degraded"] == ("True", "ArtifactNotFound")
+    # the pods still serve the known digest: Ready follows the rollout, not the card
+    assert summary(later)["Ready"] == ("True", "AllReplicasReady")
+
+
+def test_a_blocking_problem_after_a_card_problem_still_makes_it_not_ready() -> None:
+    card = Problem("ArtifactNotFound", "cannot read model card", blocks_ready=False)
+    pull = Problem("ImagePullFailed", "cannot pull")
+    status = derive(model(), Observed(deployment=deployment(), problems=(card, pull)))
+    assert summary(status)["Degraded"] == ("True", "ArtifactNotFound")
+    assert summary(status)["Ready"] == ("False", "ImagePullFailed")
 
 
 def test_status_patch_removes_keys_that_went_away_and_ignores_kopf_state() -> None:
