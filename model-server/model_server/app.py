@@ -81,6 +81,7 @@ def create_app(
         else:
             loader.start()
         yield
+        plane.close()
 
     app = FastAPI(
         title="mlmodel-server",

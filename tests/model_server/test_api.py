@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from serverkit import Artifact, ready, running, settings_for, wait_ready
 from sklearn.ensemble import RandomForestClassifier
+from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
 
 from mlmodel_artifact import OnnxModel
 from model_server.settings import READINESS_PATH
@@ -359,6 +360,15 @@ def test_classifiers_without_probabilities_answer_labels_and_refuse_probabilitie
         assert refused.json() == {
             "error": "model 'iris-ridge' is a RidgeClassifier; it has no class probabilities"
         }
+
+
+def test_prediction_threads_use_one_openmp_thread(sklearn_client: TestClient) -> None:
+    plane = sklearn_client.app.state.plane
+
+    async def threads_seen() -> int:
+        return await plane.run_in_thread(_openmp_effective_n_threads)
+
+    assert sklearn_client.portal.call(threads_seen) == 1
 
 
 def test_string_labels_are_answered_as_strings(

@@ -7,8 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from threadpoolctl import threadpool_limits
-
 from mlmodel_artifact import (
     MODEL_CARD_FILE,
     LoadedModel,
@@ -91,13 +89,7 @@ def _info(
 
 
 def _single_threaded(estimator: Any) -> None:
-    """One thread per worker process: more workers, not more threads, use more cores.
-
-    n_jobs=-1 makes small predictions several times slower, and OpenMP/BLAS pools spin against
-    each other and the other workers (HistGradientBoosting on one row: ~3 ms with one thread,
-    ~40-60 ms with the default pool on a busy 2-core machine).
-    """
-    threadpool_limits(limits=1)  # applies to the OpenMP/BLAS libraries loaded by now
+    """n_jobs=-1 makes small predictions several times slower; a server runs one per worker."""
     get_params = getattr(estimator, "get_params", None)
     if get_params is None:
         return
