@@ -54,7 +54,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
     # (in-cluster service account, else the current kubeconfig).
     kopf.on.login(registry=registry)(kopf.login_via_client)
 
-    @kopf.on.startup(registry=registry)
+    @kopf.on.startup(registry=registry, id="configure")
     async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         # Bookkeeping under our own prefix, in annotations: nothing piles up in status.
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
@@ -71,7 +71,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
         if config.metrics_port:
             memo.http = await metrics.start_http_server(config.metrics_host, config.metrics_port)
 
-    @kopf.on.cleanup(registry=registry)
+    @kopf.on.cleanup(registry=registry, id="stop-http")
     async def stop_http(memo: kopf.Memo, **_: Any) -> None:
         if getattr(memo, "http", None) is not None:
             await memo.http.cleanup()

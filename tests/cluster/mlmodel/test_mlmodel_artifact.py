@@ -102,3 +102,5 @@ spec:
     assert "Running pods keep serving sha256" in degraded["message"]
     assert served_digest(api, "iris") == second
     assert api.mlmodel("iris")["status"]["modelDigest"] == second
+    # the pods still serve the digest they verified: Ready follows them, not the card
+    assert api.condition("iris", "Ready")["status"] == "True"
