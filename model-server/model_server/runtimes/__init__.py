@@ -84,7 +84,7 @@ def _info(
         class_labels=tuple(labels) if labels is not None else None,
         runtime=runtime,
         compiled=compiled,
-        has_proba=proba and card.task is Task.CLASSIFICATION,
+        proba=proba,
     )
 
 

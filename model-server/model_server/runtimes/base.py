@@ -35,7 +35,16 @@ class ModelInfo:
     class_labels: tuple[int | float | str, ...] | None
     runtime: str
     compiled: bool
-    has_proba: bool  # a classifier with predict_proba (RidgeClassifier, LinearSVC have none)
+    # Whether the model has predict_proba (RidgeClassifier, LinearSVC have none); unset means
+    # every classifier does.
+    proba: bool | None = None
+
+    @property
+    def has_proba(self) -> bool:
+        """True when the model can answer class probabilities."""
+        if self.proba is not None:
+            return self.proba and self.task == "classification"
+        return self.task == "classification"
 
     @property
     def n_features(self) -> int:
