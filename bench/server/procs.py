@@ -15,6 +15,7 @@ from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
 _PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+_NS_PER_TICK = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
 _READY_STREAK = 30  # consecutive 200s, each on a new connection
 
 
@@ -149,24 +150,28 @@ def tree(pid: int) -> list[int]:
 
 
 def tree_cpu_ns(pid: int) -> tuple[int, int]:
-    """(on-CPU, runnable-but-waiting) nanoseconds of every thread in the process tree so far.
+    """(on-CPU, runnable-but-waiting) nanoseconds of the process tree so far.
 
-    From /proc/<pid>/task/<tid>/schedstat. The first tells how much CPU the server spent, which
-    other work on the machine barely changes; the second how long it sat in the run queue,
-    which is where a busy machine puts its latency tail.
+    On-CPU is user + system time from /proc/<pid>/stat, which keeps the time of threads that
+    have exited (Flask's dev server runs each request on a new thread); it is the figure other
+    work on the machine barely changes. Waiting is summed over the live threads' schedstat: how
+    long they sat in the run queue, which is where a busy machine puts its latency tail
+    (threads that exited are missing from it).
     """
     on_cpu = waiting = 0
     for member in tree(pid):
+        proc_dir = Path("/proc") / str(member)
         try:
-            tasks = list((Path("/proc") / str(member) / "task").iterdir())
-        except OSError:
+            fields = (proc_dir / "stat").read_text().rsplit(")", 1)[1].split()
+            tasks = list((proc_dir / "task").iterdir())
+        except (OSError, IndexError):
             continue
+        on_cpu += (int(fields[11]) + int(fields[12])) * _NS_PER_TICK  # utime, stime
         for task in tasks:
             try:
-                ran, waited, _ = (task / "schedstat").read_text().split()
-            except (OSError, ValueError):
+                waiting += int((task / "schedstat").read_text().split()[1])
+            except (OSError, ValueError, IndexError):
                 continue
-            on_cpu, waiting = on_cpu + int(ran), waiting + int(waited)
     return on_cpu, waiting
 
 

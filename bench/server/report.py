@@ -117,7 +117,9 @@ def _p99_target(rows: list[Row], w: int) -> tuple[bool | None, str]:
     case = _get(rows, OURS, w, 1, 1)
     if case is None:
         return None, f"{text} (not measured)"
-    return case["p99_ms"] < 1.5, f"{text} ({case['p99_ms']:.2f} ms)"
+    floor = _get(rows, FLOOR, w, 1, 1)
+    context = "" if floor is None else f"; {FLOOR} {floor['p99_ms']:.2f} ms"
+    return case["p99_ms"] < 1.5, f"{text} ({case['p99_ms']:.2f} ms{context})"
 
 
 def _batch_target(rows: list[Row], w: int) -> tuple[bool | None, str]:
