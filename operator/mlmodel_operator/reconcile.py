@@ -29,6 +29,7 @@ from mlmodel_operator.settings import OperatorSettings
 from mlmodel_operator.status import (
     Observed,
     Problem,
+    crash_output,
     derive_status,
     pod_problem,
     rollout_of,
@@ -243,10 +244,10 @@ class Reconciler:
             pods = self.kube.list_pods(mlmodel.namespace, selector_string(mlmodel))
         last_lines = {}
         for pod in pods:
-            statuses = (pod.get("status") or {}).get("containerStatuses") or []
-            for status in statuses:
+            for status in (pod.get("status") or {}).get("containerStatuses") or []:
                 waiting = (status.get("state") or {}).get("waiting") or {}
-                if waiting.get("reason") == "CrashLoopBackOff":
+                # the termination message normally holds the log tail; read the log only if not
+                if waiting.get("reason") == "CrashLoopBackOff" and not crash_output(status):
                     name = pod["metadata"]["name"]
                     last_lines[name] = self.kube.last_log_line(
                         mlmodel.namespace, name, status["name"]

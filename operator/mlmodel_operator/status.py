@@ -106,6 +106,8 @@ def pod_problem(
     """The first pod failure a user must act on: image pull, bad config, crash loop."""
     for pod in pods:
         name = pod.get("metadata", {}).get("name", "?")
+        if pod.get("metadata", {}).get("deletionTimestamp"):
+            continue  # a pod on its way out (rollout, scale-down) exits by design
         unschedulable = _unschedulable(pod)
         if unschedulable:
             return Problem(
@@ -125,20 +127,38 @@ def pod_problem(
                 )
             if reason in _CONFIG_FAILURES:
                 return Problem("ContainerConfigInvalid", f"Pod {name} cannot start: {detail}.")
-            if reason == "CrashLoopBackOff":
-                line = last_log_lines.get(name, "").strip() or "(no log output)"
-                restarts = status.get("restartCount", 0)
-                load_failure = _LOAD_FAILURE.search(line)
-                if load_failure:  # the server names the artifact error, e.g. a digest mismatch
-                    return Problem(
-                        load_failure.group(1),
-                        f"Pod {name} cannot load the model ({restarts} restarts): {line}",
-                    )
-                return Problem(
-                    "CrashLooping",
-                    f"Pod {name} is crash-looping ({restarts} restarts); last log line: {line}",
-                )
+            if reason == "CrashLoopBackOff" or _failed_exit(status):
+                output = crash_output(status) or last_log_lines.get(name, "")
+                return _crash_problem(name, int(status.get("restartCount", 0)), output)
     return None
+
+
+def crash_output(container_status: Mapping[str, Any]) -> str:
+    """What a crashed container said: its termination message, which the kubelet fills with the
+    tail of its log (terminationMessagePolicy FallbackToLogsOnError)."""
+    last = (container_status.get("lastState") or {}).get("terminated") or {}
+    now = (container_status.get("state") or {}).get("terminated") or {}
+    return str(now.get("message") or last.get("message") or "").strip()
+
+
+def _failed_exit(container_status: Mapping[str, Any]) -> bool:
+    terminated = (container_status.get("state") or {}).get("terminated") or {}
+    return bool(terminated) and int(terminated.get("exitCode", 0)) != 0
+
+
+def _crash_problem(name: str, restarts: int, output: str) -> Problem:
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    for line in reversed(lines):
+        load_failure = _LOAD_FAILURE.search(line)
+        if load_failure:  # the server names the artifact error, e.g. a digest mismatch
+            return Problem(
+                load_failure.group(1),
+                f"Pod {name} cannot load the model ({restarts} restarts): {line}",
+            )
+    last = lines[-1] if lines else "(no log output)"
+    return Problem(
+        "CrashLooping", f"Pod {name} is crash-looping ({restarts} restarts); last log line: {last}"
+    )
 
 
 def _unschedulable(pod: Mapping[str, Any]) -> str:

@@ -291,3 +291,11 @@ def test_service_defaults_to_cluster_ip_on_port_80(settings: OperatorSettings) -
     assert service["spec"]["ports"] == [
         {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}
     ]
+
+
+def test_pods_drain_before_stopping_and_report_their_crash_output(
+    settings: OperatorSettings,
+) -> None:
+    c = container(render_deployment(make_mlmodel({"model": {"uri": "s3://b/iris"}}), settings))
+    assert c["lifecycle"] == {"preStop": {"sleep": {"seconds": 10}}}
+    assert c["terminationMessagePolicy"] == "FallbackToLogsOnError"

@@ -282,3 +282,47 @@ def test_a_server_that_cannot_load_its_model_reports_the_artifact_reason() -> No
     assert problem is not None
     assert problem.reason == "ArtifactDigestMismatch"
     assert problem.message == f"Pod iris-1 cannot load the model (2 restarts): {line}"
+
+
+def test_the_load_failure_is_found_in_the_termination_message_even_when_not_last() -> None:
+    crashed = pod("iris-1", {"reason": "CrashLoopBackOff"}, restarts=3)
+    tail = (
+        "INFO: Started server process [1]\n"
+        "ERROR model_server: model load failed: [ArtifactDigestMismatch] s3://b/iris: sha256 "
+        "of model.skops is 1f2e…, expected aaaa…\n"
+        "INFO: Finished server process [1]\n"
+    )
+    crashed["status"]["containerStatuses"][0]["lastState"] = {
+        "terminated": {"exitCode": 1, "reason": "Error", "message": tail}
+    }
+    problem = pod_problem([crashed], {"iris-1": "INFO: Finished server process [1]"})
+    assert problem is not None
+    assert problem.reason == "ArtifactDigestMismatch"
+    assert "expected aaaa" in problem.message and "Finished server" not in problem.message
+
+
+def test_a_container_that_just_exited_with_an_error_is_reported_before_the_backoff() -> None:
+    exited = {
+        "metadata": {"name": "iris-1"},
+        "status": {
+            "containerStatuses": [
+                {
+                    "name": "server",
+                    "restartCount": 0,
+                    "state": {
+                        "terminated": {"exitCode": 1, "message": "Traceback …\nValueError: boom\n"}
+                    },
+                }
+            ]
+        },
+    }
+    problem = pod_problem([exited], {})
+    assert problem == Problem(
+        "CrashLooping", "Pod iris-1 is crash-looping (0 restarts); last log line: ValueError: boom"
+    )
+
+
+def test_pods_being_deleted_are_not_problems() -> None:
+    leaving = pod("iris-old", {"reason": "CrashLoopBackOff"})
+    leaving["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    assert pod_problem([leaving], {}) is None

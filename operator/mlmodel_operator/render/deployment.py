@@ -18,6 +18,7 @@ from mlmodel_operator.settings import OperatorSettings
 CONTAINER: Final = "server"
 # The numeric non-root user of Dockerfile.server; explicit so runAsNonRoot holds for any image.
 RUN_AS_USER: Final = 10001
+PRESTOP_SECONDS: Final = 10
 SCRATCH_VOLUME: Final = "scratch"
 MODEL_VOLUME: Final = "model"
 
@@ -77,6 +78,11 @@ def render_container(
         "startupProbe": _probe(contract.LIVENESS_PATH, period=5, failures=120),
         "livenessProbe": _probe(contract.LIVENESS_PATH, period=10, failures=3),
         "readinessProbe": _probe(contract.READINESS_PATH, period=5, failures=2),
+        # Keep serving while kube-proxy takes the terminating pod out of the Service; without
+        # it, a rollout refuses the requests that still arrive right after SIGTERM.
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SECONDS}}},
+        # A crashed server's last log lines land in its status, where the operator reads them.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,
