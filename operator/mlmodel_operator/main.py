@@ -20,6 +20,7 @@ from mlmodel_operator.render.meta import LABEL_INSTANCE, LABEL_MANAGED_BY, MANAG
 from mlmodel_operator.resource import GROUP, PLURAL, VERSION
 from mlmodel_operator.settings import OperatorSettings
 
+LOG = logging.getLogger("mlmodel_operator")
 CHILD_RESOURCES = (
     ("apps", "v1", "deployments"),
     ("", "v1", "services"),
@@ -31,8 +32,10 @@ CHILD_RESOURCES = (
 
 def _post_events(body: Mapping[str, Any], outcome: Outcome) -> None:
     target = body if isinstance(body, kopf.Body) else kopf.Body(dict(body))  # type: ignore[arg-type]
+    meta = body.get("metadata") or {}
     for change in outcome.changes:
         metrics.CHILD_WRITES.labels(change.verb, change.kind).inc()
+        LOG.info("MLModel %s/%s: %s", meta.get("namespace"), meta.get("name"), change.message)
         kopf.event(target, type="Normal", reason=change.verb, message=change.message)
 
 
