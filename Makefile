@@ -9,7 +9,7 @@ export UV_LINK_MODE := copy
 RUN := uv run --frozen
 
 .PHONY: help setup test test-unit test-cluster lint demo bench bench-server images images-down cluster-up cluster-down
-.PHONY: devcluster-build devcluster-build-node demo-down
+.PHONY: devcluster-build devcluster-build-node demo-down e2e-deps
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
@@ -23,7 +23,7 @@ setup: ## install uv (from PyPI) and the locked Python workspace
 test-unit: setup ## tests that need no cluster, no containers (under a minute)
 	$(RUN) pytest -m "not cluster and not node and not docker" tests
 
-test: setup images devcluster-build-node ## the whole suite: every tier that exists (builds the images first)
+test: setup images devcluster-build-node e2e-deps ## the whole suite: every tier that exists (builds the images first)
 	$(RUN) pytest tests
 
 lint: setup ## ruff and mypy --strict over the packages
@@ -36,6 +36,9 @@ demo: setup ## the whole project end to end on devcluster's real node (or KUBECO
 
 demo-down: setup ## remove everything `make demo` made (the devcluster it started, the image engine)
 	$(RUN) python -m devcluster.demo down
+
+e2e-deps: setup ## upstream Prometheus for the monitoring e2e test, built once into the cache (Debian's lacks Kubernetes SD)
+	$(RUN) python -m devcluster.prometheus build
 
 images: setup ## build mlmodel-server:dev and mlmodel-operator:dev on a private Docker engine
 	$(RUN) python -m devcluster.images build server operator
