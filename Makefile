@@ -74,3 +74,6 @@ bench-server: setup ## model server vs seed Flask/gunicorn, MLServer, KServe, HT
 
 bench-images: setup ## image build times (cold/warm) and sizes vs the seed naive Dockerfile (~3 min)
 	$(RUN) python -m bench.images
+
+bench-operator: devcluster-build ## operator latency, 1,000 MLModels on kwok nodes, steady-state writes vs a naive kopf operator (~15 min)
+	$(RUN) python -m bench.operator

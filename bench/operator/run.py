@@ -1,0 +1,249 @@
+"""Benchmark the MLModel operator against a naive kopf operator on a fresh devcluster each.
+
+Per operator: (1) latency: 100 MLModels applied one by one, apply → Deployment exists and
+→ Ready; (2) throughput: 1,000 MLModels created at once, time until all are Ready, the
+operator's API requests per model (audit log) and every client's (apiserver_request_total),
+operator peak RSS and CPU; (3) steady state: one minute with every model converged, the
+operator's writes and CPU. Prints tables with ratios; writes bench/results/operator.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+
+from bench.operator import audit, procstat
+from bench.operator.cluster import BenchCluster, OperatorUnderTest, poll
+from bench.operator.watch import GROUP, PLURAL, VERSION, Timeline
+from devcluster import metrics
+from devcluster.cluster import Cluster
+
+RESULTS = Path("bench/results/operator.json")
+SHA = "a" * 64
+
+
+def mlmodel(name: str) -> dict[str, Any]:
+    """A pinned MLModel (no card to read) with one replica."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "MLModel",
+        "metadata": {"name": name},
+        "spec": {"model": {"uri": "http://127.0.0.1:9/models/iris", "sha256": SHA}, "replicas": 1},
+    }
+
+
+def pct(values: list[float], q: float) -> float:
+    """The q-th percentile (nearest rank) of values."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+
+class CpuSampler(threading.Thread):
+    """Samples a process's CPU once a second; keeps the busiest second."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.peak_cores = 0.0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        last, then = procstat.cpu_seconds(self.pid), time.monotonic()
+        while not self.done.wait(1.0):
+            now, used = time.monotonic(), procstat.cpu_seconds(self.pid)
+            self.peak_cores = max(self.peak_cores, (used - last) / (now - then))
+            last, then = used, now
+
+
+def all_requests(cluster: Cluster) -> float:
+    """Every request the API server has counted (all clients, all verbs)."""
+    return sum(
+        v for _, v in metrics.samples(cluster.apiserver_metrics(), "apiserver_request_total")
+    )
+
+
+def create_namespace(cluster: Cluster, name: str) -> None:
+    """Create a namespace."""
+    client.CoreV1Api(cluster.api).create_namespace({"metadata": {"name": name}})
+
+
+def latency_phase(cluster: Cluster, timeline: Timeline, count: int) -> dict[str, Any]:
+    """Apply `count` MLModels one by one (5 per second); apply → Deployment and → Ready."""
+    custom, ns = client.CustomObjectsApi(cluster.api), "latency"
+    create_namespace(cluster, ns)
+    applied: dict[tuple[str, str], float] = {}
+    for i in range(count):
+        started = time.monotonic()
+        custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, mlmodel(f"m{i}"))
+        applied[(ns, f"m{i}")] = started
+        time.sleep(max(0.0, started + 0.2 - time.monotonic()))  # pacing, not waiting
+    poll(f"{count} latency MLModels Ready", lambda: all(k in timeline.ready for k in applied), 180)
+    to_deploy = [1000 * (timeline.deployed[k] - t) for k, t in applied.items()]
+    to_ready = [1000 * (timeline.ready[k] - t) for k, t in applied.items()]
+    return {
+        "apply_to_deployment_p50_ms": round(pct(to_deploy, 50), 1),
+        "apply_to_deployment_p99_ms": round(pct(to_deploy, 99), 1),
+        "apply_to_ready_p50_ms": round(pct(to_ready, 50), 1),
+        "apply_to_ready_p99_ms": round(pct(to_ready, 99), 1),
+    }
+
+
+def burst_phase(
+    bench: BenchCluster, op: OperatorUnderTest, timeline: Timeline, count: int, timeout: float
+) -> dict[str, Any]:
+    """Create `count` MLModels at once; time until all are Ready and what it cost."""
+    assert bench.cluster is not None
+    cluster, ns = bench.cluster, "burst"
+    create_namespace(cluster, ns)
+    custom = client.CustomObjectsApi(cluster.api)
+    mark, requests0, cpu0 = bench.audit.mark(), all_requests(cluster), procstat.cpu_seconds(op.pid)
+    sampler = CpuSampler(op.pid)
+    sampler.start()
+    started = time.monotonic()
+    with ThreadPoolExecutor(8) as pool:
+        names = [f"m{i}" for i in range(count)]
+        list(
+            pool.map(
+                lambda n: custom.create_namespaced_custom_object(
+                    GROUP, VERSION, ns, PLURAL, mlmodel(n)
+                ),
+                names,
+            )
+        )
+    created_s = time.monotonic() - started
+    keys = [(ns, n) for n in names]
+    deadline = started + timeout
+    while time.monotonic() < deadline and not all(k in timeline.ready for k in keys):
+        time.sleep(0.5)
+    ready = [timeline.ready[k] - started for k in keys if k in timeline.ready]
+    elapsed = time.monotonic() - started
+    sampler.done.set()
+    ops = bench.audit.requests(mark, op.user)
+    total = sum(ops.values())
+    return {
+        "models": count,
+        "created_s": round(created_s, 1),
+        "ready_count": len(ready),
+        "all_ready_s": round(max(ready), 1) if len(ready) == count else None,
+        "half_ready_s": round(pct(ready, 50), 1) if ready else None,
+        "requests_per_model": round(total / count, 2),
+        "writes_per_model": round(audit.writes(ops) / count, 2),
+        "apiserver_requests_per_model": round((all_requests(cluster) - requests0) / count, 2),
+        "operator_cpu_cores_avg": round((procstat.cpu_seconds(op.pid) - cpu0) / elapsed, 2),
+        "operator_cpu_cores_peak": round(sampler.peak_cores, 2),
+        "operator_rss_mb": round(procstat.peak_rss_mb(op.pid), 1),
+        "top_requests": dict(ops.most_common(6)),
+    }
+
+
+def steady_phase(bench: BenchCluster, op: OperatorUnderTest, window: float) -> dict[str, Any]:
+    """After the burst settles (no operator write for 10 s, at most 90 s), one window of idling."""
+    settle_deadline = time.monotonic() + 90
+    quiet_since, mark = time.monotonic(), bench.audit.mark()
+    while time.monotonic() < settle_deadline and time.monotonic() - quiet_since < 10:
+        time.sleep(1.0)
+        if audit.writes(bench.audit.requests(mark, op.user)):
+            quiet_since, mark = time.monotonic(), bench.audit.mark()
+    mark, cpu0, started = bench.audit.mark(), procstat.cpu_seconds(op.pid), time.monotonic()
+    time.sleep(window)  # the measurement window itself
+    elapsed = time.monotonic() - started
+    ops = bench.audit.requests(mark, op.user)
+    return {
+        "noop_writes_per_min": round(audit.writes(ops) * 60 / elapsed, 1),
+        "noop_requests_per_min": round(sum(ops.values()) * 60 / elapsed, 1),
+        "steady_cpu_cores": round((procstat.cpu_seconds(op.pid) - cpu0) / elapsed, 3),
+        "steady_rss_mb": round(procstat.rss_mb(op.pid), 1),
+        "steady_writes": dict(ops.most_common(6)) if audit.writes(ops) else {},
+    }
+
+
+def run_one(naive: bool, args: argparse.Namespace) -> dict[str, Any]:
+    """All three phases for one operator on its own fresh cluster."""
+    bench = BenchCluster()
+    label = "naive" if naive else "mlmodel-operator"
+    try:
+        cluster = bench.up()
+        timeline = Timeline(cluster.api)
+        timeline.start()
+        op = OperatorUnderTest(bench, naive)
+        op.start()
+        try:
+            print(f"[{label}] latency: {args.latency} models one by one", flush=True)
+            result = latency_phase(cluster, timeline, args.latency)
+            print(f"[{label}] burst: {args.models} models at once", flush=True)
+            result |= burst_phase(bench, op, timeline, args.models, args.timeout)
+            print(f"[{label}] steady state: {args.steady:.0f} s", flush=True)
+            result |= steady_phase(bench, op, args.steady)
+        finally:
+            op.stop()
+            timeline.stop()
+        return result
+    finally:
+        bench.down()
+
+
+ROWS = (
+    ("all_ready_s", "1,000 Ready (s)"),
+    ("half_ready_s", "half Ready (s)"),
+    ("apply_to_deployment_p50_ms", "apply→Deployment p50 (ms)"),
+    ("apply_to_deployment_p99_ms", "apply→Deployment p99 (ms)"),
+    ("apply_to_ready_p50_ms", "apply→Ready p50 (ms)"),
+    ("apply_to_ready_p99_ms", "apply→Ready p99 (ms)"),
+    ("requests_per_model", "operator requests/model"),
+    ("writes_per_model", "operator writes/model"),
+    ("apiserver_requests_per_model", "all API requests/model"),
+    ("operator_rss_mb", "operator peak RSS (MB)"),
+    ("operator_cpu_cores_avg", "operator CPU, burst (cores)"),
+    ("operator_cpu_cores_peak", "operator CPU, busiest s"),
+    ("noop_writes_per_min", "no-op writes/min"),
+    ("noop_requests_per_min", "no-op requests/min"),
+    ("steady_cpu_cores", "operator CPU, steady (cores)"),
+)
+
+
+def table(ours: dict[str, Any], naive: dict[str, Any]) -> str:
+    """A text table: ours, naive, naive/ours."""
+    lines = [f"{'':32} {'ours':>10} {'naive':>10} {'naive/ours':>11}"]
+    for key, label in ROWS:
+        a, b = ours.get(key), naive.get(key)
+        ratio = (
+            f"{b / a:.1f}x"
+            if isinstance(a, int | float) and isinstance(b, int | float) and a
+            else "-"
+        )
+        lines.append(f"{label:32} {_cell(a):>10} {_cell(b):>10} {ratio:>11}")
+    return "\n".join(lines)
+
+
+def _cell(value: object) -> str:
+    return "n/a" if value is None else str(value)
+
+
+def main() -> int:
+    """Run both operators, print the table, write the results file."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--models", type=int, default=1000)
+    parser.add_argument("--latency", type=int, default=100)
+    parser.add_argument("--steady", type=float, default=60.0)
+    parser.add_argument("--timeout", type=float, default=240.0, help="burst deadline (s)")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the naive operator")
+    args = parser.parse_args()
+    ours = run_one(False, args)
+    if args.no_baseline:
+        print(table(ours, {}))
+        return 0
+    naive = run_one(True, args)
+    print(table(ours, naive))
+    for name, res in (("ours", ours), ("naive", naive)):
+        print(f"{name}: burst requests {res['top_requests']}; steady writes {res['steady_writes']}")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(ours | {"baseline": naive}, indent=2) + "\n")
+    print(f"wrote {RESULTS}")
+    return 0 if ours.get("all_ready_s") is not None else 1
