@@ -93,6 +93,18 @@ class Kube:
             force_conflicts=True,
         )
 
+    def list_mlmodels(self, namespaces: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+        """(namespace, name) of every MLModel in `namespaces`, or in the cluster when empty."""
+        resource = self._resource(API_VERSION, KIND)
+        found: list[tuple[str, str]] = []
+        for namespace in namespaces or (None,):
+            listed = resource.get(namespace=namespace).to_dict()
+            found += [
+                (item["metadata"]["namespace"], item["metadata"]["name"])
+                for item in listed.get("items", [])
+            ]
+        return found
+
     def read_mlmodel(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The MLModel, or None when it is gone."""
         return self.read(API_VERSION, KIND, namespace, name)

@@ -1,19 +1,22 @@
 """kopf registration only: every handler is a thin call into reconcile.Reconciler.
 
-MLModel create/update/resume and the drift timer return their status through kopf's `patch`.
-Events on children (and pods) re-run the same reconcile for the owning MLModel, which then
-writes its status itself, because kopf's `patch` belongs to the object that fired the event.
+MLModel create/update/resume return their status through kopf's `patch`. Events on children
+(and pods) and the periodic drift check (driftloop, started here) re-run the same reconcile for
+an MLModel, which then writes its status itself: kopf's `patch` belongs to the object that
+fired, and the drift loop is not a kopf handler (a kopf.timer would put a finalizer on every
+MLModel, blocking deletions while the operator is down).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
-from mlmodel_operator import metrics
+from mlmodel_operator import driftloop, metrics
 from mlmodel_operator.kube import Kube, load_api_client
 from mlmodel_operator.reconcile import Outcome, Reconciler
 from mlmodel_operator.render.meta import LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY
@@ -66,16 +69,25 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
             prefix=GROUP, v1=False
         )
+        # No finalizers: no handler needs one (the drift check is driftloop, not a kopf.timer),
+        # so deleting an MLModel or its namespace never waits for the operator.
         settings.persistence.finalizer = f"{GROUP}/finalizer"
         settings.posting.level = logging.WARNING  # events only for changes and failures
         settings.execution.max_workers = 8
         memo.reconciler = Reconciler(Kube(load_api_client()), config)
+        memo.drift = asyncio.create_task(
+            driftloop.run_forever(
+                memo.reconciler, config.namespaces, config.drift_interval_seconds, _post_events
+            )
+        )
         memo.http = None
         if config.metrics_port:
             memo.http = await metrics.start_http_server(config.metrics_host, config.metrics_port)
 
-    @kopf.on.cleanup(registry=registry, id="stop-http")
-    async def stop_http(memo: kopf.Memo, **_: Any) -> None:
+    @kopf.on.cleanup(registry=registry, id="stop")
+    async def stop(memo: kopf.Memo, **_: Any) -> None:
+        if getattr(memo, "drift", None) is not None:
+            memo.drift.cancel()
         if getattr(memo, "http", None) is not None:
             await memo.http.cleanup()
 
@@ -85,23 +97,6 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
     def mlmodel_changed(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
         """Converge after the MLModel appeared or its spec changed."""
         with metrics.observe_reconcile("change"):
-            outcome = memo.reconciler.reconcile(body)
-        patch.status.update(outcome.status_patch)
-        _post_events(body, outcome)
-
-    @kopf.timer(
-        GROUP,
-        VERSION,
-        PLURAL,
-        registry=registry,
-        id="drift",
-        interval=config.drift_interval_seconds,
-        initial_delay=config.drift_interval_seconds,
-        backoff=min(config.drift_interval_seconds, 10.0),
-    )
-    def drift_check(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-        """Periodically restore drifted children and re-read the artifact's card."""
-        with metrics.observe_reconcile("timer"):
             outcome = memo.reconciler.reconcile(body)
         patch.status.update(outcome.status_patch)
         _post_events(body, outcome)
