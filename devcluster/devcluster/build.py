@@ -110,13 +110,23 @@ def build_k8s(name: str, go: str) -> None:
 
 
 def install_module_cmd(name: str, package: str, version: str, go: str) -> None:
-    """`go install package@version` into the cache's bin directory (kwok, metrics-server)."""
+    """`go install package@version` with the module's own go.mod (metrics-server)."""
     if config.binary(name).exists():
         return
     env = go_env()
     env["GOBIN"] = str(config.bin_dir())
     argv = [go, "install", "-trimpath", "-ldflags", "-s -w", f"{package}@{version}"]
     _run(argv, f"go install {name}", env=env)
+
+
+def build_addon(name: str, package: str, go: str) -> None:
+    """Build kwok from devcluster/go/addons, whose go.mod pins its tag and replaces every k8s.io
+    staging module with the release's tag (so it shares the core binaries' compiled packages)."""
+    out = config.binary(name)
+    if out.exists():
+        return
+    argv = [go, "build", "-trimpath", "-ldflags", "-s -w", "-o", str(out), package]
+    _run(argv, f"go build {name}", cwd=config.go_module_dir() / "addons")
 
 
 def kwok_stages() -> Path:
@@ -173,7 +183,7 @@ def build_control_plane() -> None:
     config.bin_dir().mkdir(parents=True, exist_ok=True)
     for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"):
         build_k8s(name, go)
-    install_module_cmd("kwok", "sigs.k8s.io/kwok/cmd/kwok", config.KWOK_VERSION, go)
+    build_addon("kwok", "sigs.k8s.io/kwok/cmd/kwok", go)
     kwok_stages()
 
 

@@ -18,8 +18,8 @@ KUBE_VERSION = "v1.36.2"
 KUBE_GIT_COMMIT = "24e2b02af5543d7910c2bb074c7264df5a8f0467"
 """The commit of the KUBE_VERSION tag (stamped into the binaries' version information)."""
 
-KWOK_VERSION = "v0.8.0"
-METRICS_SERVER_VERSION = "v0.8.0"
+KWOK_VERSION = "v0.8.0"  # keep in step with devcluster/go/addons/go.mod
+METRICS_SERVER_VERSION = "v0.8.0"  # go install with its own go.mod
 
 CONTROL_PLANE_BINARIES = (
     "kube-apiserver",
