@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -92,6 +93,7 @@ class BenchCluster:
         if self.cluster is not None:
             self.cluster.api.close()  # type: ignore[no-untyped-call]
         controlplane.down(self.layout, log=lambda _: None)
+        shutil.rmtree(self.root, ignore_errors=True)
 
     def kubeconfig_for(self, account: str) -> Path:
         """A kubeconfig with a token of ServiceAccount mlmodel-system/`account`."""
