@@ -240,6 +240,19 @@ def rollout(kube: Kube, namespace: str, deployment: str, timeout: float) -> None
     )
     if proc.returncode != 0:
         pods = kube.run("-n", namespace, "get", "pods", "-o", "wide", check=False).stdout
+        for previous in ("--previous", ""):
+            logs = kube.run(
+                "-n",
+                namespace,
+                "logs",
+                f"deploy/{deployment}",
+                "--tail=8",
+                *([previous] if previous else []),
+                check=False,
+            )
+            if logs.stdout.strip():
+                pods += f"last log lines{' (previous container)' if previous else ''}:\n"
+                pods += logs.stdout
         raise StackError(
             f"deployment {namespace}/{deployment} did not roll out within {timeout:.0f}s: "
             f"{proc.stderr.strip()}\n{pods}"
