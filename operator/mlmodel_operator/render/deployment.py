@@ -19,6 +19,7 @@ CONTAINER: Final = "server"
 # The numeric non-root user of Dockerfile.server; explicit so runAsNonRoot holds for any image.
 RUN_AS_USER: Final = 10001
 PRESTOP_SECONDS: Final = 10
+PROBE_TIMEOUT_SECONDS: Final = 5
 SCRATCH_VOLUME: Final = "scratch"
 MODEL_VOLUME: Final = "model"
 
@@ -58,6 +59,8 @@ def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
     return {
         "httpGet": {"path": path, "port": "http"},
         "periodSeconds": period,
+        # The default 1 s is too tight for a Python process on a busy node.
+        "timeoutSeconds": PROBE_TIMEOUT_SECONDS,
         "failureThreshold": failures,
     }
 
