@@ -283,6 +283,52 @@ def _stop_all(layout: Layout, current: State) -> list[str]:
     return stopped
 
 
+RESTARTABLE = ("etcd", "kube-apiserver")
+
+
+def restart(
+    layout: Layout,
+    names: tuple[str, ...] = RESTARTABLE,
+    timeout: float = READY_TIMEOUT,
+    log: Callable[[str], None] = print,
+) -> None:
+    """Stop ``names`` (etcd and/or kube-apiserver) and start them again with the same flags.
+
+    etcd keeps its data directory, so every object survives; clients see the API server go
+    away and come back on the same address. The API server is stopped first and started last.
+    """
+    unknown = set(names) - set(RESTARTABLE)
+    if unknown:
+        raise ClusterError(f"cannot restart {', '.join(sorted(unknown))}: only {RESTARTABLE}")
+    with state.locked(layout):
+        current = state.load(layout)
+        if current is None or current.phase != "up":
+            raise ClusterError(f"no running devcluster in {layout.root}")
+        ordered = [n for n in RESTARTABLE if n in names]
+        old = {p.name: p for p in current.procs if p.name in ordered}
+        for name in reversed(ordered):
+            procs.stop(old[name])
+        for name in ordered:
+            proc = procs.spawn(name, list(old[name].argv), layout.logs)
+            current.procs = [proc if p.name == name else p for p in current.procs]
+            state.save(layout, current)
+            _wait_restarted(layout, current, proc, timeout)
+    log(f"devcluster: restarted {', '.join(ordered)}")
+
+
+def _wait_restarted(layout: Layout, current: State, proc: procs.Proc, timeout: float) -> None:
+    if proc.name == "etcd":
+        url = f"http://{components.LOOPBACK}:{current.ports['etcd']}/health"
+    else:
+        url = f"{apiserver_url(layout)}/readyz"
+    try:
+        health.wait_for(
+            proc.name, f"{url} to answer 200", health.http_ok(url), timeout=timeout, proc=proc
+        )
+    except health.NotReadyError as exc:
+        raise ClusterError(_failure_message(exc)) from exc
+
+
 def status(layout: Layout) -> dict[str, object]:
     """Phase, kubeconfig and each recorded process with whether it still runs."""
     recorded = state.load(layout)
