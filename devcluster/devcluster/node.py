@@ -9,13 +9,15 @@ fails at once instead of leaving the machine.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -646,3 +648,27 @@ def _remove_kubelet_root() -> None:
 def _fresh_kubelet_root() -> None:
     _remove_kubelet_root()
     KUBELET_ROOT.mkdir(parents=True)
+
+
+NODE_LOCK = Path("/run/devcluster-node.lock")
+
+
+@contextlib.contextmanager
+def exclusive_node(timeout: float) -> Iterator[None]:
+    """Hold the machine-wide node lock (test sessions queue here for the one node)."""
+    with NODE_LOCK.open("w") as handle:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise hostnet.HostError(
+                        f"another session held {NODE_LOCK} for {timeout:.0f}s"
+                    ) from None
+                time.sleep(1.0)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

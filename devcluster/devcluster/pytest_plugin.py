@@ -65,21 +65,22 @@ def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeClust
     one gets its own (about 10 s to start) and it is stopped, with every host change undone,
     when the module is done.
     """
-    from devcluster import controlplane, fakenodes
+    from devcluster import controlplane, fakenodes, node
     from devcluster.cluster import NodeCluster
 
     layout = controlplane.layout_for(tmp_path_factory.mktemp("devcluster-node"))
-    _up_when_the_node_is_free(layout)
-    handle = NodeCluster(
-        kubeconfig=layout.kubeconfig,
-        api=fakenodes.api_client(layout.kubeconfig),
-        state_dir=layout.root,
-    )
-    try:
-        yield handle
-    finally:
-        handle.api.close()  # type: ignore[no-untyped-call]
-        controlplane.down(layout, log=lambda _: None)
+    with node.exclusive_node(NODE_WAIT_S):
+        _up_when_the_node_is_free(layout)
+        handle = NodeCluster(
+            kubeconfig=layout.kubeconfig,
+            api=fakenodes.api_client(layout.kubeconfig),
+            state_dir=layout.root,
+        )
+        try:
+            yield handle
+        finally:
+            handle.api.close()  # type: ignore[no-untyped-call]
+            controlplane.down(layout, log=lambda _: None)
 
 
 NODE_WAIT_S = 480.0

@@ -111,7 +111,13 @@ def _wait_until_no_node_cluster_runs(timeout: float = 480.0) -> None:
 
 
 def test_down_leaves_no_process_mount_interface_rule_or_cgroup_behind(tmp_path: Path) -> None:
-    state_dir = tmp_path / "dc"
+    # the machine-wide node lock keeps other test sessions' node clusters out until the
+    # after-snapshot is taken
+    with node.exclusive_node(480.0):
+        _check_up_and_down(tmp_path / "dc")
+
+
+def _check_up_and_down(state_dir: Path) -> None:
     _wait_until_no_node_cluster_runs()
     before = host_snapshot(state_dir)
     up = devcluster(state_dir, "up", "--node")
