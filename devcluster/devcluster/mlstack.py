@@ -240,25 +240,24 @@ def rollout(kube: Kube, namespace: str, deployment: str, timeout: float) -> None
     )
     if proc.returncode != 0:
         pods = kube.run("-n", namespace, "get", "pods", "-o", "wide", check=False).stdout
-        for previous in ("--previous", ""):
-            logs = kube.run(
-                "-n",
-                namespace,
-                "logs",
-                f"deploy/{deployment}",
-                "--tail=8",
-                *([previous] if previous else []),
-                check=False,
-            )
-            if logs.stdout.strip():
-                pods += f"last log lines{' (previous container)' if previous else ''}:\n"
-                pods += logs.stdout
+        pods += _last_logs(kube, namespace, deployment)
         raise StackError(
             f"deployment {namespace}/{deployment} did not roll out within {timeout:.0f}s: "
             f"{proc.stderr.strip()}\n{pods}"
             f"see: kubectl -n {namespace} describe deploy/{deployment}; "
             f"kubectl -n {namespace} logs deploy/{deployment}"
         )
+
+
+def _last_logs(kube: Kube, namespace: str, deployment: str, lines: int = 8) -> str:
+    """The last log lines of a Deployment's pod (and of its previous, crashed container)."""
+    text = ""
+    for previous in ("--previous", ""):
+        argv = ["-n", namespace, "logs", f"deploy/{deployment}", f"--tail={lines}"]
+        logs = kube.run(*argv, *([previous] if previous else []), check=False)
+        if logs.stdout.strip():
+            text += f"last log lines{' (previous container)' if previous else ''}:\n{logs.stdout}"
+    return text
 
 
 # --- namespace, artifact store, artifacts -----------------------------------------------------
@@ -479,6 +478,7 @@ def wait_ready(
             f"  {c.get('type')}={c.get('status')} {c.get('reason')}: {c.get('message')}"
             for c in conds
         )
+        lines += "\n" + _last_logs(kube, namespace, name)
         raise StackError(
             f"{exc}; conditions:\n{lines or '  (none yet)'}\n"
             f"see: kubectl -n {namespace} describe mlm/{name}; "
