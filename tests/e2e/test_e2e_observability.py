@@ -1,11 +1,6 @@
-"""Pending e2e (not collected by pytest: rename to test_e2e_observability.py once both pass twice):
-CPU autoscaling through metrics-server and the HPA, and a real Prometheus scraping the model pods
-through Kubernetes service discovery with the shipped scrape config.
-
-The autoscaling test passed once (112 s: CPU reported, HPA 1 -> 2+ pods under load, back to 1).
-The Prometheus test first found Debian's package lacks Kubernetes SD (now built upstream by
-`make e2e-deps`) and has not run since: concurrent node sessions kept breaking the shared node.
-"""
+"""e2e on the real node: CPU autoscaling through metrics-server and the HPA (timeline printed),
+and a real Prometheus (upstream, built by `make e2e-deps`: Debian's has no Kubernetes SD) scraping
+the model pods through Kubernetes service discovery with the shipped scrape config."""
 
 from __future__ import annotations
 
