@@ -61,6 +61,13 @@ def test_operator_image_imports_the_operator_and_its_client(operator_image: str)
     assert result.stdout.strip() == "ok"
 
 
+def test_operator_image_user_has_a_name_for_kopf(operator_image: str) -> None:
+    # kopf derives its identity from getpass.getuser(); UID 10001 has no passwd entry.
+    result = run_once(operator_image, "-c", "import getpass; print(getpass.getuser())")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "mlmodel-operator"
+
+
 @pytest.mark.parametrize(
     ("image_fixture", "module"),
     [("server_image", "model_server"), ("operator_image", "mlmodel_operator")],
