@@ -269,7 +269,9 @@ def down(layout: Layout, log: Callable[[str], None] = print) -> list[str]:
 
 def _stop_all(layout: Layout, current: State) -> list[str]:
     stopped = []
-    if current.node:
+    # "host" is recorded only once this cluster has claimed the machine's node: a start that
+    # was refused the node must not tear down the node another cluster is running.
+    if current.node and "host" in current.extra:
         stopped = node.stop(layout, current)
         current.extra.pop("host", None)
     stopped += [p.name for p in reversed(current.procs) if procs.stop(p)]

@@ -123,3 +123,19 @@ def test_iptables_filter_drops_only_cluster_chains_and_jumps_to_them() -> None:
         "-A FORWARD -j DOCKER-USER",
         "-A INPUT -s 10.0.0.0/8 -j ACCEPT",
     ]
+
+
+def test_a_start_refused_the_node_leaves_the_running_node_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from devcluster import controlplane, node
+
+    torn_down: list[str] = []
+    monkeypatch.setattr(node, "stop", lambda layout, current: torn_down.append("node") or [])
+    layout = state.Layout(tmp_path)
+    refused = state.State(node=True)  # claim_host raised: no "host" recorded
+    controlplane._stop_all(layout, refused)
+    assert torn_down == []
+    claimed = state.State(node=True, extra={"host": {}})
+    controlplane._stop_all(layout, claimed)
+    assert torn_down == ["node"]
