@@ -173,12 +173,16 @@ def _matrix(rows: list[Any], features: Sequence[str], where: str, booleans: bool
     ok = x is not None and x.dtype.kind in "fiu" and x.ndim == 2 and x.shape[1] == len(features)
     if x is None or not ok or (booleans and _has_bool(rows)):
         raise InvalidInput(_first_problem(rows, features, where))
+    return finite_float64(x, features, lambda i: f"{where}[{i}]")
+
+
+def finite_float64(x: Array, features: Sequence[str], row: Callable[[int], str]) -> Array:
+    """`x` as float64, or InvalidInput naming the first NaN/infinite cell (`row(i)` names row i)."""
     x = x.astype(np.float64, copy=False)
     if not np.isfinite(x).all():
         i, j = (int(v) for v in np.argwhere(~np.isfinite(x))[0])
         raise InvalidInput(
-            f"{where}[{i}] feature {features[j]!r} is {x[i, j]}; NaN and infinity are not valid "
-            "inputs"
+            f"{row(i)} feature {features[j]!r} is {x[i, j]}; NaN and infinity are not valid inputs"
         )
     return x
 

@@ -8,7 +8,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from model_server.dataplane import json_kind
+from model_server.dataplane import finite_float64, json_kind
 from model_server.errors import InvalidInput
 from model_server.runtimes.base import Array
 
@@ -58,14 +58,7 @@ def _columns(tensors: list[tuple[str, list[int], Array]], features: Sequence[str
 def _checked(x: Array, features: Sequence[str], where: str) -> Array:
     if x.shape[0] == 0:
         raise InvalidInput(f"input {where!r} is an empty batch; send at least one row")
-    x = x.astype(np.float64, copy=False)
-    if not np.isfinite(x).all():
-        i, j = (int(v) for v in np.argwhere(~np.isfinite(x))[0])
-        raise InvalidInput(
-            f"input {where!r} row {i} feature {features[j]!r} is {x[i, j]}; NaN and infinity are "
-            "not valid inputs"
-        )
-    return x
+    return finite_float64(x, features, lambda i: f"input {where!r} row {i}")
 
 
 def _tensor(tensor: Any, where: str) -> tuple[str, list[int], Array]:
