@@ -24,6 +24,9 @@ from bench.operator.cluster import BenchCluster, OperatorUnderTest, poll
 from bench.operator.watch import GROUP, PLURAL, VERSION, Timeline
 from devcluster import metrics
 from devcluster.cluster import Cluster
+from mlmodel_operator.render import render_deployment
+from mlmodel_operator.resource import MLModel
+from mlmodel_operator.settings import OperatorSettings
 
 RESULTS = Path("bench/results/operator.json")
 SHA = "a" * 64
@@ -164,6 +167,58 @@ def steady_phase(bench: BenchCluster, op: OperatorUnderTest, window: float) -> d
     }
 
 
+def floor_deployment(name: str) -> dict[str, Any]:
+    """The Deployment our operator renders for the benchmark's MLModel, owned by nothing."""
+    body = mlmodel(name)
+    body["metadata"] |= {"namespace": "floor", "uid": f"floor-{name}", "generation": 1}
+    model = MLModel.from_body(body)
+    manifest: dict[str, Any] = render_deployment(model, OperatorSettings(), SHA)
+    manifest["metadata"].pop("ownerReferences")  # no MLModel: the garbage collector keeps it
+    return manifest
+
+
+def run_floor(args: argparse.Namespace) -> dict[str, Any]:
+    """The cluster alone: the same Deployments created at once, with no operator; until all
+    are available. What no operator can beat on this machine."""
+    bench = BenchCluster()
+    try:
+        cluster = bench.up()
+        timeline = Timeline(cluster.api)
+        timeline.start()
+        try:
+            print(f"[floor] {args.models} Deployments at once, no operator", flush=True)
+            create_namespace(cluster, "floor")
+            apps = client.AppsV1Api(cluster.api)
+            names = [f"m{i}" for i in range(args.models)]
+            started = time.monotonic()
+            with ThreadPoolExecutor(8) as pool:
+                list(
+                    pool.map(
+                        lambda n: apps.create_namespaced_deployment(
+                            "floor",
+                            floor_deployment(n),  # type: ignore[arg-type]
+                        ),
+                        names,
+                    )
+                )
+            keys = [("floor", n) for n in names]
+            deadline = started + args.timeout
+            while time.monotonic() < deadline and not all(k in timeline.available for k in keys):
+                time.sleep(0.5)
+            ready = [timeline.available[k] - started for k in keys if k in timeline.available]
+        finally:
+            timeline.stop()
+        return {
+            "models": args.models,
+            "ready_count": len(ready),
+            "all_ready_s": round(max(ready), 1) if len(ready) == args.models else None,
+            "half_ready_s": round(pct(ready, 50), 1) if ready else None,
+            "apiserver_requests_per_model": round(all_requests(cluster) / args.models, 2),
+        }
+    finally:
+        bench.down()
+
+
 def run_one(naive: bool, args: argparse.Namespace) -> dict[str, Any]:
     """All three phases for one operator on its own fresh cluster."""
     bench = BenchCluster()
@@ -222,6 +277,18 @@ def table(ours: dict[str, Any], naive: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def floor_line(floor: dict[str, Any], ours: dict[str, Any]) -> str:
+    """Where the time goes: the cluster alone vs the cluster with our operator."""
+    if not floor:
+        return "floor: not measured (--no-floor)"
+    a, b = floor.get("all_ready_s"), ours.get("all_ready_s")
+    share = f"; the operator adds {b - a:.1f} s" if a is not None and b is not None else ""
+    return (
+        f"floor (the same {floor['models']} Deployments created directly, no operator): all "
+        f"available in {_cell(a)} s, half in {_cell(floor.get('half_ready_s'))} s{share}"
+    )
+
+
 def _cell(value: object) -> str:
     return "n/a" if value is None else str(value)
 
@@ -234,16 +301,20 @@ def main() -> int:
     parser.add_argument("--steady", type=float, default=60.0)
     parser.add_argument("--timeout", type=float, default=240.0, help="burst deadline (s)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the naive operator")
+    parser.add_argument("--no-floor", action="store_true", help="skip the cluster-only floor")
     args = parser.parse_args()
+    floor = {} if args.no_floor else run_floor(args)
     ours = run_one(False, args)
     if args.no_baseline:
         print(table(ours, {}))
+        print(floor_line(floor, ours))
         return 0
     naive = run_one(True, args)
     print(table(ours, naive))
+    print(floor_line(floor, ours))
     for name, res in (("ours", ours), ("naive", naive)):
         print(f"{name}: burst requests {res['top_requests']}; steady writes {res['steady_writes']}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(ours | {"baseline": naive}, indent=2) + "\n")
+    RESULTS.write_text(json.dumps(ours | {"baseline": naive, "floor": floor}, indent=2) + "\n")
     print(f"wrote {RESULTS}")
     return 0 if ours.get("all_ready_s") is not None else 1

@@ -1,4 +1,5 @@
-"""Background watches that record when each Deployment first appears and each MLModel is Ready."""
+"""Background watches that record when each Deployment first appears and first is available,
+and when each MLModel is first Ready."""
 
 from __future__ import annotations
 
@@ -24,10 +25,12 @@ def is_ready(body: dict[str, Any]) -> bool:
 
 
 class Timeline:
-    """First time (monotonic) each Deployment was seen and each MLModel was seen Ready."""
+    """First time (monotonic) each Deployment was seen and seen available, and each MLModel
+    was seen Ready."""
 
     def __init__(self, api: client.ApiClient) -> None:
         self.deployed: dict[Key, float] = {}
+        self.available: dict[Key, float] = {}
         self.ready: dict[Key, float] = {}
         self._stop = threading.Event()
         apps = client.AppsV1Api(api)
@@ -58,9 +61,16 @@ class Timeline:
         self._stop.set()
 
     def _on_deployment(self, obj: Any) -> None:
-        meta = obj.metadata if not isinstance(obj, dict) else None
-        key = (meta.namespace, meta.name) if meta else (obj["metadata"]["namespace"], "")
-        self.deployed.setdefault(key, time.monotonic())
+        key = (obj.metadata.namespace, obj.metadata.name)
+        now = time.monotonic()
+        self.deployed.setdefault(key, now)
+        status, wanted = obj.status, obj.spec.replicas
+        if (
+            status is not None
+            and status.observed_generation == obj.metadata.generation
+            and (status.available_replicas or 0) >= (wanted if wanted is not None else 1)
+        ):
+            self.available.setdefault(key, now)
 
     def _on_mlmodel(self, obj: Any) -> None:
         if is_ready(obj):

@@ -185,44 +185,9 @@ def install_crd(kube: Kube, timeout: float = 60.0) -> None:
     )
 
 
-# kopf derives its peering identity from getpass.getuser(), which fails for a UID without a
-# passwd entry (the image runs as 10001): until the operator passes its own identity, the
-# overlay below gives the container a USER. Nothing else of operator/deploy is changed.
-OPERATOR_ENV_OVERRIDES: Final = {"USER": "mlmodel-operator"}
-
-
-def operator_overlay(directory: Path) -> Path:
-    """A kustomize overlay of operator/deploy (in ``directory``) adding OPERATOR_ENV_OVERRIDES."""
-    base = os.path.relpath(repo_root() / "operator" / "deploy", directory)
-    patch = [
-        {
-            "op": "add",
-            "path": "/spec/template/spec/containers/0/env/-",
-            "value": {"name": key, "value": value},
-        }
-        for key, value in OPERATOR_ENV_OVERRIDES.items()
-    ]
-    kustomization = {
-        "apiVersion": "kustomize.config.k8s.io/v1beta1",
-        "kind": "Kustomization",
-        "resources": [base],
-        "patches": [
-            {
-                "target": {"kind": "Deployment", "name": "mlmodel-operator"},
-                "patch": yaml.safe_dump(patch),
-            }
-        ],
-    }
-    (directory / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
-    return directory
-
-
 def install_operator(kube: Kube, timeout: float = 180.0) -> None:
-    """kubectl apply -k operator/deploy (through the overlay); wait for the rollout."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="mlmodel-operator-overlay-") as tmp:
-        kube.run("apply", "-k", str(operator_overlay(Path(tmp))))
+    """kubectl apply -k operator/deploy, exactly as a user installs it; wait for the rollout."""
+    kube.run("apply", "-k", str(repo_root() / "operator" / "deploy"))
     rollout(kube, OPERATOR_NAMESPACE, "mlmodel-operator", timeout)
 
 

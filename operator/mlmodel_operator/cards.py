@@ -8,6 +8,8 @@ an MLModel's credentialsSecret are for the pods only: the operator never reads S
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -42,6 +44,39 @@ def read_card_digest(uri: str, model_format: str | None) -> str:
             uri, "UnknownFormat", f"the artifact has no {model_format} file (it has: {have})"
         )
     return str(card.files[wanted].sha256)
+
+
+class CachedReader:
+    """A DigestReader that reads each (uri, format) at most once per `ttl` seconds.
+
+    A reconcile runs on every event of a model's children; the card only needs re-reading
+    once per drift interval (a failure is remembered for as long, so a broken URI is not hit
+    on every event either).
+    """
+
+    def __init__(
+        self, reader: DigestReader, ttl: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.reader = reader
+        self.ttl = ttl
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._known: dict[tuple[str, str | None], tuple[float, str | ArtifactError]] = {}
+
+    def __call__(self, uri: str, model_format: str | None) -> str:
+        key = (uri, model_format)
+        with self._lock:
+            known = self._known.get(key)
+        if known is None or self.clock() - known[0] >= self.ttl:
+            try:
+                known = (self.clock(), self.reader(uri, model_format))
+            except ArtifactError as exc:
+                known = (self.clock(), exc)
+            with self._lock:
+                self._known[key] = known
+        if isinstance(known[1], ArtifactError):
+            raise known[1]
+        return known[1]
 
 
 def resolve_digest(mlmodel: MLModel, reader: DigestReader, timeout: float) -> Resolved:

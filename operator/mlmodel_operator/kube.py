@@ -2,12 +2,14 @@
 
 Writes are server-side apply with one field manager (forcing conflicts, so a hand edit of a
 field the operator owns is taken back), deletes carry a uid precondition, and everything else
-is a read. The kubernetes client is synchronous: kopf runs the sync handlers in threads.
+is a read. The kubernetes client is synchronous: the operator's reconcile workers are threads.
 """
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from kubernetes import client, config
@@ -93,26 +95,12 @@ class Kube:
             force_conflicts=True,
         )
 
-    def list_mlmodels(self, namespaces: tuple[str, ...] = ()) -> list[tuple[str, str]]:
-        """(namespace, name) of every MLModel in `namespaces`, or in the cluster when empty."""
-        resource = self._resource(API_VERSION, KIND)
-        found: list[tuple[str, str]] = []
-        for namespace in namespaces or (None,):
-            listed = resource.get(namespace=namespace).to_dict()
-            found += [
-                (item["metadata"]["namespace"], item["metadata"]["name"])
-                for item in listed.get("items", [])
-            ]
-        return found
-
-    def read_mlmodel(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """The MLModel, or None when it is gone."""
-        return self.read(API_VERSION, KIND, namespace, name)
-
-    def patch_mlmodel_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
-        """Merge-patch the MLModel's status subresource."""
+    def patch_mlmodel_status(
+        self, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Merge-patch the MLModel's status subresource; returns the updated MLModel."""
         status = self._resource(API_VERSION, KIND).subresources["status"]
-        self.dynamic.patch(  # type: ignore[no-untyped-call]
+        updated = self.dynamic.patch(  # type: ignore[no-untyped-call]
             status,
             body={"status": dict(patch)},
             name=name,
@@ -120,11 +108,35 @@ class Kube:
             content_type="application/merge-patch+json",
             field_manager=FIELD_MANAGER,
         )
+        result: dict[str, Any] = updated.to_dict()
+        return result
 
-    def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
-        """Pods matching a label selector, as dicts."""
-        pods = self.core.list_namespaced_pod(namespace, label_selector=selector)
-        return [self.api.sanitize_for_serialization(pod) for pod in pods.items]  # type: ignore[no-untyped-call]
+    def post_event(self, involved: Mapping[str, Any], reason: str, message: str) -> None:
+        """Record a Normal core/v1 Event on an MLModel (what `kubectl describe` lists)."""
+        meta = involved["metadata"]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": "Normal",
+            "source": {"component": FIELD_MANAGER},
+            "reportingComponent": f"mlops.dev/{FIELD_MANAGER}",
+            "reportingInstance": socket.gethostname(),
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        self.core.create_namespaced_event(meta["namespace"], event)  # type: ignore[arg-type]
 
     def last_log_line(self, namespace: str, pod: str, container: str) -> str:
         """The last line the container's previous run wrote ('' when there is none)."""

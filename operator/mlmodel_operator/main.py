@@ -1,84 +1,141 @@
-"""kopf registration only: every handler is a thin call into reconcile.Reconciler.
+"""kopf registration: watch streams feed the cache and the work queue; workers reconcile.
 
-MLModel create/update/resume return their status through kopf's `patch`. Events on children
-(and pods) and the periodic drift check (driftloop, started here) re-run the same reconcile for
-an MLModel, which then writes its status itself: kopf's `patch` belongs to the object that
-fired, and the drift loop is not a kopf handler (a kopf.timer would put a finalizer on every
-MLModel, blocking deletions while the operator is down).
+The shape is client-go's informer + work queue, on kopf's watch streams:
+
+- MLModels, their children (Deployment, Service, HPA, PDB) and their pods are watched. Children
+  and pods are selected by label on the API server (`app.kubernetes.io/managed-by`), so the
+  operator never receives other workloads' objects.
+- Each object passes a kopf index handler that keeps a slim copy in the ObjectCache. kopf runs
+  every index handler over the initial listing before any other handler, so the first
+  reconciles after a (re)start see every existing child and write nothing.
+- Each event queues its MLModel's key in the WorkQueue, where events for one MLModel coalesce;
+  `workers` threads take keys and run Reconciler.reconcile_key, which reads only the cache and
+  writes only what drifted. A failed reconcile is queued again with exponential backoff.
+- kopf's own bookkeeping is not used: no handler of kind create/update/resume/timer, so kopf
+  writes no annotation and no finalizer on an MLModel.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 import kopf
 
 from mlmodel_operator import driftloop, metrics
+from mlmodel_operator.cache import ObjectCache
+from mlmodel_operator.cards import CachedReader, read_card_digest
 from mlmodel_operator.kube import Kube, load_api_client
 from mlmodel_operator.reconcile import Outcome, Reconciler
 from mlmodel_operator.render.meta import LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY
-from mlmodel_operator.resource import GROUP, PLURAL, VERSION
+from mlmodel_operator.resource import GROUP, KIND, PLURAL, VERSION
 from mlmodel_operator.settings import OperatorSettings
+from mlmodel_operator.workqueue import ShutDown, WorkQueue
 
 LOG = logging.getLogger("mlmodel_operator")
-CHILD_RESOURCES = (
-    ("apps", "v1", "deployments"),
-    ("", "v1", "services"),
-    ("autoscaling", "v2", "horizontalpodautoscalers"),
-    ("policy", "v1", "poddisruptionbudgets"),
-    ("", "v1", "pods"),
+ModelKey = tuple[str, str]  # (namespace, name)
+CHILD_RESOURCES: Final = (
+    ("apps", "v1", "deployments", "Deployment"),
+    ("", "v1", "services", "Service"),
+    ("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler"),
+    ("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget"),
 )
+OUR_LABEL: Final = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
 
 
-def _post_events(body: Mapping[str, Any], outcome: Outcome) -> None:
-    target = body if isinstance(body, kopf.Body) else kopf.Body(dict(body))  # type: ignore[arg-type]
+def post_events(kube: Kube, body: Mapping[str, Any], outcome: Outcome) -> None:
+    """Count the outcome's child writes and record one Event on the MLModel per write."""
     meta = body.get("metadata") or {}
     for change in outcome.changes:
         metrics.CHILD_WRITES.labels(change.verb, change.kind).inc()
         LOG.info("MLModel %s/%s: %s", meta.get("namespace"), meta.get("name"), change.message)
-        kopf.event(target, type="Normal", reason=change.verb, message=change.message)
+        try:
+            kube.post_event(body, change.verb, change.message)
+        except Exception as exc:  # events are best effort: the write itself happened
+            LOG.warning(
+                "MLModel %s/%s: event not recorded: %s",
+                meta.get("namespace"),
+                meta.get("name"),
+                exc,
+            )
 
 
-def _owner_name(body: Mapping[str, Any]) -> str | None:
-    """The MLModel a child or pod belongs to (pods carry its name as the instance label)."""
+def owner_of(kind: str, body: Mapping[str, Any]) -> str | None:
+    """The MLModel an event is about: itself, a child's controller, a pod's instance label."""
     meta = body.get("metadata") or {}
+    if kind == KIND:
+        return meta.get("name")
+    if kind == "Pod":
+        return (meta.get("labels") or {}).get(LABEL_INSTANCE)
     for ref in meta.get("ownerReferences") or []:
-        if ref.get("kind") == "MLModel" and ref.get("controller"):
+        if ref.get("kind") == KIND and ref.get("controller"):
             return str(ref["name"])
-    if body.get("kind") == "Pod":
-        name = (meta.get("labels") or {}).get(LABEL_INSTANCE)
-        return str(name) if name else None
     return None
+
+
+def work(reconciler: Reconciler, queue: WorkQueue[ModelKey]) -> None:
+    """One reconcile worker: take a key, reconcile it, queue it again on failure; until shutdown."""
+    while True:
+        try:
+            item = queue.get()
+        except ShutDown:
+            return
+        if item is None:
+            continue
+        (namespace, name), trigger = item
+        try:
+            with metrics.observe_reconcile(trigger):
+                result = reconciler.reconcile_key(namespace, name)
+        except Exception as exc:  # any failure: log it, retry this model later, go on
+            delay = queue.retry((namespace, name))
+            LOG.warning(
+                "MLModel %s/%s: reconcile failed, retrying in %.0fs: %s",
+                namespace,
+                name,
+                delay,
+                exc,
+            )
+        else:
+            queue.forget((namespace, name))
+            if result is not None and result[1].changes:
+                post_events(reconciler.kube, *result)
+        finally:
+            queue.done((namespace, name))
 
 
 def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
     """Register every handler of the operator in `registry`."""
+    cache = ObjectCache()
+    queue: WorkQueue[ModelKey] = WorkQueue()
+    metrics.QUEUE_DEPTH.set_function(queue.__len__)
+
     # A custom registry starts empty: authenticate the way the kubernetes client does
     # (in-cluster service account, else the current kubeconfig).
     kopf.on.login(registry=registry)(kopf.login_via_client)
 
     @kopf.on.startup(registry=registry, id="configure")
     async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-        # Bookkeeping under our own prefix, in annotations: nothing piles up in status.
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
-            prefix=GROUP, v1=False
-        )
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix=GROUP, v1=False
-        )
-        # No finalizers: no handler needs one (the drift check is driftloop, not a kopf.timer),
-        # so deleting an MLModel or its namespace never waits for the operator.
-        settings.persistence.finalizer = f"{GROUP}/finalizer"
-        settings.posting.level = logging.WARNING  # events only for changes and failures
-        settings.execution.max_workers = 8
-        memo.reconciler = Reconciler(Kube(load_api_client()), config)
-        memo.drift = asyncio.create_task(
-            driftloop.run_forever(
-                memo.reconciler, config.namespaces, config.drift_interval_seconds, _post_events
+        for group, version, plural, _kind in (*CHILD_RESOURCES, ("", "v1", "pods", "Pod")):
+            settings.watching.label_selectors[group, version, plural] = OUR_LABEL
+        settings.posting.enabled = False  # no kopf handler posts; reconciles record Events
+        # A model card is re-read once per drift round, not on every event of the model.
+        reader = CachedReader(read_card_digest, ttl=0.9 * config.drift_interval_seconds)
+        reconciler = Reconciler(Kube(load_api_client()), cache, config, reader=reader)
+        memo.workers = []
+        for index in range(config.workers):
+            thread = threading.Thread(
+                target=work,
+                args=(reconciler, queue),
+                name=f"reconcile-{index}",
+                daemon=True,
             )
+            thread.start()
+            memo.workers.append(thread)
+        memo.drift = asyncio.create_task(
+            driftloop.run_forever(cache, queue, config.drift_interval_seconds)
         )
         memo.http = None
         if config.metrics_port:
@@ -86,39 +143,38 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
 
     @kopf.on.cleanup(registry=registry, id="stop")
     async def stop(memo: kopf.Memo, **_: Any) -> None:
+        queue.shutdown()
         if getattr(memo, "drift", None) is not None:
             memo.drift.cancel()
         if getattr(memo, "http", None) is not None:
             await memo.http.cleanup()
 
-    @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry, id="reconcile")
-    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry, id="reconcile")
-    @kopf.on.update(GROUP, VERSION, PLURAL, field="spec", registry=registry, id="reconcile")
-    def mlmodel_changed(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-        """Converge after the MLModel appeared or its spec changed."""
-        with metrics.observe_reconcile("change"):
-            outcome = memo.reconciler.reconcile(body)
-        patch.status.update(outcome.status_patch)
-        _post_events(body, outcome)
+    def watch(group: str, version: str, plural: str, kind: str, trigger: str) -> None:
+        """Cache every object of the resource and queue its MLModel on every event."""
 
-    def child_changed(body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
-        """A child or pod changed: re-converge its MLModel (restores edits and deletions)."""
-        owner = _owner_name(body)
-        if owner is None or namespace is None:
-            return
-        with metrics.observe_reconcile("child"):
-            outcome = memo.reconciler.reconcile_owner(namespace, owner)
-        if outcome is not None and outcome.changes:
-            mlmodel = memo.reconciler.kube.read_mlmodel(namespace, owner)
-            if mlmodel is not None:
-                _post_events(mlmodel, outcome)
+        async def cache_object(body: kopf.Body, **_: Any) -> None:
+            if kind == "Pod":
+                cache.store_pod(body)
+            else:
+                cache.store(kind, body)
 
-    for group, version, plural in CHILD_RESOURCES:
-        kopf.on.event(
-            group,
-            version,
-            plural,
-            registry=registry,
-            labels={LABEL_MANAGED_BY: MANAGED_BY},
-            id=f"child-{plural}",
-        )(child_changed)
+        async def queue_owner(
+            type: str | None, body: kopf.Body, namespace: str | None, **_: Any
+        ) -> None:
+            meta = body.get("metadata") or {}
+            if type == "DELETED":
+                if kind == "Pod":
+                    cache.drop_pod(body)
+                else:
+                    cache.drop(kind, namespace or "", meta.get("name", ""), meta.get("uid"))
+            owner = owner_of(kind, body)
+            if owner and namespace:
+                queue.add((namespace, str(owner)), trigger)
+
+        kopf.index(group, version, plural, registry=registry, id=f"cache-{plural}")(cache_object)
+        kopf.on.event(group, version, plural, registry=registry, id=f"queue-{plural}")(queue_owner)
+
+    watch(GROUP, VERSION, PLURAL, KIND, "change")
+    for group, version, plural, kind in CHILD_RESOURCES:
+        watch(group, version, plural, kind, "child")
+    watch("", "v1", "pods", "Pod", "child")

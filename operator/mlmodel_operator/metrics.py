@@ -7,14 +7,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Final
 
-import kopf
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 RECONCILES: Final = Counter(
     "mlmodel_operator_reconcile_total",
-    "Reconciles run, by trigger and result.",
+    "Reconciles run, by trigger (change, child, timer, retry) and result (ok, error).",
     ["trigger", "result"],
+)
+QUEUE_DEPTH: Final = Gauge(
+    "mlmodel_operator_queue_depth", "MLModels waiting in the work queue for a reconcile."
 )
 RECONCILE_SECONDS: Final = Histogram(
     "mlmodel_operator_reconcile_duration_seconds",
@@ -23,7 +25,7 @@ RECONCILE_SECONDS: Final = Histogram(
 )
 RECONCILE_ERRORS: Final = Counter(
     "mlmodel_operator_reconcile_errors_total",
-    "Reconciles that failed, by trigger and error.",
+    "Reconciles that failed (each is retried with backoff), by trigger and error type.",
     ["trigger", "error"],
 )
 CHILD_WRITES: Final = Counter(
@@ -39,10 +41,6 @@ def observe_reconcile(trigger: str) -> Iterator[None]:
     started = time.monotonic()
     try:
         yield
-    except kopf.TemporaryError:
-        RECONCILES.labels(trigger, "retry").inc()
-        RECONCILE_ERRORS.labels(trigger, "TemporaryError").inc()
-        raise
     except Exception as exc:
         RECONCILES.labels(trigger, "error").inc()
         RECONCILE_ERRORS.labels(trigger, type(exc).__name__).inc()

@@ -1,30 +1,32 @@
 """One level-based reconcile: parse, render, apply what drifted, observe, write status.
 
-Create, update, resume, the drift timer and events on children all end up here. A converged
-MLModel makes no write request: children are applied only when a field the operator owns
-differs, and the status patch is empty when nothing in it changed.
+Every trigger (an MLModel event, an event on a child or pod, the periodic drift check) queues
+the MLModel's key, and a worker runs this reconcile for it. It reads the MLModel, its children
+and its pods from the watch cache, not from the API server; the only reads it makes are a GET
+before creating a child the cache does not have (a same-named object the operator does not own
+must be left alone) and a crashed container's last log line. A converged MLModel makes no write
+request: children are applied only when a field the operator owns differs, and the status
+patch is empty when nothing in it changed.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import kopf
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic.exceptions import DynamicApiError
 from urllib3.exceptions import HTTPError
 
 from mlmodel_operator import drift
+from mlmodel_operator.cache import ObjectCache
 from mlmodel_operator.cards import DigestReader, read_card_digest, resolve_digest
 from mlmodel_operator.kube import FIELD_MANAGER, Kube
 from mlmodel_operator.render import render, unwanted_kinds
-from mlmodel_operator.render.meta import selector_string
-from mlmodel_operator.resource import MLModel
+from mlmodel_operator.resource import KIND, MLModel
 from mlmodel_operator.settings import OperatorSettings
 from mlmodel_operator.status import (
     Observed,
@@ -35,8 +37,6 @@ from mlmodel_operator.status import (
     rollout_of,
     status_patch,
 )
-
-RETRY_DELAY_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -87,19 +87,19 @@ def _status_code(exc: Exception) -> int:
     return int(getattr(exc, "status", 0) or 0)
 
 
+class ApiCallFailed(Exception):
+    """A request to the API server failed; the worker queues the MLModel again with backoff."""
+
+
 @contextmanager
-def _retry_on_transient(what: str) -> Iterator[None]:
-    """Turn API and network hiccups into kopf retries; let refusals through."""
+def _api_call(what: str) -> Iterator[None]:
+    """Name the failed request in the error (the worker logs it and retries the MLModel)."""
     try:
         yield
     except (ApiException, DynamicApiError) as exc:
-        if _status_code(exc) in (400, 403, 422):
-            raise
-        raise kopf.TemporaryError(
-            f"{what}: {_api_error_text(exc)}", delay=RETRY_DELAY_SECONDS
-        ) from exc
+        raise ApiCallFailed(f"{what}: {_api_error_text(exc)}") from exc
     except HTTPError as exc:
-        raise kopf.TemporaryError(f"{what}: {exc}", delay=RETRY_DELAY_SECONDS) from exc
+        raise ApiCallFailed(f"{what}: {exc}") from exc
 
 
 class Reconciler:
@@ -108,40 +108,39 @@ class Reconciler:
     def __init__(
         self,
         kube: Kube,
+        cache: ObjectCache,
         settings: OperatorSettings,
         reader: DigestReader = read_card_digest,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.kube = kube
+        self.cache = cache
         self.settings = settings
         self.reader = reader
         self.clock = clock
-        self._locks: dict[tuple[str, str], threading.Lock] = {}
-        self._locks_guard = threading.Lock()
 
-    def _lock(self, namespace: str, name: str) -> threading.Lock:
-        with self._locks_guard:
-            return self._locks.setdefault((namespace, name), threading.Lock())
+    def reconcile_key(self, namespace: str, name: str) -> tuple[dict[str, Any], Outcome] | None:
+        """Reconcile the cached MLModel namespace/name and patch its status if it changed.
+
+        Returns the MLModel as reconciled and the outcome; None when the MLModel is gone.
+        The work queue never runs two reconciles of one MLModel at the same time.
+        """
+        body = self.cache.get(KIND, namespace, name)
+        if body is None:
+            return None
+        outcome = self.reconcile(body)
+        if outcome.status_patch:
+            with _api_call(f"patching status of MLModel {namespace}/{name}"):
+                updated = self.kube.patch_mlmodel_status(namespace, name, outcome.status_patch)
+            self.cache.wrote(KIND, updated)
+        return body, outcome
 
     def reconcile(self, body: Mapping[str, Any]) -> Outcome:
         """Converge one MLModel's children and return the status patch (empty if unchanged)."""
         mlmodel = MLModel.from_body(body)
         if (body.get("metadata") or {}).get("deletionTimestamp"):
             return Outcome({})  # being deleted: the garbage collector removes the children
-        with self._lock(mlmodel.namespace, mlmodel.name):
-            return self._reconcile(mlmodel, dict(body.get("status") or {}))
-
-    def reconcile_owner(self, namespace: str, name: str) -> Outcome | None:
-        """Reconcile the MLModel a child belongs to, writing its status here (child events)."""
-        with _retry_on_transient(f"reading MLModel {namespace}/{name}"):
-            body = self.kube.read_mlmodel(namespace, name)
-        if body is None:
-            return None
-        outcome = self.reconcile(body)
-        if outcome.status_patch:
-            with _retry_on_transient(f"patching status of MLModel {namespace}/{name}"):
-                self.kube.patch_mlmodel_status(namespace, name, outcome.status_patch)
-        return outcome
+        return self._reconcile(mlmodel, dict(body.get("status") or {}))
 
     def _reconcile(self, mlmodel: MLModel, previous: dict[str, Any]) -> Outcome:
         resolved = resolve_digest(mlmodel, self.reader, self.settings.card_timeout_seconds)
@@ -171,8 +170,10 @@ class Reconciler:
         self, mlmodel: MLModel, manifest: dict[str, Any]
     ) -> tuple[dict[str, Any] | None, Change | None, Problem | None]:
         kind = manifest["kind"]
-        with _retry_on_transient(f"reading {kind} {mlmodel.namespace}/{mlmodel.name}"):
-            live = self.kube.read(manifest["apiVersion"], kind, mlmodel.namespace, mlmodel.name)
+        live = self.cache.get(kind, mlmodel.namespace, mlmodel.name)
+        if live is None:  # not among ours: make sure no one else's object has the name
+            with _api_call(f"reading {kind} {mlmodel.namespace}/{mlmodel.name}"):
+                live = self.kube.read(manifest["apiVersion"], kind, mlmodel.namespace, mlmodel.name)
         if live is not None and not is_controlled_by(live, mlmodel):
             return None, None, _not_owned(kind, mlmodel)
         if live is not None:
@@ -184,7 +185,7 @@ class Reconciler:
         else:
             change = Change("Created", kind, mlmodel.name)
         try:
-            with _retry_on_transient(f"applying {kind} {mlmodel.namespace}/{mlmodel.name}"):
+            with _api_call(f"applying {kind} {mlmodel.namespace}/{mlmodel.name}"):
                 applied = self.kube.apply(manifest)
         except (ApiException, DynamicApiError) as exc:
             refused = Problem(
@@ -192,6 +193,7 @@ class Reconciler:
                 f"The API server refused {kind} {mlmodel.name}: {_api_error_text(exc)}",
             )
             return live, None, refused
+        self.cache.wrote(kind, applied)
         if live is None:
             self._start_at_hpa_floor(mlmodel, manifest)
         return applied, change, None
@@ -200,7 +202,7 @@ class Reconciler:
         """A new autoscaled Deployment starts at minReplicas, not at the default of 1."""
         scaling = mlmodel.spec.autoscaling
         if manifest["kind"] == "Deployment" and scaling is not None and scaling.min_replicas > 1:
-            with _retry_on_transient(f"scaling Deployment {mlmodel.namespace}/{mlmodel.name}"):
+            with _api_call(f"scaling Deployment {mlmodel.namespace}/{mlmodel.name}"):
                 self.kube.apply_deployment_scale(
                     mlmodel.namespace, mlmodel.name, scaling.min_replicas
                 )
@@ -222,26 +224,26 @@ class Reconciler:
             return
         current = int((live.get("spec") or {}).get("replicas", scaling.min_replicas))
         keep = max(scaling.min_replicas, min(scaling.max_replicas, current))
-        with _retry_on_transient(f"scaling Deployment {mlmodel.namespace}/{mlmodel.name}"):
+        with _api_call(f"scaling Deployment {mlmodel.namespace}/{mlmodel.name}"):
             self.kube.apply_deployment_scale(mlmodel.namespace, mlmodel.name, keep)
 
     def _remove_unwanted(self, mlmodel: MLModel) -> list[Change]:
         removed = []
         for api_version, kind in unwanted_kinds(mlmodel, self.settings):
-            with _retry_on_transient(f"removing {kind} {mlmodel.namespace}/{mlmodel.name}"):
-                live = self.kube.read(api_version, kind, mlmodel.namespace, mlmodel.name)
-                if live is None or not is_controlled_by(live, mlmodel):
-                    continue
-                uid = live["metadata"]["uid"]
+            live = self.cache.get(kind, mlmodel.namespace, mlmodel.name)
+            if live is None or not is_controlled_by(live, mlmodel):
+                continue
+            uid = live["metadata"]["uid"]
+            with _api_call(f"removing {kind} {mlmodel.namespace}/{mlmodel.name}"):
                 self.kube.delete(api_version, kind, mlmodel.namespace, mlmodel.name, uid)
+            self.cache.deleted(kind, mlmodel.namespace, mlmodel.name, uid)
             removed.append(Change("Deleted", kind, mlmodel.name))
         return removed
 
     def _pod_problems(self, mlmodel: MLModel, deployment: Mapping[str, Any]) -> list[Problem]:
         if rollout_of(mlmodel, deployment).complete:
             return []
-        with _retry_on_transient(f"listing pods of MLModel {mlmodel.namespace}/{mlmodel.name}"):
-            pods = self.kube.list_pods(mlmodel.namespace, selector_string(mlmodel))
+        pods = self.cache.pods(mlmodel.namespace, mlmodel.name)
         last_lines = {}
         for pod in pods:
             for status in (pod.get("status") or {}).get("containerStatuses") or []:

@@ -27,6 +27,12 @@ class OperatorSettings(BaseSettings):
         gt=0,
         description="How often every MLModel is re-checked against its children and artifact.",
     )
+    workers: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="Reconcile worker threads (one MLModel is never reconciled by two at once).",
+    )
     log_format: Literal["text", "json"] = Field(
         default="text", description="Operator log lines as plain text or JSON."
     )

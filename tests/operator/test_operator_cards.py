@@ -7,7 +7,7 @@ import threading
 from operator_testlib import make_mlmodel, mlmodel_body
 
 from mlmodel_artifact import ArtifactError
-from mlmodel_operator.cards import resolve_digest
+from mlmodel_operator.cards import CachedReader, resolve_digest
 from mlmodel_operator.resource import MLModel
 
 SHA_A, SHA_B = "a" * 64, "b" * 64
@@ -76,3 +76,29 @@ def test_a_card_read_that_hangs_is_cut_off_at_the_deadline() -> None:
         release.set()
     assert resolved.digest is None
     assert resolved.problem is not None and resolved.problem.reason == "ArtifactUnreachable"
+
+
+def test_cached_reader_reads_a_card_once_per_ttl_and_remembers_failures() -> None:
+    now = [0.0]
+    calls: list[str] = []
+
+    def read(uri: str, model_format: str | None) -> str:
+        calls.append(uri)
+        if "broken" in uri:
+            raise ArtifactError(uri, "ArtifactNotFound", "no card")
+        return SHA_A
+
+    cached = CachedReader(read, ttl=10.0, clock=lambda: now[0])
+    assert cached("s3://b/iris", None) == SHA_A
+    assert cached("s3://b/iris", None) == SHA_A
+    for _ in range(2):
+        try:
+            cached("s3://b/broken", None)
+        except ArtifactError as exc:
+            assert exc.reason == "ArtifactNotFound"
+        else:
+            raise AssertionError("a remembered failure must raise again")
+    assert calls == ["s3://b/iris", "s3://b/broken"]
+    now[0] = 10.0
+    assert cached("s3://b/iris", None) == SHA_A
+    assert calls == ["s3://b/iris", "s3://b/broken", "s3://b/iris"]

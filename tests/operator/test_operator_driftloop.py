@@ -1,51 +1,35 @@
-"""The drift loop checks every MLModel, and one model's failure does not stop the others."""
+"""The drift check queues every cached MLModel and reads nothing from the API server."""
 
 from __future__ import annotations
 
-from typing import Any
-
+from mlmodel_operator.cache import ObjectCache
 from mlmodel_operator.driftloop import check_once
-from mlmodel_operator.reconcile import Change, Outcome
+from mlmodel_operator.workqueue import WorkQueue
 
 
-class FakeKube:
-    def __init__(self, models: list[tuple[str, str]]) -> None:
-        self.models = models
-        self.listed: list[tuple[str, ...]] = []
-
-    def list_mlmodels(self, namespaces: tuple[str, ...] = ()) -> list[tuple[str, str]]:
-        self.listed.append(namespaces)
-        return self.models
-
-    def read_mlmodel(self, namespace: str, name: str) -> dict[str, Any]:
-        return {"metadata": {"namespace": namespace, "name": name}}
+def _mlmodel(namespace: str, name: str) -> dict[str, object]:
+    return {
+        "apiVersion": "mlops.dev/v1alpha1",
+        "kind": "MLModel",
+        "metadata": {"namespace": namespace, "name": name, "uid": f"u-{name}"},
+        "spec": {},
+    }
 
 
-class FakeReconciler:
-    def __init__(self, kube: FakeKube, failing: str) -> None:
-        self.kube = kube
-        self.failing = failing
-        self.seen: list[str] = []
+def test_every_cached_mlmodel_is_queued_once_as_a_timer_check() -> None:
+    cache = ObjectCache()
+    for namespace, name in (("a", "one"), ("a", "two"), ("b", "three")):
+        cache.store("MLModel", _mlmodel(namespace, name))
+    cache.store("Deployment", _mlmodel("a", "one") | {"kind": "Deployment"})
+    queue: WorkQueue[tuple[str, str]] = WorkQueue()
+    queue.add(("a", "two"), "child")  # already waiting: coalesces
 
-    def reconcile_owner(self, namespace: str, name: str) -> Outcome:
-        self.seen.append(name)
-        if name == self.failing:
-            raise RuntimeError("API server unavailable")
-        return Outcome({}, (Change("Created", "Service", name),))
+    assert check_once(cache, queue) == 3
 
-
-def test_every_model_is_checked_even_when_one_fails() -> None:
-    kube = FakeKube([("a", "one"), ("a", "two"), ("b", "three")])
-    reconciler = FakeReconciler(kube, failing="two")
-    posted: list[str] = []
-    checked = check_once(
-        reconciler,
-        ("a", "b"),
-        lambda body, _: posted.append(  # type: ignore[arg-type]
-            body["metadata"]["name"]
-        ),
-    )
-    assert reconciler.seen == ["one", "two", "three"]
-    assert checked == 2
-    assert posted == ["one", "three"]
-    assert kube.listed == [("a", "b")]
+    taken = [queue.get(timeout=0) for _ in range(3)]
+    assert sorted(t for t in taken if t) == [
+        (("a", "one"), "timer"),
+        (("a", "two"), "child"),
+        (("b", "three"), "timer"),
+    ]
+    assert queue.get(timeout=0) is None

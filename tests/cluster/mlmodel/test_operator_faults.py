@@ -32,8 +32,8 @@ from devcluster.cluster import Cluster
 
 pytestmark = pytest.mark.cluster
 
-CHURN_MODELS = 120
-CHURN_BATCH = 30
+CHURN_MODELS = 200
+CHURN_BATCH = 40
 MODEL = {"uri": "http://127.0.0.1:9/models/iris", "sha256": SHA_A}
 
 

@@ -1,0 +1,171 @@
+"""The operator's watch cache: MLModels, their children and their pods, as last seen.
+
+kopf's watch streams feed it (main.py registers the feeders as kopf indexes, so every object
+of the initial listing is in here before any reconcile runs). Reconciles read from it instead
+of GETting each child, which is what lets 1,000 MLModels converge without a read request per
+event. Objects are stored slimmed: only the fields a reconcile reads, and of managedFields only
+the operator's own entries.
+
+A reconcile that just wrote an object keeps the API server's answer here as well ("recent
+writes"): until the watch event for that write arrives, the cache would otherwise show the
+older object, and the next reconcile would see drift that is already fixed and write again.
+A recent write is used while it is newer than the watched object (resourceVersions of one
+object are compared as etcd revisions) and for at most RECENT_WRITE_TTL_SECONDS.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from mlmodel_operator.kube import FIELD_MANAGER
+from mlmodel_operator.render.meta import LABEL_INSTANCE
+
+RECENT_WRITE_TTL_SECONDS: Final = 30.0
+Key = tuple[str, str, str]  # (kind, namespace, name)
+_META_KEPT: Final = (
+    "name",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "labels",
+    "annotations",
+    "ownerReferences",
+    "deletionTimestamp",
+)
+_LAST_APPLIED: Final = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def slim(body: Mapping[str, Any], *, keep_status: bool = True) -> dict[str, Any]:
+    """What a reconcile reads of an object: identity, labels, owners, spec, status, our fields."""
+    meta = body.get("metadata") or {}
+    kept: dict[str, Any] = {k: meta[k] for k in _META_KEPT if meta.get(k) is not None}
+    if _LAST_APPLIED in (kept.get("annotations") or {}):
+        kept["annotations"] = {k: v for k, v in kept["annotations"].items() if k != _LAST_APPLIED}
+    ours = [e for e in meta.get("managedFields") or [] if e.get("manager") == FIELD_MANAGER]
+    if ours:
+        kept["managedFields"] = ours
+    out: dict[str, Any] = {"metadata": kept}
+    for field in ("apiVersion", "kind", "spec") + (("status",) if keep_status else ()):
+        if field in body:
+            out[field] = body[field]
+    return out
+
+
+def slim_pod(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What status derivation reads of a pod: name, deletion, scheduling and container states."""
+    meta = body.get("metadata") or {}
+    status = body.get("status") or {}
+    kept_meta = {k: meta[k] for k in ("name", "deletionTimestamp") if meta.get(k) is not None}
+    kept_status = {
+        k: status[k] for k in ("phase", "conditions", "containerStatuses") if k in status
+    }
+    return {"metadata": kept_meta, "status": kept_status}
+
+
+def _revision(obj: Mapping[str, Any] | None) -> int:
+    try:
+        return int((obj or {}).get("metadata", {}).get("resourceVersion", 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+class ObjectCache:
+    """Thread-safe: kopf's event loop stores and drops objects, reconcile workers read them."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._objects: dict[Key, dict[str, Any]] = {}
+        self._pods: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+        self._recent: dict[Key, tuple[float, dict[str, Any] | None, str]] = {}
+
+    # --- fed by the watch streams
+    def store(self, kind: str, body: Mapping[str, Any]) -> None:
+        """Keep (a slim copy of) a watched object."""
+        meta = body.get("metadata") or {}
+        key = (kind, meta.get("namespace", ""), meta.get("name", ""))
+        with self._lock:
+            self._objects[key] = slim(body)
+
+    def drop(self, kind: str, namespace: str, name: str, uid: str | None = None) -> None:
+        """Forget a deleted object (only if it is still the one with `uid`, when given)."""
+        key = (kind, namespace, name)
+        with self._lock:
+            current = self._objects.get(key)
+            if current is not None and (uid is None or current["metadata"].get("uid") == uid):
+                del self._objects[key]
+
+    def store_pod(self, body: Mapping[str, Any]) -> None:
+        """Keep a model pod, under the MLModel named by its instance label."""
+        meta = body.get("metadata") or {}
+        owner = (meta.get("labels") or {}).get(LABEL_INSTANCE)
+        if not owner:
+            return
+        with self._lock:
+            pods = self._pods.setdefault((meta.get("namespace", ""), owner), {})
+            pods[meta.get("name", "")] = slim_pod(body)
+
+    def drop_pod(self, body: Mapping[str, Any]) -> None:
+        """Forget a deleted pod."""
+        meta = body.get("metadata") or {}
+        owner = (meta.get("labels") or {}).get(LABEL_INSTANCE)
+        with self._lock:
+            pods = self._pods.get((meta.get("namespace", ""), owner or ""))
+            if pods is not None:
+                pods.pop(meta.get("name", ""), None)
+                if not pods:
+                    del self._pods[(meta.get("namespace", ""), owner or "")]
+
+    # --- written by reconciles
+    def wrote(self, kind: str, body: Mapping[str, Any]) -> None:
+        """The API server's answer to our write: newer than the watch has told us so far."""
+        meta = body.get("metadata") or {}
+        key = (kind, meta.get("namespace", ""), meta.get("name", ""))
+        with self._lock:
+            self._recent[key] = (self._clock(), slim(body), str(meta.get("uid", "")))
+
+    def deleted(self, kind: str, namespace: str, name: str, uid: str) -> None:
+        """We deleted the object with `uid`: read it as gone until the watch drops it."""
+        with self._lock:
+            self._recent[(kind, namespace, name)] = (self._clock(), None, uid)
+
+    # --- read by reconciles
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The freshest known copy of an object, or None when it does not exist (as far as known).
+
+        The copy is shared: callers must not modify it.
+        """
+        key = (kind, namespace, name)
+        with self._lock:
+            watched = self._objects.get(key)
+            recent = self._recent.get(key)
+            if recent is None:
+                return watched
+            written_at, body, uid = recent
+            if self._clock() - written_at > RECENT_WRITE_TTL_SECONDS:
+                del self._recent[key]
+                return watched
+            if body is None:  # our delete: the object with that uid is gone
+                if watched is not None and watched["metadata"].get("uid") == uid:
+                    return None
+                del self._recent[key]  # the watch dropped it (and maybe saw a newcomer)
+                return watched
+            if watched is not None and _revision(watched) >= _revision(body):
+                del self._recent[key]  # the watch has caught up (or someone wrote after us)
+                return watched
+            return body
+
+    def pods(self, namespace: str, owner: str) -> list[dict[str, Any]]:
+        """The pods of an MLModel (by instance label), sorted by name."""
+        with self._lock:
+            found = self._pods.get((namespace, owner), {})
+            return [found[name] for name in sorted(found)]
+
+    def names(self, kind: str) -> list[tuple[str, str]]:
+        """(namespace, name) of every cached object of `kind`."""
+        with self._lock:
+            return [(ns, name) for (k, ns, name) in self._objects if k == kind]

@@ -1,0 +1,141 @@
+"""A coalescing work queue of MLModel keys, with per-key retry backoff.
+
+Many events name the same MLModel (its Deployment's status changes, a pod becomes Ready, the
+status patch comes back as an MLModel event), and a level-based reconcile only needs to run
+once for all of them. The queue therefore holds each key at most once; a key added while it is
+being reconciled is queued again when that reconcile finishes, so the last event is never lost
+and no key is ever reconciled by two workers at the same time. This is the client-go and
+controller-runtime work queue, in Python and thread-safe (kopf's event loop adds keys, worker
+threads take them).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+
+BACKOFF_BASE_SECONDS = 1.0
+BACKOFF_MAX_SECONDS = 300.0
+
+
+class ShutDown(Exception):
+    """The queue was shut down: a worker blocked in get() should stop."""
+
+
+class WorkQueue(Generic[K]):
+    """Keys to reconcile: each queued at most once, never handed to two workers at once.
+
+    `reason` is the trigger that first queued a key (e.g. "change", "child", "timer"); it is
+    what get() returns with the key, for metrics, and later triggers of a queued key coalesce
+    into it.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._order: deque[K] = deque()
+        self._queued: dict[K, str] = {}  # key -> reason, for keys waiting in _order
+        self._active: set[K] = set()  # keys a worker is reconciling now
+        self._again: dict[K, str] = {}  # active keys added again meanwhile
+        self._later: list[tuple[float, int, K, str]] = []  # (due, tiebreak, key, reason)
+        self._seq = itertools.count()
+        self._failures: dict[K, int] = {}
+        self._shut = False
+
+    def add(self, key: K, reason: str) -> None:
+        """Queue `key` now (no-op when it is already waiting)."""
+        with self._cond:
+            self._add_locked(key, reason)
+
+    def _add_locked(self, key: K, reason: str) -> None:
+        if self._shut or key in self._queued:
+            return
+        if key in self._active:
+            self._again.setdefault(key, reason)
+            return
+        self._queued[key] = reason
+        self._order.append(key)
+        self._cond.notify()
+
+    def add_after(self, key: K, delay: float, reason: str) -> None:
+        """Queue `key` once `delay` seconds have passed."""
+        if delay <= 0:
+            self.add(key, reason)
+            return
+        with self._cond:
+            if self._shut:
+                return
+            heapq.heappush(self._later, (self._clock() + delay, next(self._seq), key, reason))
+            self._cond.notify()
+
+    def retry(self, key: K, reason: str = "retry") -> float:
+        """Queue `key` again after its next backoff (1 s, 2 s, 4 s, ... 5 min); returns it."""
+        with self._cond:
+            failures = self._failures.get(key, 0)
+            self._failures[key] = failures + 1
+        delay = float(min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2.0**failures))
+        self.add_after(key, delay, reason)
+        return delay
+
+    def forget(self, key: K) -> None:
+        """The key reconciled cleanly: its next failure starts the backoff from the bottom."""
+        with self._cond:
+            self._failures.pop(key, None)
+
+    def get(self, timeout: float | None = None) -> tuple[K, str] | None:
+        """The next key and why it was queued; blocks. None on timeout; ShutDown when shut."""
+        deadline = None if timeout is None else self._clock() + timeout
+        with self._cond:
+            while True:
+                if self._shut:
+                    raise ShutDown
+                self._promote_due_locked()
+                if self._order:
+                    key = self._order.popleft()
+                    reason = self._queued.pop(key)
+                    self._active.add(key)
+                    return key, reason
+                if deadline is not None and self._clock() >= deadline:
+                    return None
+                self._cond.wait(self._next_wait_locked(deadline))
+
+    def done(self, key: K) -> None:
+        """A worker finished `key`; if it was added meanwhile, it is queued again now."""
+        with self._cond:
+            self._active.discard(key)
+            reason = self._again.pop(key, None)
+            if reason is not None:
+                self._add_locked(key, reason)
+
+    def shutdown(self) -> None:
+        """Wake every worker with ShutDown; later adds are ignored."""
+        with self._cond:
+            self._shut = True
+            self._cond.notify_all()
+
+    def __len__(self) -> int:
+        """Keys waiting now (not counting delayed or active ones)."""
+        with self._cond:
+            return len(self._order)
+
+    def _promote_due_locked(self) -> None:
+        now = self._clock()
+        while self._later and self._later[0][0] <= now:
+            _, _, key, reason = heapq.heappop(self._later)
+            self._add_locked(key, reason)
+
+    def _next_wait_locked(self, deadline: float | None) -> float | None:
+        now = self._clock()
+        waits = []
+        if self._later:
+            waits.append(self._later[0][0] - now)
+        if deadline is not None:
+            waits.append(deadline - now)
+        return max(0.0, min(waits)) if waits else None  # None: until notified
