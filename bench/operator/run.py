@@ -126,6 +126,8 @@ def burst_phase(
     while time.monotonic() < deadline and not all(k in timeline.ready for k in keys):
         time.sleep(0.5)
     ready = [timeline.ready[k] - started for k in keys if k in timeline.ready]
+    deployed = [timeline.deployed[k] - started for k in keys if k in timeline.deployed]
+    available = [timeline.available[k] - started for k in keys if k in timeline.available]
     elapsed = time.monotonic() - started
     sampler.done.set()
     ops = bench.audit.requests(mark, op.user)
@@ -136,6 +138,9 @@ def burst_phase(
         "ready_count": len(ready),
         "all_ready_s": round(max(ready), 1) if len(ready) == count else None,
         "half_ready_s": round(pct(ready, 50), 1) if ready else None,
+        # where the time goes: every Deployment created, every Deployment available, all Ready
+        "all_deployed_s": round(max(deployed), 1) if len(deployed) == count else None,
+        "all_available_s": round(max(available), 1) if len(available) == count else None,
         "requests_per_model": round(total / count, 2),
         "writes_per_model": round(audit.writes(ops) / count, 2),
         "apiserver_requests_per_model": round((all_requests(cluster) - requests0) / count, 2),
@@ -247,6 +252,8 @@ def run_one(naive: bool, args: argparse.Namespace) -> dict[str, Any]:
 ROWS = (
     ("all_ready_s", "1,000 Ready (s)"),
     ("half_ready_s", "half Ready (s)"),
+    ("all_deployed_s", "1,000 Deployments exist (s)"),
+    ("all_available_s", "1,000 Deployments available (s)"),
     ("apply_to_deployment_p50_ms", "apply→Deployment p50 (ms)"),
     ("apply_to_deployment_p99_ms", "apply→Deployment p99 (ms)"),
     ("apply_to_ready_p50_ms", "apply→Ready p50 (ms)"),
@@ -255,6 +262,7 @@ ROWS = (
     ("writes_per_model", "operator writes/model"),
     ("apiserver_requests_per_model", "all API requests/model"),
     ("operator_rss_mb", "operator peak RSS (MB)"),
+    ("steady_rss_mb", "operator RSS, steady (MB)"),
     ("operator_cpu_cores_avg", "operator CPU, burst (cores)"),
     ("operator_cpu_cores_peak", "operator CPU, busiest s"),
     ("noop_writes_per_min", "no-op writes/min"),

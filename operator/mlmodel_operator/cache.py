@@ -15,6 +15,7 @@ object are compared as etcd revisions) and for at most RECENT_WRITE_TTL_SECONDS.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -37,9 +38,26 @@ _META_KEPT: Final = (
     "deletionTimestamp",
 )
 _LAST_APPLIED: Final = "kubectl.kubernetes.io/last-applied-configuration"
+_INTERN_MAX: Final = 64
 
 
-def slim(body: Mapping[str, Any], *, keep_status: bool = True) -> dict[str, Any]:
+def compact(value: Any) -> Any:
+    """A plain deep copy with interned keys and short strings.
+
+    A thousand Deployments repeat the same keys and most of the same values ("metadata",
+    "app.kubernetes.io/managed-by", "True", ...); interned, each is stored once. The copy also
+    lets the watch event the value came from be freed.
+    """
+    if isinstance(value, Mapping):
+        return {sys.intern(str(k)): compact(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [compact(v) for v in value]
+    if isinstance(value, str) and len(value) <= _INTERN_MAX:
+        return sys.intern(value)
+    return value
+
+
+def slim(body: Mapping[str, Any]) -> dict[str, Any]:
     """What a reconcile reads of an object: identity, labels, owners, spec, status, our fields."""
     meta = body.get("metadata") or {}
     kept: dict[str, Any] = {k: meta[k] for k in _META_KEPT if meta.get(k) is not None}
@@ -49,10 +67,10 @@ def slim(body: Mapping[str, Any], *, keep_status: bool = True) -> dict[str, Any]
     if ours:
         kept["managedFields"] = ours
     out: dict[str, Any] = {"metadata": kept}
-    for field in ("apiVersion", "kind", "spec") + (("status",) if keep_status else ()):
+    for field in ("apiVersion", "kind", "spec", "status"):
         if field in body:
             out[field] = body[field]
-    return out
+    return compact(out)  # type: ignore[no-any-return]
 
 
 def slim_pod(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -63,7 +81,7 @@ def slim_pod(body: Mapping[str, Any]) -> dict[str, Any]:
     kept_status = {
         k: status[k] for k in ("phase", "conditions", "containerStatuses") if k in status
     }
-    return {"metadata": kept_meta, "status": kept_status}
+    return compact({"metadata": kept_meta, "status": kept_status})  # type: ignore[no-any-return]
 
 
 def _revision(obj: Mapping[str, Any] | None) -> int:

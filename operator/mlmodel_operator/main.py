@@ -28,6 +28,7 @@ import kopf
 from mlmodel_operator import driftloop, metrics
 from mlmodel_operator.cache import ObjectCache
 from mlmodel_operator.cards import CachedReader, read_card_digest
+from mlmodel_operator.events import EventRecorder
 from mlmodel_operator.kube import Kube, load_api_client
 from mlmodel_operator.reconcile import Outcome, Reconciler
 from mlmodel_operator.render.meta import LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY
@@ -46,21 +47,13 @@ CHILD_RESOURCES: Final = (
 OUR_LABEL: Final = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
 
 
-def post_events(kube: Kube, body: Mapping[str, Any], outcome: Outcome) -> None:
+def post_events(recorder: EventRecorder, body: Mapping[str, Any], outcome: Outcome) -> None:
     """Count the outcome's child writes and record one Event on the MLModel per write."""
     meta = body.get("metadata") or {}
     for change in outcome.changes:
         metrics.CHILD_WRITES.labels(change.verb, change.kind).inc()
         LOG.info("MLModel %s/%s: %s", meta.get("namespace"), meta.get("name"), change.message)
-        try:
-            kube.post_event(body, change.verb, change.message)
-        except Exception as exc:  # events are best effort: the write itself happened
-            LOG.warning(
-                "MLModel %s/%s: event not recorded: %s",
-                meta.get("namespace"),
-                meta.get("name"),
-                exc,
-            )
+        recorder.record(body, change.verb, change.message)
 
 
 def owner_of(kind: str, body: Mapping[str, Any]) -> str | None:
@@ -76,7 +69,7 @@ def owner_of(kind: str, body: Mapping[str, Any]) -> str | None:
     return None
 
 
-def work(reconciler: Reconciler, queue: WorkQueue[ModelKey]) -> None:
+def work(reconciler: Reconciler, queue: WorkQueue[ModelKey], recorder: EventRecorder) -> None:
     """One reconcile worker: take a key, reconcile it, queue it again on failure; until shutdown."""
     while True:
         try:
@@ -101,7 +94,7 @@ def work(reconciler: Reconciler, queue: WorkQueue[ModelKey]) -> None:
         else:
             queue.forget((namespace, name))
             if result is not None and result[1].changes:
-                post_events(reconciler.kube, *result)
+                post_events(recorder, *result)
         finally:
             queue.done((namespace, name))
 
@@ -121,14 +114,19 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
         for group, version, plural, _kind in (*CHILD_RESOURCES, ("", "v1", "pods", "Pod")):
             settings.watching.label_selectors[group, version, plural] = OUR_LABEL
         settings.posting.enabled = False  # no kopf handler posts; reconciles record Events
+        # kopf keeps a task per object, holding its last event, until it idles this long: our
+        # handlers only copy and queue, so let the bursts' thousands of them go sooner.
+        settings.queueing.idle_timeout = 1.0
         # A model card is re-read once per drift round, not on every event of the model.
         reader = CachedReader(read_card_digest, ttl=0.9 * config.drift_interval_seconds)
-        reconciler = Reconciler(Kube(load_api_client()), cache, config, reader=reader)
+        kube = Kube(load_api_client())
+        reconciler = Reconciler(kube, cache, config, reader=reader)
+        recorder = EventRecorder(kube)
         memo.workers = []
         for index in range(config.workers):
             thread = threading.Thread(
                 target=work,
-                args=(reconciler, queue),
+                args=(reconciler, queue, recorder),
                 name=f"reconcile-{index}",
                 daemon=True,
             )
