@@ -116,6 +116,9 @@ class ObjectCache:
             current = self._objects.get(key)
             if current is not None and (uid is None or current["metadata"].get("uid") == uid):
                 del self._objects[key]
+            recent = self._recent.get(key)
+            if recent is not None and (uid is None or recent[2] == uid):
+                del self._recent[key]  # our write to it is moot: it is gone
 
     def store_pod(self, body: Mapping[str, Any]) -> None:
         """Keep a model pod, under the MLModel named by its instance label."""

@@ -118,3 +118,11 @@ def test_names_lists_one_kind() -> None:
     cache.store("Deployment", deployment(1))
     cache.store("MLModel", deployment(1) | {"kind": "MLModel"})
     assert cache.names("MLModel") == [("models", "iris")]
+
+
+def test_a_deleted_object_is_gone_even_right_after_our_write_to_it() -> None:
+    cache = ObjectCache()
+    cache.store("MLModel", deployment(5) | {"kind": "MLModel"})
+    cache.wrote("MLModel", deployment(9) | {"kind": "MLModel"})  # our status patch
+    cache.drop("MLModel", "models", "iris", uid="u1")  # then the user deleted it
+    assert cache.get("MLModel", "models", "iris") is None
