@@ -1,5 +1,7 @@
 """The model artifact contract, shared by the trainer (writer) and the model server (reader)."""
 
+from typing import TYPE_CHECKING
+
 from mlmodel_artifact.artifact import (
     LoadedModel,
     check_digest,
@@ -25,7 +27,6 @@ from mlmodel_artifact.card import (
 )
 from mlmodel_artifact.digest import sha256_bytes, sha256_file
 from mlmodel_artifact.errors import ArtifactError
-from mlmodel_artifact.onnx_model import OnnxModel
 from mlmodel_artifact.storage import HTTP_TOKEN_ENV, Location, parse_location
 
 __all__ = [
@@ -56,3 +57,16 @@ __all__ = [
     "verify_artifact",
     "write_artifact",
 ]
+
+if TYPE_CHECKING:
+    from mlmodel_artifact.onnx_model import OnnxModel
+
+
+def __getattr__(name: str) -> object:
+    # OnnxModel pulls in numpy: imported on first use, so reading model cards (the operator)
+    # does not load numpy at all.
+    if name == "OnnxModel":
+        from mlmodel_artifact.onnx_model import OnnxModel
+
+        return OnnxModel
+    raise AttributeError(f"module 'mlmodel_artifact' has no attribute {name!r}")

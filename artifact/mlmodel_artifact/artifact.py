@@ -11,8 +11,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from mlmodel_artifact import serialization
 from mlmodel_artifact.card import (
     MODEL_CARD_FILE,
@@ -225,6 +223,8 @@ def reproduces_sample(model: Any, card: ModelCard, fmt: ModelFormat) -> str:
     sample = card.sample
     if not sample.inputs:
         return ""
+    import numpy as np  # here, not at the top: reading cards (the operator) needs no numpy
+
     x = np.asarray(sample.inputs, dtype=np.float64)
     try:
         got = np.asarray(model.predict(x))

@@ -8,7 +8,6 @@ from typing import Any, Final
 
 from mlmodel_artifact.card import ModelFormat
 from mlmodel_artifact.errors import ArtifactError
-from mlmodel_artifact.onnx_model import OnnxModel, sklearn_to_onnx_bytes
 
 #: skops loads a type only if it is listed here (by module prefix) or is one of skops' defaults.
 TRUSTED_MODULE_PREFIXES: Final = ("sklearn.", "numpy.", "scipy.sparse.")
@@ -37,6 +36,8 @@ def _serialize(model: Any, fmt: ModelFormat, path: Path, n_features: int) -> Non
 
         joblib.dump(model, path)
     elif fmt is ModelFormat.ONNX:
+        from mlmodel_artifact.onnx_model import sklearn_to_onnx_bytes
+
         path.write_bytes(sklearn_to_onnx_bytes(model, n_features))
     else:  # pragma: no cover - the enum is exhaustive
         raise AssertionError(fmt)
@@ -51,6 +52,8 @@ def deserialize(fmt: ModelFormat, path: Path, uri: str) -> Any:
             import joblib
 
             return joblib.load(path)
+        from mlmodel_artifact.onnx_model import OnnxModel
+
         return OnnxModel(path.read_bytes())
     except ArtifactError:
         raise

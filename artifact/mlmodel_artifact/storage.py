@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
-import httpx
-
 from mlmodel_artifact.errors import ArtifactError
 
 HTTP_TOKEN_ENV: Final = "MLMODEL_HTTP_TOKEN"
 SCHEMES: Final = ("file", "http", "https", "s3")
-_HTTP_TIMEOUT: Final = httpx.Timeout(30.0, connect=10.0)
+_HTTP_TIMEOUT_SECONDS: Final = 30.0
+_HTTP_CONNECT_TIMEOUT_SECONDS: Final = 10.0
 
 
 @dataclass(frozen=True)
@@ -123,12 +122,15 @@ def _copy_local(loc: Location, name: str, dest: Path) -> None:
 
 
 def _download_http(loc: Location, name: str, dest: Path) -> None:
+    import httpx  # here, not at the top: a process that never fetches over HTTP saves ~16 MB
+
     url = f"{loc.base_url}/{name}"
     headers = {}
     if token := os.environ.get(HTTP_TOKEN_ENV):
         headers["Authorization"] = f"Bearer {token}"
     try:
-        with httpx.stream("GET", url, headers=headers, timeout=_HTTP_TIMEOUT) as response:
+        timeout = httpx.Timeout(_HTTP_TIMEOUT_SECONDS, connect=_HTTP_CONNECT_TIMEOUT_SECONDS)
+        with httpx.stream("GET", url, headers=headers, timeout=timeout) as response:
             if response.status_code == 404:
                 raise ArtifactError(url, "ArtifactNotFound", "the server answered 404 Not Found")
             if response.status_code >= 400:
