@@ -2,23 +2,16 @@
 
 The operator renders the container (env, port, probes); this test starts `python -m model_server`
 with exactly that env, except the listen address: pods bind 0.0.0.0 inside their own network
-namespace, tests on this machine bind loopback only (and take a free port, checked to be the one
-rendered first).
+namespace, tests on this machine bind loopback only, on a free port (the rendered port is first
+checked against the container's port).
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-import pytest
+from server_process import start, stop, wait_ready
 from sklearn.datasets import load_iris
 from sklearn.ensemble import RandomForestClassifier
 
@@ -27,7 +20,6 @@ from mlmodel_operator.render import render_deployment
 from mlmodel_operator.resource import MLModel
 from mlmodel_operator.settings import OperatorSettings
 
-START_TIMEOUT_S = 180.0
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
 
@@ -75,20 +67,11 @@ def test_the_server_boots_from_the_rendered_env_and_answers_the_rendered_probes(
     assert env["MODEL_SERVER_PORT"] == str(port["containerPort"])
     assert env["MODEL_SERVER_HOST"] == "0.0.0.0"
 
-    env.update(MODEL_SERVER_HOST="127.0.0.1", MODEL_SERVER_PORT=str(free_port()))
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("MODEL_SERVER_")}
-    log = tmp_path / "server.log"
-    with log.open("w") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "model_server"],
-            env={**clean, **env, "MODEL_SERVER_WORKDIR": str(tmp_path / "scratch")},
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{env['MODEL_SERVER_PORT']}"
+    env["MODEL_SERVER_WORKDIR"] = str(tmp_path / "scratch")
+    server = start(env, tmp_path / "server.log")  # the rendered env, on a loopback port
     try:
-        with httpx.Client(base_url=url, trust_env=False, timeout=30.0) as client:
-            wait_for(client, probe_path(container, "readinessProbe"), process, log)
+        with server.client() as client:
+            wait_ready(server, probe_path(container, "readinessProbe"))
             for probe in ("startupProbe", "livenessProbe"):
                 assert client.get(probe_path(container, probe)).status_code == 200
             name = env["MODEL_SERVER_MODEL_NAME"]
@@ -100,30 +83,4 @@ def test_the_server_boots_from_the_rendered_env_and_answers_the_rendered_probes(
             metadata = client.get(f"/v2/models/{name}").json()
             assert metadata["parameters"]["sha256"] == sha256
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=60)
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(client: httpx.Client, path: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    """Poll `path` until 200; fail with the server's output if it exits or never gets there."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    last = "no answer"
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"server exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            answer = client.get(path)
-            if answer.status_code == 200:
-                return
-            last = f"{answer.status_code} {answer.text}"
-        except httpx.TransportError as exc:
-            last = repr(exc)
-        time.sleep(0.1)
-    pytest.fail(f"{path} not 200 after {START_TIMEOUT_S:.0f} s ({last}):\n{log.read_text()}")
+        stop(server)

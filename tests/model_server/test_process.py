@@ -6,96 +6,18 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
+from server_process import START_TIMEOUT_S, Server, start, stop, wait_ready
 from serverkit import Artifact
 
 from mlmodel_artifact import MODEL_CARD_FILE
-from model_server.settings import READINESS_PATH
 
-START_TIMEOUT_S = 180.0
-STOP_TIMEOUT_S = 60.0
 ROW = [5.1, 3.5, 1.4, 0.2]
-
-
-@dataclass
-class Server:
-    """A running server process and how to reach it."""
-
-    process: subprocess.Popen[str]
-    url: str
-    log: Path
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, trust_env=False, timeout=30.0)
-
-    def output(self) -> str:
-        return self.log.read_text()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start(env: dict[str, str], log: Path) -> Server:
-    """Start `python -m model_server` with exactly the MODEL_SERVER_* variables given."""
-    port = free_port()
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("MODEL_SERVER_")}
-    clean.update(env, MODEL_SERVER_HOST="127.0.0.1", MODEL_SERVER_PORT=str(port))
-    with log.open("w") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "model_server"],
-            env=clean,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    return Server(process, f"http://127.0.0.1:{port}", log)
-
-
-def wait_ready(server: Server) -> None:
-    """Poll readiness until 200; fail with the process output if it exits or times out."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    last = "no answer yet"
-    with server.client() as client:
-        while time.monotonic() < deadline:
-            if server.process.poll() is not None:
-                raise AssertionError(
-                    f"server exited with {server.process.returncode} before ready:\n"
-                    f"{server.output()}"
-                )
-            try:
-                answer = client.get(READINESS_PATH)
-                if answer.status_code == 200:
-                    return
-                last = f"{answer.status_code} {answer.text}"
-            except httpx.TransportError as exc:
-                last = repr(exc)
-            time.sleep(0.1)
-    raise AssertionError(
-        f"server not ready after {START_TIMEOUT_S:.0f} s ({last}):\n{server.output()}"
-    )
-
-
-def stop(server: Server) -> int:
-    """SIGTERM and wait for the exit code."""
-    if server.process.poll() is None:
-        server.process.send_signal(signal.SIGTERM)
-    try:
-        return server.process.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        raise AssertionError(f"server ignored SIGTERM for {STOP_TIMEOUT_S:.0f} s") from None
 
 
 def pod_env(artifact: Artifact, workdir: Path, **extra: str) -> dict[str, str]:

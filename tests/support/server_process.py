@@ -1,0 +1,95 @@
+"""The model server as a real process (`python -m model_server`) on loopback, for tests.
+
+Shared by the model server's process tests and the operator-server contract test (this
+directory is on pytest's `pythonpath`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from model_server.settings import READINESS_PATH
+
+START_TIMEOUT_S = 180.0
+STOP_TIMEOUT_S = 60.0
+
+
+@dataclass
+class Server:
+    """A running server process and how to reach it."""
+
+    process: subprocess.Popen[str]
+    url: str
+    log: Path
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, trust_env=False, timeout=30.0)
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start(env: dict[str, str], log: Path) -> Server:
+    """Start `python -m model_server` with exactly the MODEL_SERVER_* variables given."""
+    port = free_port()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MODEL_SERVER_")}
+    clean.update(env, MODEL_SERVER_HOST="127.0.0.1", MODEL_SERVER_PORT=str(port))
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "model_server"],
+            env=clean,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    return Server(process, f"http://127.0.0.1:{port}", log)
+
+
+def wait_ready(server: Server, path: str = READINESS_PATH) -> None:
+    """Poll `path` until 200; fail with the process output if it exits or times out."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    last = "no answer yet"
+    with server.client() as client:
+        while time.monotonic() < deadline:
+            if server.process.poll() is not None:
+                raise AssertionError(
+                    f"server exited with {server.process.returncode} before ready:\n"
+                    f"{server.output()}"
+                )
+            try:
+                answer = client.get(path)
+                if answer.status_code == 200:
+                    return
+                last = f"{answer.status_code} {answer.text}"
+            except httpx.TransportError as exc:
+                last = repr(exc)
+            time.sleep(0.1)
+    raise AssertionError(
+        f"{path} not 200 after {START_TIMEOUT_S:.0f} s ({last}):\n{server.output()}"
+    )
+
+
+def stop(server: Server) -> int:
+    """SIGTERM and wait for the exit code."""
+    if server.process.poll() is None:
+        server.process.send_signal(signal.SIGTERM)
+    try:
+        return server.process.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        raise AssertionError(f"server ignored SIGTERM for {STOP_TIMEOUT_S:.0f} s") from None
