@@ -133,13 +133,13 @@ class ObjectCache:
     def drop_pod(self, body: Mapping[str, Any]) -> None:
         """Forget a deleted pod."""
         meta = body.get("metadata") or {}
-        owner = (meta.get("labels") or {}).get(LABEL_INSTANCE)
+        key = (meta.get("namespace", ""), (meta.get("labels") or {}).get(LABEL_INSTANCE, ""))
         with self._lock:
-            pods = self._pods.get((meta.get("namespace", ""), owner or ""))
+            pods = self._pods.get(key)
             if pods is not None:
                 pods.pop(meta.get("name", ""), None)
                 if not pods:
-                    del self._pods[(meta.get("namespace", ""), owner or "")]
+                    del self._pods[key]
 
     # --- written by reconciles
     def wrote(self, kind: str, body: Mapping[str, Any]) -> None:

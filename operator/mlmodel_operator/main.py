@@ -122,16 +122,13 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
         kube = Kube(load_api_client())
         reconciler = Reconciler(kube, cache, config, reader=reader)
         recorder = EventRecorder(kube)
-        memo.workers = []
-        for index in range(config.workers):
-            thread = threading.Thread(
+        for index in range(config.workers):  # daemons; queue.shutdown() at cleanup ends them
+            threading.Thread(
                 target=work,
                 args=(reconciler, queue, recorder),
                 name=f"reconcile-{index}",
                 daemon=True,
-            )
-            thread.start()
-            memo.workers.append(thread)
+            ).start()
         memo.drift = asyncio.create_task(
             driftloop.run_forever(cache, queue, config.drift_interval_seconds)
         )
