@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -56,22 +56,25 @@ def print_table(rows: list[Row]) -> None:
 
 def print_ratios(rows: list[Row]) -> None:
     """Our throughput divided by each other server's, case by case, at equal worker counts."""
-    cols = "".join(f"{f'c={c} rows={n}':>16}" for c, n in CASE_KEYS)
-    print(f"\n{OURS} req/s divided by each server's (same workers)\n{'vs':<24}{cols}")
-    for other in (*PEERS, FLOOR):
-        for workers in _workers(rows, other):
-            cells = [_ratio(rows, other, workers, c, n) for c, n in CASE_KEYS]
-            text = "".join(f"{'-' if x is None else f'{x:,.2f}x':>16}" for x in cells)
-            print(f"{f'{other} (w={workers})':<24}{text}")
+    _print_ratio_table(rows, f"{OURS} req/s divided by each server's (same workers)", _ratio)
 
 
 def print_cpu_ratios(rows: list[Row]) -> None:
     """Each server's CPU per request divided by ours: efficiency a busy machine barely moves."""
+    title = f"CPU per request of each server divided by {OURS}'s (same workers)"
+    _print_ratio_table(rows, title, _cpu_ratio)
+
+
+RatioOf = Callable[[list[Row], str, int, int, int], float | None]
+
+
+def _print_ratio_table(rows: list[Row], title: str, ratio: RatioOf) -> None:
+    """One line per other server and worker count, one column per (connections, rows) case."""
     cols = "".join(f"{f'c={c} rows={n}':>16}" for c, n in CASE_KEYS)
-    print(f"\nCPU per request of each server divided by {OURS}'s (same workers)\n{'vs':<24}{cols}")
+    print(f"\n{title}\n{'vs':<24}{cols}")
     for other in (*PEERS, FLOOR):
         for workers in _workers(rows, other):
-            cells = [_cpu_ratio(rows, other, workers, c, n) for c, n in CASE_KEYS]
+            cells = [ratio(rows, other, workers, c, n) for c, n in CASE_KEYS]
             text = "".join(f"{'-' if x is None else f'{x:,.2f}x':>16}" for x in cells)
             print(f"{f'{other} (w={workers})':<24}{text}")
 
