@@ -13,7 +13,9 @@ import argparse
 import json
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from kubernetes import client
 
 from bench.operator import audit, procstat
 from bench.operator.cluster import BenchCluster, OperatorUnderTest, poll
-from bench.operator.watch import GROUP, PLURAL, VERSION, Timeline
+from bench.operator.watch import GROUP, PLURAL, VERSION, Key, Timeline
 from devcluster import metrics
 from devcluster.cluster import Cluster
 from mlmodel_operator.render import render_deployment
@@ -46,6 +48,44 @@ def pct(values: list[float], q: float) -> float:
     """The q-th percentile (nearest rank) of values."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+
+def create_at_once(names: list[str], create: Callable[[str], object]) -> None:
+    """Create one object per name from 8 client threads, as a burst of `kubectl apply`s would."""
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(create, names))
+
+
+def wait_for_all(seen: dict[Key, float], keys: list[Key], deadline: float) -> None:
+    """Until every key has been seen (the Timeline fills `seen`) or the deadline passes."""
+    while time.monotonic() < deadline and not all(k in seen for k in keys):
+        time.sleep(0.5)
+
+
+def arrivals(seen: dict[Key, float], keys: list[Key], started: float) -> list[float]:
+    """Seconds from `started` to each key's first sighting, for the keys seen."""
+    return [seen[k] - started for k in keys if k in seen]
+
+
+def last_of(times: list[float], count: int) -> float | None:
+    """When the last of `count` arrived; None if some never did."""
+    return round(max(times), 1) if len(times) == count else None
+
+
+@contextmanager
+def watched_cluster() -> Iterator[tuple[BenchCluster, Cluster, Timeline]]:
+    """A fresh devcluster with the Timeline watching it; both gone on exit."""
+    bench = BenchCluster()
+    try:
+        cluster = bench.up()
+        timeline = Timeline(cluster.api)
+        timeline.start()
+        try:
+            yield bench, cluster, timeline
+        finally:
+            timeline.stop()
+    finally:
+        bench.down()
 
 
 class CpuSampler(threading.Thread):
@@ -109,25 +149,16 @@ def burst_phase(
     mark, requests0, cpu0 = bench.audit.mark(), all_requests(cluster), procstat.cpu_seconds(op.pid)
     sampler = CpuSampler(op.pid)
     sampler.start()
+    names = [f"m{i}" for i in range(count)]
     started = time.monotonic()
-    with ThreadPoolExecutor(8) as pool:
-        names = [f"m{i}" for i in range(count)]
-        list(
-            pool.map(
-                lambda n: custom.create_namespaced_custom_object(
-                    GROUP, VERSION, ns, PLURAL, mlmodel(n)
-                ),
-                names,
-            )
-        )
+    create_at_once(
+        names,
+        lambda n: custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, mlmodel(n)),
+    )
     created_s = time.monotonic() - started
     keys = [(ns, n) for n in names]
-    deadline = started + timeout
-    while time.monotonic() < deadline and not all(k in timeline.ready for k in keys):
-        time.sleep(0.5)
-    ready = [timeline.ready[k] - started for k in keys if k in timeline.ready]
-    deployed = [timeline.deployed[k] - started for k in keys if k in timeline.deployed]
-    available = [timeline.available[k] - started for k in keys if k in timeline.available]
+    wait_for_all(timeline.ready, keys, started + timeout)
+    ready = arrivals(timeline.ready, keys, started)
     elapsed = time.monotonic() - started
     sampler.done.set()
     ops = bench.audit.requests(mark, op.user)
@@ -136,11 +167,11 @@ def burst_phase(
         "models": count,
         "created_s": round(created_s, 1),
         "ready_count": len(ready),
-        "all_ready_s": round(max(ready), 1) if len(ready) == count else None,
+        "all_ready_s": last_of(ready, count),
         "half_ready_s": round(pct(ready, 50), 1) if ready else None,
         # where the time goes: every Deployment created, every Deployment available, all Ready
-        "all_deployed_s": round(max(deployed), 1) if len(deployed) == count else None,
-        "all_available_s": round(max(available), 1) if len(available) == count else None,
+        "all_deployed_s": last_of(arrivals(timeline.deployed, keys, started), count),
+        "all_available_s": last_of(arrivals(timeline.available, keys, started), count),
         "requests_per_model": round(total / count, 2),
         "writes_per_model": round(audit.writes(ops) / count, 2),
         "apiserver_requests_per_model": round((all_requests(cluster) - requests0) / count, 2),
@@ -185,53 +216,35 @@ def floor_deployment(name: str) -> dict[str, Any]:
 def run_floor(args: argparse.Namespace) -> dict[str, Any]:
     """The cluster alone: the same Deployments created at once, with no operator; until all
     are available. What no operator can beat on this machine."""
-    bench = BenchCluster()
-    try:
-        cluster = bench.up()
-        timeline = Timeline(cluster.api)
-        timeline.start()
-        try:
-            print(f"[floor] {args.models} Deployments at once, no operator", flush=True)
-            create_namespace(cluster, "floor")
-            apps = client.AppsV1Api(cluster.api)
-            names = [f"m{i}" for i in range(args.models)]
-            started = time.monotonic()
-            with ThreadPoolExecutor(8) as pool:
-                list(
-                    pool.map(
-                        lambda n: apps.create_namespaced_deployment(
-                            "floor",
-                            floor_deployment(n),  # type: ignore[arg-type]
-                        ),
-                        names,
-                    )
-                )
-            keys = [("floor", n) for n in names]
-            deadline = started + args.timeout
-            while time.monotonic() < deadline and not all(k in timeline.available for k in keys):
-                time.sleep(0.5)
-            ready = [timeline.available[k] - started for k in keys if k in timeline.available]
-        finally:
-            timeline.stop()
+    with watched_cluster() as (_, cluster, timeline):
+        print(f"[floor] {args.models} Deployments at once, no operator", flush=True)
+        create_namespace(cluster, "floor")
+        apps = client.AppsV1Api(cluster.api)
+        names = [f"m{i}" for i in range(args.models)]
+        started = time.monotonic()
+        create_at_once(
+            names,
+            lambda n: apps.create_namespaced_deployment(
+                "floor",
+                floor_deployment(n),  # type: ignore[arg-type]
+            ),
+        )
+        keys = [("floor", n) for n in names]
+        wait_for_all(timeline.available, keys, started + args.timeout)
+        ready = arrivals(timeline.available, keys, started)
         return {
             "models": args.models,
             "ready_count": len(ready),
-            "all_ready_s": round(max(ready), 1) if len(ready) == args.models else None,
+            "all_ready_s": last_of(ready, args.models),
             "half_ready_s": round(pct(ready, 50), 1) if ready else None,
             "apiserver_requests_per_model": round(all_requests(cluster) / args.models, 2),
         }
-    finally:
-        bench.down()
 
 
 def run_one(naive: bool, args: argparse.Namespace) -> dict[str, Any]:
     """All three phases for one operator on its own fresh cluster."""
-    bench = BenchCluster()
     label = "naive" if naive else "mlmodel-operator"
-    try:
-        cluster = bench.up()
-        timeline = Timeline(cluster.api)
-        timeline.start()
+    with watched_cluster() as (bench, cluster, timeline):
         op = OperatorUnderTest(bench, naive)
         op.start()
         try:
@@ -243,10 +256,7 @@ def run_one(naive: bool, args: argparse.Namespace) -> dict[str, Any]:
             result |= steady_phase(bench, op, args.steady)
         finally:
             op.stop()
-            timeline.stop()
         return result
-    finally:
-        bench.down()
 
 
 ROWS = (
