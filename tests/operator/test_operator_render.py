@@ -163,16 +163,33 @@ def test_observed_card_digest_rolls_pods_when_sha256_is_not_pinned(
     new = by_kind(render(mlmodel, settings, digest=SHA_B))["Deployment"]
     unknown = by_kind(render(mlmodel, settings))["Deployment"]
     assert (digest_annotation(old), digest_annotation(new)) == (SHA_A, SHA_B)
-    assert env_of(new)[contract.ENV_MODEL_SHA256] == SHA_B
     assert digest_annotation(unknown) is None
-    assert contract.ENV_MODEL_SHA256 not in env_of(unknown)
 
 
-def test_pinned_sha256_wins_over_the_observed_digest(settings: OperatorSettings) -> None:
+@pytest.mark.parametrize("card_digest", [SHA_A, None])
+def test_a_card_digest_is_never_rendered_as_the_servers_pin(
+    card_digest: str | None, settings: OperatorSettings
+) -> None:
+    """The card sits next to the file it describes: its digest must not let a pickle load."""
+    for uri in ("https://models.example/iris", "s3://bucket/iris", "pvc://models/iris"):
+        mlmodel = make_mlmodel({"model": {"uri": uri, "format": "joblib"}})
+        for deployment in (
+            by_kind(render(mlmodel, settings, digest=card_digest))["Deployment"],
+            render_deployment(mlmodel, settings, card_digest),
+        ):
+            assert contract.ENV_MODEL_SHA256 not in env_of(deployment)
+            assert contract.ENV_MODEL_SHA256 not in str(deployment["spec"]["template"]["spec"])
+            assert digest_annotation(deployment) == card_digest
+
+
+def test_a_pinned_sha256_is_rendered_as_the_pin_and_wins_over_the_card(
+    settings: OperatorSettings,
+) -> None:
     mlmodel = make_mlmodel({"model": {"uri": "s3://bucket/iris", "sha256": SHA_A}})
-    deployment = by_kind(render(mlmodel, settings, digest=SHA_B))["Deployment"]
-    assert digest_annotation(deployment) == SHA_A
-    assert env_of(deployment)[contract.ENV_MODEL_SHA256] == SHA_A
+    for card_digest in (SHA_B, None):
+        deployment = by_kind(render(mlmodel, settings, digest=card_digest))["Deployment"]
+        assert digest_annotation(deployment) == SHA_A
+        assert env_of(deployment)[contract.ENV_MODEL_SHA256] == SHA_A
 
 
 def test_pvc_uri_mounts_the_claim_read_only_and_passes_a_file_uri(

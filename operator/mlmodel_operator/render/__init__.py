@@ -35,7 +35,11 @@ CHILD_KINDS: tuple[ChildKey, ...] = (
 
 
 def resolved_digest(mlmodel: MLModel, observed: str | None = None) -> str | None:
-    """The digest the pods must serve: the pinned sha256, else the one read from the card."""
+    """The digest to roll out: the pinned sha256, else the one read from the card.
+
+    It marks the pod template (a change rolls the pods); only a pinned sha256 is passed to the
+    server as a pin (render_env).
+    """
     return mlmodel.spec.model.sha256 or observed
 
 

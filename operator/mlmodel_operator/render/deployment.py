@@ -33,15 +33,21 @@ def model_uri_in_pod(mlmodel: MLModel) -> str:
     return f"file://{contract.PVC_MOUNT_PATH}/{path}"
 
 
-def render_env(mlmodel: MLModel, digest: str | None) -> list[dict[str, Any]]:
-    """The server's environment: the contract variables first, then spec.server.env."""
+def render_env(mlmodel: MLModel) -> list[dict[str, Any]]:
+    """The server's environment: the contract variables first, then spec.server.env.
+
+    MODEL_SERVER_MODEL_SHA256 is a pin: the server loads a pickle (joblib) only when a person
+    named its digest. So it comes from spec.model.sha256 alone, never from a digest read from
+    the model card: that card lives next to the file it describes, and whoever can write one
+    can write the other. The card's digest only rolls the pods (the template annotation).
+    """
     server = mlmodel.spec.server
     env: list[dict[str, Any]] = [
         {"name": contract.ENV_MODEL_URI, "value": model_uri_in_pod(mlmodel)},
         {"name": contract.ENV_MODEL_NAME, "value": mlmodel.name},
     ]
-    if digest:
-        env.append({"name": contract.ENV_MODEL_SHA256, "value": digest})
+    if mlmodel.spec.model.sha256:
+        env.append({"name": contract.ENV_MODEL_SHA256, "value": mlmodel.spec.model.sha256})
     if mlmodel.spec.model.format:
         env.append({"name": contract.ENV_MODEL_FORMAT, "value": mlmodel.spec.model.format})
     env += [
@@ -65,9 +71,7 @@ def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
     }
 
 
-def render_container(
-    mlmodel: MLModel, settings: OperatorSettings, digest: str | None
-) -> dict[str, Any]:
+def render_container(mlmodel: MLModel, settings: OperatorSettings) -> dict[str, Any]:
     """The model server container: probes, restricted security context, scratch mounts."""
     server = mlmodel.spec.server
     container: dict[str, Any] = {
@@ -75,7 +79,7 @@ def render_container(
         "image": server.image or settings.default_image,
         "imagePullPolicy": "IfNotPresent",
         "ports": [{"name": "http", "containerPort": server.port, "protocol": "TCP"}],
-        "env": render_env(mlmodel, digest),
+        "env": render_env(mlmodel),
         # Downloading a large artifact can take minutes: the startup probe covers that,
         # so liveness never kills a pod that is still fetching its model.
         "startupProbe": _probe(contract.LIVENESS_PATH, period=5, failures=120),
@@ -116,9 +120,7 @@ def render_volumes(mlmodel: MLModel) -> list[dict[str, Any]]:
     return volumes
 
 
-def render_pod_spec(
-    mlmodel: MLModel, settings: OperatorSettings, digest: str | None
-) -> dict[str, Any]:
+def render_pod_spec(mlmodel: MLModel, settings: OperatorSettings) -> dict[str, Any]:
     """The pod spec: one container, restricted pod security, the user's placement."""
     spec = mlmodel.spec
     pod: dict[str, Any] = {
@@ -130,7 +132,7 @@ def render_pod_spec(
             "fsGroup": RUN_AS_USER,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "containers": [render_container(mlmodel, settings, digest)],
+        "containers": [render_container(mlmodel, settings)],
         "volumes": render_volumes(mlmodel),
     }
     if spec.service_account_name:
@@ -149,10 +151,14 @@ def render_pod_spec(
 def render_deployment(
     mlmodel: MLModel, settings: OperatorSettings, digest: str | None = None
 ) -> dict[str, Any]:
-    """The Deployment; without `replicas` while an HPA owns the count."""
+    """The Deployment; without `replicas` while an HPA owns the count.
+
+    `digest` is the one to roll out (the pinned sha256, else the model card's): it goes only
+    into the pod template's annotation, so a new artifact rolls the pods. It is not a pin and
+    never reaches the server's MODEL_SERVER_MODEL_SHA256 (see render_env).
+    """
     template_meta: dict[str, Any] = {"labels": child_labels(mlmodel)}
     if digest:
-        # A new artifact changes this annotation, which rolls the pods.
         template_meta["annotations"] = {DIGEST_ANNOTATION: digest}
     spec: dict[str, Any] = {
         "selector": {"matchLabels": selector_labels(mlmodel)},
@@ -161,7 +167,7 @@ def render_deployment(
             "type": "RollingUpdate",
             "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
         },
-        "template": {"metadata": template_meta, "spec": render_pod_spec(mlmodel, settings, digest)},
+        "template": {"metadata": template_meta, "spec": render_pod_spec(mlmodel, settings)},
     }
     if not mlmodel.autoscaled:
         spec = {"replicas": mlmodel.spec.replicas, **spec}
