@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
-from model_server.settings import ServerSettings
+from model_server.settings import CONNECTION_HEADROOM, KEEP_ALIVE_SECONDS, ServerSettings
 
 log = logging.getLogger("model_server")
 
@@ -76,6 +76,10 @@ def uvicorn_options(settings: ServerSettings) -> dict[str, Any]:
         "log_level": settings.log_level,
         "access_log": settings.access_log,
         "timeout_graceful_shutdown": 20,
+        # A hard cap on open connections (uvicorn answers a bare 503 beyond it); the app's own
+        # in-flight limit (max_connections) refuses prediction requests first, with JSON.
+        "limit_concurrency": settings.max_connections + CONNECTION_HEADROOM,
+        "timeout_keep_alive": KEEP_ALIVE_SECONDS,
         "server_header": False,
     }
 

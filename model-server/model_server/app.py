@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from importlib.metadata import version
@@ -25,32 +26,53 @@ from starlette.requests import ClientDisconnect
 from model_server import errors
 from model_server.dataplane import DataPlane
 from model_server.lifecycle import ModelLoader
-from model_server.metrics import ASGIApp, Message, Metrics, MetricsMiddleware, Receive, Scope, Send
+from model_server.metrics import (
+    CLIENT_GONE,
+    ASGIApp,
+    Message,
+    Metrics,
+    MetricsMiddleware,
+    Receive,
+    Scope,
+    Send,
+)
 from model_server.protocols import schemas, seed, v1, v2
 from model_server.protocols.common import json_response
 from model_server.protocols.v1 import PREDICT_PATH as V1_PREDICT
 from model_server.protocols.v2 import INFER_PATHS as V2_INFER
 from model_server.runtimes.compiled import Converter
-from model_server.settings import METRICS_PATH, ServerSettings
+from model_server.settings import LIVENESS_PATH, METRICS_PATH, READINESS_PATH, ServerSettings
 
 log = logging.getLogger("model_server")
 
 ERROR_STATUS: Final[dict[type[errors.ServerError], int]] = {
     errors.MalformedRequest: 400,
     errors.ModelNotFound: 404,
+    errors.RequestTimeout: 408,
     errors.PayloadTooLarge: 413,
     errors.InvalidInput: 422,
     errors.ModelNotReady: 503,
+    errors.ServerBusy: 503,
 }
-
+# Answers after which the connection is closed: the body may be unread (or still trickling),
+# and closing is what frees it; uvicorn would otherwise keep reading and discarding it.
+CLOSING_ERRORS: Final = (errors.RequestTimeout, errors.PayloadTooLarge, errors.ServerBusy)
+RETRY_AFTER_SECONDS: Final = "1"
 
 HOT_PATHS: Final = frozenset({seed.PREDICT_PATH, V1_PREDICT, *V2_INFER})
+# Never counted against the in-flight limit: probes must answer while predictions queue.
+UNGUARDED_PATHS: Final = frozenset({LIVENESS_PATH, READINESS_PATH, METRICS_PATH})
 
 
 def error_response(exc: errors.ServerError) -> Response:
     """The one place a domain error becomes an HTTP status and a JSON body."""
     status = next(ERROR_STATUS[cls] for cls in type(exc).__mro__ if cls in ERROR_STATUS)
-    return json_response({"error": exc.message}, status)
+    response = json_response({"error": exc.message}, status)
+    if isinstance(exc, CLOSING_ERRORS):
+        response.headers["connection"] = "close"
+    if isinstance(exc, errors.ServerBusy):
+        response.headers["retry-after"] = RETRY_AFTER_SECONDS
+    return response
 
 
 def create_app(
@@ -71,16 +93,19 @@ def create_app(
     on a worker that is still loading (the workers that are up take it).
     """
     metrics = Metrics()
-    plane = DataPlane(on_rows=metrics.observe_rows)
+    plane = DataPlane(on_rows=metrics.observe_rows, max_rows=settings.max_rows)
     loader = ModelLoader(settings, plane, metrics, on_load_failure, convert, local_dir)
+    deadlines = BodyDeadlines(settings.body_timeout_seconds)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        watchdog = asyncio.create_task(deadlines.watch(), name="body-deadlines")
         if load_before_serving:
             await asyncio.to_thread(loader.load)
         else:
             loader.start()
         yield
+        watchdog.cancel()
         plane.close()
 
     app = FastAPI(
@@ -112,7 +137,12 @@ def create_app(
         return Response(body, media_type=content_type)
 
     app.add_middleware(HotRoutes, routes=_hot_routes(routers))
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        RequestGuard,
+        max_bytes=settings.max_request_bytes,
+        max_in_flight=settings.max_connections,
+        deadlines=deadlines,
+    )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 
@@ -209,23 +239,99 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, unexpected)
 
 
-class BodyLimitMiddleware:
-    """413 for bodies over the limit: from Content-Length up front, or while streaming."""
+class BodyDeadlines:
+    """Requests still sending their body, and the moment each must have finished.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    One watchdog task sweeps them a few times per timeout and cancels the handler of any that
+    is late, instead of a timer per request (the hot path only adds and removes a dict entry).
+    The cancellation lands in the guarded `receive` (a handler whose body is incomplete is
+    waiting there), which turns it into RequestTimeout: 408, connection closed, body freed.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.interval = min(0.5, timeout / 5)
+        self._reading: dict[asyncio.Task[Any], float] = {}
+        self._expired: set[asyncio.Task[Any]] = set()
+
+    def start(self, task: asyncio.Task[Any]) -> None:
+        """`task` starts reading a body now."""
+        self._reading[task] = time.monotonic() + self.timeout
+
+    def finish(self, task: asyncio.Task[Any]) -> None:
+        """`task` has its whole body (or has ended)."""
+        self._reading.pop(task, None)
+        self._expired.discard(task)
+
+    def took_too_long(self, task: asyncio.Task[Any]) -> bool:
+        """True (once) if `task` was cancelled for being late; the cancellation is withdrawn."""
+        if task not in self._expired:
+            return False
+        self._expired.discard(task)
+        task.uncancel()
+        return True
+
+    def sweep(self, now: float) -> None:
+        """Cancel every handler whose body is overdue."""
+        late = [task for task, deadline in self._reading.items() if deadline <= now]
+        for task in late:
+            del self._reading[task]
+            self._expired.add(task)
+            task.cancel("request body deadline")
+
+    async def watch(self) -> None:
+        """Sweep forever (the app's lifespan cancels this)."""
+        while True:
+            await asyncio.sleep(self.interval)
+            self.sweep(time.monotonic())
+
+
+class RequestGuard:
+    """Limits for every request but probes and metrics: in flight, body size, body deadline.
+
+    - more than `max_in_flight` requests at once: 503 + Retry-After, before the body is read;
+    - a body over `max_bytes` (from Content-Length up front, or counted while streaming): 413;
+    - a body not complete within the deadline: 408 (see BodyDeadlines).
+    It also marks the scope when the client disconnected, so metrics count 499, not 500.
+    """
+
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, max_in_flight: int, deadlines: BodyDeadlines
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.max_in_flight = max_in_flight
+        self.deadlines = deadlines
+        self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Reject or pass on one request."""
-        if scope["type"] != "http":
+        """Refuse, or pass on one request with a guarded `receive`."""
+        if scope["type"] != "http" or scope["path"] in UNGUARDED_PATHS:
             await self.app(scope, receive, send)
             return
-        length = _content_length(scope)
-        if length is not None and length > self.max_bytes:
-            await error_response(self._too_large(length))(scope, receive, send)
+        refusal = self._refusal(_content_length(scope))
+        if refusal is not None:
+            await error_response(refusal)(scope, receive, send)
             return
-        await self.app(scope, self._counting(receive) if length is None else receive, send)
+        task = asyncio.current_task()
+        assert task is not None  # ASGI apps run in a task
+        self.in_flight += 1
+        self.deadlines.start(task)
+        try:
+            await self.app(scope, self._guarded(scope, receive, task), send)
+        finally:
+            self.in_flight -= 1
+            self.deadlines.finish(task)
+
+    def _refusal(self, length: int | None) -> errors.ServerError | None:
+        if self.in_flight >= self.max_in_flight:
+            return errors.ServerBusy(
+                f"{self.in_flight} requests are in flight, the most this server takes at once "
+                "(MODEL_SERVER_MAX_CONNECTIONS); retry shortly"
+            )
+        if length is not None and length > self.max_bytes:
+            return self._too_large(length)
+        return None
 
     def _too_large(self, size: int) -> errors.PayloadTooLarge:
         return errors.PayloadTooLarge(
@@ -233,18 +339,31 @@ class BodyLimitMiddleware:
             "(MODEL_SERVER_MAX_REQUEST_BYTES)"
         )
 
-    def _counting(self, receive: Receive) -> Receive:
+    def _guarded(self, scope: Scope, receive: Receive, task: asyncio.Task[Any]) -> Receive:
         seen = 0
 
-        async def counted() -> Message:
+        async def guarded() -> Message:
             nonlocal seen
-            message = await receive()
+            try:
+                message = await receive()
+            except asyncio.CancelledError:
+                if self.deadlines.took_too_long(task):
+                    raise errors.RequestTimeout(
+                        f"the request body was not complete after {self.deadlines.timeout:g} s "
+                        "(MODEL_SERVER_BODY_TIMEOUT_SECONDS)"
+                    ) from None
+                raise
+            if message["type"] == "http.disconnect":
+                scope[CLIENT_GONE] = True
+                return message
             seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
+            if seen > self.max_bytes:  # no or a false Content-Length
                 raise self._too_large(seen)
+            if not message.get("more_body", False):
+                self.deadlines.finish(task)
             return message
 
-        return counted
+        return guarded
 
 
 def _content_length(scope: Scope) -> int | None:

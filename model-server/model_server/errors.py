@@ -28,7 +28,15 @@ class ModelNotReady(ServerError):
 
 
 class PayloadTooLarge(ServerError):
-    """The body is over the configured size limit."""
+    """The body is over the configured size limit, or the batch over the row limit."""
+
+
+class RequestTimeout(ServerError):
+    """The client did not send its whole body within the body deadline."""
+
+
+class ServerBusy(ServerError):
+    """Too many prediction requests are in flight; the client should retry shortly."""
 
 
 class ModelLoadError(Exception):

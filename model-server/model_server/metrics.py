@@ -28,6 +28,9 @@ LATENCY_BUCKETS: Final = (
     0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0
 )  # fmt: skip
 UNMATCHED: Final = "<unmatched>"
+# nginx's status for "the client closed the connection before the answer"; not a server error.
+CLIENT_CLOSED_REQUEST: Final = 499
+CLIENT_GONE: Final = "model_server.client_gone"  # scope key: the client disconnected
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -118,7 +121,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        status = 500
+        status = 0
 
         async def send_status(message: Message) -> None:
             nonlocal status
@@ -130,6 +133,8 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_status)
         finally:
             elapsed = time.perf_counter() - start
+            if not status:  # no answer: the client left, or the app failed
+                status = CLIENT_CLOSED_REQUEST if scope.get(CLIENT_GONE) else 500
             self.metrics.observe_request(_route(scope, status), scope["method"], status, elapsed)
 
 

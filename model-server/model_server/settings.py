@@ -18,6 +18,10 @@ DEFAULT_PORT: Final = 8080
 LIVENESS_PATH: Final = "/v2/health/live"
 READINESS_PATH: Final = "/v2/health/ready"
 METRICS_PATH: Final = "/metrics"
+# Open connections allowed beyond max_connections, so probes and scrapes find room while every
+# prediction slot is taken (uvicorn answers a bare 503 beyond the total).
+CONNECTION_HEADROOM: Final = 32
+KEEP_ALIVE_SECONDS: Final = 5  # idle keep-alive connections close after this
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 
@@ -74,6 +78,27 @@ class ServerSettings(BaseSettings):
         default=8 * 1024 * 1024,
         ge=1024,
         description="Largest request body accepted; larger ones get 413.",
+    )
+    max_rows: int = Field(
+        default=10_000,
+        ge=1,
+        description="Most rows one prediction request may carry; a bigger batch gets 413 "
+        "(split it). Env MODEL_SERVER_MAX_ROWS.",
+    )
+    body_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=600,
+        description="A request must have sent its whole body within this many seconds of its "
+        "headers; a slower one gets 408 and its connection is closed.",
+    )
+    max_connections: int = Field(
+        default=32,
+        ge=1,
+        le=10_000,
+        description="Prediction requests in flight at once (each may hold a body of up to "
+        "max_request_bytes); the next gets 503 with Retry-After. Health, readiness and metrics "
+        "are not counted. Open connections are capped at this plus 32.",
     )
     log_level: LogLevel = Field(default="info", description="Env MODEL_SERVER_LOG_LEVEL.")
     access_log: bool = Field(

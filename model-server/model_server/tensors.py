@@ -8,7 +8,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from model_server.dataplane import finite_float64, json_kind
+from model_server.dataplane import check_rows, finite_float64, json_kind
 from model_server.errors import InvalidInput
 from model_server.runtimes.base import Array
 
@@ -16,15 +16,19 @@ V2_DATATYPES: Final = ("FP32", "FP64", "INT32", "INT64", "BOOL")
 _INT32_MAX: Final = 2**31 - 1
 
 
-def tensors_matrix(inputs: Any, features: Sequence[str]) -> Array:
+def tensors_matrix(
+    inputs: Any, features: Sequence[str], booleans: bool = True, max_rows: int | None = None
+) -> Array:
     """A float64 matrix from Open Inference Protocol V2 input tensors.
 
     Either one tensor of shape [N, n_features], or one tensor per feature (named by feature
-    name) of shape [N] or [N, 1].
+    name) of shape [N] or [N, 1]. `booleans=False` promises the JSON held no true/false (see
+    `rows_matrix`). A tensor's data is flat or nested like its shape, never deeper; a batch
+    (N) over `max_rows` is PayloadTooLarge, found from the shape before the data is read.
     """
     if not isinstance(inputs, list) or not inputs:
         raise InvalidInput("inputs must be a non-empty list of tensors")
-    tensors = [_tensor(t, f"inputs[{i}]") for i, t in enumerate(inputs)]
+    tensors = [_tensor(t, f"inputs[{i}]", booleans, max_rows) for i, t in enumerate(inputs)]
     if len(tensors) == 1 and len(tensors[0][1]) == 2 and tensors[0][1][1] == len(features):
         return _checked(tensors[0][2].reshape(tensors[0][1]), features, tensors[0][0])
     return _columns(tensors, features)
@@ -61,7 +65,9 @@ def _checked(x: Array, features: Sequence[str], where: str) -> Array:
     return finite_float64(x, features, lambda i: f"input {where!r} row {i}")
 
 
-def _tensor(tensor: Any, where: str) -> tuple[str, list[int], Array]:
+def _tensor(
+    tensor: Any, where: str, booleans: bool, max_rows: int | None
+) -> tuple[str, list[int], Array]:
     if not isinstance(tensor, dict):
         raise InvalidInput(f"{where} must be a tensor object, got {json_kind(tensor)}")
     name, shape, datatype = tensor.get("name"), tensor.get("shape"), tensor.get("datatype")
@@ -75,7 +81,11 @@ def _tensor(tensor: Any, where: str) -> tuple[str, list[int], Array]:
         )
     if "data" not in tensor:
         raise InvalidInput(f"input {name!r} has no data")
-    flat = _flatten(tensor["data"], name)
+    check_rows(shape[0], max_rows, f"input {name!r}")
+    fast = None if booleans and datatype != "BOOL" else _as_shaped(tensor["data"], shape)
+    if fast is not None and _fits(fast, datatype):
+        return name, shape, fast.astype(np.float64).reshape(-1)
+    flat = _flatten(tensor["data"], shape, name)
     if len(flat) != math.prod(shape):
         raise InvalidInput(
             f"input {name!r} has shape {shape} ({math.prod(shape)} values) but {len(flat)} "
@@ -88,14 +98,46 @@ def _is_count(value: Any) -> bool:
     return value.__class__ is int and 0 <= value <= 2**31
 
 
-def _flatten(data: Any, name: str) -> list[Any]:
+def _as_shaped(data: Any, shape: list[int]) -> Array | None:
+    """`data` read by numpy (in C) when it is flat or exactly as nested as `shape`, else None.
+
+    numpy stops at 64 dimensions, so deep nesting fails here without recursion; the slow path
+    (`_flatten`) then says what is wrong.
+    """
+    if not isinstance(data, list) or not data:
+        return None
+    try:
+        arr = np.array(data)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if arr.ndim == 1 and arr.size == math.prod(shape):
+        return arr
+    return arr if list(arr.shape) == shape else None
+
+
+def _flatten(data: Any, shape: list[int], name: str) -> list[Any]:
+    """The values of `data` in order, nested at most as deep as `shape` (iteratively).
+
+    A list of lists is read level by level with a stack of iterators, never by recursion;
+    a list found deeper than the shape's dimensions is refused there, naming the shape.
+    """
     if not isinstance(data, list):
         raise InvalidInput(f"input {name!r} data must be a list, got {json_kind(data)}")
-    if not data or not isinstance(data[0], list):
-        return data
     flat: list[Any] = []
-    for item in data:
-        flat.extend(_flatten(item, name) if isinstance(item, list) else [item])
+    stack = [iter(data)]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                if len(stack) >= len(shape):
+                    raise InvalidInput(
+                        f"input {name!r} data is nested deeper than its shape {shape} allows "
+                        f"(at most {len(shape)} levels of lists)"
+                    )
+                stack.append(iter(item))
+                break
+            flat.append(item)
+        else:
+            stack.pop()
     return flat
 
 
@@ -106,7 +148,8 @@ def _typed(values: list[Any], datatype: str, name: str) -> Array:
         arr = np.array(values)
     except (ValueError, TypeError, OverflowError):
         arr = None
-    if arr is not None and arr.ndim == 1 and _fits(arr, values, datatype):
+    numbers_only = datatype == "BOOL" or not any(v.__class__ is bool for v in values)
+    if arr is not None and arr.ndim == 1 and numbers_only and _fits(arr, datatype):
         return arr.astype(np.float64)
     integer = datatype.startswith("INT")
     for value in values:
@@ -125,12 +168,13 @@ def _typed(values: list[Any], datatype: str, name: str) -> Array:
     raise InvalidInput(f"input {name!r} data is not a flat list of {datatype} values")
 
 
-def _fits(arr: Array, values: list[Any], datatype: str) -> bool:
-    """Fast check of a whole tensor's values against its datatype (numpy inferred the type)."""
+def _fits(arr: Array, datatype: str) -> bool:
+    """Whether numpy's reading of a tensor's values matches its datatype.
+
+    Booleans among numbers have been ruled out by the caller (numpy would read them as 1/0).
+    """
     if datatype == "BOOL":
         return arr.dtype.kind == "b"
-    if any(v.__class__ is bool for v in values):
-        return False
     if datatype == "INT32":
         return arr.dtype.kind == "i" and bool(
             -_INT32_MAX - 1 <= arr.min() <= arr.max() <= _INT32_MAX

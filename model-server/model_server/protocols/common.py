@@ -7,7 +7,6 @@ from typing import Any, Final
 
 import numpy as np
 import orjson
-from fastapi import Request
 from fastapi.responses import Response
 
 from model_server.errors import InvalidInput, MalformedRequest
@@ -17,12 +16,14 @@ JSON: Final = "application/json"
 _NUMPY: Final = orjson.OPT_SERIALIZE_NUMPY
 
 
-async def read_object(request: Request, expected: str) -> tuple[dict[str, Any], bool]:
-    """The request body as a JSON object, and whether its text has any true/false in it.
+JSON_DEPTH_LIMIT: Final = 1024  # orjson's: deeper nesting is refused while parsing
+
+
+def parse_object(raw: bytes, expected: str) -> tuple[dict[str, Any], bool]:
+    """The body as a JSON object, and whether its text has any true/false in it.
 
     `expected` names the keys for the error message.
     """
-    raw = await request.body()
     body = parse_json(raw)
     if not isinstance(body, dict):
         raise InvalidInput(f"the request body must be a JSON object with {expected}")
@@ -30,18 +31,25 @@ async def read_object(request: Request, expected: str) -> tuple[dict[str, Any], 
 
 
 def parse_json(body: bytes) -> Any:
-    """Parse with orjson; fall back to the stdlib only to accept NaN/Infinity literals.
+    """Parse with orjson; fall back to the stdlib only to accept NaN/Infinity/1e999 literals.
 
     Those are not JSON, but Python clients send them; the data plane then rejects the value
-    by name instead of the whole body being called malformed.
+    by name instead of the whole body being called malformed. Nesting deeper than orjson's
+    limit is malformed too (400), never a RecursionError.
     """
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        reason = str(exc)
+        if "depth" in reason or "recursion" in reason:
+            raise MalformedRequest(
+                f"the request body nests arrays or objects deeper than {JSON_DEPTH_LIMIT} levels"
+            ) from None
         try:
-            return json.loads(body)
+            return json.loads(body)  # NaN, Infinity, 1e999 (read as infinity)
         except (ValueError, RecursionError):
-            raise MalformedRequest(f"the request body is not valid JSON: {exc}") from None
+            pass
+        raise MalformedRequest(f"the request body is not valid JSON: {reason}") from None
 
 
 def json_response(content: Any, status: int = 200) -> Response:

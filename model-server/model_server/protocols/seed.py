@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from model_server.dataplane import DataPlane, row_matrix, rows_matrix
 from model_server.errors import InvalidInput
 from model_server.protocols import schemas
-from model_server.protocols.common import json_response, read_object, value, values
+from model_server.protocols.common import json_response, parse_object, value, values
+from model_server.runtimes.base import Array
 
 PREDICT_PATH = "/predict"
 EXPECTED = "'input' (one row) or 'inputs' (a list of rows)"
@@ -25,19 +28,26 @@ def router(plane: DataPlane) -> APIRouter:
         responses={200: {"model": schemas.SeedResponse}, **schemas.errors(400, 413, 422, 503)},
     )
     async def predict(request: Request) -> Response:
-        body, booleans = await read_object(request, EXPECTED)
+        raw = await request.body()
         runtime = plane.runtime()
         features = runtime.metadata.feature_names
-        single = "input" in body
-        if single == ("inputs" in body):
-            raise InvalidInput(f"send either {EXPECTED}, not both or neither")
-        if single:
-            x = row_matrix(body["input"], features, "input", booleans)
-        else:
-            x = rows_matrix(body["inputs"], features, "inputs", booleans)
+        single, x = await plane.decode(
+            raw, len(features), lambda body: decode(body, features, plane.max_rows)
+        )
         result = await plane.predict(runtime, x, probabilities=False, protocol="seed")
         if single:
             return json_response({"prediction": value(result.labels, 0)})
         return json_response({"predictions": values(result.labels)})
 
     return api
+
+
+def decode(raw: bytes, features: Sequence[str], max_rows: int) -> tuple[bool, Array]:
+    """Whether the body is one row (`input`), and the matrix of its rows."""
+    body, booleans = parse_object(raw, EXPECTED)
+    single = "input" in body
+    if single == ("inputs" in body):
+        raise InvalidInput(f"send either {EXPECTED}, not both or neither")
+    if single:
+        return True, row_matrix(body["input"], features, "input", booleans)
+    return False, rows_matrix(body["inputs"], features, "inputs", booleans, max_rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -9,7 +10,8 @@ from fastapi.responses import Response
 
 from model_server.dataplane import DataPlane, rows_matrix
 from model_server.protocols import schemas
-from model_server.protocols.common import flag, json_response, read_object, values
+from model_server.protocols.common import flag, json_response, parse_object, values
+from model_server.runtimes.base import Array
 
 PREFIX = "/v1"
 PREDICT = "/models/{name}:predict"
@@ -47,11 +49,12 @@ def router(plane: DataPlane) -> APIRouter:
         },
     )
     async def predict(name: str, request: Request) -> Response:
-        body, booleans = await read_object(request, "'instances' (a list of rows)")
+        raw = await request.body()
         runtime = plane.runtime_named(name)
         features = runtime.metadata.feature_names
-        x = rows_matrix(body.get("instances"), features, "instances", booleans)
-        proba = flag(body.get("parameters"), "probabilities", "parameters")
+        x, proba = await plane.decode(
+            raw, len(features), lambda body: decode(body, features, plane.max_rows)
+        )
         result = await plane.predict(runtime, x, probabilities=proba, protocol="v1")
         answer: dict[str, Any] = {"predictions": values(result.labels)}
         if result.probabilities is not None:
@@ -59,3 +62,10 @@ def router(plane: DataPlane) -> APIRouter:
         return json_response(answer)
 
     return api
+
+
+def decode(raw: bytes, features: Sequence[str], max_rows: int) -> tuple[Array, bool]:
+    """The matrix of the body's `instances`, and whether probabilities were asked for."""
+    body, booleans = parse_object(raw, "'instances' (a list of rows)")
+    x = rows_matrix(body.get("instances"), features, "instances", booleans, max_rows)
+    return x, flag(body.get("parameters"), "probabilities", "parameters")

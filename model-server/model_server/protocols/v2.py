@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from model_server.dataplane import DataPlane, Prediction
 from model_server.errors import InvalidInput
 from model_server.protocols import schemas
-from model_server.protocols.common import json_response, read_object, values
+from model_server.protocols.common import json_response, parse_object, values
 from model_server.runtimes.base import Array, ModelInfo, Runtime
 from model_server.tensors import tensors_matrix
 
@@ -87,10 +87,11 @@ def router(plane: DataPlane) -> APIRouter:
 
 
 async def _infer(plane: DataPlane, runtime: Runtime, request: Request) -> Response:
-    body, _ = await read_object(request, "'inputs' (a list of tensors)")
+    raw = await request.body()
     info = runtime.metadata
-    wanted = requested_outputs(body.get("outputs"), info)
-    x = tensors_matrix(body.get("inputs"), info.feature_names)
+    x, wanted, request_id = await plane.decode(
+        raw, info.n_features, lambda body: decode(body, info, plane.max_rows)
+    )
     proba = "predict_proba" in wanted
     result = await plane.predict(runtime, x, probabilities=proba, protocol="v2")
     answer: dict[str, Any] = {
@@ -98,9 +99,18 @@ async def _infer(plane: DataPlane, runtime: Runtime, request: Request) -> Respon
         "model_version": info.version,
         "outputs": [output_tensor(name, result) for name in wanted],
     }
-    if isinstance(body.get("id"), str):
-        answer["id"] = body["id"]
+    if request_id is not None:
+        answer["id"] = request_id
     return json_response(answer)
+
+
+def decode(raw: bytes, info: ModelInfo, max_rows: int) -> tuple[Array, list[str], str | None]:
+    """The matrix of the body's input tensors, the outputs asked for and the request's id."""
+    body, booleans = parse_object(raw, "'inputs' (a list of tensors)")
+    wanted = requested_outputs(body.get("outputs"), info)
+    x = tensors_matrix(body.get("inputs"), info.feature_names, booleans, max_rows)
+    request_id = body.get("id")
+    return x, wanted, request_id if isinstance(request_id, str) else None
 
 
 def requested_outputs(outputs: Any, info: ModelInfo) -> list[str]:
