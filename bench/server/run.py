@@ -93,7 +93,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     load.wrk_path()
     _say_how_busy()
-    chosen = [(s, w) for s in SERVERS if not args.only or s.name in args.only for w in s.workers]
+    chosen = [
+        (s, w)
+        for s in SERVERS
+        if not args.only or s.name in args.only
+        for w in s.workers
+        if not args.workers or w in args.workers
+    ]
     failures: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
         scratch = Path(tmp)
@@ -142,6 +148,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=1, help="unmeasured seconds before a case")
     names = [s.name for s in SERVERS]
     parser.add_argument("--only", action="append", choices=names, help="repeatable")
+    parser.add_argument(
+        "--workers", action="append", type=int, help="repeatable; default: each server's own"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"default: {RESULTS}")
     return parser.parse_args(argv)
 
