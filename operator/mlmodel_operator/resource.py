@@ -7,9 +7,10 @@ so a field added to one and not the other fails the unit tests).
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 GROUP: Final = "mlops.dev"
@@ -20,21 +21,75 @@ PLURAL: Final = "mlmodels"
 
 
 class _Frozen(BaseModel):
+    # hide_input_in_errors: a refused URI may hold a password, and errors end up in logs.
     model_config = ConfigDict(
-        frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True
+        frozen=True,
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        hide_input_in_errors=True,
     )
 
 
 Quantity = int | str
 
+# The CRD's CEL rules for spec.model.uri that keep the operator from reading what it must not,
+# with the CRD's messages: the operator checks them again rather than trust that every object
+# passed the API server's validation. (The pvc claim and s3 bucket forms are left to the CRD.)
+# CEL's matches() finds a match anywhere, like re.search.
+URI_RULES: Final[tuple[tuple[re.Pattern[str], bool, str], ...]] = (
+    (
+        re.compile(r"^(pvc|http|https|s3)://.+$"),
+        True,
+        "must start with pvc://, http://, https:// or s3:// and name a location",
+    ),
+    (
+        re.compile(r"^[^:/?#]+://[^/?#]*@"),
+        False,
+        "spec.model.uri must not carry user-info (user:password@host): put credentials in "
+        "spec.model.credentialsSecret",
+    ),
+    (
+        re.compile(r"[?#]"),
+        False,
+        "spec.model.uri must not contain a query ('?') or a fragment ('#'): name the artifact "
+        "directory only",
+    ),
+    (
+        # RE2's \s is ASCII [\t\n\f\r ]; \p{Cc} is U+0000-U+001F and U+007F-U+009F.
+        re.compile(r"[\t\n\f\r \\\x00-\x1f\x7f-\x9f]"),
+        False,
+        "spec.model.uri must not contain whitespace, control characters or backslashes",
+    ),
+)
+# The server reads MODEL_SERVER_* in any letter case as its settings (pydantic-settings).
+SERVER_ENV_PREFIX: Final = "model_server_"
+ENV_NAME_PATTERN: Final = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+
+
+def uri_problem(uri: str) -> str | None:
+    """The CRD's message for the first rule `uri` breaks, or None when it passes them all."""
+    for pattern, must_match, message in URI_RULES:
+        if (pattern.search(uri) is not None) != must_match:
+            return message
+    return None
+
 
 class ModelSource(_Frozen):
     """spec.model: where the artifact lives."""
 
-    uri: str
-    sha256: str | None = None
+    uri: str = Field(max_length=2048)
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     format: Literal["skops", "joblib", "onnx"] | None = None
     credentials_secret: str | None = None
+
+    @field_validator("uri")
+    @classmethod
+    def _check_uri(cls, uri: str) -> str:
+        problem = uri_problem(uri)
+        if problem:
+            raise ValueError(problem)
+        return uri
 
     @property
     def scheme(self) -> str:
@@ -68,9 +123,20 @@ class Resources(_Frozen):
 class EnvVar(_Frozen):
     """One extra environment variable for the server container."""
 
-    name: str
+    name: str = Field(max_length=128, pattern=ENV_NAME_PATTERN)
     value: str | None = None
     value_from: dict[str, Any] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _not_a_server_setting(cls, name: str) -> str:
+        if name.lower().startswith(SERVER_ENV_PREFIX):
+            raise ValueError(
+                "spec.server.env[].name must not start with MODEL_SERVER_ in any letter case: "
+                "those variables are the model server's settings, set by the operator from "
+                "spec.model and spec.server; set those fields instead"
+            )
+        return name
 
 
 class Server(_Frozen):

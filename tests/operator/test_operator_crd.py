@@ -8,7 +8,7 @@ import pytest
 from operator_testlib import make_mlmodel, sample_mlmodels
 from pydantic import BaseModel, ValidationError
 
-from mlmodel_operator.resource import MLModel, MLModelSpec
+from mlmodel_operator.resource import URI_RULES, MLModel, MLModelSpec, uri_problem
 
 
 def version(crd: dict[str, Any]) -> dict[str, Any]:
@@ -121,3 +121,99 @@ def test_pvc_uri_splits_into_claim_and_path() -> None:
         }
     )
     assert mlmodel.spec.model.pvc_claim_and_path() == ("models", "iris/v1")
+
+
+def uri_rules(crd: dict[str, Any]) -> list[dict[str, str]]:
+    model = spec_schema(crd)["properties"]["model"]
+    assert "x-kubernetes-validations" not in model["properties"]["uri"], (
+        "rules on the string make the API server quote a refused URI (and its password)"
+    )
+    rules: list[dict[str, str]] = model["x-kubernetes-validations"]
+    assert {rule["fieldPath"] for rule in rules} == {".uri"}
+    return rules
+
+
+def env_rules(crd: dict[str, Any]) -> list[dict[str, str]]:
+    env = spec_schema(crd)["properties"]["server"]["properties"]["env"]
+    rules: list[dict[str, str]] = env["items"]["x-kubernetes-validations"]
+    return rules
+
+
+def test_the_parser_checks_the_crds_uri_rules_with_the_same_messages(
+    crd: dict[str, Any],
+) -> None:
+    form_rules = ("a pvc URI", "an s3 URI")  # claim and bucket forms: the CRD's alone
+    mirrored = [r["message"] for r in uri_rules(crd) if not r["message"].startswith(form_rules)]
+    assert [message for _, _, message in URI_RULES] == mirrored
+    assert len(mirrored) == len(uri_rules(crd)) - len(form_rules)
+
+
+def test_the_parser_refuses_server_settings_in_env_with_the_crds_message(
+    crd: dict[str, Any],
+) -> None:
+    [rule] = env_rules(crd)
+    assert rule["fieldPath"] == ".name"
+    assert "lowerAscii()" in rule["rule"], "the server's settings are case-insensitive"
+    with pytest.raises(ValidationError) as refused:
+        make_mlmodel(
+            {"model": {"uri": "s3://b/iris"}, "server": {"env": [{"name": "model_server_x"}]}}
+        )
+    assert rule["message"] in str(refused.value)
+
+
+BAD_URIS = {
+    "password": "https://user:s3cret@models.example/iris",
+    "user only": "http://user@models.example/iris",
+    "backslash before @": "http://models.example\\@127.0.0.1/iris",
+    "query": "https://models.example/iris?x=1",
+    "trailing ?": "http://169.254.169.254/latest/meta-data/iam/security-credentials/role?",
+    "fragment": "http://127.0.0.1:9/latest/meta-data/iam/security-credentials/role#",
+    "s3 fragment": "s3://models/iris#",
+    "pvc query": "pvc://models/iris?v=2",
+    "blank": "https://models.example/ir is",
+    "newline": "https://models.example/iris\nx",
+    "tab": "https://models.example/\tiris",
+    "nul": "https://models.example/iris\x00",
+    "DEL": "https://models.example/iris\x7f",
+    "ftp": "ftp://models.example/iris",
+    "file": "file:///etc/passwd",
+}
+GOOD_URIS = [
+    "s3://models/iris/v1",
+    "pvc://models/iris",
+    "https://models.example/iris",
+    "http://127.0.0.1:8080/a@b/iris",  # '@' in the path is no user-info
+    "http://[::1]:8080/iris",
+    "https://models.example/iris%3Fnot-a-query",
+]
+
+
+@pytest.mark.parametrize("uri", BAD_URIS.values(), ids=BAD_URIS.keys())
+def test_the_parser_refuses_what_the_crd_refuses_without_echoing_the_uri(uri: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        make_mlmodel({"model": {"uri": uri}})
+    text = str(refused.value)
+    assert "spec.model.uri" in text
+    assert uri_problem(uri) in text
+    assert "s3cret" not in text and uri not in text
+
+
+@pytest.mark.parametrize("uri", GOOD_URIS)
+def test_the_parser_accepts_plain_artifact_uris(uri: str) -> None:
+    assert uri_problem(uri) is None
+    assert make_mlmodel({"model": {"uri": uri}}).spec.model.uri == uri
+
+
+@pytest.mark.parametrize(
+    "name", ["MODEL_SERVER_MODEL_SHA256", "model_server_model_sha256", "Model_Server_Workers"]
+)
+def test_the_parser_refuses_the_servers_settings_in_any_letter_case(name: str) -> None:
+    spec = {"model": {"uri": "s3://b/iris"}, "server": {"env": [{"name": name, "value": "x"}]}}
+    with pytest.raises(ValidationError, match=r"spec\.server\.env"):
+        make_mlmodel(spec)
+
+
+@pytest.mark.parametrize("name", ["MODEL_SERVERX", "AWS_ENDPOINT_URL", "my.model_server_x"])
+def test_other_env_names_are_accepted(name: str) -> None:
+    spec = {"model": {"uri": "s3://b/iris"}, "server": {"env": [{"name": name, "value": "x"}]}}
+    assert make_mlmodel(spec).spec.server.env[0].name == name
