@@ -10,6 +10,7 @@ from mlmodel_artifact.artifact import (
     load_model,
     parse_format,
     read_model_card,
+    require_pin,
     verify_artifact,
     write_artifact,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "parse_format",
     "parse_location",
     "read_model_card",
+    "require_pin",
     "sha256_bytes",
     "sha256_file",
     "verify_artifact",

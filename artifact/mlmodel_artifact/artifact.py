@@ -104,7 +104,8 @@ def fetch_artifact(uri: str, workdir: Path, formats: Sequence[ModelFormat] | Non
         return loc.path
     card = _download_card(loc, workdir)
     for fmt in formats or [card.format]:
-        download(loc, _file_for(card, fmt, uri).file, workdir / MODEL_FILE_NAMES[fmt])
+        _file_for(card, fmt, uri)  # ArtifactNotFound when the card lists no such file
+        download(loc, MODEL_FILE_NAMES[fmt], workdir / MODEL_FILE_NAMES[fmt])
     return workdir
 
 
@@ -128,9 +129,13 @@ def verify_artifact(uri: str, expected_sha256: str | None = None) -> ModelCard:
 def check_digest(
     local_dir: Path, card: ModelCard, fmt: ModelFormat, uri: str, expected_sha256: str | None
 ) -> Path:
-    """Return the path of `fmt`'s model file after checking its sha256 against card and pin."""
+    """Return the path of `fmt`'s model file after checking its sha256 against card and pin.
+
+    The file is the contract's name for `fmt` inside `local_dir` (never a path from the card),
+    and it must resolve inside `local_dir`: a symlink out of it is refused unread.
+    """
     entry = _file_for(card, fmt, uri)
-    path = local_dir / entry.file
+    path = model_file_path(local_dir, fmt, uri)
     if not path.is_file():
         raise ArtifactError(uri, "ArtifactNotFound", f"the model file {entry.file} is missing")
     actual = sha256_file(path)
@@ -143,6 +148,36 @@ def check_digest(
                 "the file was changed or truncated, so it was not loaded",
             )
     return path
+
+
+def model_file_path(local_dir: Path, fmt: ModelFormat, uri: str) -> Path:
+    """`local_dir / model.<fmt>`, or ArtifactError(InvalidModelCard) if it resolves elsewhere."""
+    path = local_dir / MODEL_FILE_NAMES[fmt]
+    if not path.resolve().is_relative_to(local_dir.resolve()):
+        raise ArtifactError(
+            uri,
+            "InvalidModelCard",
+            f"{MODEL_FILE_NAMES[fmt]} is a link to a file outside the artifact directory; "
+            "it was not read",
+        )
+    return path
+
+
+def require_pin(fmt: ModelFormat, expected_sha256: str | None, uri: str) -> None:
+    """A joblib file is a pickle, which runs code when loaded: only with a person's pin.
+
+    The pin must come from whoever asked for the model (an MLModel's spec.model.sha256, the
+    server's MODEL_SERVER_MODEL_SHA256 / --model-sha256); the card's digest is no pin, since
+    whoever can replace the pickle can replace the card next to it.
+    """
+    if fmt is ModelFormat.JOBLIB and expected_sha256 is None:
+        raise ArtifactError(
+            uri,
+            "UntrustedType",
+            "a joblib model is a pickle that can run code when loaded; it is loaded only "
+            "with a sha256 pinned by you (expected_sha256, MODEL_SERVER_MODEL_SHA256 or "
+            "--model-sha256), never on the model card's word; or use the skops format",
+        )
 
 
 @dataclass
@@ -166,8 +201,9 @@ def load_model(
     """Verify, deserialize and sanity-check the model in `local_dir`.
 
     The file's sha256 is checked against the card (and `expected_sha256`, if pinned) before any
-    byte of it is deserialized. After loading, the card's sample rows must reproduce; with a
-    different scikit-learn version that is a warning if they do and an error if they do not.
+    byte of it is deserialized; a joblib file (a pickle) needs `expected_sha256`. After loading,
+    the card's sample rows must reproduce; with a different scikit-learn version that is a
+    warning if they do and an error if they do not.
     """
     uri = uri or str(local_dir)
     card_path = local_dir / MODEL_CARD_FILE
@@ -175,6 +211,7 @@ def load_model(
         raise ArtifactError(uri, "ArtifactNotFound", f"no {MODEL_CARD_FILE} in the artifact")
     card = ModelCard.from_json(card_path.read_bytes(), uri)
     fmt = parse_format(format, uri) if format is not None else card.format
+    require_pin(fmt, expected_sha256, uri)
     path = check_digest(local_dir, card, fmt, uri, expected_sha256)
     model = serialization.deserialize(fmt, path, uri)
     loaded = LoadedModel(card=card, format=fmt, path=path, model=model)

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mlmodel_artifact.errors import ArtifactError
 
@@ -104,6 +104,20 @@ class ModelCard(ModelDescription):
     files: dict[ModelFormat, ModelFile]
     library_versions: dict[str, str]
     created_at: datetime
+
+    @field_validator("files")
+    @classmethod
+    def _contract_file_names(
+        cls, files: dict[ModelFormat, ModelFile]
+    ) -> dict[ModelFormat, ModelFile]:
+        """Each format's file has the contract's name: a reader never opens a path from a card."""
+        for fmt, entry in files.items():
+            if entry.file != MODEL_FILE_NAMES[fmt]:
+                raise ValueError(
+                    f"files.{fmt.value}.file is {entry.file[:100]!r} but the {fmt.value} model "
+                    f"file of an artifact is always named {MODEL_FILE_NAMES[fmt]!r}"
+                )
+        return files
 
     def to_json(self) -> str:
         """Serialize as the indented JSON stored next to the model file."""

@@ -12,6 +12,8 @@ REASONS: Final = frozenset(
         "UnknownFormat",
         "InvalidModelCard",
         "UntrustedType",
+        "ArtifactTooLarge",
+        "ExternalData",
         "IncompatibleVersion",
         "SampleMismatch",
         "SerializationFailed",

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
+
+from mlmodel_artifact.errors import ArtifactError
+
+#: Operator domains ONNX Runtime implements from the standard (what skl2onnx writes). Any other
+#: domain is a custom operator: code ONNX Runtime would have to find somewhere else.
+STANDARD_DOMAINS: Final = frozenset({"", "ai.onnx", "ai.onnx.ml"})
 
 
 class OnnxModel:
@@ -15,8 +22,10 @@ class OnnxModel:
     regressors) and, for classifiers, `probabilities`.
     """
 
-    def __init__(self, onnx_bytes: bytes) -> None:
+    def __init__(self, onnx_bytes: bytes, uri: str = "<onnx model>") -> None:
         import onnxruntime as ort
+
+        check_onnx_model(onnx_bytes, uri)  # before ONNX Runtime parses a byte of it
 
         options = ort.SessionOptions()
         # One thread: a serving process already runs one worker per core, and small batches
@@ -62,6 +71,87 @@ class OnnxModel:
     def from_sklearn(cls, estimator: Any, n_features: int) -> OnnxModel:
         """Convert a fitted estimator with skl2onnx (raises if the estimator is unsupported)."""
         return cls(sklearn_to_onnx_bytes(estimator, n_features))
+
+
+def check_onnx_model(onnx_bytes: bytes, uri: str) -> None:
+    """Refuse a graph that would make ONNX Runtime read files or run non-standard operators.
+
+    A tensor stored as external data names a file that ONNX Runtime opens relative to the
+    model's directory, which for a model given as bytes is the process's working directory
+    (`etc/passwd`, `../../etc/passwd`): ArtifactError(ExternalData). An operator domain other than
+    the standard ones, or a model-local function, is ArtifactError(UntrustedType).
+    """
+    try:
+        from onnx import ModelProto
+    except ImportError as exc:  # fail closed: no check, no session
+        raise ArtifactError(
+            uri, "ArtifactLoadFailed", "the onnx package is needed to check an ONNX model"
+        ) from exc
+    model = ModelProto()
+    try:
+        model.ParseFromString(onnx_bytes)
+    except Exception as exc:  # protobuf's DecodeError
+        raise ArtifactError(
+            uri, "ArtifactLoadFailed", f"the ONNX model does not parse: {exc}"
+        ) from exc
+    if len(model.functions) or len(model.training_info):
+        raise ArtifactError(
+            uri,
+            "UntrustedType",
+            "the ONNX model defines its own functions or training graphs; only plain "
+            "inference graphs of standard operators are loaded",
+        )
+    domains = {o.domain for o in model.opset_import}
+    domains.update(node.domain for graph in _graphs(model.graph) for node in graph.node)
+    if domains - STANDARD_DOMAINS:
+        names = ", ".join(repr(d[:100]) for d in sorted(domains - STANDARD_DOMAINS))
+        raise ArtifactError(
+            uri,
+            "UntrustedType",
+            f"the ONNX model uses operator domain(s) {names}; only the standard domains "
+            "('' / 'ai.onnx', 'ai.onnx.ml') are loaded",
+        )
+    external = sorted({t.name[:100] for t in _tensors(model.graph) if _is_external(t)})
+    if external:
+        raise ArtifactError(
+            uri,
+            "ExternalData",
+            f"the ONNX model keeps tensor(s) {', '.join(map(repr, external[:5]))} in external "
+            "files; a model must hold all its data itself (it was not opened)",
+        )
+
+
+def _graphs(graph: Any) -> Iterator[Any]:
+    """The graph and every subgraph in its nodes' attributes (If, Loop, Scan bodies)."""
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("g"):
+                yield from _graphs(attr.g)
+            for sub in attr.graphs:
+                yield from _graphs(sub)
+
+
+def _tensors(graph: Any) -> Iterator[Any]:
+    """Every tensor in the graph and its subgraphs: initializers and tensor attributes."""
+    for g in _graphs(graph):
+        yield from g.initializer
+        for sparse in g.sparse_initializer:
+            yield from (sparse.values, sparse.indices)
+        for node in g.node:
+            for attr in node.attribute:
+                if attr.HasField("t"):
+                    yield attr.t
+                yield from attr.tensors
+                sparse_attrs = [attr.sparse_tensor] if attr.HasField("sparse_tensor") else []
+                for sparse in [*sparse_attrs, *attr.sparse_tensors]:
+                    yield from (sparse.values, sparse.indices)
+
+
+def _is_external(tensor: Any) -> bool:
+    from onnx import TensorProto
+
+    return bool(tensor.data_location == TensorProto.EXTERNAL or len(tensor.external_data))
 
 
 def sklearn_to_onnx_bytes(estimator: Any, n_features: int) -> bytes:

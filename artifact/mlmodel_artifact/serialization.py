@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 from mlmodel_artifact.card import ModelFormat
 from mlmodel_artifact.errors import ArtifactError
+from mlmodel_artifact.skops_safety import TRUSTED_TYPES, check_skops_file, skops_types
 
-#: skops loads a type only if it is listed here (by module prefix) or is one of skops' defaults.
-TRUSTED_MODULE_PREFIXES: Final = ("sklearn.", "numpy.", "scipy.sparse.")
+__all__ = ["TRUSTED_TYPES", "deserialize", "serialize", "untrusted_skops_types"]
 
 
 def serialize(model: Any, fmt: ModelFormat, path: Path, n_features: int) -> None:
@@ -54,7 +54,7 @@ def deserialize(fmt: ModelFormat, path: Path, uri: str) -> Any:
             return joblib.load(path)
         from mlmodel_artifact.onnx_model import OnnxModel
 
-        return OnnxModel(path.read_bytes())
+        return OnnxModel(path.read_bytes(), uri)
     except ArtifactError:
         raise
     except Exception as exc:
@@ -66,24 +66,13 @@ def deserialize(fmt: ModelFormat, path: Path, uri: str) -> Any:
 
 
 def untrusted_skops_types(path: Path) -> list[str]:
-    """Types in a skops file that are neither skops defaults nor from trusted modules."""
-    import skops.io
-
-    return [
-        name
-        for name in skops.io.get_untrusted_types(file=path)
-        if not name.startswith(TRUSTED_MODULE_PREFIXES)
-    ]
+    """Types and functions in a skops file that are not on the allow-list (TRUSTED_TYPES)."""
+    found = skops_types(path)
+    return sorted(found.callables | (found.types - TRUSTED_TYPES))
 
 
 def _load_skops(path: Path, uri: str) -> Any:
     import skops.io
 
-    refused = untrusted_skops_types(path)
-    if refused:
-        raise ArtifactError(
-            uri,
-            "UntrustedType",
-            f"the skops file contains types that are not trusted: {', '.join(sorted(refused))}",
-        )
-    return skops.io.load(path, trusted=skops.io.get_untrusted_types(file=path))
+    trusted = check_skops_file(path, uri)  # bounds and allow-list; raises before any load
+    return skops.io.load(path, trusted=trusted)

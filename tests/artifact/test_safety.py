@@ -1,4 +1,4 @@
-"""Nothing is deserialized before its digest checks out, and skops refuses untrusted types."""
+"""Nothing is deserialized before its digest checks out; skops loads only allow-listed types."""
 
 from __future__ import annotations
 
@@ -48,11 +48,11 @@ def _artifact(iris_model: Iris, tmp_path: Path, fmt: ModelFormat) -> tuple[Path,
 def test_tampered_pickle_is_rejected_before_it_is_unpickled(
     iris_model: Iris, tmp_path: Path
 ) -> None:
-    directory, _ = _artifact(iris_model, tmp_path, ModelFormat.JOBLIB)
+    directory, digest = _artifact(iris_model, tmp_path, ModelFormat.JOBLIB)
     marker = tmp_path / "pwned"
     (directory / "model.joblib").write_bytes(pickle.dumps(_Exploit(str(marker))))
     with pytest.raises(ArtifactError) as info:
-        load_model(directory)
+        load_model(directory, expected_sha256=digest)
     assert info.value.reason == "ArtifactDigestMismatch"
     assert "model.joblib" in str(info.value)
     assert not marker.exists(), "the tampered pickle was deserialized"
@@ -62,11 +62,11 @@ def test_tampered_pickle_is_rejected_before_it_is_unpickled(
 def test_truncated_file_is_rejected_before_load(
     fmt: ModelFormat, iris_model: Iris, tmp_path: Path
 ) -> None:
-    directory, _ = _artifact(iris_model, tmp_path, fmt)
+    directory, digest = _artifact(iris_model, tmp_path, fmt)
     path = directory / f"model.{fmt}"
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(ArtifactError) as info:
-        load_model(directory)
+        load_model(directory, expected_sha256=digest)
     assert info.value.reason == "ArtifactDigestMismatch"
     with pytest.raises(ArtifactError, match="changed or truncated"):
         verify_artifact(str(directory))
@@ -83,7 +83,7 @@ def test_pinned_digest_must_match(iris_model: Iris, tmp_path: Path) -> None:
     assert load_model(directory, expected_sha256=digest).card.sha256 == digest
 
 
-def test_skops_refuses_types_outside_sklearn_and_numpy(iris_model: Iris, tmp_path: Path) -> None:
+def test_skops_refuses_types_outside_the_allow_list(iris_model: Iris, tmp_path: Path) -> None:
     directory, _ = _artifact(iris_model, tmp_path, ModelFormat.SKOPS)
     skops.io.dump({"model": _Custom()}, directory / "model.skops")
     _rewrite_card_digest(directory, "model.skops", ModelFormat.SKOPS)
@@ -101,7 +101,7 @@ def test_skops_refuses_a_callable_smuggled_into_an_estimator(
     directory, _ = _artifact(iris_model, tmp_path, ModelFormat.SKOPS)
     skops.io.dump(FunctionTransformer(func=os.system), directory / "model.skops")
     _rewrite_card_digest(directory, "model.skops", ModelFormat.SKOPS)
-    with pytest.raises(ArtifactError, match="not trusted: .*system") as info:
+    with pytest.raises(ArtifactError, match="not on the allow-list: .*system") as info:
         load_model(directory)
     assert info.value.reason == "UntrustedType"
 
@@ -155,13 +155,13 @@ def test_other_sklearn_version_is_an_error_when_sample_differs(
 
 
 def test_same_version_sample_mismatch_is_an_error(iris_model: Iris, tmp_path: Path) -> None:
-    directory, _ = _artifact(iris_model, tmp_path, ModelFormat.JOBLIB)
+    directory, digest = _artifact(iris_model, tmp_path, ModelFormat.JOBLIB)
     _edit_card(
         directory,
         lambda c: c["sample"].update(outputs=[(v + 1) % 3 for v in c["sample"]["outputs"]]),
     )
     with pytest.raises(ArtifactError) as info:
-        load_model(directory)
+        load_model(directory, expected_sha256=digest)
     assert info.value.reason == "SampleMismatch"
 
 

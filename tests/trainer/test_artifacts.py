@@ -9,7 +9,6 @@ from typing import Any
 import boto3
 import numpy as np
 import pytest
-import skops.io
 
 from mlmodel_artifact import (
     ArtifactError,
@@ -19,6 +18,7 @@ from mlmodel_artifact import (
     load_model,
     write_artifact,
 )
+from mlmodel_artifact.skops_safety import TRUSTED_TYPES, skops_types
 from mlmodel_trainer.cli import main
 from mlmodel_trainer.estimators import ESTIMATORS
 from mlmodel_trainer.train import TrainConfig, TrainResult, train
@@ -108,10 +108,11 @@ def test_every_estimator_round_trips_in_every_format_it_supports(
     dataset = "wine" if task is Task.CLASSIFICATION else "diabetes"
     result = train(TrainConfig(dataset=dataset, estimator=name, params=FAST.get(name, {})))
     formats = [f for f in ModelFormat if f is not ModelFormat.ONNX or ESTIMATORS[name].onnx]
-    uri, _ = write_artifact(result.model, result.description, str(tmp_path / name), formats)
+    uri, card = write_artifact(result.model, result.description, str(tmp_path / name), formats)
     for fmt in formats:
-        # load_model also checks the card's sample rows reproduce, and skops' trusted types.
-        loaded = load_model(Path(uri), format=fmt)
+        # load_model also checks the card's sample rows reproduce, and skops' allow-list; the
+        # digest the writer returned is this test's own pin (joblib loads only when pinned).
+        loaded = load_model(Path(uri), format=fmt, expected_sha256=card.files[fmt].sha256)
         assert loaded.warnings == []
         assert_predicts_like(loaded.model, result, fmt)
 
@@ -126,19 +127,22 @@ def test_onnx_exclusion_is_still_needed() -> None:
         skl2onnx.to_onnx(result.model, result.split.X_train[:1].astype(np.float32))
 
 
-def test_skops_file_holds_only_scikit_learn_and_numpy_types(tmp_path: Path) -> None:
+def test_skops_file_holds_only_allow_listed_types(tmp_path: Path) -> None:
     result = train(TrainConfig(params={"n_estimators": 5}))
     uri, _ = write_artifact(result.model, result.description, str(tmp_path / "a"))
-    untrusted = skops.io.get_untrusted_types(file=Path(uri) / "model.skops")
-    assert untrusted, "skops lists the non-default types an artifact needs trusted"
-    assert all(t.startswith(("sklearn.", "numpy.")) for t in untrusted), untrusted
+    found = skops_types(Path(uri) / "model.skops")
+    assert "sklearn.ensemble._forest.RandomForestClassifier" in found.types
+    assert not found.callables
+    assert found.types <= TRUSTED_TYPES, sorted(found.types - TRUSTED_TYPES)
 
 
 def test_changed_model_object_in_s3_fails_verify_and_load(
     s3_env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     uri = f"s3://{s3_env}/m/iris"
-    assert cli(["train", "--out", uri, "--format", "joblib", *_fast()], capsys)[0] == 0
+    code, out, _ = cli(["train", "--out", uri, "--format", "joblib", *_fast(), "--json"], capsys)
+    assert code == 0
+    pinned = json.loads(out)["sha256"]  # what the trainer printed: the person's pin
     s3 = boto3.client("s3")
     body = s3.get_object(Bucket=s3_env, Key="m/iris/model.joblib")["Body"].read()
     s3.put_object(Bucket=s3_env, Key="m/iris/model.joblib", Body=body[: len(body) // 2])
@@ -147,7 +151,7 @@ def test_changed_model_object_in_s3_fails_verify_and_load(
     assert code == 1
     assert "model.joblib" in err and "changed or truncated" in err
     with pytest.raises(ArtifactError) as info:
-        load_model(fetch_artifact(uri, tmp_path / "work"), uri=uri)
+        load_model(fetch_artifact(uri, tmp_path / "work"), expected_sha256=pinned, uri=uri)
     assert info.value.reason == "ArtifactDigestMismatch"
 
 

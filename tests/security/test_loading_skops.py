@@ -1,0 +1,270 @@
+"""skops loading runs no attacker code: only allow-listed classes load, and zip bombs are refused.
+
+Each attack is a real skops file, put where a model file goes with its digest written into the
+card (an attacker who can write the bucket can write both).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import skops.io
+from sklearn.compose import ColumnTransformer
+from sklearn.datasets import load_breast_cancer, load_iris, make_classification
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import (
+    FunctionTransformer,
+    MinMaxScaler,
+    OneHotEncoder,
+    OrdinalEncoder,
+    StandardScaler,
+)
+
+from mlmodel_artifact import (
+    MODEL_CARD_FILE,
+    ArtifactError,
+    ModelDescription,
+    Sample,
+    Task,
+    TrainingInfo,
+    load_model,
+    sha256_file,
+    write_artifact,
+)
+from mlmodel_artifact.serialization import untrusted_skops_types
+from mlmodel_artifact.skops_safety import (
+    CALLABLE_NODES,
+    MAX_RATIO,
+    RATIO_FLOOR_BYTES,
+    TRUSTED_TYPES,
+    skops_types,
+)
+from mlmodel_trainer.estimators import ESTIMATORS
+from mlmodel_trainer.train import TrainConfig, train
+
+X, Y = load_iris(return_X_y=True)
+
+
+def classifier() -> LogisticRegression:
+    """A fitted iris classifier to end a pipeline with."""
+    return LogisticRegression(max_iter=1000).fit(X, Y)
+
+
+def describe(model: Any, rows: np.ndarray, features: list[str]) -> ModelDescription:
+    """A card description of `model` with its outputs on `rows` as the sample."""
+    return ModelDescription(
+        name="m",
+        task=Task.CLASSIFICATION,
+        estimator=type(model).__name__,
+        params={},
+        feature_names=features,
+        class_labels=sorted(np.unique(model.predict(rows)).tolist()),
+        metrics={},
+        training=TrainingInfo(
+            dataset="t", test_size=0.0, seed=0, n_train=1, n_test=0, data_fingerprint="0" * 64
+        ),
+        sample=Sample(inputs=rows.tolist(), outputs=model.predict(rows).tolist()),
+    )
+
+
+@pytest.fixture
+def artifact(tmp_path: Path) -> Path:
+    """A genuine iris artifact (skops) whose model file a test may replace."""
+    model = classifier()
+    features = [f"f{i}" for i in range(4)]
+    write_artifact(model, describe(model, X[::30], features), str(tmp_path / "a"))
+    return tmp_path / "a"
+
+
+def plant(directory: Path, obj: Any) -> Path:
+    """Replace the artifact's model.skops by `obj` and write its digest into the card."""
+    path = directory / "model.skops"
+    skops.io.dump(obj, path)
+    return rewrite_digest(directory)
+
+
+def rewrite_digest(directory: Path) -> Path:
+    """Make the card agree with whatever model.skops now holds (as an attacker would)."""
+    path = directory / "model.skops"
+    card = json.loads((directory / MODEL_CARD_FILE).read_text())
+    card["sha256"] = card["files"]["skops"]["sha256"] = sha256_file(path)
+    (directory / MODEL_CARD_FILE).write_text(json.dumps(card))
+    return path
+
+
+def code_running_pipeline(marker: Path) -> Pipeline:
+    """The reviewed attack: numpy functions chained so that `predict` executes a string.
+
+    full_like fills a string array with the source, take picks one element, runstring execs
+    it; the estimator at the end makes the pipeline look like a classifier.
+    """
+    from numpy.testing._private.utils import runstring
+
+    source = f"import pathlib; pathlib.Path({str(marker)!r}).write_text('pwned')"
+    steps = [
+        FunctionTransformer(
+            np.full_like, kw_args={"fill_value": source, "dtype": f"U{len(source)}"}
+        ),
+        FunctionTransformer(np.take, kw_args={"indices": 0}),
+        FunctionTransformer(runstring, kw_args={"dict": {}}),
+    ]
+    for step in steps:
+        step.fit(X)  # fitting a FunctionTransformer does not call its function
+    return Pipeline(
+        [("fill", steps[0]), ("take", steps[1]), ("run", steps[2]),
+         ("clf", classifier())]
+    )  # fmt: skip
+
+
+def test_the_code_running_pipeline_is_refused_and_its_payload_never_runs(
+    artifact: Path, tmp_path: Path
+) -> None:
+    marker = tmp_path / "pwned"
+    path = plant(artifact, code_running_pipeline(marker))
+
+    # The file is a working exploit: skops' own check passes once its reported types are
+    # trusted (the old prefix rule trusted all of them), and predicting runs the payload.
+    reported = skops.io.get_untrusted_types(file=path)
+    assert all(name.startswith("numpy.") for name in reported), reported
+    with pytest.raises(Exception):  # noqa: B017 - the payload runs, then the chain breaks
+        skops.io.load(path, trusted=reported).predict(X[:1])
+    assert marker.read_text() == "pwned"
+    marker.unlink()
+
+    with pytest.raises(ArtifactError) as caught:
+        load_model(artifact)
+    assert caught.value.reason == "UntrustedType"
+    for name in ("numpy.full_like", "numpy.take", "numpy.testing._private.utils.runstring"):
+        assert name in str(caught.value)
+    assert not marker.exists(), "the payload ran while loading"
+
+
+@pytest.mark.parametrize(
+    ("func", "name"),
+    [
+        (np.save, "numpy.save"),
+        (np.load, "numpy.load"),
+        (np.lib._datasource.open, "numpy.lib._datasource.open"),
+        (np.log1p, "numpy.log1p"),  # a ufunc: skops trusts these by default, we do not
+    ],
+)
+def test_no_numpy_function_is_trusted(func: Any, name: str, artifact: Path) -> None:
+    plant(artifact, make_pipeline(FunctionTransformer(func), classifier()))
+    with pytest.raises(ArtifactError, match="not on the allow-list") as caught:
+        load_model(artifact)
+    assert caught.value.reason == "UntrustedType"
+    assert name in str(caught.value)
+
+
+def test_a_bound_method_is_refused(artifact: Path) -> None:
+    method = LogisticRegression().fit
+    plant(artifact, make_pipeline(FunctionTransformer(method), classifier()))
+    with pytest.raises(ArtifactError, match="LogisticRegression") as caught:
+        load_model(artifact)
+    assert caught.value.reason == "UntrustedType"
+
+
+def test_a_class_off_the_list_is_refused_even_from_sklearn(artifact: Path) -> None:
+    from sklearn.kernel_approximation import Nystroem  # a real estimator, just not listed
+
+    model = make_pipeline(Nystroem(n_components=4), LogisticRegression(max_iter=1000)).fit(X, Y)
+    plant(artifact, model)
+    with pytest.raises(ArtifactError, match="Nystroem") as caught:
+        load_model(artifact)
+    assert caught.value.reason == "UntrustedType"
+
+
+def test_every_allow_listed_name_is_a_class_not_a_function() -> None:
+    for name in sorted(TRUSTED_TYPES):
+        module, _, attr = name.rpartition(".")
+        obj = getattr(importlib.import_module(module), attr)
+        assert isinstance(obj, type), f"{name} is {type(obj).__name__}, not a class"
+    assert {"FunctionNode", "MethodNode", "PartialNode", "OperatorFuncNode"} <= CALLABLE_NODES
+
+
+def test_a_zip_bomb_is_refused_before_anything_is_unpacked(artifact: Path) -> None:
+    path = artifact / "model.skops"
+    size = RATIO_FLOOR_BYTES + 16 * 1024**2  # zeros: deflate packs them ~1,000:1
+    with (
+        zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as archive,
+        archive.open("bomb.npy", "w", force_zip64=True) as entry,
+    ):
+        for _ in range(size // 1024**2):
+            entry.write(bytes(1024**2))
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo("bomb.npy")
+    assert info.file_size > MAX_RATIO * info.compress_size  # it is a bomb
+    rewrite_digest(artifact)
+    with pytest.raises(ArtifactError, match="'bomb.npy' unpacks to 80.0 MiB") as caught:
+        load_model(artifact)
+    assert caught.value.reason == "ArtifactTooLarge"
+    assert "zip bomb" in str(caught.value)
+
+
+def test_a_forest_of_real_size_passes_the_bounds(tmp_path: Path) -> None:
+    x, y = make_classification(n_samples=10_000, n_features=20, n_informative=10, random_state=0)
+    model = RandomForestClassifier(n_estimators=30, random_state=0).fit(x, y)
+    write_artifact(model, describe(model, x[:5], [f"f{i}" for i in range(20)]), str(tmp_path))
+    assert load_model(tmp_path).model.n_estimators == 30
+
+
+def tabular_pipeline() -> tuple[Pipeline, pd.DataFrame]:
+    """Imputer, scalers, both encoders and a passthrough column in front of a forest."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {"a": rng.normal(size=80), "b": rng.normal(size=80), "c": rng.normal(size=80),
+         "colour": rng.choice(["red", "green", "blue"], 80), "size": rng.choice(["S", "L"], 80)}
+    )  # fmt: skip
+    frame.loc[3, "a"] = np.nan
+    columns = ColumnTransformer(
+        [
+            ("num", make_pipeline(SimpleImputer(), StandardScaler()), ["a"]),
+            ("mm", MinMaxScaler(), ["b"]),
+            ("onehot", OneHotEncoder(handle_unknown="ignore"), ["colour"]),
+            ("ordinal", OrdinalEncoder(), ["size"]),
+        ],
+        remainder="passthrough",
+    )
+    model = Pipeline([("columns", columns), ("forest", RandomForestClassifier(n_estimators=3))])
+    return model.fit(frame, rng.integers(0, 2, 80)), frame
+
+
+def test_a_tabular_pipeline_holds_only_allow_listed_types(tmp_path: Path) -> None:
+    model, frame = tabular_pipeline()
+    path = tmp_path / "model.skops"
+    skops.io.dump(model, path)
+    assert untrusted_skops_types(path) == []
+    loaded = skops.io.load(path, trusted=skops.io.get_untrusted_types(file=path))
+    assert loaded.predict(frame).tolist() == model.predict(frame).tolist()
+
+
+CLASSIFIERS = [name for name, spec in ESTIMATORS.items() if spec.classifier is not None]
+FAST: dict[str, dict[str, Any]] = {
+    "random_forest": {"n_estimators": 3},
+    "extra_trees": {"n_estimators": 3},
+    "gradient_boosting": {"n_estimators": 3},
+    "hist_gradient_boosting": {"max_iter": 3},
+}
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_every_trainer_classifier_loads_on_binary_data(name: str, tmp_path: Path) -> None:
+    """Binary models carry other loss and link objects than the multiclass ones in tests/trainer."""
+    result = train(TrainConfig(dataset="breast_cancer", estimator=name, params=FAST.get(name, {})))
+    write_artifact(result.model, result.description, str(tmp_path))
+    found = skops_types(tmp_path / "model.skops")
+    assert not found.callables
+    assert found.types <= TRUSTED_TYPES, sorted(found.types - TRUSTED_TYPES)
+    loaded = load_model(tmp_path)
+    x = load_breast_cancer().data[:20]
+    assert loaded.model.predict(x).tolist() == result.model.predict(x).tolist()
