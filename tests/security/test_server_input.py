@@ -73,7 +73,10 @@ def post(server: Server, path: str, body: Any) -> httpx.Response:
     else:
         raw = json.dumps(body).encode()
     with server.client() as client:
-        return client.post(path, content=raw, headers={"content-type": "application/json"})
+        answer: httpx.Response = client.post(
+            path, content=raw, headers={"content-type": "application/json"}
+        )
+    return answer
 
 
 def assert_json_error(answer: httpx.Response, status: int, *words: str) -> str:
