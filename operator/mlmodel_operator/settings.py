@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
-from pydantic import Field, field_validator
+from kubernetes.utils.quantity import parse_quantity
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# A Kubernetes quantity, as the CRD checks spec.server.resources (crds/mlmodel.yaml).
+QUANTITY: Final = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+OPTIONAL_QUANTITY: Final = f"^$|{QUANTITY}"
+
+
+def _exceeds(request: str, limit: str) -> bool:
+    return bool(parse_quantity(request) > parse_quantity(limit))  # type: ignore[no-untyped-call]
 
 
 class OperatorSettings(BaseSettings):
@@ -21,6 +33,39 @@ class OperatorSettings(BaseSettings):
         default="mlmodel-server:dev",
         min_length=1,
         description="Model server image used when spec.server.image is not set.",
+    )
+    # The server container's resources when spec.server.resources does not set them (per key:
+    # a request or limit the user sets wins, the others keep these; see render/resources.py).
+    # An empty value renders nothing for that key.
+    default_cpu_request: str = Field(
+        default="250m",
+        pattern=QUANTITY,
+        description="CPU request; the HPA's target utilization is a share of it, so never empty.",
+    )
+    default_memory_request: str = Field(
+        default="256Mi", pattern=OPTIONAL_QUANTITY, description="Memory request."
+    )
+    default_ephemeral_storage_request: str = Field(
+        default="0",
+        pattern=OPTIONAL_QUANTITY,
+        description="Ephemeral-storage request. 0, not empty: with a limit and no request, "
+        "Kubernetes requests the whole limit, and nodes that report no ephemeral storage "
+        "(kwok, virtual kubelets) could then schedule no model pod; the limit alone bounds it.",
+    )
+    default_cpu_limit: str = Field(
+        default="",
+        pattern=OPTIONAL_QUANTITY,
+        description="CPU limit; none by default (a CPU limit throttles a latency-bound server "
+        "even on an idle node; memory and disk limits are what protect the node).",
+    )
+    default_memory_limit: str = Field(
+        default="1Gi", pattern=OPTIONAL_QUANTITY, description="Memory limit."
+    )
+    default_ephemeral_storage_limit: str = Field(
+        default="2Gi",
+        pattern=OPTIONAL_QUANTITY,
+        description="Ephemeral-storage limit (downloads in /tmp and logs); the /tmp emptyDir's "
+        "sizeLimit follows the container's limit, this one or the user's.",
     )
     drift_interval_seconds: float = Field(
         default=60.0,
@@ -59,3 +104,14 @@ class OperatorSettings(BaseSettings):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @model_validator(mode="after")
+    def _default_requests_within_limits(self) -> OperatorSettings:
+        # The API server refuses a container whose request exceeds its limit.
+        for name in ("cpu", "memory", "ephemeral_storage"):
+            request = getattr(self, f"default_{name}_request")
+            limit = getattr(self, f"default_{name}_limit")
+            if request and limit and _exceeds(request, limit):
+                env = f"MLOP_DEFAULT_{name.upper()}"
+                raise ValueError(f"{env}_REQUEST {request} exceeds {env}_LIMIT {limit}")
+        return self

@@ -212,7 +212,7 @@ def test_pvc_uri_mounts_the_claim_read_only_and_passes_a_file_uri(
 def test_remote_uri_gets_only_the_scratch_volume(settings: OperatorSettings) -> None:
     deployment = render_deployment(make_mlmodel({"model": {"uri": "s3://bucket/iris"}}), settings)
     pod = deployment["spec"]["template"]["spec"]
-    assert pod["volumes"] == [{"name": "scratch", "emptyDir": {}}]
+    assert pod["volumes"] == [{"name": "scratch", "emptyDir": {"sizeLimit": "2Gi"}}]
     assert container(deployment)["volumeMounts"] == [{"name": "scratch", "mountPath": "/tmp"}]
     assert env_of(deployment)[contract.ENV_MODEL_URI] == "s3://bucket/iris"
 
@@ -316,3 +316,87 @@ def test_pods_drain_before_stopping_and_report_their_crash_output(
     c = container(render_deployment(make_mlmodel({"model": {"uri": "s3://b/iris"}}), settings))
     assert c["lifecycle"] == {"preStop": {"sleep": {"seconds": 10}}}
     assert c["terminationMessagePolicy"] == "FallbackToLogsOnError"
+
+
+def resources_of(spec_resources: dict[str, Any] | None, settings: OperatorSettings) -> Any:
+    spec: dict[str, Any] = {"model": {"uri": "s3://b/iris"}}
+    if spec_resources is not None:
+        spec["server"] = {"resources": spec_resources}
+    return container(render_deployment(make_mlmodel(spec), settings))["resources"]
+
+
+def scratch_volume(deployment: dict[str, Any]) -> dict[str, Any]:
+    volumes = deployment["spec"]["template"]["spec"]["volumes"]
+    [scratch] = [v for v in volumes if v["name"] == "scratch"]
+    return dict(scratch["emptyDir"])
+
+
+def test_pods_get_default_requests_and_limits_when_the_spec_names_none(
+    settings: OperatorSettings,
+) -> None:
+    assert resources_of(None, settings) == {
+        "limits": {"ephemeral-storage": "2Gi", "memory": "1Gi"},
+        "requests": {"cpu": "250m", "ephemeral-storage": "0", "memory": "256Mi"},
+    }
+
+
+def test_each_key_the_user_sets_wins_and_the_others_keep_the_defaults(
+    settings: OperatorSettings,
+) -> None:
+    user = {"requests": {"memory": "512Mi", "nvidia.com/gpu": 1}, "limits": {"cpu": 2}}
+    assert resources_of(user, settings) == {
+        "limits": {"cpu": 2, "ephemeral-storage": "2Gi", "memory": "1Gi"},
+        "requests": {
+            "cpu": "250m",  # the HPA's basis stays even when the user sets other keys
+            "ephemeral-storage": "0",
+            "memory": "512Mi",
+            "nvidia.com/gpu": 1,
+        },
+    }
+
+
+def test_a_default_never_contradicts_the_users_own_value(settings: OperatorSettings) -> None:
+    small_limits = {"limits": {"cpu": "100m", "memory": "128Mi"}}
+    big_requests = {"requests": {"memory": "3Gi", "ephemeral-storage": "5Gi"}}
+    lowered = resources_of(small_limits, settings)
+    raised = resources_of(big_requests, settings)
+    assert lowered["requests"]["cpu"] == "100m"  # default 250m lowered to the user's limit
+    assert lowered["requests"]["memory"] == "128Mi"
+    assert raised["limits"]["memory"] == "3Gi"  # default 1Gi raised to the user's request
+    assert raised["limits"]["ephemeral-storage"] == "5Gi"
+
+
+def test_a_users_own_contradiction_is_left_for_the_api_server_to_refuse(
+    settings: OperatorSettings,
+) -> None:
+    user = {"requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}}
+    resources = resources_of(user, settings)
+    assert (resources["requests"]["memory"], resources["limits"]["memory"]) == ("2Gi", "1Gi")
+
+
+def test_the_scratch_volumes_size_limit_follows_the_containers_ephemeral_storage_limit(
+    settings: OperatorSettings,
+) -> None:
+    plain = make_mlmodel({"model": {"uri": "s3://b/iris"}})
+    bigger = make_mlmodel(
+        {
+            "model": {"uri": "s3://b/iris"},
+            "server": {"resources": {"limits": {"ephemeral-storage": "20Gi"}}},
+        }
+    )
+    assert scratch_volume(render_deployment(plain, settings)) == {"sizeLimit": "2Gi"}
+    assert scratch_volume(render_deployment(bigger, settings)) == {"sizeLimit": "20Gi"}
+    unbounded = settings.model_copy(update={"default_ephemeral_storage_limit": ""})
+    assert scratch_volume(render_deployment(plain, unbounded)) == {}
+
+
+def test_the_defaults_come_from_settings_and_an_empty_one_renders_nothing() -> None:
+    custom = OperatorSettings(
+        default_cpu_request="1",
+        default_cpu_limit="2",
+        default_memory_request="",
+        default_memory_limit="",
+        default_ephemeral_storage_request="",
+        default_ephemeral_storage_limit="",
+    )
+    assert resources_of(None, custom) == {"limits": {"cpu": "2"}, "requests": {"cpu": "1"}}

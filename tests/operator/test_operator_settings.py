@@ -35,3 +35,33 @@ def test_bad_env_value_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("MLOP_DRIFT_INTERVAL_SECONDS", "0")
     with pytest.raises(ValidationError, match="drift_interval_seconds"):
         OperatorSettings()
+
+
+def test_default_pod_resources_come_from_mlop_default_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MLOP_DEFAULT_CPU_REQUEST", "500m")
+    monkeypatch.setenv("MLOP_DEFAULT_CPU_LIMIT", "2")
+    monkeypatch.setenv("MLOP_DEFAULT_MEMORY_LIMIT", "")
+    monkeypatch.setenv("MLOP_DEFAULT_EPHEMERAL_STORAGE_LIMIT", "10Gi")
+    settings = OperatorSettings()
+    assert (settings.default_cpu_request, settings.default_cpu_limit) == ("500m", "2")
+    assert settings.default_memory_limit == ""
+    assert settings.default_ephemeral_storage_limit == "10Gi"
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "named"),
+    [
+        ("MLOP_DEFAULT_MEMORY_LIMIT", "lots", "default_memory_limit"),
+        ("MLOP_DEFAULT_CPU_REQUEST", "", "default_cpu_request"),  # the HPA needs it
+        ("MLOP_DEFAULT_MEMORY_REQUEST", "2Gi", "MLOP_DEFAULT_MEMORY_REQUEST 2Gi exceeds"),
+        ("MLOP_DEFAULT_EPHEMERAL_STORAGE_REQUEST", "3Gi", "MLOP_DEFAULT_EPHEMERAL_STORAGE_REQ"),
+    ],
+)
+def test_bad_default_resources_are_refused_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch, env: str, value: str, named: str
+) -> None:
+    monkeypatch.setenv(env, value)
+    with pytest.raises(ValidationError, match=named):
+        OperatorSettings()

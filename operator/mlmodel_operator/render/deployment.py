@@ -12,7 +12,8 @@ from mlmodel_operator.render.meta import (
     child_metadata,
     selector_labels,
 )
-from mlmodel_operator.resource import MLModel
+from mlmodel_operator.render.resources import container_resources, scratch_size_limit
+from mlmodel_operator.resource import MLModel, Quantity
 from mlmodel_operator.settings import OperatorSettings
 
 CONTAINER: Final = "server"
@@ -71,8 +72,10 @@ def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
     }
 
 
-def render_container(mlmodel: MLModel, settings: OperatorSettings) -> dict[str, Any]:
-    """The model server container: probes, restricted security context, scratch mounts."""
+def render_container(
+    mlmodel: MLModel, settings: OperatorSettings, resources: dict[str, Any]
+) -> dict[str, Any]:
+    """The model server container: probes, resources, restricted security, scratch mounts."""
     server = mlmodel.spec.server
     container: dict[str, Any] = {
         "name": CONTAINER,
@@ -80,6 +83,7 @@ def render_container(mlmodel: MLModel, settings: OperatorSettings) -> dict[str, 
         "imagePullPolicy": "IfNotPresent",
         "ports": [{"name": "http", "containerPort": server.port, "protocol": "TCP"}],
         "env": render_env(mlmodel),
+        "resources": resources,
         # Downloading a large artifact can take minutes: the startup probe covers that,
         # so liveness never kills a pod that is still fetching its model.
         "startupProbe": _probe(contract.LIVENESS_PATH, period=5, failures=120),
@@ -100,8 +104,6 @@ def render_container(mlmodel: MLModel, settings: OperatorSettings) -> dict[str, 
     }
     if mlmodel.spec.model.credentials_secret:
         container["envFrom"] = [{"secretRef": {"name": mlmodel.spec.model.credentials_secret}}]
-    if server.resources is not None:
-        container["resources"] = server.resources.model_dump(exclude_none=True, mode="json")
     if mlmodel.spec.model.scheme == "pvc":
         container["volumeMounts"].append(
             {"name": MODEL_VOLUME, "mountPath": contract.PVC_MOUNT_PATH, "readOnly": True}
@@ -109,9 +111,10 @@ def render_container(mlmodel: MLModel, settings: OperatorSettings) -> dict[str, 
     return container
 
 
-def render_volumes(mlmodel: MLModel) -> list[dict[str, Any]]:
-    """An emptyDir for downloads, plus the model's claim mounted read-only for pvc:// URIs."""
-    volumes: list[dict[str, Any]] = [{"name": SCRATCH_VOLUME, "emptyDir": {}}]
+def render_volumes(mlmodel: MLModel, scratch_limit: Quantity | None) -> list[dict[str, Any]]:
+    """An emptyDir for downloads (bounded), plus the model's claim read-only for pvc:// URIs."""
+    scratch: dict[str, Any] = {"sizeLimit": scratch_limit} if scratch_limit is not None else {}
+    volumes: list[dict[str, Any]] = [{"name": SCRATCH_VOLUME, "emptyDir": scratch}]
     if mlmodel.spec.model.scheme == "pvc":
         claim, _ = mlmodel.spec.model.pvc_claim_and_path()
         volumes.append(
@@ -123,6 +126,7 @@ def render_volumes(mlmodel: MLModel) -> list[dict[str, Any]]:
 def render_pod_spec(mlmodel: MLModel, settings: OperatorSettings) -> dict[str, Any]:
     """The pod spec: one container, restricted pod security, the user's placement."""
     spec = mlmodel.spec
+    resources = container_resources(mlmodel, settings)
     pod: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "securityContext": {
@@ -132,8 +136,8 @@ def render_pod_spec(mlmodel: MLModel, settings: OperatorSettings) -> dict[str, A
             "fsGroup": RUN_AS_USER,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "containers": [render_container(mlmodel, settings)],
-        "volumes": render_volumes(mlmodel),
+        "containers": [render_container(mlmodel, settings, resources)],
+        "volumes": render_volumes(mlmodel, scratch_size_limit(resources)),
     }
     if spec.service_account_name:
         pod["serviceAccountName"] = spec.service_account_name
