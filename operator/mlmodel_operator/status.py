@@ -101,9 +101,15 @@ def deployment_problem(deployment: Mapping[str, Any]) -> Problem | None:
 
 
 def pod_problem(
-    pods: Sequence[Mapping[str, Any]], last_log_lines: Mapping[str, str]
+    pods: Sequence[Mapping[str, Any]], last_log_lines: Mapping[str, str] | None = None
 ) -> Problem | None:
-    """The first pod failure a user must act on: image pull, bad config, crash loop."""
+    """The first pod failure a user must act on: image pull, bad config, crash loop.
+
+    A crash is described from the container's termination message, which the kubelet fills
+    with the log tail (FallbackToLogsOnError), so the operator needs no pods/log access;
+    `last_log_lines` (pod name -> line) is only a fallback for a caller that has one.
+    """
+    last_log_lines = last_log_lines or {}
     for pod in pods:
         name = pod.get("metadata", {}).get("name", "?")
         if pod.get("metadata", {}).get("deletionTimestamp"):

@@ -81,6 +81,7 @@ def test_the_operator_runs_with_least_privilege_rbac(stack: Stack) -> None:
     assert can("patch", "mlmodels.mlops.dev", "--subresource=status", "-A")
     assert not can("patch", "mlmodels.mlops.dev", "-A"), "the spec is the user's"
     assert not can("get", "secrets", "-A")
+    assert not can("get", "pods", "--subresource=log", "-A"), "crash output: termination message"
     assert not can("delete", "deployments.apps", "-A")
     assert not can("create", "pods", "-A")
     assert not can("*", "*")

@@ -326,3 +326,19 @@ def test_pods_being_deleted_are_not_problems() -> None:
     leaving = pod("iris-old", {"reason": "CrashLoopBackOff"})
     leaving["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
     assert pod_problem([leaving], {}) is None
+
+
+def test_a_crash_is_described_from_the_termination_message_alone() -> None:
+    """The operator has no pods/log access: the kubelet's log tail in the status suffices."""
+    crashed = pod("iris-1", {"reason": "CrashLoopBackOff"}, restarts=1)
+    crashed["status"]["containerStatuses"][0]["lastState"] = {
+        "terminated": {
+            "exitCode": 1,
+            "reason": "Error",
+            "message": "ERROR model_server: model load failed: [ArtifactNotFound] s3://b/iris\n",
+        }
+    }
+    problem = pod_problem([crashed])
+    assert problem is not None
+    assert problem.reason == "ArtifactNotFound"
+    assert "s3://b/iris" in problem.message
