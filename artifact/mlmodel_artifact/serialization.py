@@ -74,5 +74,9 @@ def untrusted_skops_types(path: Path) -> list[str]:
 def _load_skops(path: Path, uri: str) -> Any:
     import skops.io
 
+    from mlmodel_artifact.tree_checks import check_trees
+
     trusted = check_skops_file(path, uri)  # bounds and allow-list; raises before any load
-    return skops.io.load(path, trusted=trusted)
+    model = skops.io.load(path, trusted=trusted)
+    check_trees(model, uri)  # forged tree indices would read out of bounds in predict
+    return model

@@ -34,6 +34,7 @@ from mlmodel_artifact import (
     MODEL_CARD_FILE,
     ArtifactError,
     ModelDescription,
+    ModelFormat,
     Sample,
     Task,
     TrainingInfo,
@@ -41,7 +42,7 @@ from mlmodel_artifact import (
     sha256_file,
     write_artifact,
 )
-from mlmodel_artifact.serialization import untrusted_skops_types
+from mlmodel_artifact.serialization import deserialize, untrusted_skops_types
 from mlmodel_artifact.skops_safety import (
     CALLABLE_NODES,
     MAX_RATIO,
@@ -244,8 +245,76 @@ def test_a_tabular_pipeline_holds_only_allow_listed_types(tmp_path: Path) -> Non
     path = tmp_path / "model.skops"
     skops.io.dump(model, path)
     assert untrusted_skops_types(path) == []
-    loaded = skops.io.load(path, trusted=skops.io.get_untrusted_types(file=path))
+    loaded = deserialize(ModelFormat.SKOPS, path, str(path))  # every check, the tree ones too
     assert loaded.predict(frame).tolist() == model.predict(frame).tolist()
+
+
+def forge_nodes(tree: Any, edit: Any, n_features: int | None = None) -> Any:
+    """A copy of sklearn Tree `tree` with `edit` applied to its node array (and another width)."""
+    from sklearn.tree._tree import Tree
+
+    state = tree.__getstate__()
+    state["nodes"] = state["nodes"].copy()
+    edit(state["nodes"])
+    width = tree.n_features if n_features is None else n_features
+    forged = Tree(width, np.asarray(tree.n_classes), tree.n_outputs)
+    forged.__setstate__(state)
+    return forged
+
+
+def forged_forest(edit: Any, n_features: int | None = None) -> RandomForestClassifier:
+    """An iris forest whose second tree's nodes were edited (its estimator widened to match)."""
+    forest = RandomForestClassifier(n_estimators=3, random_state=0).fit(X, Y)
+    inner = forest.estimators_[1]
+    inner.tree_ = forge_nodes(inner.tree_, edit, n_features)
+    if n_features is not None:
+        inner.n_features_in_ = n_features
+    return forest
+
+
+def far_child(nodes: np.ndarray) -> None:
+    nodes["left_child"][0] = 10**6
+
+
+def loop_to_root(nodes: np.ndarray) -> None:
+    nodes["right_child"][0] = 0
+
+
+def column_50(nodes: np.ndarray) -> None:
+    nodes["feature"][0] = 50
+
+
+@pytest.mark.parametrize(
+    ("forest", "problem"),
+    [
+        (lambda: forged_forest(far_child), "left child index outside"),
+        (lambda: forged_forest(loop_to_root), "before its parent"),
+        (lambda: forged_forest(column_50), "outside the model's 4 input columns"),
+        # The forest checks X has 4 columns and hands it to its trees unchecked: a tree (and its
+        # estimator) claiming 100 columns must still be held to the forest's 4.
+        (lambda: forged_forest(column_50, n_features=100), "outside the model's 4 input columns"),
+    ],
+    ids=["child-out-of-range", "child-loops-back", "feature-out-of-range", "widened-tree"],
+)
+def test_forged_tree_indices_are_refused_before_predict(
+    forest: Any, problem: str, artifact: Path
+) -> None:
+    plant(artifact, forest())
+    with pytest.raises(ArtifactError, match=problem) as caught:
+        load_model(artifact)
+    assert caught.value.reason == "ArtifactLoadFailed"
+    assert "a tree of DecisionTreeClassifier" in str(caught.value)
+
+
+def test_forged_histogram_boosting_indices_are_refused(artifact: Path) -> None:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    model = HistGradientBoostingClassifier(max_iter=3).fit(X, Y)
+    model._predictors[1][0].nodes["right"][0] = 10**6
+    plant(artifact, model)
+    with pytest.raises(ArtifactError, match="right child index outside") as caught:
+        load_model(artifact)
+    assert caught.value.reason == "ArtifactLoadFailed"
 
 
 CLASSIFIERS = [name for name, spec in ESTIMATORS.items() if spec.classifier is not None]
