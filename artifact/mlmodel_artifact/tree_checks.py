@@ -9,7 +9,8 @@ checks what that code follows:
 - every internal node's children are later nodes inside the tree (also rules out loops);
 - every split feature is a column of the input (`n_features_in_` of the estimator that feeds
   the tree: a forest checks its input, then hands it to its trees unchecked);
-- a categorical split's bitset index is inside its bitset array.
+- a categorical split's bitset index is inside its bitset array;
+- a neighbour search tree (KDTree, BallTree) points only at its own samples and nodes.
 
 Leaf values and thresholds are plain numbers and need no check.
 """
@@ -48,6 +49,7 @@ def _trees(model: Any) -> Iterator[tuple[Any, int | None, Any]]:
     estimator's own counts.
     """
     from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
+    from sklearn.neighbors import BallTree, KDTree
     from sklearn.tree._tree import Tree
 
     seen: set[int] = set()
@@ -58,7 +60,7 @@ def _trees(model: Any) -> Iterator[tuple[Any, int | None, Any]]:
         if id(obj) in seen:
             continue
         seen.add(id(obj))
-        if isinstance(obj, Tree | TreePredictor):
+        if isinstance(obj, Tree | TreePredictor | KDTree | BallTree):
             yield owner, width, obj
             continue
         if _is_estimator(obj):
@@ -86,8 +88,11 @@ def _is_estimator(obj: Any) -> bool:
 
 
 def _tree_problem(tree: Any, width: int | None) -> str:
+    from sklearn.neighbors import BallTree, KDTree
     from sklearn.tree._tree import Tree
 
+    if isinstance(tree, KDTree | BallTree):
+        return _search_tree_problem(tree.__getstate__())
     if isinstance(tree, Tree):
         left, right = np.asarray(tree.children_left), np.asarray(tree.children_right)
         leaf = left == _TREE_LEAF
@@ -118,4 +123,28 @@ def _index_problem(
     split = features[internal]
     if np.any(split < 0) or np.any(split >= width):
         return f"splits on a feature index outside the model's {width} input columns"
+    return ""
+
+
+def _search_tree_problem(state: tuple[Any, ...]) -> str:
+    """KDTree/BallTree state: (data, idx_array, node_data, node_bounds, …, n_nodes at 6, …,
+    sample_weight at 12). Queries walk node i to 2i+1 and 2i+2 and read samples through
+    idx_array[idx_start:idx_end], all unchecked."""
+    data, order, nodes, bounds = (np.asarray(a) for a in state[:4])
+    n_nodes, weights = state[6], state[12]
+    if data.ndim != 2 or order.shape != (len(data),) or len(nodes) != n_nodes or n_nodes < 1:
+        return "has arrays whose sizes do not match"
+    n = len(data)
+    if np.any(order < 0) or np.any(order >= n):
+        return f"has a sample index outside its {n} samples"
+    start, end = nodes["idx_start"], nodes["idx_end"]
+    if np.any(start < 0) or np.any(start > end) or np.any(end > n):
+        return f"has a node whose sample range is outside its {n} samples"
+    inner = np.flatnonzero(nodes["is_leaf"] == 0)
+    if np.any(2 * inner + 2 >= n_nodes):
+        return f"has a child node outside its {n_nodes} nodes"
+    if bounds.ndim != 3 or bounds.shape[1] < n_nodes or bounds.shape[2] != data.shape[1]:
+        return "has node bounds that do not match its nodes"
+    if weights is not None and np.shape(weights) != (n,):
+        return "has sample weights that do not match its samples"
     return ""

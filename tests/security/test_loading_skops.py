@@ -337,3 +337,45 @@ def test_every_trainer_classifier_loads_on_binary_data(name: str, tmp_path: Path
     loaded = load_model(tmp_path)
     x = load_breast_cancer().data[:20]
     assert loaded.model.predict(x).tolist() == result.model.predict(x).tolist()
+
+
+def forged_neighbours(algorithm: str, edit: Any) -> Any:
+    """An iris nearest-neighbours model whose search tree's state `edit` changed in place."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    model = KNeighborsClassifier(algorithm=algorithm).fit(X, Y)
+    state = [a.copy() if isinstance(a, np.ndarray) else a for a in model._tree.__getstate__()]
+    edit(state)
+    model._tree.__setstate__(tuple(state))
+    return model
+
+
+def sample_out_of_range(state: list[Any]) -> None:
+    state[1][0] = 10**6
+
+
+def leaf_with_children(state: list[Any]) -> None:
+    state[2]["is_leaf"][-1] = 0
+
+
+@pytest.mark.parametrize("algorithm", ["kd_tree", "ball_tree"])
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (lambda state: None, ""),
+        (sample_out_of_range, "sample index outside its 150 samples"),
+        (leaf_with_children, "child node outside its"),
+    ],
+    ids=["genuine", "sample-out-of-range", "leaf-with-children"],
+)
+def test_neighbour_search_trees_load_only_with_indices_in_range(
+    algorithm: str, edit: Any, problem: str, artifact: Path
+) -> None:
+    plant(artifact, forged_neighbours(algorithm, edit))
+    if not problem:
+        assert load_model(artifact).model.predict(X[:1]).tolist() == [0]
+        return
+    with pytest.raises(ArtifactError, match=problem) as caught:
+        load_model(artifact)
+    assert caught.value.reason == "ArtifactLoadFailed"
+    assert "a tree of KNeighborsClassifier" in str(caught.value)
