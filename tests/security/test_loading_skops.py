@@ -287,12 +287,12 @@ def column_50(nodes: np.ndarray) -> None:
 @pytest.mark.parametrize(
     ("forest", "problem"),
     [
-        (lambda: forged_forest(far_child), "left child index outside"),
-        (lambda: forged_forest(loop_to_root), "before its parent"),
-        (lambda: forged_forest(column_50), "outside the model's 4 input columns"),
+        (lambda: forged_forest(far_child), "left child index is outside"),
+        (lambda: forged_forest(loop_to_root), "loops back"),
+        (lambda: forged_forest(column_50), "outside its 4 input columns"),
         # The forest checks X has 4 columns and hands it to its trees unchecked: a tree (and its
         # estimator) claiming 100 columns must still be held to the forest's 4.
-        (lambda: forged_forest(column_50, n_features=100), "outside the model's 4 input columns"),
+        (lambda: forged_forest(column_50, n_features=100), "outside its 4 input columns"),
     ],
     ids=["child-out-of-range", "child-loops-back", "feature-out-of-range", "widened-tree"],
 )
@@ -303,7 +303,7 @@ def test_forged_tree_indices_are_refused_before_predict(
     with pytest.raises(ArtifactError, match=problem) as caught:
         load_model(artifact)
     assert caught.value.reason == "ArtifactLoadFailed"
-    assert "a tree of DecisionTreeClassifier" in str(caught.value)
+    assert "the fitted DecisionTreeClassifier" in str(caught.value)
 
 
 def test_forged_histogram_boosting_indices_are_refused(artifact: Path) -> None:
@@ -312,7 +312,7 @@ def test_forged_histogram_boosting_indices_are_refused(artifact: Path) -> None:
     model = HistGradientBoostingClassifier(max_iter=3).fit(X, Y)
     model._predictors[1][0].nodes["right"][0] = 10**6
     plant(artifact, model)
-    with pytest.raises(ArtifactError, match="right child index outside") as caught:
+    with pytest.raises(ArtifactError, match="right child index is outside") as caught:
         load_model(artifact)
     assert caught.value.reason == "ArtifactLoadFailed"
 
@@ -378,4 +378,38 @@ def test_neighbour_search_trees_load_only_with_indices_in_range(
     with pytest.raises(ArtifactError, match=problem) as caught:
         load_model(artifact)
     assert caught.value.reason == "ArtifactLoadFailed"
-    assert "a tree of KNeighborsClassifier" in str(caught.value)
+    assert "the fitted KNeighborsClassifier" in str(caught.value)
+
+
+def narrow_vectors(model: Any) -> None:
+    model.support_vectors_ = np.ascontiguousarray(model.support_vectors_[:, :2])
+
+
+def drop_a_coefficient(model: Any) -> None:
+    model._dual_coef_ = np.ascontiguousarray(model._dual_coef_[:, :-1])
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (lambda model: None, ""),
+        (narrow_vectors, "support vectors 2 wide for 4 input columns"),
+        (drop_a_coefficient, "dual coefficients that do not match"),
+    ],
+    ids=["genuine", "narrow-support-vectors", "short-dual-coefficients"],
+)
+def test_svm_arrays_must_have_the_sizes_libsvm_assumes(
+    edit: Any, problem: str, artifact: Path
+) -> None:
+    from sklearn.svm import SVC
+
+    model = SVC().fit(X, Y)
+    edit(model)
+    plant(artifact, model)
+    if not problem:
+        assert load_model(artifact).model.predict(X[:1]).tolist() == [0]
+        return
+    with pytest.raises(ArtifactError, match=problem) as caught:
+        load_model(artifact)
+    assert caught.value.reason == "ArtifactLoadFailed"
+    assert "the fitted SVC" in str(caught.value)
