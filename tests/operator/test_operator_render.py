@@ -374,6 +374,14 @@ def test_a_users_own_contradiction_is_left_for_the_api_server_to_refuse(
     assert (resources["requests"]["memory"], resources["limits"]["memory"]) == ("2Gi", "1Gi")
 
 
+def test_a_value_that_is_no_quantity_is_left_for_the_api_server_to_refuse(
+    settings: OperatorSettings,
+) -> None:
+    resources = resources_of({"limits": {"memory": "1.2.3"}}, settings)
+    assert resources["limits"]["memory"] == "1.2.3"
+    assert resources["requests"]["memory"] == "256Mi"
+
+
 def test_the_scratch_volumes_size_limit_follows_the_containers_ephemeral_storage_limit(
     settings: OperatorSettings,
 ) -> None:

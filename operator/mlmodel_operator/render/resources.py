@@ -42,7 +42,10 @@ def default_resources(settings: OperatorSettings) -> dict[str, Amounts]:
 
 
 def _exceeds(request: Quantity, limit: Quantity) -> bool:
-    return bool(parse_quantity(request) > parse_quantity(limit))  # type: ignore[no-untyped-call]
+    try:
+        return bool(parse_quantity(request) > parse_quantity(limit))  # type: ignore[no-untyped-call]
+    except (ValueError, ArithmeticError):  # not a quantity: the API server refuses it, naming it
+        return False
 
 
 def container_resources(mlmodel: MLModel, settings: OperatorSettings) -> dict[str, Amounts]:
