@@ -31,6 +31,12 @@ def _serialize(model: Any, fmt: ModelFormat, path: Path, n_features: int) -> Non
 
         # Deflate: forest arrays compress about 10x, and the file is fetched by every pod.
         skops.io.dump(model, path, compression=zipfile.ZIP_DEFLATED, compresslevel=6)
+        refused = untrusted_skops_types(path)
+        if refused:  # fail now, not when a server refuses to load it
+            raise ValueError(
+                f"it holds types a reader refuses to load: {', '.join(refused)} (not on "
+                "mlmodel_artifact.skops_safety.TRUSTED_TYPES; use --format joblib, pinned)"
+            )
     elif fmt is ModelFormat.JOBLIB:
         import joblib
 

@@ -413,3 +413,11 @@ def test_svm_arrays_must_have_the_sizes_libsvm_assumes(
         load_model(artifact)
     assert caught.value.reason == "ArtifactLoadFailed"
     assert "the fitted SVC" in str(caught.value)
+
+
+def test_the_writer_refuses_a_model_no_reader_would_load(tmp_path: Path) -> None:
+    model = make_pipeline(FunctionTransformer(np.log1p), classifier())
+    with pytest.raises(ArtifactError, match="numpy.log1p") as caught:
+        write_artifact(model, describe(model, X[:3], [f"f{i}" for i in range(4)]), str(tmp_path))
+    assert caught.value.reason == "SerializationFailed"
+    assert not (tmp_path / MODEL_CARD_FILE).exists()
