@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import struct
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -421,3 +422,37 @@ def test_the_writer_refuses_a_model_no_reader_would_load(tmp_path: Path) -> None
         write_artifact(model, describe(model, X[:3], [f"f{i}" for i in range(4)]), str(tmp_path))
     assert caught.value.reason == "SerializationFailed"
     assert not (tmp_path / MODEL_CARD_FILE).exists()
+
+
+def lie_about_size(path: Path, name: str, declared: int) -> None:
+    """Rewrite entry `name`'s uncompressed size in both of its zip headers to `declared`."""
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        local = archive.getinfo(name).header_offset
+        offset = archive.start_dir
+    struct.pack_into("<I", data, local + 22, declared)  # local file header
+    while data[offset : offset + 4] == b"PK\x01\x02":  # central directory headers
+        n, m, k = struct.unpack_from("<HHH", data, offset + 28)
+        if data[offset + 46 : offset + 46 + n].decode() == name:
+            struct.pack_into("<I", data, offset + 24, declared)
+        offset += 46 + n + m + k
+    path.write_bytes(bytes(data))
+
+
+def test_an_entry_lying_about_its_size_unpacks_no_further_than_it_declared(
+    artifact: Path,
+) -> None:
+    """The bounds trust declared sizes because zipfile stops at them: a bomb declared small
+    fails its CRC after the declared bytes instead of filling memory."""
+    path = artifact / "model.skops"
+    with zipfile.ZipFile(path) as archive:
+        entries = {i.filename: archive.read(i) for i in archive.infolist()}
+    target = next(name for name in entries if name.endswith(".npy"))  # an array skops reads
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, content in entries.items():
+            archive.writestr(name, bytes(80 * 1024**2) if name == target else content)
+    lie_about_size(path, target, len(entries[target]))
+    rewrite_digest(artifact)
+    with pytest.raises(ArtifactError, match="Bad CRC-32") as caught:
+        load_model(artifact)
+    assert caught.value.reason == "ArtifactLoadFailed"
