@@ -37,7 +37,7 @@ from model_server.metrics import (
     Send,
 )
 from model_server.protocols import schemas, seed, v1, v2
-from model_server.protocols.common import json_response
+from model_server.protocols.common import BODY_READING, json_response
 from model_server.protocols.v1 import PREDICT_PATH as V1_PREDICT
 from model_server.protocols.v2 import INFER_PATHS as V2_INFER
 from model_server.runtimes.compiled import Converter
@@ -62,6 +62,7 @@ RETRY_AFTER_SECONDS: Final = "1"
 HOT_PATHS: Final = frozenset({seed.PREDICT_PATH, V1_PREDICT, *V2_INFER})
 # Never counted against the in-flight limit: probes must answer while predictions queue.
 UNGUARDED_PATHS: Final = frozenset({LIVENESS_PATH, READINESS_PATH, METRICS_PATH})
+TIMED_OUT: Final = "model_server.body_timed_out"  # scope key: cancelled by the body deadline
 
 
 def error_response(exc: errors.ServerError) -> Response:
@@ -208,6 +209,7 @@ class HotRoutes:
         except errors.ServerError as exc:
             response = error_response(exc)
         except ClientDisconnect:
+            scope[CLIENT_GONE] = True  # metrics count it as 499
             return  # the client left mid-body: nobody to answer
         await response(scope, receive, send)
 
@@ -243,41 +245,24 @@ class BodyDeadlines:
     """Requests still sending their body, and the moment each must have finished.
 
     One watchdog task sweeps them a few times per timeout and cancels the handler of any that
-    is late, instead of a timer per request (the hot path only adds and removes a dict entry).
-    The cancellation lands in the guarded `receive` (a handler whose body is incomplete is
-    waiting there), which turns it into RequestTimeout: 408, connection closed, body freed.
+    is late, instead of a timer per request: the hot path only adds and removes a dict entry
+    and a scope key. The body reader (`protocols.common.read_body`) removes the scope key
+    BODY_READING as soon as the body is complete, so a slow prediction is never cut short;
+    RequestGuard turns the cancellation into a 408 and closes the connection, freeing the body.
     """
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
         self.interval = min(0.5, timeout / 5)
-        self._reading: dict[asyncio.Task[Any], float] = {}
-        self._expired: set[asyncio.Task[Any]] = set()
-
-    def start(self, task: asyncio.Task[Any]) -> None:
-        """`task` starts reading a body now."""
-        self._reading[task] = time.monotonic() + self.timeout
-
-    def finish(self, task: asyncio.Task[Any]) -> None:
-        """`task` has its whole body (or has ended)."""
-        self._reading.pop(task, None)
-        self._expired.discard(task)
-
-    def took_too_long(self, task: asyncio.Task[Any]) -> bool:
-        """True (once) if `task` was cancelled for being late; the cancellation is withdrawn."""
-        if task not in self._expired:
-            return False
-        self._expired.discard(task)
-        task.uncancel()
-        return True
+        self.reading: dict[asyncio.Task[Any], tuple[float, Scope]] = {}
 
     def sweep(self, now: float) -> None:
-        """Cancel every handler whose body is overdue."""
-        late = [task for task, deadline in self._reading.items() if deadline <= now]
-        for task in late:
-            del self._reading[task]
-            self._expired.add(task)
-            task.cancel("request body deadline")
+        """Cancel every handler whose body is overdue (and mark its scope TIMED_OUT)."""
+        for task, (deadline, scope) in list(self.reading.items()):
+            if deadline <= now and scope.get(BODY_READING):
+                del self.reading[task]
+                scope[TIMED_OUT] = True
+                task.cancel("request body deadline")
 
     async def watch(self) -> None:
         """Sweep forever (the app's lifespan cancels this)."""
@@ -291,8 +276,9 @@ class RequestGuard:
 
     - more than `max_in_flight` requests at once: 503 + Retry-After, before the body is read;
     - a body over `max_bytes` (from Content-Length up front, or counted while streaming): 413;
-    - a body not complete within the deadline: 408 (see BodyDeadlines).
-    It also marks the scope when the client disconnected, so metrics count 499, not 500.
+    - a body not complete within the deadline: 408, connection closed (see BodyDeadlines).
+    A handler whose body is incomplete is waiting for it, with no answer started; the only
+    routes that read bodies are the prediction POSTs, which answer after reading.
     """
 
     def __init__(
@@ -305,23 +291,31 @@ class RequestGuard:
         self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Refuse, or pass on one request with a guarded `receive`."""
+        """Refuse, or pass on one request under the limits."""
         if scope["type"] != "http" or scope["path"] in UNGUARDED_PATHS:
             await self.app(scope, receive, send)
             return
-        refusal = self._refusal(_content_length(scope))
+        length = _content_length(scope)
+        refusal = self._refusal(length)
         if refusal is not None:
             await error_response(refusal)(scope, receive, send)
             return
         task = asyncio.current_task()
         assert task is not None  # ASGI apps run in a task
+        reading = self.deadlines.reading
+        reading[task] = (time.monotonic() + self.deadlines.timeout, scope)
+        scope[BODY_READING] = True
         self.in_flight += 1
-        self.deadlines.start(task)
         try:
-            await self.app(scope, self._guarded(scope, receive, task), send)
+            await self.app(scope, receive if length is not None else self._counting(receive), send)
+        except asyncio.CancelledError:
+            if not scope.get(TIMED_OUT):
+                raise
+            task.uncancel()  # our own cancellation: answer instead
+            await error_response(self._timed_out())(scope, receive, send)
         finally:
             self.in_flight -= 1
-            self.deadlines.finish(task)
+            reading.pop(task, None)
 
     def _refusal(self, length: int | None) -> errors.ServerError | None:
         if self.in_flight >= self.max_in_flight:
@@ -339,31 +333,25 @@ class RequestGuard:
             "(MODEL_SERVER_MAX_REQUEST_BYTES)"
         )
 
-    def _guarded(self, scope: Scope, receive: Receive, task: asyncio.Task[Any]) -> Receive:
+    def _timed_out(self) -> errors.RequestTimeout:
+        return errors.RequestTimeout(
+            f"the request body was not complete after {self.deadlines.timeout:g} s "
+            "(MODEL_SERVER_BODY_TIMEOUT_SECONDS)"
+        )
+
+    def _counting(self, receive: Receive) -> Receive:
+        """`receive` that refuses a body without Content-Length once it passes the limit."""
         seen = 0
 
-        async def guarded() -> Message:
+        async def counted() -> Message:
             nonlocal seen
-            try:
-                message = await receive()
-            except asyncio.CancelledError:
-                if self.deadlines.took_too_long(task):
-                    raise errors.RequestTimeout(
-                        f"the request body was not complete after {self.deadlines.timeout:g} s "
-                        "(MODEL_SERVER_BODY_TIMEOUT_SECONDS)"
-                    ) from None
-                raise
-            if message["type"] == "http.disconnect":
-                scope[CLIENT_GONE] = True
-                return message
+            message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.max_bytes:  # no or a false Content-Length
+            if seen > self.max_bytes:
                 raise self._too_large(seen)
-            if not message.get("more_body", False):
-                self.deadlines.finish(task)
             return message
 
-        return guarded
+        return counted
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -84,7 +84,7 @@ def _tensor(
     check_rows(shape[0], max_rows, f"input {name!r}")
     fast = None if booleans and datatype != "BOOL" else _as_shaped(tensor["data"], shape)
     if fast is not None and _fits(fast, datatype):
-        return name, shape, fast.astype(np.float64).reshape(-1)
+        return name, shape, fast.astype(np.float64)
     flat = _flatten(tensor["data"], shape, name)
     if len(flat) != math.prod(shape):
         raise InvalidInput(

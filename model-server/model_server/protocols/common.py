@@ -7,13 +7,43 @@ from typing import Any, Final
 
 import numpy as np
 import orjson
+from fastapi import Request
 from fastapi.responses import Response
+from starlette.requests import ClientDisconnect
 
 from model_server.errors import InvalidInput, MalformedRequest
 from model_server.runtimes.base import Array
 
 JSON: Final = "application/json"
 _NUMPY: Final = orjson.OPT_SERIALIZE_NUMPY
+
+
+# Scope key the app's RequestGuard sets while a body is being read; removed once it is complete
+# (that stops the body deadline, so a slow prediction is never cut short).
+BODY_READING: Final = "model_server.body_reading"
+
+
+async def read_body(request: Request) -> bytes:
+    """The whole request body; ClientDisconnect if the client leaves first.
+
+    A small body arrives in one message, so the usual case is one `receive` (cheaper than
+    Starlette's `Request.body()`, which goes through an async generator).
+    """
+    receive = request.receive
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        raise ClientDisconnect()
+    body: bytes = message.get("body", b"")
+    if message.get("more_body", False):
+        chunks = [body]
+        while message.get("more_body", False):
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnect()
+            chunks.append(message.get("body", b""))
+        body = b"".join(chunks)
+    request.scope.pop(BODY_READING, None)
+    return body
 
 
 JSON_DEPTH_LIMIT: Final = 1024  # orjson's: deeper nesting is refused while parsing

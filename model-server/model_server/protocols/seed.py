@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from model_server.dataplane import DataPlane, row_matrix, rows_matrix
 from model_server.errors import InvalidInput
 from model_server.protocols import schemas
-from model_server.protocols.common import json_response, parse_object, value, values
+from model_server.protocols.common import json_response, parse_object, read_body, value, values
 from model_server.runtimes.base import Array
 
 PREDICT_PATH = "/predict"
@@ -28,7 +28,7 @@ def router(plane: DataPlane) -> APIRouter:
         responses={200: {"model": schemas.SeedResponse}, **schemas.errors(400, 413, 422, 503)},
     )
     async def predict(request: Request) -> Response:
-        raw = await request.body()
+        raw = await read_body(request)
         runtime = plane.runtime()
         features = runtime.metadata.feature_names
         single, x = await plane.decode(

@@ -10,7 +10,7 @@ from fastapi.responses import Response
 
 from model_server.dataplane import DataPlane, rows_matrix
 from model_server.protocols import schemas
-from model_server.protocols.common import flag, json_response, parse_object, values
+from model_server.protocols.common import flag, json_response, parse_object, read_body, values
 from model_server.runtimes.base import Array
 
 PREFIX = "/v1"
@@ -49,7 +49,7 @@ def router(plane: DataPlane) -> APIRouter:
         },
     )
     async def predict(name: str, request: Request) -> Response:
-        raw = await request.body()
+        raw = await read_body(request)
         runtime = plane.runtime_named(name)
         features = runtime.metadata.feature_names
         x, proba = await plane.decode(

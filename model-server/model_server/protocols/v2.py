@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from model_server.dataplane import DataPlane, Prediction
 from model_server.errors import InvalidInput
 from model_server.protocols import schemas
-from model_server.protocols.common import json_response, parse_object, values
+from model_server.protocols.common import json_response, parse_object, read_body, values
 from model_server.runtimes.base import Array, ModelInfo, Runtime
 from model_server.tensors import tensors_matrix
 
@@ -87,7 +87,7 @@ def router(plane: DataPlane) -> APIRouter:
 
 
 async def _infer(plane: DataPlane, runtime: Runtime, request: Request) -> Response:
-    raw = await request.body()
+    raw = await read_body(request)
     info = runtime.metadata
     x, wanted, request_id = await plane.decode(
         raw, info.n_features, lambda body: decode(body, info, plane.max_rows)
