@@ -1,27 +1,40 @@
 """Which model file an MLModel serves: the pinned sha256, or the digest its model card names.
 
-The card is read through the shared artifact contract (mlmodel_artifact), which never loads
-the model. pvc:// artifacts are not mounted into the operator, so only a pinned sha256 tracks
-them; http(s):// and s3:// cards are read with the operator's own environment (credentials in
-an MLModel's credentialsSecret are for the pods only: the operator never reads Secrets).
+The card's bytes are read by `cardfetch` (listed sources only, address rules, one deadline, a
+size cap) on a small pool of threads (`CardPool`: a bounded queue, one read per URI at a time),
+and parsed by the shared artifact contract (`ModelCard.from_json`), which never loads a model.
+`CardReader` remembers each outcome for about one drift interval, so a card is read once per
+round, not on every event of the model; failures are remembered longer each time they repeat.
+pvc:// artifacts are not mounted into the operator, so only a pinned sha256 tracks them.
+Credentials in an MLModel's credentialsSecret are for the pods only: the operator never reads
+Secrets, and sends its own only to the sources listed for them (MLOP_CREDENTIAL_SOURCES).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections import OrderedDict, deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
+from functools import partial
 from typing import Final
 
-from mlmodel_artifact import ArtifactError, ModelFormat, read_model_card
+from mlmodel_artifact import ArtifactError, ModelCard, ModelFormat
+from mlmodel_operator.cardfetch import PUBLIC, CardPolicy, CardReadError, parse_sources
 from mlmodel_operator.resource import MLModel
+from mlmodel_operator.settings import OperatorSettings
 from mlmodel_operator.status import Problem
 
+LOG = logging.getLogger("mlmodel_operator.cards")
 DigestReader = Callable[[str, str | None], str]
-_POOL: Final = ThreadPoolExecutor(max_workers=4, thread_name_prefix="model-card")
+NOT_ALLOWED: Final = "ArtifactSourceNotAllowed"
+# A card that keeps failing is re-read after ttl, 2 ttl, then every 4 ttl: a tarpit or a dead
+# host costs one thread for one deadline per 4 drift rounds, not per round.
+MAX_BACKOFF: Final = 4
 
 
 @dataclass(frozen=True)
@@ -32,54 +45,230 @@ class Resolved:
     problem: Problem | None = None
 
 
-def read_card_digest(uri: str, model_format: str | None) -> str:
+@dataclass(frozen=True)
+class CardFailure:
+    """A remembered failed read (data, not an exception: each raise gets a fresh one)."""
+
+    reason: str
+    public: str
+    detail: str
+
+    def error(self) -> CardReadError:
+        """A new exception, so a remembered failure's traceback does not grow on every raise."""
+        return CardReadError(self.reason, self.detail, self.public)
+
+
+class CardPool:
+    """`workers` threads read cards; at most `queue_size` reads wait; one read per key at once.
+
+    A second submit of a key already queued or being read gets the same future (single-flight).
+    When the queue is full, submit raises CardReadError(ArtifactReadBusy) at once: the caller
+    reports it and the model is read again on a later reconcile, nobody waits for a slot.
+    """
+
+    def __init__(self, workers: int, queue_size: int) -> None:
+        self.workers = workers
+        self.queue_size = queue_size
+        self._cond = threading.Condition()
+        self._pending: deque[tuple[str, Callable[[], bytes], Future[bytes]]] = deque()
+        self._inflight: dict[str, Future[bytes]] = {}
+        self._started = False
+        self._closed = False
+
+    def submit(self, key: str, read: Callable[[], bytes]) -> Future[bytes]:
+        """The future of `read()`, shared with any read of `key` not finished yet."""
+        with self._cond:
+            if self._closed:
+                raise CardReadError("ArtifactReadBusy", "the card pool is shut down")
+            if key in self._inflight:
+                return self._inflight[key]
+            if len(self._pending) >= self.queue_size:
+                raise CardReadError("ArtifactReadBusy", f"{len(self._pending)} card reads queued")
+            future: Future[bytes] = Future()
+            self._inflight[key] = future
+            self._pending.append((key, read, future))
+            self._start()
+            self._cond.notify()
+            return future
+
+    def queued(self) -> int:
+        """Reads waiting for a thread."""
+        with self._cond:
+            return len(self._pending)
+
+    def shutdown(self) -> None:
+        """Let the threads end once the queue is empty."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def _start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        for index in range(self.workers):
+            threading.Thread(target=self._work, name=f"model-card-{index}", daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._closed:
+                    self._cond.wait()
+                if not self._pending:
+                    return
+                key, read, future = self._pending.popleft()
+            future.set_running_or_notify_cancel()
+            try:
+                result = read()
+            except BaseException as exc:  # handed to the waiters, never kills the thread
+                self._finish(key)
+                future.set_exception(exc)
+            else:
+                self._finish(key)
+                future.set_result(result)
+
+    def _finish(self, key: str) -> None:
+        # before the result is set: a submit after completion starts a fresh read
+        with self._cond:
+            self._inflight.pop(key, None)
+
+
+Outcome = str | CardFailure
+
+
+@dataclass
+class _Entry:
+    future: Future[Outcome]
+    failures: int
+    done_at: float | None = None
+
+
+class CardReader:
+    """A DigestReader: each (uri, format) read at most once per `ttl` seconds, through the pool.
+
+    `check` refuses a URI before anything is queued (no source, bad URI: nothing to remember).
+    A caller waits at most `wait` seconds (the read's own deadline plus a little); when its read
+    is still queued behind others it gets ArtifactReadBusy, and the read's outcome is kept for
+    the next reconcile. At most `max_entries` outcomes are kept (least recently used go first).
+    """
+
+    def __init__(
+        self,
+        read: Callable[[str], bytes],
+        pool: CardPool,
+        *,
+        ttl: float,
+        wait: float,
+        check: Callable[[str], object] = lambda uri: None,
+        max_entries: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.read = read
+        self.pool = pool
+        self.ttl = ttl
+        self.wait = wait
+        self.check = check
+        self.max_entries = max_entries
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[tuple[str, str | None], _Entry] = OrderedDict()
+
+    def __call__(self, uri: str, model_format: str | None) -> str:
+        """The digest of the model file `model_format` (None: primary) of the card at `uri`."""
+        self.check(uri)
+        entry, started = self._entry(uri, model_format)
+        if started is not None:  # outside the lock: a done future runs the callback right here
+            started.add_done_callback(partial(self._complete, uri, model_format, entry))
+        try:
+            outcome = entry.future.result(timeout=self.wait)
+        except FutureTimeout:
+            raise CardReadError("ArtifactReadBusy", "still queued behind other reads") from None
+        if isinstance(outcome, CardFailure):
+            raise outcome.error()
+        return outcome
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    def _entry(self, uri: str, model_format: str | None) -> tuple[_Entry, Future[bytes] | None]:
+        """The entry to wait on, and the pool's future when a new read was started for it."""
+        key = (uri, model_format)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and not self._stale(entry):
+                self._entries.move_to_end(key)
+                return entry, None
+            started = self.pool.submit(uri, partial(self.read, uri))  # Busy: nothing remembered
+            entry = _Entry(Future(), entry.failures if entry else 0)
+            self._entries[key] = entry
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+            return entry, started
+
+    def _stale(self, entry: _Entry) -> bool:
+        if entry.done_at is None:
+            return False  # being read: share it
+        backoff = min(2 ** (entry.failures - 1), MAX_BACKOFF) if entry.failures else 1
+        return self.clock() - entry.done_at >= self.ttl * backoff
+
+    def _complete(
+        self, uri: str, model_format: str | None, entry: _Entry, started: Future[bytes]
+    ) -> None:
+        outcome = _outcome(uri, model_format, started)
+        with self._lock:
+            entry.done_at = self.clock()
+            entry.failures = entry.failures + 1 if isinstance(outcome, CardFailure) else 0
+        if isinstance(outcome, CardFailure):  # the detail is for the admin, never for status
+            LOG.warning("model card of %s not read: %s (%s)", uri, outcome.reason, outcome.detail)
+        entry.future.set_result(outcome)
+
+
+def _outcome(uri: str, model_format: str | None, started: Future[bytes]) -> Outcome:
+    try:
+        return card_digest(started.result(), uri, model_format)
+    except CardReadError as exc:
+        return CardFailure(exc.reason, exc.public, exc.detail)
+    except Exception as exc:  # a bug or an unforeseen error: say unreachable, log the detail
+        return CardFailure("ArtifactUnreachable", PUBLIC["ArtifactUnreachable"], repr(exc))
+
+
+def card_digest(body: bytes, uri: str, model_format: str | None) -> str:
     """sha256 of the model file the server will load: the card's primary or the named format."""
-    card = read_model_card(uri)
+    try:
+        card = ModelCard.from_json(body, uri)
+    except ArtifactError as exc:  # names fields and parser positions: for the log only
+        raise CardReadError("InvalidModelCard", exc.message) from exc
     if model_format is None:
         return str(card.sha256)
     wanted = ModelFormat(model_format)
     if wanted not in card.files:
         have = ", ".join(sorted(card.files))
-        raise ArtifactError(
-            uri, "UnknownFormat", f"the artifact has no {model_format} file (it has: {have})"
-        )
+        message = f"the artifact has no {model_format} file (it has: {have})"
+        raise CardReadError("UnknownFormat", message, message)
     return str(card.files[wanted].sha256)
 
 
-class CachedReader:
-    """A DigestReader that reads each (uri, format) at most once per `ttl` seconds.
-
-    A reconcile runs on every event of a model's children; the card only needs re-reading
-    once per drift interval (a failure is remembered for as long, so a broken URI is not hit
-    on every event either).
-    """
-
-    def __init__(
-        self, reader: DigestReader, ttl: float, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.reader = reader
-        self.ttl = ttl
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._known: dict[tuple[str, str | None], tuple[float, str | ArtifactError]] = {}
-
-    def __call__(self, uri: str, model_format: str | None) -> str:
-        key = (uri, model_format)
-        with self._lock:
-            known = self._known.get(key)
-        if known is None or self.clock() - known[0] >= self.ttl:
-            try:
-                known = (self.clock(), self.reader(uri, model_format))
-            except ArtifactError as exc:
-                known = (self.clock(), exc)
-            with self._lock:
-                self._known[key] = known
-        if isinstance(known[1], ArtifactError):
-            raise known[1]
-        return known[1]
+def card_reader(settings: OperatorSettings) -> CardReader:
+    """The operator's reader: its sources, credentials, limits and pool, from its settings."""
+    policy = CardPolicy(
+        sources=parse_sources(settings.artifact_sources),
+        credential_sources=parse_sources(settings.credential_sources),
+        timeout=settings.card_timeout_seconds,
+        max_bytes=settings.card_max_bytes,
+    )
+    return CardReader(
+        policy.read,
+        CardPool(settings.card_readers, settings.card_queue_size),
+        ttl=0.9 * settings.drift_interval_seconds,
+        wait=settings.card_timeout_seconds + 1.0,
+        check=policy.check,
+        max_entries=settings.card_cache_size,
+    )
 
 
-def resolve_digest(mlmodel: MLModel, reader: DigestReader, timeout: float) -> Resolved:
+def resolve_digest(mlmodel: MLModel, reader: DigestReader) -> Resolved:
     """The digest pods must serve; on a card failure the last known one (pods are not rolled)."""
     source = mlmodel.spec.model
     if source.sha256:
@@ -87,32 +276,45 @@ def resolve_digest(mlmodel: MLModel, reader: DigestReader, timeout: float) -> Re
     if source.scheme == "pvc":
         return Resolved(None)
     known = mlmodel.status.model_digest
-    future = _POOL.submit(reader, source.uri, source.format)
     try:
-        return Resolved(future.result(timeout=timeout))
+        return Resolved(reader(source.uri, source.format))
+    except CardReadError as exc:
+        if exc.reason == NOT_ALLOWED:
+            return Resolved(known, _not_tracked(mlmodel))
+        shown = "" if exc.reason == "InvalidURI" else f" {source.uri}"  # may hold a password
+        return _unresolved(exc.reason, f"spec.model.uri{shown}: {exc.public}", known)
     except ArtifactError as exc:
-        return _unresolved(mlmodel, exc.reason, str(exc), known)
-    except FutureTimeout:
-        detail = f"reading {source.uri}/model-card.json took longer than {timeout:g}s"
-        return _unresolved(mlmodel, "ArtifactUnreachable", detail, known)
-    except Exception as exc:
-        return _unresolved(mlmodel, "ArtifactUnreadable", f"{type(exc).__name__}: {exc}", known)
+        return _unresolved(exc.reason, f"spec.model.uri {source.uri}: {exc.message}", known)
+    except Exception as exc:  # never let a reader's bug stop the reconcile
+        LOG.warning("model card of %s: unexpected %r", source.uri, exc)
+        detail = f"spec.model.uri {source.uri}: {PUBLIC['ArtifactUnreachable']}"
+        return _unresolved("ArtifactUnreachable", detail, known)
 
 
-def _unresolved(mlmodel: MLModel, reason: str, detail: str, known: str | None) -> Resolved:
+def _not_tracked(mlmodel: MLModel) -> Problem:
+    # Not Degraded: nothing is broken, the admin chose not to let the operator read there; the
+    # pods fetch and verify the artifact themselves. Status still says what the user gives up.
+    return Problem(
+        NOT_ALLOWED,
+        f"The operator does not read model cards from spec.model.uri {mlmodel.spec.model.uri} "
+        "(not under MLOP_ARTIFACT_SOURCES), so the model is tracked only through "
+        "spec.model.sha256: a new artifact at this URI rolls no pods. Pin spec.model.sha256, "
+        "or ask the cluster admin to list the source.",
+        blocks_ready=False,
+        degrades=False,
+    )
+
+
+def _unresolved(reason: str, detail: str, known: str | None) -> Resolved:
     # Degraded, but not a reason to call running pods unready: they keep the known digest
     # (and a new MLModel's pods, which fetch the artifact themselves, report their own failure).
-    problem = Problem(reason, _unreadable(mlmodel, detail, known), blocks_ready=False)
-    return Resolved(known, problem)
-
-
-def _unreadable(mlmodel: MLModel, detail: str, known: str | None) -> str:
     keep = (
         f"Running pods keep serving sha256 {known[:12]}…"
         if known
         else "Pods will try to fetch it themselves."
     )
-    return (
-        f"Cannot read the model card of spec.model.uri {mlmodel.spec.model.uri}: {detail}. "
-        f"{keep} Fix the URI or the artifact, or pin spec.model.sha256."
+    message = (
+        f"Cannot read the model card of {detail} ({reason}). {keep} "
+        "Fix the URI or the artifact, or pin spec.model.sha256."
     )
+    return Resolved(known, Problem(reason, message, blocks_ready=False))

@@ -27,7 +27,7 @@ import kopf
 
 from mlmodel_operator import driftloop, metrics
 from mlmodel_operator.cache import ObjectCache
-from mlmodel_operator.cards import CachedReader, read_card_digest
+from mlmodel_operator.cards import card_reader
 from mlmodel_operator.events import EventRecorder
 from mlmodel_operator.kube import Kube, load_api_client
 from mlmodel_operator.reconcile import Outcome, Reconciler
@@ -117,8 +117,9 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
         # kopf keeps a task per object, holding its last event, until it idles this long: our
         # handlers only copy and queue, so let the bursts' thousands of them go sooner.
         settings.queueing.idle_timeout = 1.0
-        # A model card is re-read once per drift round, not on every event of the model.
-        reader = CachedReader(read_card_digest, ttl=0.9 * config.drift_interval_seconds)
+        # A model card is re-read once per drift round, not on every event of the model, and
+        # only from MLOP_ARTIFACT_SOURCES (cards.py, cardfetch.py).
+        reader = card_reader(config)
         kube = Kube(load_api_client())
         reconciler = Reconciler(kube, cache, config, reader=reader)
         recorder = EventRecorder(kube)

@@ -23,7 +23,7 @@ from urllib3.exceptions import HTTPError
 
 from mlmodel_operator import drift
 from mlmodel_operator.cache import ObjectCache
-from mlmodel_operator.cards import DigestReader, read_card_digest, resolve_digest
+from mlmodel_operator.cards import DigestReader, card_reader, resolve_digest
 from mlmodel_operator.kube import FIELD_MANAGER, Kube
 from mlmodel_operator.render import render, unwanted_kinds
 from mlmodel_operator.resource import KIND, MLModel
@@ -110,13 +110,13 @@ class Reconciler:
         kube: Kube,
         cache: ObjectCache,
         settings: OperatorSettings,
-        reader: DigestReader = read_card_digest,
+        reader: DigestReader | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.kube = kube
         self.cache = cache
         self.settings = settings
-        self.reader = reader
+        self.reader = reader or card_reader(settings)
         self.clock = clock
 
     def reconcile_key(self, namespace: str, name: str) -> tuple[dict[str, Any], Outcome] | None:
@@ -143,7 +143,7 @@ class Reconciler:
         return self._reconcile(mlmodel, dict(body.get("status") or {}))
 
     def _reconcile(self, mlmodel: MLModel, previous: dict[str, Any]) -> Outcome:
-        resolved = resolve_digest(mlmodel, self.reader, self.settings.card_timeout_seconds)
+        resolved = resolve_digest(mlmodel, self.reader)
         problems = [resolved.problem] if resolved.problem else []
         changes: list[Change] = []
         deployment: dict[str, Any] | None = None

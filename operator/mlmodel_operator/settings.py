@@ -95,8 +95,54 @@ class OperatorSettings(BaseSettings):
         default="cluster.local", description="DNS domain of the cluster, for status.url."
     )
     card_timeout_seconds: float = Field(
-        default=10.0, gt=0, description="Deadline for reading one artifact's model card."
+        default=10.0,
+        gt=0,
+        description="One deadline for a whole model-card read (lookup, connect, redirects, body).",
     )
+    artifact_sources: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=("https://", "s3://"),
+        description="Comma-separated URI prefixes the operator reads model cards from, e.g. "
+        "'https://,s3://models/,http://minio.storage:9000/'; a loopback or private address is "
+        "read only through a prefix that names its host. Other models are tracked only "
+        "through spec.model.sha256.",
+    )
+    credential_sources: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Comma-separated URI prefixes the operator sends its own credentials to "
+        "(MLMODEL_HTTP_TOKEN as a bearer, AWS signing from its credential chain); elsewhere it "
+        "reads anonymously. Empty: credentials are never sent.",
+    )
+    card_max_bytes: int = Field(
+        default=1 << 20, ge=1024, description="Largest model card read (bytes, while streaming)."
+    )
+    card_readers: int = Field(default=4, ge=1, le=64, description="Threads that read model cards.")
+    card_queue_size: int = Field(
+        default=256, ge=1, description="Card reads that may wait for a thread; more are 'busy'."
+    )
+    card_cache_size: int = Field(
+        default=10_000, ge=1, description="Card outcomes remembered (least recently used go)."
+    )
+
+    @field_validator("artifact_sources", "credential_sources", mode="before")
+    @classmethod
+    def _split_sources(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("artifact_sources", "credential_sources")
+    @classmethod
+    def _check_sources(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # a prefix the reader could not parse would silently match nothing: refuse it at start
+        from mlmodel_operator.cardfetch import CardReadError, parse_sources
+
+        try:
+            parse_sources(value)
+        except CardReadError as exc:
+            raise ValueError(
+                f"not a source prefix ({exc.detail}): use e.g. https://host/path/"
+            ) from exc
+        return value
 
     @field_validator("namespaces", mode="before")
     @classmethod

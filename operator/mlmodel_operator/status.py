@@ -30,11 +30,14 @@ class Problem:
 
     `blocks_ready` is False for problems that leave the running pods serving as they should
     (the artifact's card could not be re-read: the pods keep the last known digest).
+    `degrades` is False for a note, not a fault (the card's source is not one the operator
+    reads): it is shown as Degraded=False's reason and message when nothing degrades.
     """
 
     reason: str
     message: str
     blocks_ready: bool = True
+    degrades: bool = True
 
 
 @dataclass(frozen=True)
@@ -240,7 +243,9 @@ def _progressing(rollout: Rollout | None, degraded: Problem | None) -> dict[str,
     )
 
 
-def _degraded(problem: Problem | None) -> dict[str, str]:
+def _degraded(problem: Problem | None, note: Problem | None = None) -> dict[str, str]:
+    if problem is None and note is not None:
+        return _condition("Degraded", False, note.reason, note.message)
     if problem is None:
         return _condition("Degraded", False, "AsExpected", "No problem detected.")
     return _condition("Degraded", True, problem.reason, problem.message)
@@ -255,10 +260,11 @@ def derive_conditions(
         from_deployment = deployment_problem(observed.deployment)
         if from_deployment is not None:
             problems.append(from_deployment)
-    first = problems[0] if problems else None
+    first = next((p for p in problems if p.degrades), None)
+    note = next((p for p in problems if not p.degrades), None)
     blocking = next((p for p in problems if p.blocks_ready), None)
     ready, available = _ready_and_available(mlmodel, rollout, blocking)
-    return [ready, available, _progressing(rollout, blocking), _degraded(first)]
+    return [ready, available, _progressing(rollout, blocking), _degraded(first, note)]
 
 
 def stamp_conditions(

@@ -1,14 +1,21 @@
-"""Which digest an MLModel rolls out: pinned, read from the card, or kept when unreadable."""
+"""Which digest an MLModel rolls out (pinned, read from the card, or kept when unreadable), and
+how CardReader remembers outcomes, shares reads and stays bounded. The network side of card
+reads is in tests/security/test_operator_cards_reads.py."""
 
 from __future__ import annotations
 
 import threading
+import traceback
+from collections.abc import Callable
 
+import pytest
 from operator_testlib import make_mlmodel, mlmodel_body
 
 from mlmodel_artifact import ArtifactError
-from mlmodel_operator.cards import CachedReader, resolve_digest
+from mlmodel_operator.cardfetch import CardReadError
+from mlmodel_operator.cards import CardPool, CardReader, card_digest, resolve_digest
 from mlmodel_operator.resource import MLModel
+from mlmodel_operator.status import Observed, Problem, derive_conditions
 
 SHA_A, SHA_B = "a" * 64, "b" * 64
 
@@ -23,82 +30,280 @@ def reader_returning(digest: str):  # type: ignore[no-untyped-def]
     return read, calls
 
 
+def raising(error: Exception) -> Callable[[str, str | None], str]:
+    def read(uri: str, model_format: str | None) -> str:
+        raise error
+
+    return read
+
+
 def with_known_digest(spec: dict[str, object], digest: str) -> MLModel:
     body = mlmodel_body(spec)
     body["status"] = {"modelDigest": digest}
     return MLModel.from_body(body)
 
 
+def card_json(sha: str) -> bytes:
+    return (
+        b'{"name":"m","task":"regression","estimator":"E","params":{},"feature_names":["a"],'
+        b'"metrics":{},"training":{"dataset":"d","test_size":0.2,"seed":0,"n_train":1,'
+        b'"n_test":1,"data_fingerprint":"' + b"0" * 64 + b'"},"sample":{"inputs":[[1.0]],'
+        b'"outputs":[1.0]},"format":"skops","sha256":"' + sha.encode() + b'","files":{"skops":'
+        b'{"file":"model.skops","sha256":"' + sha.encode() + b'","size":1}},'
+        b'"library_versions":{},"created_at":"2026-01-01T00:00:00Z"}'
+    )
+
+
+# --- resolve_digest ---------------------------------------------------------------------
+
+
 def test_pinned_sha256_is_used_without_reading_the_card() -> None:
     read, calls = reader_returning(SHA_B)
     mlmodel = make_mlmodel({"model": {"uri": "s3://b/iris", "sha256": SHA_A}})
-    assert resolve_digest(mlmodel, read, timeout=5).digest == SHA_A
+    assert resolve_digest(mlmodel, read).digest == SHA_A
     assert calls == []
 
 
 def test_pvc_artifacts_are_not_read_by_the_operator() -> None:
     read, calls = reader_returning(SHA_B)
-    resolved = resolve_digest(make_mlmodel({"model": {"uri": "pvc://models/iris"}}), read, 5)
+    resolved = resolve_digest(make_mlmodel({"model": {"uri": "pvc://models/iris"}}), read)
     assert (resolved.digest, resolved.problem, calls) == (None, None, [])
 
 
 def test_card_digest_of_the_requested_format_is_used() -> None:
     read, calls = reader_returning(SHA_B)
     mlmodel = make_mlmodel({"model": {"uri": "https://h/iris", "format": "onnx"}})
-    assert resolve_digest(mlmodel, read, timeout=5).digest == SHA_B
+    assert resolve_digest(mlmodel, read).digest == SHA_B
     assert calls == [("https://h/iris", "onnx")]
 
 
-def test_unreadable_card_keeps_the_known_digest_and_says_why() -> None:
-    def read(uri: str, model_format: str | None) -> str:
-        raise ArtifactError(uri, "ArtifactNotFound", "no model-card.json")
-
+def test_unreadable_card_keeps_the_known_digest_and_says_why_in_public_words() -> None:
+    error = CardReadError("ArtifactUnreachable", "http://h:81: ConnectionRefusedError(111)")
     mlmodel = with_known_digest({"model": {"uri": "https://h/iris"}}, SHA_A)
-    resolved = resolve_digest(mlmodel, read, timeout=5)
+    resolved = resolve_digest(mlmodel, raising(error))
     assert resolved.digest == SHA_A
     assert resolved.problem is not None
-    assert resolved.problem.reason == "ArtifactNotFound"
-    assert resolved.problem.blocks_ready is False
-    assert "spec.model.uri https://h/iris" in resolved.problem.message
+    assert resolved.problem.reason == "ArtifactUnreachable"
+    assert resolved.problem.blocks_ready is False and resolved.problem.degrades is True
+    assert "spec.model.uri https://h/iris: the model card could not be read" in (
+        resolved.problem.message
+    )
     assert f"keep serving sha256 {SHA_A[:12]}" in resolved.problem.message
+    assert "Refused" not in resolved.problem.message and "81" not in resolved.problem.message
 
 
-def test_a_card_read_that_hangs_is_cut_off_at_the_deadline() -> None:
-    release = threading.Event()
+def test_an_invalid_uri_is_not_echoed_into_status() -> None:
+    # (the CRD and resource.py refuse user-info already; the reader refuses more, e.g. '..')
+    uri = "https://h/models/../hunter2"
+    resolved = resolve_digest(
+        make_mlmodel({"model": {"uri": uri}}), raising(CardReadError("InvalidURI", uri))
+    )
+    assert resolved.problem is not None and resolved.problem.reason == "InvalidURI"
+    assert "hunter2" not in resolved.problem.message
 
-    def read(uri: str, model_format: str | None) -> str:
-        release.wait(10)
-        return SHA_B
 
+def test_a_source_not_allowed_is_a_note_not_a_degradation() -> None:
+    error = CardReadError("ArtifactSourceNotAllowed", "http://h:80 is under no source")
+    mlmodel = with_known_digest({"model": {"uri": "http://h/iris"}}, SHA_A)
+    resolved = resolve_digest(mlmodel, raising(error))
+    assert resolved.digest == SHA_A  # the pods are not rolled because the admin said so
+    note = resolved.problem
+    assert note is not None and (note.reason, note.degrades, note.blocks_ready) == (
+        "ArtifactSourceNotAllowed",
+        False,
+        False,
+    )
+    assert "tracked only through spec.model.sha256" in note.message
+    conditions = {c["type"]: c for c in derive_conditions(mlmodel, Observed(problems=[note]), None)}
+    assert conditions["Degraded"]["status"] == "False"
+    assert conditions["Degraded"]["reason"] == "ArtifactSourceNotAllowed"
+    assert conditions["Ready"]["reason"] != "ArtifactSourceNotAllowed"
+    pull = Problem("ImagePullFailed", "cannot pull")
+    both = {c["type"]: c for c in derive_conditions(mlmodel, Observed(problems=[note, pull]), None)}
+    assert (both["Degraded"]["status"], both["Degraded"]["reason"]) == ("True", "ImagePullFailed")
+
+
+def test_a_card_without_the_requested_format_names_what_it_has() -> None:
+    with pytest.raises(CardReadError) as caught:
+        card_digest(card_json(SHA_A), "https://h/iris", "onnx")
+    assert caught.value.reason == "UnknownFormat"
+    assert "has no onnx file (it has: skops)" in caught.value.public
+
+
+def test_an_invalid_card_keeps_the_parser_detail_for_the_log_only() -> None:
+    with pytest.raises(CardReadError) as caught:
+        card_digest(b'{"name": "SECRET-BODY"}', "https://h/iris", None)
+    assert caught.value.reason == "InvalidModelCard"
+    assert "SECRET" not in caught.value.public and "field" not in caught.value.public.lower()
+
+
+def test_an_unexpected_reader_error_is_reported_without_its_text() -> None:
+    resolved = resolve_digest(
+        make_mlmodel({"model": {"uri": "https://h/iris"}}), raising(RuntimeError("SECRET"))
+    )
+    assert resolved.problem is not None and resolved.problem.reason == "ArtifactUnreachable"
+    assert "SECRET" not in resolved.problem.message
+
+
+def test_an_artifact_error_from_a_reader_keeps_its_reason() -> None:
+    error = ArtifactError("https://h/iris", "ArtifactNotFound", "no model-card.json")
+    resolved = resolve_digest(make_mlmodel({"model": {"uri": "https://h/iris"}}), raising(error))
+    assert resolved.problem is not None and resolved.problem.reason == "ArtifactNotFound"
+
+
+# --- CardReader -------------------------------------------------------------------------
+
+
+class Fake:
+    """A card source: counts reads per URI; URIs containing 'broken' fail."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def __call__(self, uri: str) -> bytes:
+        self.calls.append(uri)
+        if "broken" in uri:
+            raise CardReadError("ArtifactNotFound", f"{uri}: HTTP 404")
+        return card_json(SHA_A)
+
+
+@pytest.fixture
+def pool() -> CardPool:
+    made = CardPool(workers=2, queue_size=8)
+    yield made  # type: ignore[misc]
+    made.shutdown()
+
+
+def reader(fake: Fake, pool: CardPool, now: list[float], **kwargs: object) -> CardReader:
+    options: dict[str, object] = {"ttl": 10.0, "wait": 10.0, **kwargs}
+    return CardReader(fake, pool, clock=lambda: now[0], **options)  # type: ignore[arg-type]
+
+
+def reason_of(read: Callable[[], object]) -> CardReadError:
+    with pytest.raises(CardReadError) as caught:
+        read()
+    return caught.value
+
+
+def test_a_card_is_read_once_per_ttl(pool: CardPool) -> None:
+    fake, now = Fake(), [0.0]
+    cards = reader(fake, pool, now)
+    assert cards("s3://b/iris", None) == SHA_A
+    assert cards("s3://b/iris", "skops") == SHA_A
+    now[0] = 9.9
+    assert cards("s3://b/iris", None) == SHA_A
+    assert fake.calls == ["s3://b/iris", "s3://b/iris"]  # one per (uri, format)
+    now[0] = 10.0
+    assert cards("s3://b/iris", None) == SHA_A
+    assert len(fake.calls) == 3
+
+
+def test_a_failing_card_is_remembered_and_read_again_less_often(pool: CardPool) -> None:
+    fake, now = Fake(), [0.0]
+    cards = reader(fake, pool, now)
+    reads_at = []
+    for second in range(0, 200):
+        now[0] = float(second)
+        before = len(fake.calls)
+        assert reason_of(lambda: cards("s3://b/broken", None)).reason == "ArtifactNotFound"
+        if len(fake.calls) > before:
+            reads_at.append(second)
+    # ttl 10: after 10 s, then 20 s, then every 40 s
+    assert reads_at == [0, 10, 30, 70, 110, 150, 190]
+
+
+def test_a_remembered_failure_is_raised_fresh_each_time(pool: CardPool) -> None:
+    cards = reader(Fake(), pool, [0.0])
+    errors = [reason_of(lambda: cards("s3://b/broken", None)) for _ in range(3)]
+    assert len({id(error) for error in errors}) == 3
+    depths = [len(traceback.extract_tb(error.__traceback__)) for error in errors]
+    assert depths[0] == depths[1] == depths[2]
+
+
+def test_outcomes_are_bounded_least_recently_used_first(pool: CardPool) -> None:
+    fake, now = Fake(), [0.0]
+    cards = reader(fake, pool, now, max_entries=3)
+    for name in ("a", "b", "c", "a", "d"):
+        cards(f"s3://b/{name}", None)
+    assert len(cards) == 3
+    cards("s3://b/a", None)  # kept: used recently
+    cards("s3://b/b", None)  # evicted: read again
+    assert fake.calls == ["s3://b/a", "s3://b/b", "s3://b/c", "s3://b/d", "s3://b/b"]
+
+
+def test_a_refused_uri_is_neither_queued_nor_remembered(pool: CardPool) -> None:
+    fake = Fake()
+
+    def check(uri: str) -> None:
+        raise CardReadError("ArtifactSourceNotAllowed", uri)
+
+    cards = reader(fake, pool, [0.0], check=check)
+    assert reason_of(lambda: cards("http://h/iris", None)).reason == "ArtifactSourceNotAllowed"
+    assert (fake.calls, len(cards)) == ([], 0)
+
+
+def test_a_caller_that_waits_too_long_hears_busy_and_the_outcome_is_kept() -> None:
+    release, fake = threading.Event(), Fake()
+
+    def slow(uri: str) -> bytes:
+        release.wait(30)
+        return fake(uri)
+
+    pool = CardPool(workers=1, queue_size=4)
     try:
-        resolved = resolve_digest(make_mlmodel({"model": {"uri": "https://h/iris"}}), read, 0.2)
+        cards = CardReader(slow, pool, ttl=60, wait=0.05)
+        assert reason_of(lambda: cards("s3://b/iris", None)).reason == "ArtifactReadBusy"
+        release.set()
+        cards.wait = 30
+        assert cards("s3://b/iris", None) == SHA_A
+        assert fake.calls == ["s3://b/iris"]  # the second call got the first read's outcome
     finally:
         release.set()
-    assert resolved.digest is None
-    assert resolved.problem is not None and resolved.problem.reason == "ArtifactUnreachable"
+        pool.shutdown()
 
 
-def test_cached_reader_reads_a_card_once_per_ttl_and_remembers_failures() -> None:
-    now = [0.0]
-    calls: list[str] = []
+def test_busy_is_not_remembered() -> None:
+    release, started = threading.Event(), threading.Event()
+    fake = Fake()
 
-    def read(uri: str, model_format: str | None) -> str:
-        calls.append(uri)
-        if "broken" in uri:
-            raise ArtifactError(uri, "ArtifactNotFound", "no card")
-        return SHA_A
+    def slow(uri: str) -> bytes:
+        started.set()
+        release.wait(30)
+        return fake(uri)
 
-    cached = CachedReader(read, ttl=10.0, clock=lambda: now[0])
-    assert cached("s3://b/iris", None) == SHA_A
-    assert cached("s3://b/iris", None) == SHA_A
-    for _ in range(2):
-        try:
-            cached("s3://b/broken", None)
-        except ArtifactError as exc:
-            assert exc.reason == "ArtifactNotFound"
-        else:
-            raise AssertionError("a remembered failure must raise again")
-    assert calls == ["s3://b/iris", "s3://b/broken"]
-    now[0] = 10.0
-    assert cached("s3://b/iris", None) == SHA_A
-    assert calls == ["s3://b/iris", "s3://b/broken", "s3://b/iris"]
+    pool = CardPool(workers=1, queue_size=1)
+    try:
+        cards = CardReader(slow, pool, ttl=60, wait=30)
+        pool.submit("running", lambda: slow("running"))
+        assert started.wait(30)  # the one thread is taken; the next read waits in the queue
+        queued = pool.submit("queued", lambda: slow("queued"))
+        assert reason_of(lambda: cards("s3://b/iris", None)).reason == "ArtifactReadBusy"
+        assert len(cards) == 0
+        release.set()
+        queued.result(timeout=30)
+        assert cards("s3://b/iris", None) == SHA_A
+    finally:
+        release.set()
+        pool.shutdown()
+
+
+def test_the_pool_shares_a_pending_read_and_reads_again_once_it_finished() -> None:
+    release = threading.Event()
+    count = []
+
+    def read() -> bytes:
+        count.append(1)
+        release.wait(30)
+        return b"x"
+
+    pool = CardPool(workers=2, queue_size=4)
+    try:
+        futures = [pool.submit("k", read) for _ in range(5)]
+        assert all(f is futures[0] for f in futures)
+        release.set()
+        assert futures[0].result(timeout=30) == b"x"
+        assert pool.submit("k", read).result(timeout=30) == b"x"
+        assert len(count) == 2
+    finally:
+        release.set()
+        pool.shutdown()

@@ -65,3 +65,33 @@ def test_bad_default_resources_are_refused_naming_the_setting(
     monkeypatch.setenv(env, value)
     with pytest.raises(ValidationError, match=named):
         OperatorSettings()
+
+
+def test_cards_are_read_from_https_and_s3_anonymously_by_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("MLOP_ARTIFACT_SOURCES", "MLOP_CREDENTIAL_SOURCES", "MLOP_CARD_MAX_BYTES"):
+        monkeypatch.delenv(name, raising=False)
+    settings = OperatorSettings()
+    assert settings.artifact_sources == ("https://", "s3://")
+    assert settings.credential_sources == ()
+    assert settings.card_max_bytes == 1 << 20
+
+
+def test_sources_are_comma_separated_prefixes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLOP_ARTIFACT_SOURCES", "https://, s3://models/,http://127.0.0.1:8000/,")
+    monkeypatch.setenv("MLOP_CREDENTIAL_SOURCES", "s3://models/")
+    settings = OperatorSettings()
+    assert settings.artifact_sources == ("https://", "s3://models/", "http://127.0.0.1:8000/")
+    assert settings.credential_sources == ("s3://models/",)
+
+
+@pytest.mark.parametrize(
+    "prefix", ["https://user@host/", "https://host/?x", "ftp://host/", "https://host/../x"]
+)
+def test_a_source_the_reader_could_not_match_stops_the_operator(
+    monkeypatch: pytest.MonkeyPatch, prefix: str
+) -> None:
+    monkeypatch.setenv("MLOP_ARTIFACT_SOURCES", f"https://,{prefix}")
+    with pytest.raises(ValidationError, match="artifact_sources"):
+        OperatorSettings()
