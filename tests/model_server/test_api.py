@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 from serverkit import Artifact, ready, running, settings_for, wait_ready
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
@@ -277,6 +278,31 @@ def test_nan_and_infinity_are_422_naming_the_feature(
     }
 
 
+@pytest.mark.parametrize("runtime", ["compiled", "sklearn"])
+@pytest.mark.parametrize("value", [b"1e39", b"-3.5e38"])
+def test_values_beyond_float32_get_the_same_422_on_every_runtime(
+    iris_client: TestClient, sklearn_client: TestClient, runtime: str, value: bytes
+) -> None:
+    client = iris_client if runtime == "compiled" else sklearn_client
+    answer = post_raw(client, "/predict", b'{"input": [5.1, 3.5, %s, 0.2]}' % value)
+    assert answer.status_code == 422
+    shown = float(value)
+    assert answer.json() == {
+        "error": f"input[0] feature 'petal_length' is {shown}; values beyond float32's range "
+        "(±3.403e+38) are not valid inputs"
+    }
+
+
+def test_batches_over_the_row_limit_are_413(sklearn_client: TestClient) -> None:
+    rows = b",".join([b"[5.1,3.5,1.4,0.2]"] * 10_001)
+    answer = post_raw(sklearn_client, "/v1/models/iris:predict", b'{"instances": [%s]}' % rows)
+    assert answer.status_code == 413
+    assert answer.json() == {
+        "error": "instances has 10001 rows; the limit is 10000 (MODEL_SERVER_MAX_ROWS), "
+        "split the batch"
+    }
+
+
 def test_unknown_model_names_are_404(iris_client: TestClient) -> None:
     for path in ["/v1/models/rose", "/v2/models/rose", "/v2/models/rose/ready"]:
         answer = iris_client.get(path)
@@ -472,5 +498,17 @@ def test_a_client_that_disconnects_mid_body_gets_no_answer_and_no_error(
     scope = {"type": "http", "method": "POST", "path": "/predict", "raw_path": b"/predict",
              "root_path": "", "query_string": b"", "headers": [], "http_version": "1.1",
              "scheme": "http", "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}  # fmt: skip
+    gone = {"route": "/predict", "method": "POST", "status": "499"}
+    before = metric(iris_client, "model_server_requests_total", gone)
     asyncio.run(iris_client.app(scope, receive, send))
     assert sent == []
+    assert metric(iris_client, "model_server_requests_total", gone) == before + 1
+
+
+def metric(client: TestClient, name: str, labels: dict[str, str]) -> float:
+    """One sample of /metrics (0 when absent)."""
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return 0.0

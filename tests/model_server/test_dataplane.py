@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from model_server.dataplane import row_matrix, rows_matrix
-from model_server.errors import InvalidInput
+from model_server.dataplane import check_separators, json_kind, row_matrix, rows_matrix
+from model_server.errors import InvalidInput, PayloadTooLarge
 from model_server.tensors import tensors_matrix
 
 FEATURES = ("a", "b", "c")
@@ -132,3 +132,86 @@ def test_bad_v2_tensors_are_rejected_naming_what_was_wrong(inputs: Any, message:
     with pytest.raises(InvalidInput) as caught:
         tensors_matrix(inputs, FEATURES)
     assert message in caught.value.message
+
+
+# --- bounds: nesting, float32 range, rows --------------------------------------------------------
+
+
+def deep(depth: int, leaf: Any) -> Any:
+    """`leaf` inside `depth` lists (built iteratively, like orjson would hand it over)."""
+    for _ in range(depth):
+        leaf = [leaf]
+    return leaf
+
+
+@pytest.mark.parametrize("depth", [3, 990, 5000])
+def test_v2_data_nested_deeper_than_its_shape_is_refused_without_recursion(depth: int) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        tensors_matrix([tensor(deep(depth, 1.0), [1, 3])], FEATURES)
+    assert "nested deeper than its shape [1, 3] allows (at most 2 levels" in caught.value.message
+    with pytest.raises(InvalidInput, match="nested deeper than its shape"):
+        tensors_matrix([tensor([1.0, 2.0, deep(depth, 3.0)], [1, 3])], FEATURES)
+
+
+@pytest.mark.parametrize("depth", [3, 990, 5000])
+def test_rows_nested_deeper_than_a_row_are_refused_without_recursion(depth: int) -> None:
+    with pytest.raises(InvalidInput, match=r"inputs\[0\] has 1 feature values"):
+        rows_matrix(deep(depth, 1.0), FEATURES, "inputs")
+    with pytest.raises(InvalidInput, match=r"inputs\[0\] feature 'c' must be a number, got array"):
+        rows_matrix([[1, 2, deep(depth, 3)]], FEATURES, "inputs")
+    with pytest.raises(InvalidInput, match=r"inputs\[0\] feature 'a' must be a number, got array$"):
+        rows_matrix([{"a": deep(depth, 1), "b": 2, "c": 3}], FEATURES, "inputs")
+
+
+def test_json_kind_never_recurses_and_shows_only_short_values() -> None:
+    assert json_kind(deep(5000, 1)) == "array"
+    assert json_kind([1, 2]) == "array [1,2]"
+    assert json_kind({"v": [1]}) == "object"
+    assert json_kind(10**30) == "number"
+
+
+@pytest.mark.parametrize("value", [3.5e38, -1e39, 1e300])
+def test_values_beyond_float32_are_refused_naming_row_and_feature(value: float) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        rows_matrix([[1, 2, 3], [1, value, 3]], FEATURES, "inputs")
+    assert caught.value.message == (
+        f"inputs[1] feature 'b' is {value}; values beyond float32's range (±3.403e+38) are "
+        "not valid inputs"
+    )
+    with pytest.raises(InvalidInput, match=r"input 'x' row 0 feature 'a' is .*float32"):
+        tensors_matrix([tensor([value, 2, 3], [1, 3])], FEATURES)
+
+
+def test_the_largest_float32_value_is_accepted() -> None:
+    top = float(np.finfo(np.float32).max)
+    assert rows_matrix([[top, -top, 0]], FEATURES, "inputs").tolist() == [[top, -top, 0]]
+
+
+def test_batches_over_the_row_limit_are_payload_too_large() -> None:
+    rows_matrix([[1, 2, 3]] * 5, FEATURES, "inputs", max_rows=5)
+    with pytest.raises(PayloadTooLarge) as caught:
+        rows_matrix([[1, 2, 3]] * 6, FEATURES, "inputs", max_rows=5)
+    assert caught.value.message == (
+        "inputs has 6 rows; the limit is 5 (MODEL_SERVER_MAX_ROWS), split the batch"
+    )
+    with pytest.raises(PayloadTooLarge, match="input 'x' has 6 rows; the limit is 5"):
+        tensors_matrix([tensor([1, 2, 3] * 6, [6, 3])], FEATURES, max_rows=5)
+
+
+def test_a_tensor_declaring_too_many_rows_is_refused_before_its_data_is_read() -> None:
+    with pytest.raises(PayloadTooLarge, match="has 1000000 rows"):
+        tensors_matrix([tensor("not even a list", [10**6, 3])], FEATURES, max_rows=5)
+
+
+def test_a_body_with_more_commas_than_the_row_limit_allows_is_refused_unparsed() -> None:
+    rows = b"[1,2,3]," * 10
+    check_separators(b'{"inputs": [%s]}' % rows, n_features=3, max_rows=10)
+    with pytest.raises(PayloadTooLarge, match="more values than 10 rows of 3 features"):
+        check_separators(b"," * (10 * 5 + 1025), n_features=3, max_rows=10)
+
+
+def test_v2_booleans_among_numbers_are_found_when_the_body_had_true_or_false() -> None:
+    with pytest.raises(InvalidInput, match="got boolean true"):
+        tensors_matrix([tensor([1, True, 3], [1, 3])], FEATURES, booleans=True)
+    # Without true/false in the body, the fast path (numpy reads it in C) is used.
+    assert tensors_matrix([tensor([1, 2, 3], [1, 3])], FEATURES, booleans=False).shape == (1, 3)

@@ -8,7 +8,7 @@ import pytest
 
 from mlmodel_operator import contract
 from model_server import settings as server_settings
-from model_server.__main__ import load_settings
+from model_server.__main__ import load_settings, uvicorn_options
 from model_server.settings import ServerSettings
 
 SHA = "ab" * 32
@@ -97,3 +97,17 @@ def test_settings_round_trip_through_the_environment(monkeypatch: pytest.MonkeyP
 def test_every_setting_is_documented() -> None:
     for name, field in ServerSettings.model_fields.items():
         assert field.description, f"setting {name} has no description"
+
+
+def test_request_limits_have_safe_defaults() -> None:
+    settings = ServerSettings(model_uri="/m")
+    assert settings.max_rows == 10_000
+    assert settings.body_timeout_seconds == 5.0
+    assert settings.max_connections == 32
+
+
+def test_uvicorn_caps_connections_above_the_in_flight_limit_and_closes_idle_ones() -> None:
+    options = uvicorn_options(ServerSettings(model_uri="/m", max_connections=10))
+    # Room above the app's own limit, so probes and scrapes still get in when it is reached.
+    assert options["limit_concurrency"] == 10 + server_settings.CONNECTION_HEADROOM
+    assert options["timeout_keep_alive"] == server_settings.KEEP_ALIVE_SECONDS
