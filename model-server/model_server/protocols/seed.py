@@ -25,7 +25,7 @@ def router(plane: DataPlane) -> APIRouter:
         PREDICT_PATH,
         summary="Predict one row or a batch",
         openapi_extra=schemas.request_body(schemas.SeedRequest),
-        responses={200: {"model": schemas.SeedResponse}, **schemas.errors(400, 413, 422, 503)},
+        responses={200: {"model": schemas.SeedResponse}, **schemas.errors(400, 408, 413, 422, 503)},
     )
     async def predict(request: Request) -> Response:
         raw = await read_body(request)

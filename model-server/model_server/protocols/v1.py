@@ -45,7 +45,7 @@ def router(plane: DataPlane) -> APIRouter:
         openapi_extra=schemas.request_body(schemas.V1Request),
         responses={
             200: {"model": schemas.V1Response},
-            **schemas.errors(400, 404, 413, 422, 503),
+            **schemas.errors(400, 404, 408, 413, 422, 503),
         },
     )
     async def predict(name: str, request: Request) -> Response:

@@ -71,7 +71,7 @@ def router(plane: DataPlane) -> APIRouter:
         "openapi_extra": schemas.request_body(schemas.V2InferenceRequest),
         "responses": {
             200: {"model": schemas.V2InferenceResponse},
-            **schemas.errors(400, 404, 413, 422, 503),
+            **schemas.errors(400, 404, 408, 413, 422, 503),
         },
     }
 
