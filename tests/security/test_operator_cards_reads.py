@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import http.server
 import json
+import socket
 import threading
 import time
 import tracemalloc
@@ -56,13 +57,18 @@ class Server:
     @property
     def base(self) -> str:
         assert self.httpd is not None
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        host, port = self.httpd.server_address[:2]
+        return f"http://[{host}]:{port}" if ":" in str(host) else f"http://{host}:{port}"
 
     def paths(self) -> list[str]:
         return [path for path, _ in self.requests]
 
 
-def serve() -> Iterator[Server]:
+class _Server6(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
+def serve(host: str = "127.0.0.1") -> Iterator[Server]:
     state = Server()
 
     class _Handler(http.server.BaseHTTPRequestHandler):
@@ -81,7 +87,8 @@ def serve() -> Iterator[Server]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    kind = _Server6 if ":" in host else http.server.ThreadingHTTPServer
+    httpd = kind((host, 0), _Handler)
     httpd.daemon_threads = True
     state.httpd = httpd
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
@@ -96,6 +103,11 @@ def serve() -> Iterator[Server]:
 
 server = pytest.fixture(serve)
 other_server = pytest.fixture(serve)
+
+
+@pytest.fixture
+def server6() -> Iterator[Server]:
+    yield from serve("::1")
 
 
 def card_bytes(sha: str = SHA) -> bytes:
@@ -313,6 +325,15 @@ def test_the_connection_goes_to_the_checked_address_not_a_second_lookup(
     assert reader.read(f"http://cards.test:{port}/iris") == card_bytes()
     assert looked_up == ["cards.test"]
     assert server.requests[0][1]["Host"] == f"cards.test:{port}"
+
+
+def test_ipv6_loopback_is_read_only_through_a_source_that_names_it(server6: Server) -> None:
+    server6.routes["/iris/model-card.json"] = body(card_bytes())
+    assert refused(lambda: policy("http://").read(f"{server6.base}/iris")).reason == (
+        "ArtifactUnreachable"
+    )
+    assert policy(f"{server6.base}/").read(f"{server6.base}/iris") == card_bytes()
+    assert server6.requests[0][1]["Host"] == server6.base.removeprefix("http://")
 
 
 def test_the_token_goes_only_to_sources_listed_for_credentials(server: Server) -> None:

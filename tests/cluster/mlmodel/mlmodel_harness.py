@@ -4,12 +4,18 @@ one users install), plus helpers to poll the cluster with deadlines."""
 
 from __future__ import annotations
 
+import atexit
+import functools
+import http.server
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -87,6 +93,76 @@ def service_account_kubeconfig(
     return path
 
 
+class CardServer:
+    """A real HTTP server on 127.0.0.1 for model cards, one per test session.
+
+    It serves files under `root`; a path under `/tarpit/` trickles one byte every
+    `TARPIT_EVERY` seconds for as long as the reader stays (a server that never trips a per-read
+    timeout). The operator is started with this server as its only artifact source
+    (MLOP_ARTIFACT_SOURCES), since it reads loopback only through a source that names it.
+    """
+
+    TARPIT_EVERY = 2.0
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="mlmodel-cards-"))
+        atexit.register(shutil.rmtree, self.root, ignore_errors=True)
+        self.stop = threading.Event()
+        self.tarpits_open = 0  # tarpit responses being trickled right now
+        self.tarpit_reads = 0  # tarpit requests ever received
+        self._lock = threading.Lock()
+        handler = functools.partial(self._handler_class(), directory=str(self.root))
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    @property
+    def base(self) -> str:
+        """http://127.0.0.1:<port>, without a trailing slash."""
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def _handler_class(self) -> type[http.server.SimpleHTTPRequestHandler]:
+        server = self
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.startswith("/tarpit/"):
+                    server._trickle(self)
+                else:
+                    super().do_GET()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        return Handler
+
+    def _trickle(self, handler: http.server.BaseHTTPRequestHandler) -> None:
+        with self._lock:
+            self.tarpits_open += 1
+            self.tarpit_reads += 1
+        try:
+            handler.send_response(200)
+            handler.send_header("Content-Length", "100000")
+            handler.end_headers()
+            handler.wfile.flush()
+            for _ in range(100_000):
+                if self.stop.wait(self.TARPIT_EVERY):
+                    return
+                handler.wfile.write(b" ")
+                handler.wfile.flush()
+        except OSError:
+            pass  # the operator hung up at its deadline
+        finally:
+            with self._lock:
+                self.tarpits_open -= 1
+
+
+@functools.cache
+def card_server() -> CardServer:
+    """The session's card server (started on first use, ended with the process)."""
+    return CardServer()
+
+
 class OperatorProcess:
     """`python -m mlmodel_operator` as a child process with MLOP_* settings."""
 
@@ -106,6 +182,8 @@ class OperatorProcess:
             MLOP_METRICS_HOST="127.0.0.1",
             MLOP_METRICS_PORT=str(self.port),
             MLOP_CARD_TIMEOUT_SECONDS="5",
+            # cards only from the session's loopback server, which the source names explicitly
+            MLOP_ARTIFACT_SOURCES=f"{card_server().base}/",
             **self.settings,
         )
         with self.log.open("ab") as out:

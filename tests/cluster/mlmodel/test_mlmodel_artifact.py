@@ -4,11 +4,12 @@ cannot be read, status says why and running pods are left alone."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from mlmodel_harness import Api, OperatorProcess, wait_until
+from mlmodel_harness import Api, OperatorProcess, card_server, wait_until
 from sklearn.datasets import load_iris
 from sklearn.tree import DecisionTreeClassifier
 
@@ -58,9 +59,12 @@ def served_digest(api: Api, name: str) -> str | None:
 
 
 def test_new_artifact_at_the_same_uri_rolls_the_pods_and_a_broken_one_does_not(
-    api: Api, operator: OperatorProcess, http_dir: tuple[Path, str]
+    api: Api, operator: OperatorProcess
 ) -> None:
-    root, base_url = http_dir
+    # the session's card server: the one source the operator is allowed to read cards from
+    server = card_server()
+    test_dir = uuid.uuid4().hex[:8]
+    root, base_url = server.root / test_dir, f"{server.base}/{test_dir}"
     first = write_iris(root / "iris", depth=1)
     api.apply(f"""
 apiVersion: mlops.dev/v1alpha1
@@ -76,7 +80,8 @@ spec:
     )
     assert api.mlmodel("iris")["status"]["modelDigest"] == first
     env = {e["name"]: e.get("value") for e in template(api, "iris")["spec"]["containers"][0]["env"]}
-    assert env["MODEL_SERVER_MODEL_SHA256"] == first
+    # the card's digest rolls the pods (annotation) but is no pin: only spec.model.sha256 is
+    assert "MODEL_SERVER_MODEL_SHA256" not in env
     assert env["MODEL_SERVER_MODEL_URI"] == f"{base_url}/iris"
 
     second = write_iris(root / "iris", depth=3)
