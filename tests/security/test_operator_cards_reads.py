@@ -12,6 +12,8 @@ import contextlib
 import http.server
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 import tracemalloc
@@ -615,6 +617,32 @@ def test_s3_cards_are_read_unsigned_unless_listed_for_credentials(
     signed = policy("s3://models/", credentials=("s3://models/iris/",), s3=endpoint)
     assert signed.read("s3://models/iris/v1") == card_bytes()
     assert server.requests[-1][1]["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=AKIA")
+
+
+ANONYMOUS_S3 = """
+import http.server, sys, threading
+from mlmodel_operator.cardfetch import CardPolicy, S3Endpoint, Url, parse_sources
+
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers()
+        self.wfile.write(b"{}")
+    def log_message(self, *a): pass
+
+httpd = http.server.HTTPServer(("127.0.0.1", 0), H)
+threading.Thread(target=httpd.serve_forever, daemon=True).start()
+endpoint = S3Endpoint("us-east-1", Url.parse(f"http://127.0.0.1:{httpd.server_address[1]}/"))
+CardPolicy(sources=parse_sources(["s3://"]), s3=endpoint).read("s3://models/iris")
+print(",".join(m for m in ("botocore", "boto3") if m in sys.modules))
+"""
+
+
+def test_an_anonymous_s3_read_never_loads_the_aws_credential_chain() -> None:
+    """No botocore, so nothing can ask the node's metadata service for credentials."""
+    loaded = subprocess.run(
+        [sys.executable, "-c", ANONYMOUS_S3], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert loaded == ""
 
 
 def test_s3_object_urls_keep_the_bucket_out_of_other_hosts() -> None:
