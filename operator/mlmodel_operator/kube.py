@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import NotFoundError
 
@@ -137,13 +136,3 @@ class Kube:
             "count": 1,
         }
         self.core.create_namespaced_event(meta["namespace"], event)  # type: ignore[arg-type]
-
-    def last_log_line(self, namespace: str, pod: str, container: str) -> str:
-        """The last line the container's previous run wrote ('' when there is none)."""
-        try:
-            text = self.core.read_namespaced_pod_log(
-                pod, namespace, container=container, previous=True, tail_lines=1
-            )
-        except ApiException:
-            return ""
-        return str(text).strip()

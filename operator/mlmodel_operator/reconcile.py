@@ -31,7 +31,6 @@ from mlmodel_operator.settings import OperatorSettings
 from mlmodel_operator.status import (
     Observed,
     Problem,
-    crash_output,
     derive_status,
     pod_problem,
     rollout_of,
@@ -243,16 +242,6 @@ class Reconciler:
     def _pod_problems(self, mlmodel: MLModel, deployment: Mapping[str, Any]) -> list[Problem]:
         if rollout_of(mlmodel, deployment).complete:
             return []
-        pods = self.cache.pods(mlmodel.namespace, mlmodel.name)
-        last_lines = {}
-        for pod in pods:
-            for status in (pod.get("status") or {}).get("containerStatuses") or []:
-                waiting = (status.get("state") or {}).get("waiting") or {}
-                # the termination message normally holds the log tail; read the log only if not
-                if waiting.get("reason") == "CrashLoopBackOff" and not crash_output(status):
-                    name = pod["metadata"]["name"]
-                    last_lines[name] = self.kube.last_log_line(
-                        mlmodel.namespace, name, status["name"]
-                    )
-        problem = pod_problem(pods, last_lines)
+        # A crash is read from the termination message (the kubelet's log tail): no pods/log.
+        problem = pod_problem(self.cache.pods(mlmodel.namespace, mlmodel.name))
         return [problem] if problem else []

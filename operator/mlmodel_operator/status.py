@@ -103,16 +103,12 @@ def deployment_problem(deployment: Mapping[str, Any]) -> Problem | None:
     return None
 
 
-def pod_problem(
-    pods: Sequence[Mapping[str, Any]], last_log_lines: Mapping[str, str] | None = None
-) -> Problem | None:
+def pod_problem(pods: Sequence[Mapping[str, Any]]) -> Problem | None:
     """The first pod failure a user must act on: image pull, bad config, crash loop.
 
     A crash is described from the container's termination message, which the kubelet fills
-    with the log tail (FallbackToLogsOnError), so the operator needs no pods/log access;
-    `last_log_lines` (pod name -> line) is only a fallback for a caller that has one.
+    with the log tail (FallbackToLogsOnError), so the operator needs no pods/log access.
     """
-    last_log_lines = last_log_lines or {}
     for pod in pods:
         name = pod.get("metadata", {}).get("name", "?")
         if pod.get("metadata", {}).get("deletionTimestamp"):
@@ -137,7 +133,7 @@ def pod_problem(
             if reason in _CONFIG_FAILURES:
                 return Problem("ContainerConfigInvalid", f"Pod {name} cannot start: {detail}.")
             if reason == "CrashLoopBackOff" or _failed_exit(status):
-                output = crash_output(status) or last_log_lines.get(name, "")
+                output = crash_output(status)
                 return _crash_problem(name, int(status.get("restartCount", 0)), output)
     return None
 

@@ -210,7 +210,9 @@ def test_status_patch_removes_keys_that_went_away_and_ignores_kopf_state() -> No
     }
 
 
-def pod(name: str, waiting: dict[str, str], restarts: int = 0) -> dict[str, Any]:
+def pod(name: str, waiting: dict[str, str], restarts: int = 0, said: str = "") -> dict[str, Any]:
+    """A pod whose container waits; `said` is its last run's termination message (log tail)."""
+    last_state = {"terminated": {"exitCode": 1, "message": said}} if said else {}
     return {
         "metadata": {"name": name},
         "status": {
@@ -220,6 +222,7 @@ def pod(name: str, waiting: dict[str, str], restarts: int = 0) -> dict[str, Any]
                     "image": "mlmodel-server:9",
                     "restartCount": restarts,
                     "state": {"waiting": waiting},
+                    "lastState": last_state,
                 }
             ]
         },
@@ -228,7 +231,7 @@ def pod(name: str, waiting: dict[str, str], restarts: int = 0) -> dict[str, Any]
 
 def test_image_pull_failure_names_the_pod_and_image() -> None:
     problem = pod_problem(
-        [pod("iris-1", {"reason": "ImagePullBackOff", "message": "Back-off pulling image"})], {}
+        [pod("iris-1", {"reason": "ImagePullBackOff", "message": "Back-off pulling image"})]
     )
     assert problem is not None
     assert problem.reason == "ImagePullFailed"
@@ -236,10 +239,8 @@ def test_image_pull_failure_names_the_pod_and_image() -> None:
 
 
 def test_crash_loop_quotes_the_last_log_line() -> None:
-    problem = pod_problem(
-        [pod("iris-1", {"reason": "CrashLoopBackOff"}, restarts=4)],
-        {"iris-1": "ArtifactDigestMismatch: sha256 of model.skops is abc\n"},
-    )
+    said = "ArtifactDigestMismatch: sha256 of model.skops is abc\n"
+    problem = pod_problem([pod("iris-1", {"reason": "CrashLoopBackOff"}, restarts=4, said=said)])
     assert problem is not None
     assert problem.reason == "CrashLooping"
     assert problem.message.endswith(
@@ -255,8 +256,7 @@ def test_missing_credentials_secret_is_a_config_problem() -> None:
                 "iris-1",
                 {"reason": "CreateContainerConfigError", "message": 'secret "s3-creds" not found'},
             )
-        ],
-        {},
+        ]
     )
     assert problem == Problem(
         "ContainerConfigInvalid", 'Pod iris-1 cannot start: secret "s3-creds" not found.'
@@ -268,7 +268,7 @@ def test_healthy_pods_have_no_problem() -> None:
         "metadata": {"name": "iris-1"},
         "status": {"containerStatuses": [{"name": "server", "state": {"running": {}}}]},
     }
-    assert pod_problem([running], {}) is None
+    assert pod_problem([running]) is None
 
 
 def test_a_server_that_cannot_load_its_model_reports_the_artifact_reason() -> None:
@@ -276,9 +276,7 @@ def test_a_server_that_cannot_load_its_model_reports_the_artifact_reason() -> No
         "2026-11-25 01:00:00 ERROR model_server: model load failed: [ArtifactDigestMismatch] "
         "s3://b/iris/model.skops: sha256 is 1f2e..., expected aaaa..."
     )
-    problem = pod_problem(
-        [pod("iris-1", {"reason": "CrashLoopBackOff"}, restarts=2)], {"iris-1": line}
-    )
+    problem = pod_problem([pod("iris-1", {"reason": "CrashLoopBackOff"}, restarts=2, said=line)])
     assert problem is not None
     assert problem.reason == "ArtifactDigestMismatch"
     assert problem.message == f"Pod iris-1 cannot load the model (2 restarts): {line}"
@@ -295,7 +293,7 @@ def test_the_load_failure_is_found_in_the_termination_message_even_when_not_last
     crashed["status"]["containerStatuses"][0]["lastState"] = {
         "terminated": {"exitCode": 1, "reason": "Error", "message": tail}
     }
-    problem = pod_problem([crashed], {"iris-1": "INFO: Finished server process [1]"})
+    problem = pod_problem([crashed])
     assert problem is not None
     assert problem.reason == "ArtifactDigestMismatch"
     assert "expected aaaa" in problem.message and "Finished server" not in problem.message
@@ -316,7 +314,7 @@ def test_a_container_that_just_exited_with_an_error_is_reported_before_the_backo
             ]
         },
     }
-    problem = pod_problem([exited], {})
+    problem = pod_problem([exited])
     assert problem == Problem(
         "CrashLooping", "Pod iris-1 is crash-looping (0 restarts); last log line: ValueError: boom"
     )
@@ -325,7 +323,7 @@ def test_a_container_that_just_exited_with_an_error_is_reported_before_the_backo
 def test_pods_being_deleted_are_not_problems() -> None:
     leaving = pod("iris-old", {"reason": "CrashLoopBackOff"})
     leaving["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
-    assert pod_problem([leaving], {}) is None
+    assert pod_problem([leaving]) is None
 
 
 def test_a_crash_is_described_from_the_termination_message_alone() -> None:
