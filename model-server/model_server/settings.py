@@ -96,9 +96,9 @@ class ServerSettings(BaseSettings):
         default=32,
         ge=1,
         le=10_000,
-        description="Prediction requests in flight at once (each may hold a body of up to "
-        "max_request_bytes); the next gets 503 with Retry-After. Health, readiness and metrics "
-        "are not counted. Open connections are capped at this plus 32.",
+        description="Prediction requests in flight at once per worker process (each may hold a "
+        "body of up to max_request_bytes); the next gets 503 with Retry-After. Health, "
+        "readiness and metrics are not counted. Open connections are capped at this plus 32.",
     )
     log_level: LogLevel = Field(default="info", description="Env MODEL_SERVER_LOG_LEVEL.")
     access_log: bool = Field(
