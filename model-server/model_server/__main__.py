@@ -8,13 +8,18 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 from pydantic import ValidationError
 
-from model_server.settings import CONNECTION_HEADROOM, KEEP_ALIVE_SECONDS, ServerSettings
+from model_server.settings import (
+    CONNECTION_HEADROOM,
+    ENV_PREFIX,
+    KEEP_ALIVE_SECONDS,
+    ServerSettings,
+)
 
 log = logging.getLogger("model_server")
 
@@ -40,8 +45,27 @@ def parse_args(argv: Sequence[str] | None) -> dict[str, Any]:
     return {key: value for key, value in vars(args).items() if value is not None}
 
 
+def misspelled_settings(environ: Mapping[str, str]) -> list[str]:
+    """MODEL_SERVER_* variables not written in upper case.
+
+    pydantic-settings reads env names case-insensitively, so `model_server_model_sha256` would
+    set the pin beside (or instead of) the operator's `MODEL_SERVER_MODEL_SHA256`: which one
+    wins is not something a pod's owner should have to guess.
+    """
+    return sorted(
+        name for name in environ if name.upper().startswith(ENV_PREFIX) and name != name.upper()
+    )
+
+
 def load_settings(argv: Sequence[str] | None) -> ServerSettings:
     """Settings from flags and env, or exit 2 with one line per invalid setting."""
+    if misspelled := misspelled_settings(os.environ):
+        print(
+            f"mlmodel-server: settings must be upper case ({ENV_PREFIX}*); found: "
+            f"{', '.join(misspelled)}",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
     overrides = parse_args(argv)
     try:
         return ServerSettings(**overrides)

@@ -114,6 +114,13 @@ class ServerSettings(BaseSettings):
         description="Writable directory for downloaded artifacts and multiprocess metrics.",
     )
 
+    @field_validator("model_sha256", mode="before")
+    @classmethod
+    def _empty_pin_is_no_pin(cls, value: object) -> object:
+        # The operator renders the variable empty for an unpinned model (so that nothing in the
+        # pod's envFrom can set it); empty means "not pinned".
+        return None if value == "" else value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower_log_level(cls, value: object) -> object:

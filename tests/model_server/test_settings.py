@@ -111,3 +111,22 @@ def test_uvicorn_caps_connections_above_the_in_flight_limit_and_closes_idle_ones
     # Room above the app's own limit, so probes and scrapes still get in when it is reached.
     assert options["limit_concurrency"] == 10 + server_settings.CONNECTION_HEADROOM
     assert options["timeout_keep_alive"] == server_settings.KEEP_ALIVE_SECONDS
+
+
+def test_an_empty_pin_means_not_pinned(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The operator renders MODEL_SERVER_MODEL_SHA256 empty for an unpinned model."""
+    monkeypatch.setenv("MODEL_SERVER_MODEL_SHA256", "")
+    assert load_settings(["--model-uri", "/m"]).model_sha256 is None
+
+
+def test_a_setting_not_in_upper_case_is_refused(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Env names are read case-insensitively: a lower-case twin must not override the pin."""
+    monkeypatch.setenv("MODEL_SERVER_MODEL_URI", "/m")
+    monkeypatch.setenv("model_server_model_sha256", SHA)
+    with pytest.raises(SystemExit) as caught:
+        load_settings([])
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert "must be upper case" in err and "model_server_model_sha256" in err

@@ -177,9 +177,22 @@ def test_a_card_digest_is_never_rendered_as_the_servers_pin(
             by_kind(render(mlmodel, settings, digest=card_digest))["Deployment"],
             render_deployment(mlmodel, settings, card_digest),
         ):
-            assert contract.ENV_MODEL_SHA256 not in env_of(deployment)
-            assert contract.ENV_MODEL_SHA256 not in str(deployment["spec"]["template"]["spec"])
+            # present but empty: "not pinned", and no credentialsSecret key can fill it
+            assert {"name": contract.ENV_MODEL_SHA256} in container(deployment)["env"]
+            assert str(card_digest) not in str(deployment["spec"]["template"]["spec"])
             assert digest_annotation(deployment) == card_digest
+
+
+def test_the_pin_variable_is_rendered_before_envfrom_can_supply_it(
+    settings: OperatorSettings,
+) -> None:
+    """Kubernetes lets an explicit env entry win over envFrom: a Secret key can't pin."""
+    mlmodel = make_mlmodel({"model": {"uri": "s3://bucket/iris", "credentialsSecret": "creds"}})
+    c = container(render_deployment(mlmodel, settings))
+    assert c["envFrom"] == [{"secretRef": {"name": "creds"}}]
+    assert [e for e in c["env"] if e["name"] == contract.ENV_MODEL_SHA256] == [
+        {"name": contract.ENV_MODEL_SHA256}
+    ]
 
 
 def test_a_pinned_sha256_is_rendered_as_the_pin_and_wins_over_the_card(
@@ -227,6 +240,7 @@ def test_server_contract_env_probes_and_port(settings: OperatorSettings) -> None
     assert env == {
         contract.ENV_MODEL_URI: "s3://b/iris",
         contract.ENV_MODEL_NAME: "iris",
+        contract.ENV_MODEL_SHA256: "",
         contract.ENV_MODEL_FORMAT: "onnx",
         contract.ENV_HOST: "0.0.0.0",
         contract.ENV_PORT: "9090",

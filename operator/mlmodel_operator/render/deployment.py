@@ -47,8 +47,15 @@ def render_env(mlmodel: MLModel) -> list[dict[str, Any]]:
         {"name": contract.ENV_MODEL_URI, "value": model_uri_in_pod(mlmodel)},
         {"name": contract.ENV_MODEL_NAME, "value": mlmodel.name},
     ]
-    if mlmodel.spec.model.sha256:
-        env.append({"name": contract.ENV_MODEL_SHA256, "value": mlmodel.spec.model.sha256})
+    # Rendered even when nothing is pinned (then empty, which the server reads as "no pin"): an
+    # explicit env entry wins over envFrom, so a key of that name in the credentialsSecret can
+    # never act as a pin.
+    pin = mlmodel.spec.model.sha256
+    env.append(
+        {"name": contract.ENV_MODEL_SHA256, "value": pin}
+        if pin
+        else {"name": contract.ENV_MODEL_SHA256}
+    )
     if mlmodel.spec.model.format:
         env.append({"name": contract.ENV_MODEL_FORMAT, "value": mlmodel.spec.model.format})
     env += [

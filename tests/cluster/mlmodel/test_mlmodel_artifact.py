@@ -81,7 +81,8 @@ spec:
     assert api.mlmodel("iris")["status"]["modelDigest"] == first
     env = {e["name"]: e.get("value") for e in template(api, "iris")["spec"]["containers"][0]["env"]}
     # the card's digest rolls the pods (annotation) but is no pin: only spec.model.sha256 is
-    assert "MODEL_SERVER_MODEL_SHA256" not in env
+    # (the variable is there, empty, so that no envFrom key can supply it)
+    assert env["MODEL_SERVER_MODEL_SHA256"] is None
     assert env["MODEL_SERVER_MODEL_URI"] == f"{base_url}/iris"
 
     second = write_iris(root / "iris", depth=3)
