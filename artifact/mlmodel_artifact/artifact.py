@@ -213,7 +213,7 @@ def load_model(
     fmt = parse_format(format, uri) if format is not None else card.format
     require_pin(fmt, expected_sha256, uri)
     path = check_digest(local_dir, card, fmt, uri, expected_sha256)
-    model = serialization.deserialize(fmt, path, uri)
+    model = serialization.deserialize(fmt, path, uri, card.n_features)
     loaded = LoadedModel(card=card, format=fmt, path=path, model=model)
     loaded.warnings.extend(check_sample(loaded, uri))
     return loaded

@@ -8,7 +8,12 @@ from typing import Any
 
 from mlmodel_artifact.card import ModelFormat
 from mlmodel_artifact.errors import ArtifactError
-from mlmodel_artifact.skops_safety import TRUSTED_TYPES, check_skops_file, skops_types
+from mlmodel_artifact.skops_safety import (
+    TRUSTED_TYPES,
+    check_loaded,
+    check_skops_file,
+    skops_types,
+)
 
 __all__ = ["TRUSTED_TYPES", "deserialize", "serialize", "untrusted_skops_types"]
 
@@ -49,11 +54,15 @@ def _serialize(model: Any, fmt: ModelFormat, path: Path, n_features: int) -> Non
         raise AssertionError(fmt)
 
 
-def deserialize(fmt: ModelFormat, path: Path, uri: str) -> Any:
-    """Load a model file whose digest the caller has already verified."""
+def deserialize(fmt: ModelFormat, path: Path, uri: str, n_features: int) -> Any:
+    """Load a model file whose digest the caller has already verified.
+
+    `n_features` is the width of the input the model will be given (the card's feature count):
+    a skops model must declare it, and the indices in its fitted trees are bounded by it.
+    """
     try:
         if fmt is ModelFormat.SKOPS:
-            return _load_skops(path, uri)
+            return _load_skops(path, uri, n_features)
         if fmt is ModelFormat.JOBLIB:
             import joblib
 
@@ -74,15 +83,16 @@ def deserialize(fmt: ModelFormat, path: Path, uri: str) -> Any:
 def untrusted_skops_types(path: Path) -> list[str]:
     """Types and functions in a skops file that are not on the allow-list (TRUSTED_TYPES)."""
     found = skops_types(path)
-    return sorted(found.callables | (found.types - TRUSTED_TYPES))
+    return sorted(found.callables | (found.types - TRUSTED_TYPES) | found.misplaced)
 
 
-def _load_skops(path: Path, uri: str) -> Any:
+def _load_skops(path: Path, uri: str, n_features: int) -> Any:
     import skops.io
 
     from mlmodel_artifact.tree_checks import check_trees
 
     trusted = check_skops_file(path, uri)  # bounds and allow-list; raises before any load
     model = skops.io.load(path, trusted=trusted)
-    check_trees(model, uri)  # forged tree indices would read out of bounds in predict
+    check_loaded(model, uri)  # no function or class left where scikit-learn would call it
+    check_trees(model, uri, n_features)  # forged indices would read out of bounds in predict
     return model

@@ -6,12 +6,21 @@ skops never unpickles, but loading still imports and instantiates every type nam
 `numpy.testing._private.utils.runstring` is as much "numpy" as `numpy.ndarray` is. Functions,
 bound methods, partials and `operator` callables are refused whatever their module.
 
-Everything here reads only the zip's central directory and skops' audit tree (which imports
-nothing); no object is constructed before `check_skops_file` has passed.
+A class is callable too: skops stores a reference to a class (a `TypeNode`) wherever a function
+could go, so `FunctionTransformer(func=dict)` names only allow-listed types and yet calls `dict`
+on every `predict`. So a class reference is accepted only where it is data — a dict's key types,
+the `dtype` of an encoder (a numpy scalar type), the constructor skops itself names for a tree or
+a loss — and after loading `check_loaded` refuses any callable left in an estimator
+(`FunctionTransformer.func`, a neighbours model's `weights` or `metric`, an SVM's `kernel`, …).
+
+Everything before the load reads only the zip's directory and headers and skops' audit tree
+(which imports nothing, though it reads the array entries the schema names: those reads are
+bounded first); no object is constructed before `check_skops_file` has passed.
 """
 
 from __future__ import annotations
 
+import struct
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -51,8 +60,9 @@ ESTIMATORS: Final = frozenset(
 )
 
 #: What a tabular pipeline in front of an estimator needs. FunctionTransformer is here because a
-#: fitted ColumnTransformer stores `remainder="passthrough"` as one (with func=None); a function
-#: in it is still refused below, so only the identity transformer can load.
+#: fitted ColumnTransformer stores `remainder="passthrough"` as one (with func=None). A function
+#: or a class reference in its `func` is refused before the load, and `check_loaded` requires
+#: `func` and `inverse_func` to be None after it: only the identity transformer loads.
 PIPELINE: Final = frozenset(
     {
         "sklearn.pipeline.Pipeline",
@@ -147,6 +157,20 @@ CONTAINERS: Final = frozenset(
 #: The one list the loader consults.
 TRUSTED_TYPES: Final = ESTIMATORS | PIPELINE | MODEL_INTERNALS | CONTAINERS
 
+#: numpy and Python scalar types. A reference to one of these classes (not an instance) is data
+#: in two places only: a dict's key types (skops rebuilds each key as `key_type(key)`) and the
+#: `dtype` attribute of an estimator (OneHotEncoder's default `numpy.float64`). Any other class
+#: reference — `dict`, `numpy.ndarray`, an estimator class — is refused: it would be a callable.
+SCALAR_TYPES: Final = frozenset(
+    {
+        *(f"builtins.{t}" for t in ("str", "int", "float", "bool")),
+        *(f"numpy.{t}" for t in ("bool", "str_", "longlong", "ulonglong", "longdouble")),
+        *(f"numpy.int{bits}" for bits in (8, 16, 32, 64)),
+        *(f"numpy.uint{bits}" for bits in (8, 16, 32, 64)),
+        *(f"numpy.float{bits}" for bits in (16, 32, 64)),
+    }
+)
+
 #: skops node kinds that stand for a callable rather than an object: never loaded, whatever the
 #: module (skops itself trusts numpy and scipy ufuncs by default; we do not).
 CALLABLE_NODES: Final = frozenset({"FunctionNode", "MethodNode", "PartialNode", "OperatorFuncNode"})
@@ -175,6 +199,10 @@ MAX_RATIO: Final = 200
 RATIO_FLOOR_BYTES: Final = 64 * 1024**2
 
 SCHEMA_FILE: Final = "schema.json"
+#: A zip local file header (zipfile.structFileHeader): 30 bytes, the name and extra-field lengths
+#: last; the data starts after them.
+_LOCAL_HEADER: Final = struct.Struct("<4s2B4HL2L2H")
+_LOCAL_MAGIC: Final = b"PK\x03\x04"
 
 
 def check_skops_file(path: Path, uri: str) -> list[str]:
@@ -184,7 +212,7 @@ def check_skops_file(path: Path, uri: str) -> list[str]:
     ArtifactError(ArtifactTooLarge) or ArtifactError(UntrustedType) otherwise.
     """
     check_zip_bounds(path, uri)
-    found = skops_types(path)
+    found = skops_types(path, uri)
     refused = sorted(found.callables | (found.types - TRUSTED_TYPES))
     if refused:
         raise ArtifactError(
@@ -194,13 +222,23 @@ def check_skops_file(path: Path, uri: str) -> list[str]:
             "; only scikit-learn estimators, transformers and their data are loaded, never "
             "functions (see TRUSTED_TYPES in mlmodel_artifact.skops_safety)",
         )
+    if found.misplaced:
+        raise ArtifactError(
+            uri,
+            "UntrustedType",
+            "the skops file names classes where a function or an object would go: "
+            f"{', '.join(sorted(found.misplaced))}; a class is callable, so a class reference "
+            "is loaded only as a dict's key type or an estimator's dtype",
+        )
     return sorted(found.skops_untrusted)
 
 
 def check_zip_bounds(path: Path, uri: str) -> None:
-    """ArtifactError(ArtifactTooLarge) if the zip's declared sizes exceed the bounds above."""
+    """ArtifactError(ArtifactTooLarge) if the zip's declared sizes exceed the bounds above, or
+    if its entries overlap (then the declared sizes bound nothing)."""
     with zipfile.ZipFile(path) as archive:
         infos = archive.infolist()
+        directory = archive.start_dir
     if len(infos) > MAX_ENTRIES:
         _too_large(uri, f"it has {len(infos):,} entries (at most {MAX_ENTRIES:,})")
     for info in infos:
@@ -209,10 +247,84 @@ def check_zip_bounds(path: Path, uri: str) -> None:
             _too_large(uri, f"entry {info.filename!r} unpacks to {_size(info.file_size)} "
                        f"(at most {_size(limit)})")  # fmt: skip
         _check_ratio(uri, f"entry {info.filename!r}", info.file_size, info.compress_size)
+    check_zip_layout(path, uri, infos, directory)
     total = sum(info.file_size for info in infos)
     if total > MAX_TOTAL_BYTES:
         _too_large(uri, f"it unpacks to {_size(total)} (at most {_size(MAX_TOTAL_BYTES)})")
     _check_ratio(uri, "the archive", total, sum(info.compress_size for info in infos))
+
+
+def check_zip_layout(path: Path, uri: str, infos: list[zipfile.ZipInfo], directory: int) -> None:
+    """Each entry's bytes are its own: local header plus data end before the next entry (or the
+    central directory) starts, and all compressed sizes together fit in the file.
+
+    The ratio bounds compare declared sizes with declared compressed sizes; entries that share
+    their compressed bytes (several central-directory records reading one stream, or a stream
+    quoting the next entry's header) make that sum far larger than the file, so a 1 MB file
+    could declare forty 200 MB entries within the ratio. Measured on the file, not declared.
+    """
+    file_size = path.stat().st_size
+    compressed = sum(info.compress_size for info in infos)
+    if compressed > file_size:
+        _too_large(
+            uri,
+            f"its entries declare {_size(compressed)} of compressed data in a file of "
+            f"{_size(file_size)}, so they overlap",
+        )
+    ordered = sorted(infos, key=lambda info: info.header_offset)
+    with path.open("rb") as raw:
+        for info, following in zip(ordered, [*ordered[1:], None], strict=True):
+            raw.seek(info.header_offset)
+            header = raw.read(_LOCAL_HEADER.size)
+            if len(header) != _LOCAL_HEADER.size or header[:4] != _LOCAL_MAGIC:
+                _too_large(
+                    uri, f"entry {info.filename!r} has no local header where its record says"
+                )
+            name_length, extra_length = _LOCAL_HEADER.unpack(header)[-2:]
+            end = (
+                info.header_offset
+                + _LOCAL_HEADER.size
+                + name_length
+                + extra_length
+                + info.compress_size
+            )
+            limit = directory if following is None else following.header_offset
+            if end > limit:
+                what = "the central directory" if following is None else repr(following.filename)
+                _too_large(
+                    uri,
+                    f"entry {info.filename!r} overlaps {what}, so its declared sizes do not "
+                    "bound what it unpacks",
+                )
+
+
+def check_schema_reads(schema: Any, infos: list[zipfile.ZipInfo], file_size: int, uri: str) -> None:
+    """Bound what skops reads while building its audit tree.
+
+    skops reads every array entry the schema names into memory as the tree is built (before any
+    audit), once per *reference*: a schema naming one 64 MiB entry a thousand times reads 64 GiB
+    although the zip itself passes every bound. So the bounds on the whole archive apply to the
+    sum over references.
+    """
+    sizes = {info.filename: info.file_size for info in infos}
+    total = 0
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            name = node.get("file")
+            if isinstance(name, str):
+                total += sizes.get(name, 0)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    if total > MAX_TOTAL_BYTES:
+        _too_large(
+            uri,
+            f"its schema reads {_size(total)} of arrays (at most {_size(MAX_TOTAL_BYTES)}; "
+            "an entry named more than once counts each time)",
+        )
+    _check_ratio(uri, "what its schema reads", total, file_size)
 
 
 def _check_ratio(uri: str, what: str, size: int, compressed: int) -> None:
@@ -239,19 +351,22 @@ class FoundTypes:
     types: frozenset[str]  # every object and type reference, skops' defaults included
     callables: frozenset[str]  # functions, methods, partials: refused outright
     skops_untrusted: frozenset[str]  # what skops itself would ask to be trusted
+    misplaced: frozenset[str] = frozenset()  # class references where a class is not data
 
 
-def skops_types(path: Path) -> FoundTypes:
+def skops_types(path: Path, uri: str | None = None) -> FoundTypes:
     """Every type and callable named in the skops file, from skops' audit tree.
 
     `skops.io.get_untrusted_types` leaves out what skops trusts by default (every scikit-learn
-    estimator, numpy ufuncs), so the tree is walked here to see all of it.
+    estimator, numpy ufuncs), so the tree is walked here to see all of it. Building the tree
+    reads the array entries the schema names, so those reads are bounded first.
     """
     from skops.io._audit import get_tree
     from skops.io._utils import read_schema
 
     with zipfile.ZipFile(path) as archive:
         schema, context = read_schema(archive)
+        check_schema_reads(schema, archive.infolist(), path.stat().st_size, uri or str(path))
         root = get_tree(schema, context, trusted=None)  # audits only: constructs nothing
     types: set[str] = set()
     callables: set[str] = set()
@@ -265,30 +380,187 @@ def skops_types(path: Path) -> FoundTypes:
     # Anything skops itself flags (a method's function name, a non-bit-generator class behind a
     # Generator) must be on the list too.
     untrusted = set(root.get_unsafe_set())
-    return FoundTypes(frozenset(types | untrusted), frozenset(callables), frozenset(untrusted))
+    return FoundTypes(
+        frozenset(types | untrusted),
+        frozenset(callables),
+        frozenset(untrusted),
+        frozenset(_misplaced_types(root)),
+    )
 
 
 def _nodes(root: Any) -> Iterator[Any]:
     """Each node of skops' tree once (the tree can share nodes)."""
+    yield root
+    seen = {id(root)}
+    for _, _, child in _edges(root):
+        if id(child) not in seen:
+            seen.add(id(child))
+            yield child
+
+
+def _edges(root: Any) -> Iterator[tuple[Any, tuple[Any, ...], Any]]:
+    """(parent, slot, child) for every parent-child link of skops' tree, shared nodes included:
+    a node reached from two places is one node with two links. `slot` is the child's key in
+    `parent.children`, and for a dict of children also the dict key."""
     from skops.io._audit import Node
 
-    seen: set[int] = set()
+    seen = {id(root)}
     stack = [root]
     while stack:
         node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        yield node
-        for child in node.children.values():
+        for key, child in node.children.items():
             if isinstance(child, Node):
-                stack.append(child)
-            elif isinstance(child, list | dict):
-                values = child.values() if isinstance(child, dict) else child
-                stack.extend(v for v in values if isinstance(v, Node))
+                links: list[tuple[tuple[Any, ...], Any]] = [((key,), child)]
+            elif isinstance(child, list):
+                links = [((key,), c) for c in child if isinstance(c, Node)]
+            elif isinstance(child, dict):
+                links = [((key, k), c) for k, c in child.items() if isinstance(c, Node)]
+            else:
+                links = []
+            for slot, kid in links:
+                yield node, slot, kid
+                if id(kid) not in seen:
+                    seen.add(id(kid))
+                    stack.append(kid)
+
+
+def _resolve(node: Any) -> Any:
+    """The node a CachedNode (a back-reference to an earlier node) stands for."""
+    from skops.io._audit import CachedNode
+
+    for _ in range(100):
+        if not isinstance(node, CachedNode):
+            break
+        node = node.cached
+    return node
+
+
+def _misplaced_types(root: Any) -> Iterator[str]:
+    """Class references (TypeNodes) anywhere but where a class is data.
+
+    A TypeNode constructs the class itself, so wherever a function may go (a
+    FunctionTransformer's `func`, a neighbours model's `weights`, a kwarg) it is a callable.
+    Accepted: the constructor skops names for a tree or a loss (built by skops from the node's
+    own, allow-listed type, never read from a shared node); the key types of a dict, in a list
+    used for nothing else; and a numpy/Python scalar type as a dict's `dtype` entry (an
+    encoder's dtype). Each link is judged, so a node shared into a second place is judged there
+    too, also through a CachedNode.
+    """
+    from skops.io._general import DictNode, TypeNode
+    from skops.io._sklearn import ReduceNode
+
+    edges = [(parent, slot, child, _resolve(child)) for parent, slot, child in _edges(root)]
+    key_lists = {
+        id(target)
+        for parent, slot, _, target in edges
+        if isinstance(parent, DictNode) and slot == ("key_types",)
+    }
+    # A key-type list also linked from anywhere else is data there: its classes are not keys.
+    key_lists -= {
+        id(target)
+        for parent, slot, _, target in edges
+        if id(target) in key_lists and not (isinstance(parent, DictNode) and slot == ("key_types",))
+    }
+    for parent, slot, child, target in edges:
+        if not isinstance(target, TypeNode):
+            continue
+        name = f"{target.module_name}.{target.class_name}"
+        if isinstance(parent, ReduceNode) and slot == ("constructor",) and child is target:
+            continue
+        if name in SCALAR_TYPES and (
+            id(parent) in key_lists
+            or (isinstance(parent, DictNode) and slot == ("content", "dtype"))
+        ):
+            continue
+        yield name
 
 
 def _type_children(node: Any) -> Iterator[str]:
     for child in node.children.values():
         if type(child) is type:
             yield f"{child.__module__}.{child.__name__}"
+
+
+# --- After the load: no callable is left where scikit-learn would call it. ---
+
+
+def check_loaded(model: Any, uri: str) -> None:
+    """ArtifactError(UntrustedType) if the loaded model holds a callable scikit-learn would call.
+
+    The audit above already refuses functions and misplaced class references; this checks the
+    result, so a callable that arrives any other way (an allow-listed object with `__call__`, a
+    class in an unforeseen slot) is refused too: `FunctionTransformer.func` and `inverse_func`
+    must be None; a neighbours model's `weights`, `metric` and `effective_metric_` and an SVM's
+    `kernel` must be strings (or None); and no other estimator attribute may be callable, but
+    for a boosting model's loss object (`_loss`) and a scalar type as `dtype`.
+    """
+    for where, value in _callable_slots(model):
+        raise ArtifactError(
+            uri,
+            "UntrustedType",
+            f"the loaded model's {where} is {_describe(value)}; functions and classes in a model "
+            "file are never called (FunctionTransformer loads only with func=None, and metrics, "
+            "weights and kernels only by name)",
+        )
+
+
+def _callable_slots(model: Any) -> Iterator[tuple[str, Any]]:
+    import numpy as np
+    from sklearn._loss.loss import BaseLoss
+    from sklearn.neighbors._base import NeighborsBase
+    from sklearn.preprocessing import FunctionTransformer
+    from sklearn.svm._base import BaseLibSVM
+
+    seen: set[int] = set()
+    # (where, the estimator attribute it is directly, the object)
+    stack: list[tuple[str, str | None, Any]] = [(type(model).__name__, None, model)]
+    while stack:
+        where, attr, obj = stack.pop()
+        if callable(obj) and not _allowed_callable(attr, obj, BaseLoss):
+            yield where, obj
+            continue
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, list | tuple):
+            stack.extend((f"{where}[{i}]", None, v) for i, v in enumerate(obj))
+        elif isinstance(obj, dict):
+            stack.extend((f"{where}[{k!r}]", None, v) for k, v in obj.items())
+        elif isinstance(obj, np.ndarray):
+            if obj.dtype == object:
+                stack.extend((f"{where}[{i}]", None, v) for i, v in enumerate(obj.ravel()))
+        elif type(obj).__module__.startswith("sklearn.") and hasattr(obj, "__dict__"):
+            name = type(obj).__name__
+            named: tuple[str, ...] = ()
+            if isinstance(obj, FunctionTransformer):
+                for slot in ("func", "inverse_func"):
+                    if getattr(obj, slot, None) is not None:
+                        yield f"{name}.{slot}", getattr(obj, slot)
+            if isinstance(obj, NeighborsBase):
+                named = ("weights", "metric", "effective_metric_")
+            if isinstance(obj, BaseLibSVM):
+                named = ("kernel",)
+            for slot in named:
+                value = getattr(obj, slot, None)
+                if value is not None and not isinstance(value, str):
+                    yield f"{name}.{slot}", value
+            stack.extend((f"{name}.{a}", a, v) for a, v in vars(obj).items())
+
+
+def _allowed_callable(attr: str | None, value: Any, loss_type: type) -> bool:
+    if attr == "_loss" and isinstance(value, loss_type):
+        return True  # a loss object's __call__ computes a loss; boosting never calls it to predict
+    return (
+        attr == "dtype"
+        and isinstance(value, type)
+        and f"{value.__module__}.{value.__name__}" in SCALAR_TYPES
+    )
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, type):
+        return f"the class {value.__module__}.{value.__qualname__}"
+    if callable(value):
+        module = getattr(value, "__module__", None) or type(value).__module__
+        return f"the callable {module}.{getattr(value, '__qualname__', type(value).__qualname__)}"
+    return f"a {type(value).__name__}, not a name"

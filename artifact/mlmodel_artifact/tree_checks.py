@@ -8,13 +8,32 @@ process memory in the predictions. This module checks what that code follows:
 
 - decision trees (forests, gradient boosting, histogram boosting): every internal node's
   children are later nodes inside the tree (which also rules out loops); every split feature is
-  a column of the input (`n_features_in_` of the estimator that feeds the tree, and of the
-  ensemble around it: a forest checks X once, then hands it to its trees unchecked); a
-  categorical split's bitset and feature map entries exist;
+  a column of the input the tree is given (the width rule below); a categorical split's bitset
+  and feature map entries exist; a gradient boosting's tree grid is as wide as the raw
+  predictions it adds into;
 - neighbour search trees (KDTree, BallTree): sample indices, node ranges and children inside
-  their arrays;
+  their arrays, points as wide as the input;
 - SVC/SVR: support vectors as wide as the input, coefficient, intercept and class-count arrays
   of the sizes libsvm assumes.
+
+The width rule. Every number inside the file is the author's, so no bound may come from the
+structure being checked (`Tree(n_features, …)` is an argument in the schema). A bound holds
+only where scikit-learn itself enforces it at predict time: an estimator with `n_features_in_`
+refuses input of any other width, one without it skips that check. Hence:
+
+1. the model's `n_features_in_` must equal the card's feature count — the width the server
+   feeds (a Pipeline's is its first step's);
+2. every estimator that owns a checked structure (tree, histogram predictor, search tree, libsvm
+   model) must have an integer `n_features_in_`, and its structures are bounded by it — never by
+   `tree.n_features`, which must equal it (feature importances index an array of that size);
+3. the members of an ensemble (an estimator with `estimators_`: a forest's trees, gradient
+   boosting's trees and `init_`) are handed the ensemble's input without a check of their own,
+   so each must declare exactly the ensemble's width.
+
+A width change inside a Pipeline (a ColumnTransformer, a OneHotEncoder) needs no derivation of
+its own: the step after it is bounded by its own `n_features_in_`, which its `predict` checks
+against what the previous step actually produced. A file whose steps disagree fails that check
+(and with it the card's sample) with a ValueError, never with an out-of-bounds read.
 
 Leaf values, thresholds and coefficients are plain numbers and need no check; numpy-only
 estimators (linear models, naive Bayes) index through numpy, which checks bounds itself.
@@ -32,50 +51,104 @@ from mlmodel_artifact.errors import ArtifactError
 _TREE_LEAF = -1  # sklearn.tree._tree.TREE_LEAF
 
 
-def check_trees(model: Any, uri: str) -> None:
-    """ArtifactError(ArtifactLoadFailed) naming the first structure with an index out of range."""
-    for owner, width, structure in _structures(model):
-        problem = _problem(owner, structure, width)
-        if problem:
-            raise ArtifactError(
-                uri,
-                "ArtifactLoadFailed",
-                f"the fitted {type(owner).__name__} {problem}; the model file is corrupt or "
-                "crafted, so it is not used",
-            )
+def check_trees(model: Any, uri: str, n_features: int) -> None:
+    """ArtifactError(ArtifactLoadFailed) naming the first structure with an index out of range.
 
-
-def _structures(model: Any) -> Iterator[tuple[Any, int | None, Any]]:
-    """(owning estimator, input width, structure) for every checked structure in `model`.
-
-    The width is the owning estimator's `n_features_in_`. Inside an ensemble (an estimator with
-    `estimators_`) it is also at most the ensemble's. A pipeline's steps change the width, so
-    there each estimator's own counts.
+    `n_features` is the width of the input the model is given: the card's feature count.
     """
+    for owner, problem in _problems(model, n_features):
+        raise ArtifactError(
+            uri,
+            "ArtifactLoadFailed",
+            f"the fitted {type(owner).__name__} {problem}; the model file is corrupt or "
+            "crafted, so it is not used",
+        )
+
+
+def _width(estimator: Any) -> int | None:
+    """`n_features_in_` if it is an integer, else None (missing, or anything else)."""
+    try:
+        value = estimator.n_features_in_
+    except Exception:  # a Pipeline's is a property that fails without a first step
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        return None
+    return int(value)
+
+
+def _problems(model: Any, n_features: int) -> Iterator[tuple[Any, str]]:
+    """(estimator, what is wrong) for each breach of the width rule or of an index bound."""
+    from sklearn.ensemble._gb import BaseGradientBoosting
     from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
     from sklearn.neighbors import BallTree, KDTree
     from sklearn.svm._base import BaseLibSVM
     from sklearn.tree._tree import Tree
 
-    seen: set[int] = set()
-    # (owner, object, width, whether the object sits inside an ensemble)
-    stack: list[tuple[Any, Any, int | None, bool]] = [(None, model, None, False)]
+    top = _width(model)
+    if top != n_features:
+        declared = (
+            "declares no input width (n_features_in_)"
+            if top is None
+            else f"takes {top} input columns (n_features_in_)"
+        )
+        yield model, f"{declared} but the model card names {n_features} features"
+        return
+    boostings: list[tuple[Any, int]] = []
+    seen: set[tuple[int, int | None, bool]] = set()
+    # (owner, object, width of the owner's input, whether the object is an ensemble's member)
+    stack: list[tuple[Any, Any, int | None, bool]] = [(model, model, n_features, False)]
     while stack:
-        owner, obj, width, in_ensemble = stack.pop()
-        if id(obj) in seen:
+        owner, obj, width, member = stack.pop()
+        if (id(obj), width, member) in seen:  # a node shared by two owners is checked for each
             continue
-        seen.add(id(obj))
+        seen.add((id(obj), width, member))
         if isinstance(obj, Tree | TreePredictor | KDTree | BallTree):
-            yield owner, width, obj
+            problem = _problem(owner, obj, width)
+            if problem:
+                yield owner, problem
             continue
         if hasattr(obj, "get_params"):  # an estimator
-            own = getattr(obj, "n_features_in_", None)
-            if isinstance(own, int | np.integer):
-                width = min(width, int(own)) if in_ensemble and width is not None else int(own)
-            owner, in_ensemble = obj, hasattr(obj, "estimators_")
+            own = _width(obj)
+            if member and own is not None and own != width:
+                takes = "declares no input width" if width is None else f"takes {width} columns"
+                yield (
+                    obj,
+                    f"is a member of an ensemble that {takes} but declares {own} (n_features_in_)",
+                )
+                continue
+            # Without n_features_in_ (an unfitted template such as a forest's `estimator`) the
+            # width is None, and any structure it owns is refused.
+            owner, width, member = obj, own, hasattr(obj, "estimators_")
             if isinstance(obj, BaseLibSVM):
-                yield obj, width, obj
-        stack.extend((owner, child, width, in_ensemble) for child in _children(obj))
+                problem = _problem(obj, obj, width)
+                if problem:
+                    yield obj, problem
+            if isinstance(obj, BaseGradientBoosting) and width is not None:
+                boostings.append((obj, width))
+        stack.extend((owner, child, width, member) for child in _children(obj))
+    for boosting, width in boostings:  # only once every tree in them is known to be sound
+        problem = _boosting_problem(boosting, width)
+        if problem:
+            yield boosting, problem
+
+
+def _boosting_problem(model: Any, width: int) -> str:
+    """Gradient boosting adds tree k of each stage into column k of the raw predictions
+    (compiled, unchecked), and those come from the init estimator and the loss: the grid of trees
+    must be exactly as wide."""
+    estimators = model.estimators_
+    if not isinstance(estimators, np.ndarray) or estimators.ndim != 2 or not estimators.size:
+        return "has a grid of trees that is not a two-dimensional array"
+    try:
+        raw = model._raw_predict_init(np.zeros((1, width), dtype=np.float32))
+    except Exception as exc:
+        return f"cannot compute its initial predictions ({type(exc).__name__}: {exc})"
+    if np.ndim(raw) != 2 or estimators.shape[1] != np.shape(raw)[1]:
+        return (
+            f"adds {estimators.shape[1]} trees per stage into {np.shape(raw)[-1]} columns of "
+            "initial predictions"
+        )
+    return ""
 
 
 def _children(obj: Any) -> list[Any]:
@@ -95,8 +168,13 @@ def _problem(owner: Any, structure: Any, width: int | None) -> str:
     from sklearn.neighbors import BallTree, KDTree
     from sklearn.tree._tree import Tree
 
+    if width is None:
+        return (
+            "has no n_features_in_, so scikit-learn would not check the width of its input "
+            "and nothing bounds the indices in its fitted structures"
+        )
     if isinstance(structure, KDTree | BallTree):
-        return _search_tree_problem(structure.__getstate__())
+        return _search_tree_problem(structure.__getstate__(), width)
     if isinstance(structure, Tree):
         return _sklearn_tree_problem(structure, width)
     if isinstance(structure, TreePredictor):
@@ -104,21 +182,22 @@ def _problem(owner: Any, structure: Any, width: int | None) -> str:
     return _svm_problem(structure, width)
 
 
-def _sklearn_tree_problem(tree: Any, width: int | None) -> str:
+def _sklearn_tree_problem(tree: Any, width: int) -> str:
     left, right = np.asarray(tree.children_left), np.asarray(tree.children_right)
     leaf = left == _TREE_LEAF
     if not np.array_equal(leaf, right == _TREE_LEAF):
         return "has a tree node with one child"
-    limit = int(tree.n_features) if width is None else min(int(tree.n_features), width)
-    return _index_problem(left, right, np.asarray(tree.feature), ~leaf, limit)
+    if int(tree.n_features) != width:
+        return f"has a tree built for {int(tree.n_features)} input columns, not its {width}"
+    return _index_problem(left, right, np.asarray(tree.feature), ~leaf, width)
 
 
-def _predictor_problem(owner: Any, predictor: Any, width: int | None) -> str:
+def _predictor_problem(owner: Any, predictor: Any, width: int) -> str:
     """A histogram-boosting tree; categorical splits also index the owner's feature map."""
     nodes = predictor.nodes
     left, right = nodes["left"].astype(np.int64), nodes["right"].astype(np.int64)
     internal = ~nodes["is_leaf"].astype(bool)
-    problem = _index_problem(left, right, nodes["feature_idx"], internal, width or 0)
+    problem = _index_problem(left, right, nodes["feature_idx"], internal, width)
     if problem:
         return problem
     categorical = internal & nodes["is_categorical"].astype(bool)
@@ -147,7 +226,7 @@ def _index_problem(
     return ""
 
 
-def _search_tree_problem(state: tuple[Any, ...]) -> str:
+def _search_tree_problem(state: tuple[Any, ...], width: int) -> str:
     """KDTree/BallTree state: (data, idx_array, node_data, node_bounds, …, n_nodes at 6, …,
     sample_weight at 12). Queries walk node i to 2i+1 and 2i+2 and read samples through
     idx_array[idx_start:idx_end], all unchecked."""
@@ -155,6 +234,8 @@ def _search_tree_problem(state: tuple[Any, ...]) -> str:
     n_nodes, weights = state[6], state[12]
     if data.ndim != 2 or order.shape != (len(data),) or len(nodes) != n_nodes or n_nodes < 1:
         return "has a search tree whose array sizes do not match"
+    if data.shape[1] != width:
+        return f"has a search tree of {data.shape[1]}-column points for {width} input columns"
     n = len(data)
     if np.any(order < 0) or np.any(order >= n):
         return f"has a search tree with a sample index outside its {n} samples"
@@ -171,7 +252,7 @@ def _search_tree_problem(state: tuple[Any, ...]) -> str:
     return ""
 
 
-def _svm_problem(model: Any, width: int | None) -> str:
+def _svm_problem(model: Any, width: int) -> str:
     """What libsvm's predict assumes of SVC/SVR (scikit-learn checks only the class counts)."""
     # A numpy array, or a scipy matrix for a model fitted on sparse input.
     shape: tuple[int, ...] = tuple(getattr(model.support_vectors_, "shape", ()))

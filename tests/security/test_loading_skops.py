@@ -7,8 +7,11 @@ card (an attacker who can write the bucket can write both).
 from __future__ import annotations
 
 import importlib
+import io
 import json
 import struct
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -246,7 +249,7 @@ def test_a_tabular_pipeline_holds_only_allow_listed_types(tmp_path: Path) -> Non
     path = tmp_path / "model.skops"
     skops.io.dump(model, path)
     assert untrusted_skops_types(path) == []
-    loaded = deserialize(ModelFormat.SKOPS, path, str(path))  # every check, the tree ones too
+    loaded = deserialize(ModelFormat.SKOPS, path, str(path), 5)  # every check, the tree ones too
     assert loaded.predict(frame).tolist() == model.predict(frame).tolist()
 
 
@@ -293,7 +296,10 @@ def column_50(nodes: np.ndarray) -> None:
         (lambda: forged_forest(column_50), "outside its 4 input columns"),
         # The forest checks X has 4 columns and hands it to its trees unchecked: a tree (and its
         # estimator) claiming 100 columns must still be held to the forest's 4.
-        (lambda: forged_forest(column_50, n_features=100), "outside its 4 input columns"),
+        (
+            lambda: forged_forest(column_50, n_features=100),
+            "takes 4 columns but declares 100",
+        ),
     ],
     ids=["child-out-of-range", "child-loops-back", "feature-out-of-range", "widened-tree"],
 )
@@ -456,3 +462,326 @@ def test_an_entry_lying_about_its_size_unpacks_no_further_than_it_declared(
     with pytest.raises(ArtifactError, match="Bad CRC-32") as caught:
         load_model(artifact)
     assert caught.value.reason == "ArtifactLoadFailed"
+
+
+# --- Widths from the attacker's own file (review H2). ---
+
+# The review used Tree(10,000,000, …) and column 5,000,000: 20 MB past X, often still mapped
+# memory, so predict returns what it read there (a leak) as often as it crashes. 200 GB past X is
+# never mapped: the child process below always dies, which proves the file is an exploit.
+HUGE_WIDTH = 100_000_000_000  # what the forged Tree(n_features, …) declares
+FAR_COLUMN = 50_000_000_000  # the column every split reads, X[i, FAR_COLUMN] of a 4-column X
+
+
+def far_splits(nodes: np.ndarray) -> None:
+    nodes["feature"][nodes["left_child"] != -1] = FAR_COLUMN
+
+
+def widthless_tree() -> Any:
+    """The reviewed repro: no n_features_in_ (so scikit-learn skips the width check) and a tree
+    built as Tree(HUGE_WIDTH, …) whose splits read column FAR_COLUMN."""
+    from sklearn.tree import DecisionTreeClassifier
+
+    model = DecisionTreeClassifier(random_state=0).fit(X, Y)
+    model.tree_ = forge_nodes(model.tree_, far_splits, n_features=HUGE_WIDTH)
+    del model.n_features_in_
+    return model
+
+
+def widthless_forest() -> RandomForestClassifier:
+    """The same through a forest: neither the forest nor its trees (which the forest's predict
+    asks for the width) have n_features_in_; each Tree declares a huge one."""
+    forest = RandomForestClassifier(n_estimators=3, random_state=0).fit(X, Y)
+    for inner in forest.estimators_:
+        inner.tree_ = forge_nodes(inner.tree_, far_splits, n_features=HUGE_WIDTH)
+        del inner.n_features_in_
+    del forest.n_features_in_
+    return forest
+
+
+def widthless_pipeline_step() -> Pipeline:
+    """The pipeline declares the card's 4 columns (its scaler's), the tree after it none."""
+    tree = widthless_tree()
+    return Pipeline([("scale", StandardScaler().fit(X)), ("tree", tree)])
+
+
+CRASH = """
+import sys
+import numpy as np
+import skops.io
+path = sys.argv[1]
+model = skops.io.load(path, trusted=skops.io.get_untrusted_types(file=path))
+model.predict(np.zeros((1, 4)))
+"""
+
+
+@pytest.mark.parametrize(
+    ("forge", "problem"),
+    [
+        (widthless_tree, "DecisionTreeClassifier declares no input width"),
+        (widthless_forest, "RandomForestClassifier declares no input width"),
+        (widthless_pipeline_step, "DecisionTreeClassifier has no n_features_in_"),
+    ],
+    ids=["tree", "forest", "pipeline-step"],
+)
+def test_a_tree_without_its_input_width_is_refused_before_predict(
+    forge: Any, problem: str, artifact: Path
+) -> None:
+    path = plant(artifact, forge())
+    # The file is a working exploit: loaded as skops trusts it, predict on 4 columns reads 20 MB
+    # past the input and the process dies (in a child process: never in this one).
+    crashed = subprocess.run(
+        [sys.executable, "-c", CRASH, str(path)], capture_output=True, timeout=120, check=False
+    )
+    assert crashed.returncode < 0, (crashed.returncode, crashed.stderr[-500:])  # a signal
+
+    # Refused by the checks alone (deserialize never predicts), so a regression fails the test
+    # instead of crashing it; load_model runs the same checks before the card's sample.
+    with pytest.raises(ArtifactError, match=problem) as caught:
+        deserialize(ModelFormat.SKOPS, path, str(path), 4)
+    assert caught.value.reason == "ArtifactLoadFailed"
+    with pytest.raises(ArtifactError, match=problem):
+        load_model(artifact)
+
+
+def test_a_tree_is_bounded_by_the_card_not_by_what_the_model_declares(artifact: Path) -> None:
+    """A model declaring a huge width is refused against a card of 4, and only the estimator's
+    n_features_in_ bounds a tree: a huge Tree(n_features) under a 4-column estimator fails."""
+    from sklearn.tree import DecisionTreeClassifier
+
+    model = DecisionTreeClassifier(random_state=0).fit(X, Y)
+    model.tree_ = forge_nodes(model.tree_, lambda nodes: None, n_features=HUGE_WIDTH)
+    path = plant(artifact, model)
+    with pytest.raises(ArtifactError, match=f"built for {HUGE_WIDTH} input columns, not its 4"):
+        deserialize(ModelFormat.SKOPS, path, str(path), 4)
+    model.n_features_in_ = HUGE_WIDTH
+    path = plant(artifact, model)
+    with pytest.raises(
+        ArtifactError, match=f"takes {HUGE_WIDTH} input columns .* names 4 features"
+    ):
+        deserialize(ModelFormat.SKOPS, path, str(path), 4)
+
+
+def test_a_forest_after_a_width_changing_step_is_held_to_its_own_width(tmp_path: Path) -> None:
+    """After a ColumnTransformer with a one-hot encoder the forest sees 7 columns, not the
+    card's 5: it is bounded by its own n_features_in_ (which predict checks)."""
+    model, frame = tabular_pipeline()
+    forest = model.named_steps["forest"]
+    assert forest.n_features_in_ == 7
+    path = tmp_path / "model.skops"
+    skops.io.dump(model, path)
+    assert deserialize(ModelFormat.SKOPS, path, str(path), 5).predict(frame).shape == (80,)
+    forest.estimators_[0].tree_ = forge_nodes(forest.estimators_[0].tree_, column_50)
+    skops.io.dump(model, path)
+    with pytest.raises(ArtifactError, match="outside its 7 input columns"):
+        deserialize(ModelFormat.SKOPS, path, str(path), 5)
+
+
+def test_gradient_boosting_trees_must_match_its_initial_predictions(artifact: Path) -> None:
+    """predict_stages adds tree k into raw-prediction column k unchecked: 3 trees per stage
+    into the 1 column of a binary model would write past the array."""
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    model = GradientBoostingClassifier(n_estimators=2, random_state=0).fit(X, Y > 0)
+    model.estimators_ = np.concatenate([model.estimators_] * 3, axis=1)
+    path = plant(artifact, model)
+    with pytest.raises(ArtifactError, match="adds 3 trees per stage into 1 columns"):
+        deserialize(ModelFormat.SKOPS, path, str(path), 4)
+
+
+# --- Zip entries that share bytes, and arrays read more than once (review M3). ---
+
+BIG = "big.npy"
+
+
+def npy(n_bytes: int) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros(n_bytes, dtype=np.uint8))
+    return buffer.getvalue()
+
+
+def with_array_references(path: Path, count: int, array: bytes) -> None:
+    """Rewrite the skops file at `path` with entry big.npy holding `array`, named by `count`
+    extra attributes of the estimator (skops reads the entry once per reference)."""
+    with zipfile.ZipFile(path) as archive:
+        entries = {i.filename: archive.read(i) for i in archive.infolist()}
+    schema = json.loads(entries["schema.json"])
+    attrs = schema["content"]
+    key_type = attrs["key_types"]["content"][0]
+    for i in range(count):
+        attrs["content"][f"pad{i}"] = {
+            "__class__": "ndarray", "__module__": "numpy", "__loader__": "NdArrayNode",
+            "type": "numpy", "file": BIG,
+        }  # fmt: skip
+        attrs["key_types"]["content"].append(dict(key_type))
+    entries["schema.json"] = json.dumps(schema).encode()
+    entries[BIG] = array
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, content in entries.items():
+            archive.writestr(name, content)
+
+
+def repeat_directory_record(path: Path, name: str, copies: int) -> None:
+    """Add `copies` central-directory records for entry `name`, all pointing at its one local
+    header and compressed data: overlapping entries."""
+    data = path.read_bytes()
+    end = data.rindex(b"PK\x05\x06")
+    fields = list(struct.unpack_from("<4s4H2LH", data, end))
+    size, offset = fields[5], fields[6]
+    directory = data[offset : offset + size]
+    records, at = [], 0
+    while at < len(directory):
+        n, m, k = struct.unpack_from("<HHH", directory, at + 28)
+        records.append(directory[at : at + 46 + n + m + k])
+        at += 46 + n + m + k
+    record = next(r for r in records if r[46 : 46 + len(name)] == name.encode())
+    directory += record * copies
+    fields[3] += copies
+    fields[4] += copies
+    fields[5] = len(directory)
+    tail = struct.pack("<4s4H2LH", *fields) + data[end + 22 :]
+    path.write_bytes(data[:offset] + directory + tail)
+
+
+def test_overlapping_zip_entries_are_refused(artifact: Path) -> None:
+    """40 directory records of one 1 MiB entry (a kilobyte compressed), each named in the
+    schema: the declared compressed sizes add up to 40 times what the file holds, so the ratio
+    bound sees 40 honest-looking entries; scaled up (200 MB entries) that is ~8 GB from ~1 MB."""
+    path = artifact / "model.skops"
+    with_array_references(path, 40, npy(1024**2))
+    repeat_directory_record(path, BIG, 39)
+    with zipfile.ZipFile(path) as archive:
+        infos = [i for i in archive.infolist() if i.filename == BIG]
+    assert len(infos) == 40
+    assert sum(i.compress_size for i in infos) > path.stat().st_size  # they share their bytes
+    rewrite_digest(artifact)
+    with pytest.raises(ArtifactError, match="so they overlap") as caught:
+        load_model(artifact)
+    assert caught.value.reason == "ArtifactTooLarge"
+
+
+def test_an_entry_sharing_another_entrys_bytes_is_refused(artifact: Path) -> None:
+    """One extra record for a small array: the sizes still fit the file, the layout does not."""
+    path = artifact / "model.skops"
+    with zipfile.ZipFile(path) as archive:
+        small = next(i.filename for i in archive.infolist() if i.filename.endswith(".npy"))
+    repeat_directory_record(path, small, 1)
+    rewrite_digest(artifact)
+    with pytest.raises(ArtifactError, match=f"entry '{small}' overlaps '{small}'") as caught:
+        load_model(artifact)
+    assert caught.value.reason == "ArtifactTooLarge"
+
+
+def test_an_array_named_many_times_in_the_schema_counts_each_time(artifact: Path) -> None:
+    """One 2 MiB entry of zeros (2 KiB compressed), named 40 times: skops reads 80 MiB while
+    auditing, although the zip itself is small and honest."""
+    path = artifact / "model.skops"
+    with_array_references(path, 40, npy(2 * 1024**2))
+    rewrite_digest(artifact)
+    with pytest.raises(ArtifactError, match="what its schema reads unpacks to 80.0 MiB"):
+        load_model(artifact)
+
+
+# --- A class where a function goes (review M4). ---
+
+
+def test_an_allow_listed_class_is_never_a_function(artifact: Path) -> None:
+    """dict is on the allow-list as data; as FunctionTransformer.func it is called with the
+    file's kw_args on every predict."""
+    transformer = FunctionTransformer(func=dict, kw_args={"pwned": True}, validate=False)
+    path = plant(artifact, make_pipeline(transformer, classifier()))
+    as_skops_trusts_it = skops.io.load(path, trusted=skops.io.get_untrusted_types(file=path))
+    assert as_skops_trusts_it[0].transform([[1, 2]]) == {1: 2, "pwned": True}  # it runs
+
+    assert untrusted_skops_types(path) == ["builtins.dict"]  # the writer refuses it too
+    with pytest.raises(ArtifactError, match="names classes where .*: builtins.dict") as caught:
+        load_model(artifact)
+    assert caught.value.reason == "UntrustedType"
+
+
+def test_a_class_reference_through_a_back_reference_is_refused(artifact: Path) -> None:
+    """A dict key type (builtins.str, accepted there) given an id and named again, through a
+    CachedNode, as FunctionTransformer.func."""
+    path = plant(artifact, make_pipeline(FunctionTransformer(), classifier()))
+    with zipfile.ZipFile(path) as archive:
+        entries = {i.filename: archive.read(i) for i in archive.infolist()}
+    schema = json.loads(entries["schema.json"])
+    transformer = schema["content"]["content"]["steps"]["content"][0]["content"][1]["content"]
+    key_type = transformer["key_types"]["content"][0]
+    assert key_type["__loader__"] == "TypeNode"
+    key_type["__id__"] = 424242
+    transformer["content"]["func"] = {
+        "__class__": "str", "__module__": "builtins", "__loader__": "CachedNode", "__id__": 424242
+    }  # fmt: skip
+    entries["schema.json"] = json.dumps(schema).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, content in entries.items():
+            archive.writestr(name, content)
+    rewrite_digest(artifact)
+    with pytest.raises(ArtifactError, match="names classes where .*: builtins.str") as caught:
+        load_model(artifact)
+    assert caught.value.reason == "UntrustedType"
+
+
+@pytest.mark.parametrize(
+    ("model", "where"),
+    [
+        (lambda: FunctionTransformer(func=dict), "FunctionTransformer.func is the class"),
+        (lambda: FunctionTransformer(inverse_func=np.ndarray), "FunctionTransformer.inverse_func"),
+        (
+            lambda: make_pipeline(StandardScaler(), classifier()).set_params(
+                logisticregression__C=LogisticRegression
+            ),
+            "LogisticRegression.C is the class",
+        ),
+    ],
+    ids=["func", "inverse-func", "any-attribute"],
+)
+def test_no_callable_is_left_in_a_loaded_model(model: Any, where: str) -> None:
+    """After the load (whatever got past the audit): only func=None, and nothing callable."""
+    from mlmodel_artifact.skops_safety import check_loaded
+
+    with pytest.raises(ArtifactError, match=where) as caught:
+        check_loaded(model(), "m")
+    assert caught.value.reason == "UntrustedType"
+
+
+@pytest.mark.parametrize(
+    ("model", "where"),
+    [
+        (lambda: _knn(weights=lambda d: d), "KNeighborsClassifier.weights"),
+        (lambda: _knn(metric=LogisticRegression()), "KNeighborsClassifier.metric"),
+        (lambda: _svc(kernel=np.dot), "SVC.kernel"),
+    ],
+    ids=["knn-weights", "knn-metric-object", "svm-kernel"],
+)
+def test_metrics_weights_and_kernels_load_only_by_name(model: Any, where: str) -> None:
+    from mlmodel_artifact.skops_safety import check_loaded
+
+    with pytest.raises(ArtifactError, match=where):
+        check_loaded(model(), "m")
+
+
+def _knn(**params: Any) -> Any:
+    from sklearn.neighbors import KNeighborsClassifier
+
+    return KNeighborsClassifier(**params)
+
+
+def _svc(**params: Any) -> Any:
+    from sklearn.svm import SVC
+
+    return SVC(**params)
+
+
+def test_genuine_dtypes_and_dict_keys_load(tmp_path: Path) -> None:
+    """The two places a class is data: OneHotEncoder's dtype and dict key types."""
+    model, _ = tabular_pipeline()
+    path = tmp_path / "model.skops"
+    skops.io.dump(model, path)
+    found = skops_types(path)
+    assert not found.misplaced
+    assert "numpy.float64" in found.types  # the encoder's dtype, a class reference
+    from mlmodel_artifact.skops_safety import check_loaded
+
+    check_loaded(skops.io.load(path, trusted=skops.io.get_untrusted_types(file=path)), str(path))
