@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import shutil
@@ -14,12 +15,7 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
-from model_server.settings import (
-    CONNECTION_HEADROOM,
-    ENV_PREFIX,
-    KEEP_ALIVE_SECONDS,
-    ServerSettings,
-)
+from model_server.settings import ENV_PREFIX, KEEP_ALIVE_SECONDS, ServerSettings
 
 log = logging.getLogger("model_server")
 
@@ -91,18 +87,22 @@ def configure_logging(level: str) -> None:
 
 def uvicorn_options(settings: ServerSettings) -> dict[str, Any]:
     """Server options shared by the single- and multi-process modes."""
+    from model_server.connection import HeaderDeadlineProtocol  # imports uvicorn
+
     return {
         "host": settings.host,
         "port": settings.port,
         "loop": "uvloop",
-        "http": "httptools",
+        # httptools, with a deadline for each request's headers (idle and slowloris sockets).
+        "http": functools.partial(
+            HeaderDeadlineProtocol, header_timeout=settings.header_timeout_seconds
+        ),
         "lifespan": "on",
         "log_level": settings.log_level,
         "access_log": settings.access_log,
         "timeout_graceful_shutdown": 20,
-        # A hard cap on open connections (uvicorn answers a bare 503 beyond it); the app's own
-        # in-flight limit (max_connections) refuses prediction requests first, with JSON.
-        "limit_concurrency": settings.max_connections + CONNECTION_HEADROOM,
+        # No limit_concurrency: uvicorn counts idle sockets against it and then answers every
+        # request 503, probes included. The app bounds prediction requests in flight instead.
         "timeout_keep_alive": KEEP_ALIVE_SECONDS,
         "server_header": False,
     }

@@ -18,10 +18,9 @@ DEFAULT_PORT: Final = 8080
 LIVENESS_PATH: Final = "/v2/health/live"
 READINESS_PATH: Final = "/v2/health/ready"
 METRICS_PATH: Final = "/metrics"
-# Open connections allowed beyond max_connections, so probes and scrapes find room while every
-# prediction slot is taken (uvicorn answers a bare 503 beyond the total).
-CONNECTION_HEADROOM: Final = 32
-KEEP_ALIVE_SECONDS: Final = 5  # idle keep-alive connections close after this
+# A keep-alive connection closes unless its next request's headers are complete this long after
+# the previous response (see model_server.connection).
+KEEP_ALIVE_SECONDS: Final = 5
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 
@@ -92,13 +91,23 @@ class ServerSettings(BaseSettings):
         description="A request must have sent its whole body within this many seconds of its "
         "headers; a slower one gets 408 and its connection is closed.",
     )
+    header_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=600,
+        description="A new connection must have sent a request's complete headers within this "
+        "many seconds, or it is closed without an answer (idle and slowly trickling clients). "
+        "On a keep-alive connection the next request's headers must be complete within 5 s "
+        "of the previous response.",
+    )
     max_connections: int = Field(
         default=32,
         ge=1,
         le=10_000,
         description="Prediction requests in flight at once per worker process (each may hold a "
         "body of up to max_request_bytes); the next gets 503 with Retry-After. Health, "
-        "readiness and metrics are not counted. Open connections are capped at this plus 32.",
+        "readiness and metrics are not counted. Open connections are not capped: each must "
+        "send its headers within header_timeout_seconds.",
     )
     log_level: LogLevel = Field(default="info", description="Env MODEL_SERVER_LOG_LEVEL.")
     access_log: bool = Field(

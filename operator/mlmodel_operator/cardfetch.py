@@ -13,7 +13,11 @@ position. So every read here goes through these rules (docs/architecture.md, "Ar
   bearer token, AWS signing) go only to sources listed in `MLOP_CREDENTIAL_SOURCES`.
 - One deadline per read, for everything (lookup, connect, TLS, headers, body): a watchdog shuts
   the socket down when it passes, so a server that trickles bytes cannot hold the thread. The
-  body is capped while streaming; no compression is asked for.
+  name lookup (blocking `getaddrinfo`, which nothing can interrupt) runs on a lookup thread of
+  `Lookups`, and the reader stops waiting for it at the deadline; at most a fixed number of
+  lookups may be outstanding, so a name server that never answers cannot pile threads up (a
+  read that finds them all taken fails at once as busy). The body is capped while streaming;
+  no compression is asked for.
 - Failures carry a fixed, public sentence (for status) and a detail for the operator's log only,
   so status never tells a user what answered, or how.
 
@@ -138,12 +142,16 @@ def _is_bucket(name: str) -> bool:
 
 
 def _checked_path(path: str) -> str:
-    """The path, refused when a server could read it as another one ('..', encoded '/')."""
+    """The path, refused when a server could read it as another one ('..', encoded '/').
+
+    A segment's ';' parameters are stripped before the check: Tomcat and Spring read `..;x`
+    (and `..;`) as `..`, so `/a/..;/b` is refused like `/a/../b`.
+    """
     lowered = path.lower()
     if "%2f" in lowered or "%5c" in lowered or "%00" in lowered:
         raise CardReadError("InvalidURI", "an encoded '/', '\\' or NUL in the path")
     segments = unquote(path).split("/")
-    if any(segment in (".", "..") for segment in segments):
+    if any(segment.split(";", 1)[0] in (".", "..") for segment in segments):
         raise CardReadError("InvalidURI", "a '.' or '..' path segment")
     return path if path.startswith("/") else "/" + path
 
@@ -259,6 +267,67 @@ def system_resolver(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
+def _literal(host: str) -> str | None:
+    """The host itself when it is an IP address (no lookup needed), else None."""
+    try:
+        ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return None
+    return host
+
+
+class Lookups:
+    """Name lookups under the read deadline.
+
+    `getaddrinfo` blocks and cannot be interrupted; a name server that never answers would hold
+    the reader for the resolver's own timeouts (with Kubernetes' `ndots:5` and search domains,
+    tens of seconds). Each lookup therefore runs on its own daemon thread and the reader waits
+    only until its deadline; a lookup still running then is abandoned (its thread ends when the
+    resolver gives up). At most `limit` lookups may be outstanding, abandoned ones included: a
+    read that finds no room fails at once (ArtifactReadBusy) instead of starting another thread.
+    """
+
+    def __init__(self, limit: int = 16) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._outstanding = 0
+
+    def outstanding(self) -> int:
+        """Lookups started and not finished (abandoned ones included)."""
+        with self._lock:
+            return self._outstanding
+
+    def resolve(self, resolver: Resolver, host: str, port: int, deadline: Deadline) -> list[str]:
+        """`resolver(host, port)`, given up on (ArtifactUnreachable) when `deadline` passes."""
+        wait = deadline.remaining()
+        with self._lock:
+            if self._outstanding >= self.limit:
+                raise CardReadError("ArtifactReadBusy", f"{self._outstanding} lookups outstanding")
+            self._outstanding += 1
+        done = threading.Event()
+        answer: list[list[str] | BaseException] = []
+
+        def run() -> None:
+            try:
+                answer.append(list(resolver(host, port)))
+            except BaseException as exc:  # handed to the reader, if it still waits
+                answer.append(exc)
+            finally:
+                with self._lock:
+                    self._outstanding -= 1
+                done.set()
+
+        threading.Thread(target=run, name="model-card-lookup", daemon=True).start()
+        if not done.wait(wait):
+            raise CardReadError(
+                "ArtifactUnreachable", f"the lookup of {host} did not finish by the read deadline"
+            )
+        result = answer[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+
 # --- the deadline -----------------------------------------------------------------------
 
 
@@ -344,6 +413,7 @@ class Watchdog:
 
 
 WATCHDOG: Final = Watchdog()
+LOOKUPS: Final = Lookups()  # for readers that bring none (the operator's has its own)
 
 
 # --- HTTP -------------------------------------------------------------------------------
@@ -400,12 +470,14 @@ def fetch(
     deadline: Deadline,
     max_bytes: int,
     resolver: Resolver = system_resolver,
+    lookups: Lookups | None = None,
 ) -> bytes:
     """GET the card at `first`, following at most MAX_REDIRECTS redirects (each through
-    `next_hop`, which applies the source rules); the body, at most `max_bytes` long."""
+    `next_hop`, which applies the source rules); the body, at most `max_bytes` long. Host
+    names are looked up through `lookups` (default: the module's), under the deadline."""
     hop = first
     for _ in range(MAX_REDIRECTS + 1):
-        status, body_or_location = _get(hop, deadline, max_bytes, resolver)
+        status, body_or_location = _get(hop, deadline, max_bytes, resolver, lookups or LOOKUPS)
         if status != "redirect":
             return body_or_location if isinstance(body_or_location, bytes) else b""
         target = urljoin(str(hop.url), str(body_or_location)).split("#")[0]
@@ -417,7 +489,7 @@ def fetch(
 
 
 def _get(
-    hop: Hop, deadline: Deadline, max_bytes: int, resolver: Resolver
+    hop: Hop, deadline: Deadline, max_bytes: int, resolver: Resolver, lookups: Lookups
 ) -> tuple[str, bytes | str]:
     url = hop.url
     assert url.port is not None
@@ -425,7 +497,11 @@ def _get(
         raise CardReadError("ArtifactUnreachable", f"{url.host} is a metadata host name")
     deadline.remaining()
     try:
-        addresses = list(resolver(url.host, url.port))
+        literal = _literal(url.host)  # an IP address: nothing to look up
+        if literal:
+            addresses = [literal]
+        else:
+            addresses = lookups.resolve(resolver, url.host, url.port, deadline)
     except OSError as exc:
         raise CardReadError("ArtifactUnreachable", f"{url.host} did not resolve: {exc}") from exc
     for address in addresses:  # one bad address refuses the host: no picking around it
@@ -551,6 +627,7 @@ class CardPolicy:
     timeout: float = 10.0
     max_bytes: int = 1 << 20
     resolver: Resolver = system_resolver
+    lookups: Lookups | None = None  # None: the module's LOOKUPS
     s3: S3Endpoint | None = None  # None: from the environment at each read
     token: Callable[[], str | None] = lambda: os.environ.get(TOKEN_ENV)
 
@@ -574,6 +651,7 @@ class CardPolicy:
                 deadline=deadline,
                 max_bytes=self.max_bytes,
                 resolver=self.resolver,
+                lookups=self.lookups,
             )
         finally:
             deadline.finish()

@@ -5,6 +5,9 @@ size cap) on a small pool of threads (`CardPool`: a bounded queue, one read per 
 and parsed by the shared artifact contract (`ModelCard.from_json`), which never loads a model.
 `CardReader` remembers each outcome for about one drift interval, so a card is read once per
 round, not on every event of the model; failures are remembered longer each time they repeat.
+The operator's reconciles never wait for a read: when the outcome is not known yet the reader
+raises `CardPending` with a future, the reconcile keeps what it knew and queues the MLModel
+again when the future is done.
 pvc:// artifacts are not mounted into the operator, so only a pinned sha256 tracks them.
 Credentials in an MLModel's credentialsSecret are for the pods only: the operator never reads
 Secrets, and sends its own only to the sources listed for them (MLOP_CREDENTIAL_SOURCES).
@@ -12,6 +15,7 @@ Secrets, and sends its own only to the sources listed for them (MLOP_CREDENTIAL_
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -21,28 +25,53 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from functools import partial
-from typing import Final
+from typing import Any, Final
 
 from mlmodel_artifact import ArtifactError, ModelCard, ModelFormat
-from mlmodel_operator.cardfetch import PUBLIC, CardPolicy, CardReadError, parse_sources
+from mlmodel_operator.cardfetch import PUBLIC, CardPolicy, CardReadError, Lookups, parse_sources
 from mlmodel_operator.resource import MLModel
 from mlmodel_operator.settings import OperatorSettings
 from mlmodel_operator.status import Problem
 
 LOG = logging.getLogger("mlmodel_operator.cards")
 DigestReader = Callable[[str, str | None], str]
+CARD_REASONS: Final = frozenset(
+    {
+        "InvalidURI",
+        "ArtifactNotFound",
+        "ArtifactUnreachable",
+        "ArtifactReadBusy",
+        "InvalidModelCard",
+        "UnknownFormat",
+    }
+)
 NOT_ALLOWED: Final = "ArtifactSourceNotAllowed"
 # A card that keeps failing is re-read after ttl, 2 ttl, then every 4 ttl: a tarpit or a dead
 # host costs one thread for one deadline per 4 drift rounds, not per round.
 MAX_BACKOFF: Final = 4
+LOOKUPS_PER_READER: Final = 4
 
 
 @dataclass(frozen=True)
 class Resolved:
-    """The digest to roll out (None: unknown) and why it could not be refreshed, if so."""
+    """The digest to roll out (None: unknown) and why it could not be refreshed, if so.
+
+    `pending` is the future of a card read whose outcome is not known yet: the digest and
+    problem are what status already said, and the MLModel should be reconciled again when
+    the future is done.
+    """
 
     digest: str | None
     problem: Problem | None = None
+    pending: Future[Any] | None = None
+
+
+class CardPending(Exception):
+    """The card is being read and its outcome is not known yet; `future` is done when it is."""
+
+    def __init__(self, future: Future[Any]) -> None:
+        self.future = future
+        super().__init__("the model card is being read")
 
 
 @dataclass(frozen=True)
@@ -133,7 +162,7 @@ class CardPool:
             self._inflight.pop(key, None)
 
 
-Outcome = str | CardFailure
+Outcome = ModelCard | CardFailure
 
 
 @dataclass
@@ -144,12 +173,14 @@ class _Entry:
 
 
 class CardReader:
-    """A DigestReader: each (uri, format) read at most once per `ttl` seconds, through the pool.
+    """A DigestReader: each card URI read at most once per `ttl` seconds, through the pool.
 
-    `check` refuses a URI before anything is queued (no source, bad URI: nothing to remember).
-    A caller waits at most `wait` seconds (the read's own deadline plus a little); when its read
-    is still queued behind others it gets ArtifactReadBusy, and the read's outcome is kept for
-    the next reconcile. At most `max_entries` outcomes are kept (least recently used go first).
+    Reads are keyed by URI alone: the card is parsed once, and each caller's format picks its
+    digest from it. `check` refuses a URI before anything is queued (no source, bad URI:
+    nothing to remember). A caller waits at most `wait` seconds for a read in progress (the
+    operator's reconciles: 0, never); while the outcome is still unknown it gets CardPending,
+    whose future is done when the outcome is kept for the next call. At most `max_entries`
+    outcomes are kept (least recently used go first).
     """
 
     def __init__(
@@ -158,7 +189,7 @@ class CardReader:
         pool: CardPool,
         *,
         ttl: float,
-        wait: float,
+        wait: float = 0.0,
         check: Callable[[str], object] = lambda uri: None,
         max_entries: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
@@ -171,38 +202,43 @@ class CardReader:
         self.max_entries = max_entries
         self.clock = clock
         self._lock = threading.Lock()
-        self._entries: OrderedDict[tuple[str, str | None], _Entry] = OrderedDict()
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
 
     def __call__(self, uri: str, model_format: str | None) -> str:
         """The digest of the model file `model_format` (None: primary) of the card at `uri`."""
         self.check(uri)
-        entry, started = self._entry(uri, model_format)
+        entry, started = self._entry(uri)
         if started is not None:  # outside the lock: a done future runs the callback right here
-            started.add_done_callback(partial(self._complete, uri, model_format, entry))
-        try:
-            outcome = entry.future.result(timeout=self.wait)
-        except FutureTimeout:
-            raise CardReadError("ArtifactReadBusy", "still queued behind other reads") from None
+            started.add_done_callback(partial(self._complete, uri, entry))
+        if not entry.future.done() and self.wait > 0:
+            with contextlib.suppress(FutureTimeout):
+                entry.future.result(timeout=self.wait)
+        if not entry.future.done():
+            raise CardPending(entry.future)
+        outcome = entry.future.result()
         if isinstance(outcome, CardFailure):
             raise outcome.error()
-        return outcome
+        return format_digest(outcome, model_format)
+
+    def close(self) -> None:
+        """Let the pool's threads end (reads already queued still run)."""
+        self.pool.shutdown()
 
     def __len__(self) -> int:
         with self._lock:
             return len(self._entries)
 
-    def _entry(self, uri: str, model_format: str | None) -> tuple[_Entry, Future[bytes] | None]:
+    def _entry(self, uri: str) -> tuple[_Entry, Future[bytes] | None]:
         """The entry to wait on, and the pool's future when a new read was started for it."""
-        key = (uri, model_format)
         with self._lock:
-            entry = self._entries.get(key)
+            entry = self._entries.get(uri)
             if entry is not None and not self._stale(entry):
-                self._entries.move_to_end(key)
+                self._entries.move_to_end(uri)
                 return entry, None
             started = self.pool.submit(uri, partial(self.read, uri))  # Busy: nothing remembered
             entry = _Entry(Future(), entry.failures if entry else 0)
-            self._entries[key] = entry
-            self._entries.move_to_end(key)
+            self._entries[uri] = entry
+            self._entries.move_to_end(uri)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
             return entry, started
@@ -213,10 +249,8 @@ class CardReader:
         backoff = min(2 ** (entry.failures - 1), MAX_BACKOFF) if entry.failures else 1
         return self.clock() - entry.done_at >= self.ttl * backoff
 
-    def _complete(
-        self, uri: str, model_format: str | None, entry: _Entry, started: Future[bytes]
-    ) -> None:
-        outcome = _outcome(uri, model_format, started)
+    def _complete(self, uri: str, entry: _Entry, started: Future[bytes]) -> None:
+        outcome = _outcome(uri, started)
         with self._lock:
             entry.done_at = self.clock()
             entry.failures = entry.failures + 1 if isinstance(outcome, CardFailure) else 0
@@ -225,21 +259,25 @@ class CardReader:
         entry.future.set_result(outcome)
 
 
-def _outcome(uri: str, model_format: str | None, started: Future[bytes]) -> Outcome:
+def _outcome(uri: str, started: Future[bytes]) -> Outcome:
     try:
-        return card_digest(started.result(), uri, model_format)
+        return parse_card(started.result(), uri)
     except CardReadError as exc:
         return CardFailure(exc.reason, exc.public, exc.detail)
     except Exception as exc:  # a bug or an unforeseen error: say unreachable, log the detail
         return CardFailure("ArtifactUnreachable", PUBLIC["ArtifactUnreachable"], repr(exc))
 
 
-def card_digest(body: bytes, uri: str, model_format: str | None) -> str:
-    """sha256 of the model file the server will load: the card's primary or the named format."""
+def parse_card(body: bytes, uri: str) -> ModelCard:
+    """The card, parsed by the artifact contract (never loading a model)."""
     try:
-        card = ModelCard.from_json(body, uri)
+        return ModelCard.from_json(body, uri)
     except ArtifactError as exc:  # names fields and parser positions: for the log only
         raise CardReadError("InvalidModelCard", exc.message) from exc
+
+
+def format_digest(card: ModelCard, model_format: str | None) -> str:
+    """sha256 of the model file the server will load: the card's primary or the named format."""
     if model_format is None:
         return str(card.sha256)
     wanted = ModelFormat(model_format)
@@ -250,6 +288,11 @@ def card_digest(body: bytes, uri: str, model_format: str | None) -> str:
     return str(card.files[wanted].sha256)
 
 
+def card_digest(body: bytes, uri: str, model_format: str | None) -> str:
+    """sha256 of the model file the server will load, from a card's bytes."""
+    return format_digest(parse_card(body, uri), model_format)
+
+
 def card_reader(settings: OperatorSettings) -> CardReader:
     """The operator's reader: its sources, credentials, limits and pool, from its settings."""
     policy = CardPolicy(
@@ -257,12 +300,14 @@ def card_reader(settings: OperatorSettings) -> CardReader:
         credential_sources=parse_sources(settings.credential_sources),
         timeout=settings.card_timeout_seconds,
         max_bytes=settings.card_max_bytes,
+        # a lookup abandoned at the deadline keeps its thread until the resolver gives up:
+        # room for each reader's current lookup and three abandoned ones
+        lookups=Lookups(LOOKUPS_PER_READER * settings.card_readers),
     )
     return CardReader(
         policy.read,
         CardPool(settings.card_readers, settings.card_queue_size),
         ttl=0.9 * settings.drift_interval_seconds,
-        wait=settings.card_timeout_seconds + 1.0,
         check=policy.check,
         max_entries=settings.card_cache_size,
     )
@@ -278,6 +323,8 @@ def resolve_digest(mlmodel: MLModel, reader: DigestReader) -> Resolved:
     known = mlmodel.status.model_digest
     try:
         return Resolved(reader(source.uri, source.format))
+    except CardPending as pending:
+        return Resolved(known, _as_before(mlmodel), pending.future)
     except CardReadError as exc:
         if exc.reason == NOT_ALLOWED:
             return Resolved(known, _not_tracked(mlmodel))
@@ -289,6 +336,15 @@ def resolve_digest(mlmodel: MLModel, reader: DigestReader) -> Resolved:
         LOG.warning("model card of %s: unexpected %r", source.uri, exc)
         detail = f"spec.model.uri {source.uri}: {PUBLIC['ArtifactUnreachable']}"
         return _unresolved("ArtifactUnreachable", detail, known)
+
+
+def _as_before(mlmodel: MLModel) -> Problem | None:
+    """While a card is being read, status says about it what it said before (no flap)."""
+    for condition in mlmodel.status.conditions:
+        degraded = condition.type == "Degraded" and condition.status == "True"
+        if degraded and condition.reason in CARD_REASONS:
+            return Problem(condition.reason, condition.message, blocks_ready=False)
+    return None
 
 
 def _not_tracked(mlmodel: MLModel) -> Problem:

@@ -30,14 +30,13 @@ from mlmodel_operator.cache import ObjectCache
 from mlmodel_operator.cards import card_reader
 from mlmodel_operator.events import EventRecorder
 from mlmodel_operator.kube import Kube, load_api_client
-from mlmodel_operator.reconcile import Outcome, Reconciler
+from mlmodel_operator.reconcile import ModelKey, Outcome, Reconciler
 from mlmodel_operator.render.meta import LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY
 from mlmodel_operator.resource import GROUP, KIND, PLURAL, VERSION
 from mlmodel_operator.settings import OperatorSettings
 from mlmodel_operator.workqueue import ShutDown, WorkQueue
 
 LOG = logging.getLogger("mlmodel_operator")
-ModelKey = tuple[str, str]  # (namespace, name)
 CHILD_RESOURCES: Final = (
     ("apps", "v1", "deployments", "Deployment"),
     ("", "v1", "services", "Service"),
@@ -119,9 +118,13 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
         settings.queueing.idle_timeout = 1.0
         # A model card is re-read once per drift round, not on every event of the model, and
         # only from MLOP_ARTIFACT_SOURCES (cards.py, cardfetch.py).
+        # A reconcile never waits for a card: the read's end queues the MLModel again.
         reader = card_reader(config)
+        memo.reader = reader
         kube = Kube(load_api_client())
-        reconciler = Reconciler(kube, cache, config, reader=reader)
+        reconciler = Reconciler(
+            kube, cache, config, reader=reader, requeue=lambda key: queue.add(key, "card")
+        )
         recorder = EventRecorder(kube)
         for index in range(config.workers):  # daemons; queue.shutdown() at cleanup ends them
             threading.Thread(
@@ -140,6 +143,8 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
     @kopf.on.cleanup(registry=registry, id="stop")
     async def stop(memo: kopf.Memo, **_: Any) -> None:
         queue.shutdown()
+        if getattr(memo, "reader", None) is not None:
+            memo.reader.close()
         if getattr(memo, "drift", None) is not None:
             memo.drift.cancel()
         if getattr(memo, "http", None) is not None:

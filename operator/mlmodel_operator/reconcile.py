@@ -7,6 +7,10 @@ before creating a child the cache does not have (a same-named object the operato
 must be left alone) and a crashed container's last log line. A converged MLModel makes no write
 request: children are applied only when a field the operator owns differs, and the status
 patch is empty when nothing in it changed.
+
+A reconcile never waits for a model card: when the card's outcome is not known yet, the read
+is left running on the card pool, the reconcile goes on with what status already says, and the
+MLModel's key is queued again (`requeue`) when the read is done.
 """
 
 from __future__ import annotations
@@ -21,11 +25,12 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic.exceptions import DynamicApiError
 from urllib3.exceptions import HTTPError
 
-from mlmodel_operator import drift
+from mlmodel_operator import contract, drift
 from mlmodel_operator.cache import ObjectCache
-from mlmodel_operator.cards import DigestReader, card_reader, resolve_digest
+from mlmodel_operator.cards import CardReader, DigestReader, card_reader, resolve_digest
 from mlmodel_operator.kube import FIELD_MANAGER, Kube
 from mlmodel_operator.render import render, unwanted_kinds
+from mlmodel_operator.render.deployment import model_uri_in_pod
 from mlmodel_operator.resource import KIND, MLModel
 from mlmodel_operator.settings import OperatorSettings
 from mlmodel_operator.status import (
@@ -86,6 +91,16 @@ def _status_code(exc: Exception) -> int:
     return int(getattr(exc, "status", 0) or 0)
 
 
+def _served_uri(deployment: Mapping[str, Any]) -> str | None:
+    """The model URI a live Deployment's server container is given (None: none)."""
+    template = ((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}
+    for container in template.get("containers") or []:
+        for env in container.get("env") or []:
+            if env.get("name") == contract.ENV_MODEL_URI:
+                return str(env.get("value"))
+    return None
+
+
 class ApiCallFailed(Exception):
     """A request to the API server failed; the worker queues the MLModel again with backoff."""
 
@@ -101,8 +116,16 @@ def _api_call(what: str) -> Iterator[None]:
         raise ApiCallFailed(f"{what}: {exc}") from exc
 
 
+ModelKey = tuple[str, str]  # (namespace, name)
+
+
 class Reconciler:
-    """Reconciles MLModels; one instance per operator process, shared by all handlers."""
+    """Reconciles MLModels; one instance per operator process, shared by all handlers.
+
+    `requeue` queues an MLModel's key again (the work queue's add); it is called when a card
+    read a reconcile did not wait for is done. Without a `reader`, the Reconciler makes its
+    own from the settings and `close()` ends its threads.
+    """
 
     def __init__(
         self,
@@ -111,12 +134,22 @@ class Reconciler:
         settings: OperatorSettings,
         reader: DigestReader | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        requeue: Callable[[ModelKey], None] | None = None,
     ) -> None:
         self.kube = kube
         self.cache = cache
         self.settings = settings
-        self.reader = reader or card_reader(settings)
+        self._own_reader: CardReader | None = None
+        if reader is None:
+            reader = self._own_reader = card_reader(settings)
+        self.reader = reader
         self.clock = clock
+        self.requeue = requeue
+
+    def close(self) -> None:
+        """End the threads of the card reader this Reconciler made (none when given one)."""
+        if self._own_reader is not None:
+            self._own_reader.close()
 
     def reconcile_key(self, namespace: str, name: str) -> tuple[dict[str, Any], Outcome] | None:
         """Reconcile the cached MLModel namespace/name and patch its status if it changed.
@@ -143,11 +176,17 @@ class Reconciler:
 
     def _reconcile(self, mlmodel: MLModel, previous: dict[str, Any]) -> Outcome:
         resolved = resolve_digest(mlmodel, self.reader)
+        if resolved.pending is not None and self.requeue is not None:
+            key, requeue = (mlmodel.namespace, mlmodel.name), self.requeue
+            resolved.pending.add_done_callback(lambda _: requeue(key))
         problems = [resolved.problem] if resolved.problem else []
         changes: list[Change] = []
         deployment: dict[str, Any] | None = None
         for manifest in render(mlmodel, self.settings, digest=resolved.digest):
-            live, change, problem = self._converge(mlmodel, manifest)
+            if resolved.pending is not None and manifest["kind"] == "Deployment":
+                live, change, problem = self._until_card_read(mlmodel, manifest)
+            else:
+                live, change, problem = self._converge(mlmodel, manifest)
             changes += [change] if change else []
             problems += [problem] if problem else []
             if manifest["kind"] == "Deployment":
@@ -164,6 +203,23 @@ class Reconciler:
             now=self.clock(),
         )
         return Outcome(status_patch(previous, status), tuple(changes), tuple(problems))
+
+    def _until_card_read(
+        self, mlmodel: MLModel, manifest: dict[str, Any]
+    ) -> tuple[dict[str, Any] | None, Change | None, Problem | None]:
+        """The Deployment while its card is being read.
+
+        When it already serves this URI, the last known digest is the one to keep: converge as
+        usual. When it does not exist yet or serves another URI, the digest for this URI is not
+        known: leave it as it is until the read is done (and the MLModel queued again), so a
+        new URI rolls the pods once, with its card's digest, not twice.
+        """
+        live = self.cache.get("Deployment", mlmodel.namespace, mlmodel.name)
+        if live is not None and _served_uri(live) == model_uri_in_pod(mlmodel):
+            return self._converge(mlmodel, manifest)
+        if live is not None and not is_controlled_by(live, mlmodel):
+            return None, None, _not_owned("Deployment", mlmodel)
+        return live, None, None
 
     def _converge(
         self, mlmodel: MLModel, manifest: dict[str, Any]

@@ -16,8 +16,13 @@ QUANTITY: Final = (
 OPTIONAL_QUANTITY: Final = f"^$|{QUANTITY}"
 
 
-def _exceeds(request: str, limit: str) -> bool:
-    return bool(parse_quantity(request) > parse_quantity(limit))  # type: ignore[no-untyped-call]
+def exceeds(request: int | str, limit: int | str) -> bool:
+    """Whether a resource request is above its limit (False when either is no quantity: the
+    API server refuses such a value itself, naming it)."""
+    try:
+        return bool(parse_quantity(request) > parse_quantity(limit))  # type: ignore[no-untyped-call]
+    except (ValueError, ArithmeticError):
+        return False
 
 
 class OperatorSettings(BaseSettings):
@@ -97,7 +102,8 @@ class OperatorSettings(BaseSettings):
     card_timeout_seconds: float = Field(
         default=10.0,
         gt=0,
-        description="One deadline for a whole model-card read (lookup, connect, redirects, body).",
+        description="One deadline for a whole model-card read (name lookup, connect, TLS, "
+        "redirects, body); a reconcile never waits for it.",
     )
     artifact_sources: Annotated[tuple[str, ...], NoDecode] = Field(
         default=("https://", "s3://"),
@@ -123,9 +129,9 @@ class OperatorSettings(BaseSettings):
         default=10_000, ge=1, description="Card outcomes remembered (least recently used go)."
     )
 
-    @field_validator("artifact_sources", "credential_sources", mode="before")
+    @field_validator("namespaces", "artifact_sources", "credential_sources", mode="before")
     @classmethod
-    def _split_sources(cls, value: object) -> object:
+    def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
@@ -144,20 +150,13 @@ class OperatorSettings(BaseSettings):
             ) from exc
         return value
 
-    @field_validator("namespaces", mode="before")
-    @classmethod
-    def _split_namespaces(cls, value: object) -> object:
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
-
     @model_validator(mode="after")
     def _default_requests_within_limits(self) -> OperatorSettings:
         # The API server refuses a container whose request exceeds its limit.
         for name in ("cpu", "memory", "ephemeral_storage"):
             request = getattr(self, f"default_{name}_request")
             limit = getattr(self, f"default_{name}_limit")
-            if request and limit and _exceeds(request, limit):
+            if request and limit and exceeds(request, limit):
                 env = f"MLOP_DEFAULT_{name.upper()}"
                 raise ValueError(f"{env}_REQUEST {request} exceeds {env}_LIMIT {limit}")
         return self

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from mlmodel_operator import contract
 from model_server import settings as server_settings
 from model_server.__main__ import load_settings, uvicorn_options
+from model_server.connection import HeaderDeadlineProtocol
 from model_server.settings import ServerSettings
 
 SHA = "ab" * 32
@@ -103,14 +105,20 @@ def test_request_limits_have_safe_defaults() -> None:
     settings = ServerSettings(model_uri="/m")
     assert settings.max_rows == 10_000
     assert settings.body_timeout_seconds == 5.0
+    assert settings.header_timeout_seconds == 5.0
     assert settings.max_connections == 32
 
 
-def test_uvicorn_caps_connections_above_the_in_flight_limit_and_closes_idle_ones() -> None:
-    options = uvicorn_options(ServerSettings(model_uri="/m", max_connections=10))
-    # Room above the app's own limit, so probes and scrapes still get in when it is reached.
-    assert options["limit_concurrency"] == 10 + server_settings.CONNECTION_HEADROOM
+def test_uvicorn_does_not_cap_connections_and_runs_the_header_deadline_protocol() -> None:
+    options = uvicorn_options(ServerSettings(model_uri="/m", header_timeout_seconds=2.5))
+    # uvicorn's limit_concurrency counts idle sockets, so a few of them would refuse the probes.
+    assert options.get("limit_concurrency") is None
     assert options["timeout_keep_alive"] == server_settings.KEEP_ALIVE_SECONDS
+    protocol = options["http"]
+    assert protocol.func is HeaderDeadlineProtocol
+    assert protocol.keywords == {"header_timeout": 2.5}
+    # Worker processes receive the options pickled.
+    assert pickle.loads(pickle.dumps(protocol)).keywords == {"header_timeout": 2.5}
 
 
 def test_an_empty_pin_means_not_pinned(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -42,3 +42,15 @@ def sample_mlmodels() -> dict[str, dict[str, Any]]:
             if doc and doc.get("kind") == "MLModel":
                 found[path.stem] = doc
     return found
+
+
+def card_json(sha: str) -> bytes:
+    """A valid model card (the contract's schema) whose skops file has digest `sha`."""
+    return (
+        b'{"name":"m","task":"regression","estimator":"E","params":{},"feature_names":["a"],'
+        b'"metrics":{},"training":{"dataset":"d","test_size":0.2,"seed":0,"n_train":1,'
+        b'"n_test":1,"data_fingerprint":"' + b"0" * 64 + b'"},"sample":{"inputs":[[1.0]],'
+        b'"outputs":[1.0]},"format":"skops","sha256":"' + sha.encode() + b'","files":{"skops":'
+        b'{"file":"model.skops","sha256":"' + sha.encode() + b'","size":1}},'
+        b'"library_versions":{},"created_at":"2026-01-01T00:00:00Z"}'
+    )

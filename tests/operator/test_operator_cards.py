@@ -7,13 +7,20 @@ from __future__ import annotations
 import threading
 import traceback
 from collections.abc import Callable
+from concurrent.futures import Future
 
 import pytest
-from operator_testlib import make_mlmodel, mlmodel_body
+from operator_testlib import card_json, make_mlmodel, mlmodel_body
 
 from mlmodel_artifact import ArtifactError
 from mlmodel_operator.cardfetch import CardReadError
-from mlmodel_operator.cards import CardPool, CardReader, card_digest, resolve_digest
+from mlmodel_operator.cards import (
+    CardPending,
+    CardPool,
+    CardReader,
+    card_digest,
+    resolve_digest,
+)
 from mlmodel_operator.resource import MLModel
 from mlmodel_operator.status import Observed, Problem, derive_conditions
 
@@ -41,17 +48,6 @@ def with_known_digest(spec: dict[str, object], digest: str) -> MLModel:
     body = mlmodel_body(spec)
     body["status"] = {"modelDigest": digest}
     return MLModel.from_body(body)
-
-
-def card_json(sha: str) -> bytes:
-    return (
-        b'{"name":"m","task":"regression","estimator":"E","params":{},"feature_names":["a"],'
-        b'"metrics":{},"training":{"dataset":"d","test_size":0.2,"seed":0,"n_train":1,'
-        b'"n_test":1,"data_fingerprint":"' + b"0" * 64 + b'"},"sample":{"inputs":[[1.0]],'
-        b'"outputs":[1.0]},"format":"skops","sha256":"' + sha.encode() + b'","files":{"skops":'
-        b'{"file":"model.skops","sha256":"' + sha.encode() + b'","size":1}},'
-        b'"library_versions":{},"created_at":"2026-01-01T00:00:00Z"}'
-    )
 
 
 # --- resolve_digest ---------------------------------------------------------------------
@@ -192,10 +188,19 @@ def test_a_card_is_read_once_per_ttl(pool: CardPool) -> None:
     assert cards("s3://b/iris", "skops") == SHA_A
     now[0] = 9.9
     assert cards("s3://b/iris", None) == SHA_A
-    assert fake.calls == ["s3://b/iris", "s3://b/iris"]  # one per (uri, format)
+    assert fake.calls == ["s3://b/iris"]  # one read per URI, whichever formats are asked for
     now[0] = 10.0
+    assert cards("s3://b/iris", "skops") == SHA_A
+    assert len(fake.calls) == 2
+
+
+def test_formats_of_one_card_share_its_read_and_a_missing_one_is_named(pool: CardPool) -> None:
+    fake, now = Fake(), [0.0]
+    cards = reader(fake, pool, now)
+    assert cards("s3://b/iris", "skops") == SHA_A
+    assert reason_of(lambda: cards("s3://b/iris", "onnx")).reason == "UnknownFormat"
     assert cards("s3://b/iris", None) == SHA_A
-    assert len(fake.calls) == 3
+    assert fake.calls == ["s3://b/iris"]
 
 
 def test_a_failing_card_is_remembered_and_read_again_less_often(pool: CardPool) -> None:
@@ -242,24 +247,52 @@ def test_a_refused_uri_is_neither_queued_nor_remembered(pool: CardPool) -> None:
     assert (fake.calls, len(cards)) == ([], 0)
 
 
-def test_a_caller_that_waits_too_long_hears_busy_and_the_outcome_is_kept() -> None:
+def test_a_caller_that_does_not_wait_hears_pending_and_the_outcome_is_kept() -> None:
     release, fake = threading.Event(), Fake()
 
     def slow(uri: str) -> bytes:
-        release.wait(30)
+        assert release.wait(30)
         return fake(uri)
 
     pool = CardPool(workers=1, queue_size=4)
     try:
-        cards = CardReader(slow, pool, ttl=60, wait=0.05)
-        assert reason_of(lambda: cards("s3://b/iris", None)).reason == "ArtifactReadBusy"
+        cards = CardReader(slow, pool, ttl=60)  # wait 0: the operator's reconciles never wait
+        with pytest.raises(CardPending) as first:
+            cards("s3://b/iris", None)
+        with pytest.raises(CardPending) as second:  # the same read, not a second one
+            cards("s3://b/iris", "skops")
+        assert second.value.future is first.value.future
+        assert not first.value.future.done()
         release.set()
-        cards.wait = 30
+        first.value.future.result(timeout=30)
         assert cards("s3://b/iris", None) == SHA_A
-        assert fake.calls == ["s3://b/iris"]  # the second call got the first read's outcome
+        assert fake.calls == ["s3://b/iris"]  # the later call got the first read's outcome
     finally:
         release.set()
         pool.shutdown()
+
+
+def test_while_a_card_is_read_status_keeps_its_digest_and_what_it_said_about_the_card() -> None:
+    pending: Future[object] = Future()
+
+    def reading(uri: str, model_format: str | None) -> str:
+        raise CardPending(pending)
+
+    body = mlmodel_body({"model": {"uri": "https://h/iris"}})
+    said = "Cannot read the model card of spec.model.uri https://h/iris (ArtifactUnreachable)."
+    degraded = {"type": "Degraded", "status": "True", "reason": "ArtifactUnreachable"}
+    body["status"] = {
+        "modelDigest": SHA_A,
+        "conditions": [{**degraded, "message": said, "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+    }
+    resolved = resolve_digest(MLModel.from_body(body), reading)
+    assert resolved.digest == SHA_A and resolved.pending is pending
+    assert resolved.problem is not None
+    assert (resolved.problem.reason, resolved.problem.message) == ("ArtifactUnreachable", said)
+    assert resolved.problem.blocks_ready is False
+    # nothing said about the card before: nothing said while it is read
+    fresh = resolve_digest(with_known_digest({"model": {"uri": "https://h/iris"}}, SHA_A), reading)
+    assert (fresh.digest, fresh.problem, fresh.pending) == (SHA_A, None, pending)
 
 
 def test_busy_is_not_remembered() -> None:

@@ -8,8 +8,6 @@ validates it and the scheduler places its pod on a (kwok) node.
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -26,17 +24,6 @@ from mlmodel_operator.settings import OperatorSettings
 pytestmark = pytest.mark.cluster
 
 CARD_DIGEST = "c" * 64
-
-
-@pytest.fixture(scope="module")
-def ns(cluster: Cluster) -> Iterator[str]:
-    """A namespace for this module's Deployments, deleted afterwards."""
-    name = f"sec-pods-{uuid.uuid4().hex[:8]}"
-    cluster.kubectl("create", "namespace", name)
-    try:
-        yield name
-    finally:
-        cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def deployment(ns: str, name: str, spec: dict[str, Any], settings: OperatorSettings) -> str:

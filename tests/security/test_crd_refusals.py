@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,19 +49,13 @@ GOOD_URIS = {
 SERVER_SETTINGS = ["MODEL_SERVER_MODEL_SHA256", "model_server_model_sha256", "Model_Server_Workers"]
 
 
-@pytest.fixture(scope="module")
-def ns(cluster: Cluster) -> Iterator[str]:
-    """The CRD installed from the repo and a namespace for this module (nothing is created)."""
+@pytest.fixture(scope="module", autouse=True)
+def crd(cluster: Cluster) -> None:
+    """The CRD installed from the repo (the namespace, `ns`, is tests/security/conftest.py's)."""
     cluster.kubectl("apply", "-f", str(CRD_FILE))
     cluster.kubectl(
         "wait", "--for=condition=Established", "--timeout=60s", "crd/mlmodels.mlops.dev"
     )
-    name = f"sec-crd-{uuid.uuid4().hex[:8]}"
-    cluster.kubectl("create", "namespace", name)
-    try:
-        yield name
-    finally:
-        cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def manifest(spec: dict[str, Any]) -> str:

@@ -28,6 +28,7 @@ from mlmodel_operator import cardfetch
 from mlmodel_operator.cardfetch import (
     CardPolicy,
     CardReadError,
+    Lookups,
     S3Endpoint,
     Url,
     parse_sources,
@@ -459,6 +460,10 @@ def test_sources_match_on_scheme_host_port_and_whole_path_segments(uri: str, all
         "https://good.example.com/artifacts/../../evil",
         "https://good.example.com/artifacts/%2e%2e/evil",
         "https://good.example.com/artifacts/..%2fevil",
+        "https://good.example.com/artifacts/..;/evil",  # Tomcat and Spring read '..;' as '..'
+        "https://good.example.com/artifacts/..;jsessionid=x/evil",
+        "https://good.example.com/artifacts/%2e%2e%3b/evil",
+        "https://good.example.com/artifacts/.;x/iris",
         "https://good.example.com\\@evil.net/artifacts/",
         "https://good.example.com/artifacts/ir is",
         "ftp://good.example.com/artifacts/iris",
@@ -516,6 +521,75 @@ def test_a_tarpit_fails_at_the_deadline_and_frees_its_thread(
         pool.shutdown()
 
 
+def test_a_name_server_that_never_answers_fails_the_read_at_its_deadline_and_frees_the_thread(
+    server: Server,
+) -> None:
+    """getaddrinfo cannot be interrupted: the read stops waiting for it at the deadline."""
+    server.routes["/good/model-card.json"] = body(card_bytes())
+    release, finished = threading.Event(), threading.Event()
+
+    def silent(host: str, port: int) -> list[str]:  # a name server that does not answer
+        try:
+            release.wait(30)
+            raise OSError("the resolver gave up")
+        finally:
+            finished.set()
+
+    reader = policy(
+        "http://cards.test/", f"{server.base}/", resolver=silent, timeout=0.5, lookups=Lookups(4)
+    )
+    pool = CardPool(workers=1, queue_size=4)  # one thread: the good read needs it back
+    try:
+        slow = pool.submit("slow", lambda: reader.read("http://cards.test/iris"))
+        good = pool.submit("good", lambda: reader.read(f"{server.base}/good"))
+        error = refused(lambda: slow.result(timeout=60))
+        assert (error.reason, error.public) == (
+            "ArtifactUnreachable",
+            "the model card could not be read",
+        )
+        assert "lookup of cards.test did not finish" in error.detail
+        assert good.result(timeout=60) == card_bytes()
+        assert not finished.is_set(), "the thread was freed only when the lookup ended"
+    finally:
+        release.set()
+        pool.shutdown()
+
+
+def test_abandoned_lookups_are_bounded_and_a_full_bound_fails_at_once(server: Server) -> None:
+    """A slow name server cannot pile up lookup threads: past the bound, reads fail as busy
+    without starting another lookup, and room comes back as the abandoned lookups end."""
+    release = threading.Event()
+    looked_up: list[str] = []
+
+    def silent(host: str, port: int) -> list[str]:
+        looked_up.append(host)
+        release.wait(30)
+        raise OSError("the resolver gave up")
+
+    lookups = Lookups(limit=2)
+    reader = policy("http://", resolver=silent, timeout=0.3, lookups=lookups)
+    try:
+        for name in ("a", "b"):
+            error = refused(lambda n=name: reader.read(f"http://{n}.test/iris"))  # type: ignore[misc]
+            assert error.reason == "ArtifactUnreachable"
+            assert "did not finish" in error.detail
+        assert lookups.outstanding() == 2
+        busy = refused(lambda: reader.read("http://c.test/iris"))
+        assert busy.reason == "ArtifactReadBusy"
+        assert looked_up == ["a.test", "b.test"]  # no third lookup thread was started
+        release.set()
+        for _ in range(3000):  # the abandoned lookups end when the resolver gives up
+            if lookups.outstanding() == 0:
+                break
+            time.sleep(0.01)
+        assert lookups.outstanding() == 0
+        error = refused(lambda: reader.read("http://c.test/iris"))
+        assert (error.reason, looked_up[-1]) == ("ArtifactUnreachable", "c.test")
+        assert "did not resolve" in error.detail
+    finally:
+        release.set()
+
+
 def test_other_cards_are_read_while_several_tarpits_are_active(server: Server) -> None:
     for index in range(3):
         server.routes[f"/slow{index}/model-card.json"] = tarpit(server, every=0.2)
@@ -555,8 +629,8 @@ def test_concurrent_reads_of_one_card_make_one_request(server: Server) -> None:
     joined = threading.Semaphore(0)
 
     class Counting(CardReader):
-        def _entry(self, uri: str, model_format: str | None) -> Any:
-            found = super()._entry(uri, model_format)
+        def _entry(self, uri: str) -> Any:
+            found = super()._entry(uri)
             joined.release()  # this caller now holds the entry it will wait on
             return found
 

@@ -8,42 +8,16 @@ ONNX path on), with the limits set low so the bounds are cheap to reach. Every o
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from server_process import Server, start, stop, wait_ready
+from iris_server import MODEL, ROW, run_server, train_iris
+from server_process import Server
 
-from mlmodel_artifact import ModelCard
-
-MODEL = "iris-guarded"
 MAX_ROWS = 1000
-ROW = [5.1, 3.5, 1.4, 0.2]
 DEPTH = 990  # what gave `500 internal error: RecursionError`; under orjson's limit (1024)
-
-
-def train_iris(out: Path) -> ModelCard:
-    """A small iris forest artifact written by the trainer CLI (a tree ensemble: compiled)."""
-    argv = [sys.executable, "-m", "mlmodel_trainer", "train", "--dataset", "iris",
-            "--estimator", "random_forest", "--param", "n_estimators=20", "--seed", "1",
-            "--out", str(out)]  # fmt: skip
-    subprocess.run(argv, check=True, capture_output=True, timeout=300)
-    return ModelCard.from_json((out / "model-card.json").read_text(), str(out))
-
-
-def server_env(artifact: Path, card: ModelCard, workdir: Path, **extra: str) -> dict[str, str]:
-    """The variables the operator renders into a pod, plus `extra` settings."""
-    return {
-        "MODEL_SERVER_MODEL_URI": str(artifact),
-        "MODEL_SERVER_MODEL_NAME": MODEL,
-        "MODEL_SERVER_MODEL_SHA256": card.sha256,
-        "MODEL_SERVER_WORKDIR": str(workdir),
-        **extra,
-    }
 
 
 @pytest.fixture(scope="module")
@@ -51,14 +25,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One server for the module, with MAX_ROWS low."""
     root = tmp_path_factory.mktemp("server-input")
     card = train_iris(root / "artifact")
-    env = server_env(root / "artifact", card, root / "work", MODEL_SERVER_MAX_ROWS=str(MAX_ROWS))
-    running = start(env, root / "server.log")
-    try:
-        wait_ready(running)
-        yield running
-    finally:
-        stop(running)
-    assert "Traceback" not in running.output()
+    yield from run_server(root, root / "artifact", card, MODEL_SERVER_MAX_ROWS=str(MAX_ROWS))
 
 
 def nested(depth: int, leaf: str) -> str:

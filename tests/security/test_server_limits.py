@@ -1,12 +1,14 @@
-"""Slow, many and huge requests against the real model server process (`python -m model_server`).
+"""Slow, many, idle and huge requests against the real model server (`python -m model_server`).
 
 Raw sockets on loopback play the clients a liveness probe must survive: one that trickles its
-body, more half-sent bodies than the server takes at once, a client that leaves mid-body, and
-the largest allowed batches all at once. The limits are set low so each is cheap to reach.
+body, more half-sent bodies than the server takes at once, a client that leaves mid-body, the
+largest allowed batches all at once, many connections that send nothing, and ones that send or
+trickle only part of their headers. The limits are set low so each is cheap to reach.
 """
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 import threading
@@ -17,19 +19,26 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from iris_server import ROW, run_server, train_iris
 from prometheus_client.parser import text_string_to_metric_families
-from server_process import Server, start, stop, wait_ready
-from test_server_input import ROW, server_env, train_iris
+from server_process import Server
 
 from mlmodel_artifact import ModelCard
 from model_server.settings import LIVENESS_PATH, READINESS_PATH
 
 MAX_CONNECTIONS = 4
 BODY_TIMEOUT_S = 1.0
+HEADER_TIMEOUT_S = 1.0
 BIG_ROWS = 50_000  # the largest batch the batch server allows (MAX_ROWS)
 BATCHES = 8
 SOCKET_TIMEOUT_S = 30.0  # how long a test waits for any one answer before failing
 TRICKLE_BYTES = 100  # at most this many bytes are trickled before the server must answer
+TRICKLE_GAP_S = 0.1  # between trickled bytes: far under every timeout, so only a deadline trips
+# Trickled header bytes, at most: time enough for the 5 s keep-alive deadline, many times over.
+HEADER_TRICKLE_BYTES = 300
+OVERSIZED_HEADER = 1024 * 1024  # bytes of one header value: many reads, most over the limit
+# Idle sockets held open: more than uvicorn's old connection cap (32 in flight + 32) allowed.
+IDLE_SOCKETS = 100
 
 
 @dataclass(frozen=True)
@@ -43,35 +52,22 @@ class Answer:
 
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ModelCard]:
-    """The iris forest artifact and its card, trained once for the module."""
-    root = tmp_path_factory.mktemp("limits-artifact")
-    return root, train_iris(root / "artifact")
-
-
-def run_server(root: Path, artifact: tuple[Path, ModelCard], **settings: str) -> Iterator[Server]:
-    """A ready server with `settings`; stopped (and its log checked) afterwards."""
-    env = server_env(artifact[0] / "artifact", artifact[1], root / "work", **settings)
-    running = start(env, root / "server.log")
-    try:
-        wait_ready(running)
-        yield running
-    finally:
-        stop(running)
-    output = running.output()
-    assert "Traceback" not in output
-    assert " ERROR " not in output
+    """The iris forest artifact's directory and its card, trained once for the module."""
+    out = tmp_path_factory.mktemp("limits-artifact") / "artifact"
+    return out, train_iris(out)
 
 
 @pytest.fixture(scope="module")
 def server(
     tmp_path_factory: pytest.TempPathFactory, artifact: tuple[Path, ModelCard]
 ) -> Iterator[Server]:
-    """A server that takes 4 prediction requests at once and 1 s to send a body."""
+    """A server that takes 4 prediction requests at once, 1 s to send a body or headers."""
     yield from run_server(
         tmp_path_factory.mktemp("limits"),
-        artifact,
+        *artifact,
         MODEL_SERVER_MAX_CONNECTIONS=str(MAX_CONNECTIONS),
         MODEL_SERVER_BODY_TIMEOUT_SECONDS=str(BODY_TIMEOUT_S),
+        MODEL_SERVER_HEADER_TIMEOUT_SECONDS=str(HEADER_TIMEOUT_S),
     )
 
 
@@ -79,9 +75,9 @@ def server(
 def batch_server(
     tmp_path_factory: pytest.TempPathFactory, artifact: tuple[Path, ModelCard]
 ) -> Iterator[Server]:
-    """A server whose largest allowed batch takes a while to parse and predict."""
+    """A server with the default limits, whose largest allowed batch takes a while to predict."""
     yield from run_server(
-        tmp_path_factory.mktemp("batches"), artifact, MODEL_SERVER_MAX_ROWS=str(BIG_ROWS)
+        tmp_path_factory.mktemp("batches"), *artifact, MODEL_SERVER_MAX_ROWS=str(BIG_ROWS)
     )
 
 
@@ -123,11 +119,33 @@ def read_answer(sock: socket.socket) -> Answer:
 
 
 def closed_by_server(sock: socket.socket) -> bool:
-    """True once the server has closed the connection (reads end)."""
+    """True once the server has closed the connection (reads end) without sending anything.
+
+    False if it sends a byte or keeps the connection open for SOCKET_TIMEOUT_S.
+    """
     try:
         return sock.recv(1) == b""
     except ConnectionResetError:
         return True
+    except TimeoutError:
+        return False
+
+
+def trickle_headers(sock: socket.socket, path: str) -> None:
+    """Send a request line and then a header one byte at a time, until the server reacts.
+
+    Stops once the socket is readable (an answer or the server's close) or after
+    HEADER_TRICKLE_BYTES bytes; the headers are never complete.
+    """
+    sock.sendall(f"GET {path} HTTP/1.1\r\nhost: test\r\nx-slow: ".encode())
+    for _ in range(HEADER_TRICKLE_BYTES):
+        readable, _, _ = select.select([sock], [], [], TRICKLE_GAP_S)
+        if readable:
+            return
+        try:
+            sock.sendall(b"a")
+        except (BrokenPipeError, ConnectionResetError):
+            return
 
 
 def get(server: Server, path: str) -> Answer:
@@ -158,7 +176,7 @@ def test_a_trickled_body_gets_408_and_its_connection_closed(server: Server) -> N
     with sock:
         # One byte at a time, never enough for any per-read timeout to trip.
         for _ in range(TRICKLE_BYTES):
-            readable, _, _ = select.select([sock], [], [], 0.1)
+            readable, _, _ = select.select([sock], [], [], TRICKLE_GAP_S)
             if readable:
                 break
             sock.sendall(b" ")
@@ -242,3 +260,66 @@ def test_health_answers_while_the_largest_batches_are_in_flight(batch_server: Se
     done_before_health = sum(1 for when, _ in finished if when < health_done)
     assert done_before_health < BATCHES // 2, (done_before_health, health_done - sent)
     print(f"probes answered {1000 * (health_done - sent):.0f} ms after the batches were sent")
+
+
+def test_idle_connections_leave_probes_and_predictions_answered(batch_server: Server) -> None:
+    # Connections that send nothing: with the default settings uvicorn's limit_concurrency
+    # (64) counted them, and from the 64th on answered every request 503, liveness included.
+    idle = [connect(batch_server) for _ in range(IDLE_SOCKETS)]
+    try:
+        # Accepted in order: the idle connections are open by the time this request is read.
+        assert get(batch_server, LIVENESS_PATH).status == 200
+        assert get(batch_server, READINESS_PATH).status == 200
+        assert predict_ok(batch_server)
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_a_connection_that_sends_nothing_is_closed_after_the_header_timeout(
+    server: Server,
+) -> None:
+    with connect(server) as sock:
+        assert closed_by_server(sock)
+    assert get(server, LIVENESS_PATH).status == 200
+
+
+def test_a_connection_that_trickles_its_headers_is_closed(server: Server) -> None:
+    with connect(server) as sock:
+        trickle_headers(sock, LIVENESS_PATH)
+        assert closed_by_server(sock)
+    assert get(server, LIVENESS_PATH).status == 200
+
+
+def test_a_keep_alive_connection_that_trickles_its_next_headers_is_closed(
+    server: Server,
+) -> None:
+    # uvicorn stops its keep-alive timer at the next request's first byte; the deadline runs
+    # on until that request's headers are complete.
+    with send_request(server, LIVENESS_PATH, b"", method="GET") as sock:
+        assert read_answer(sock).status == 200
+        trickle_headers(sock, LIVENESS_PATH)
+        assert closed_by_server(sock)
+    assert get(server, LIVENESS_PATH).status == 200
+
+
+def test_oversized_headers_are_cut_off(server: Server) -> None:
+    # httptools takes headers of any size (and copies a growing one on every read); complete
+    # headers of 1 MiB would be answered, 200, without the limit.
+    head = f"GET {LIVENESS_PATH} HTTP/1.1\r\nhost: test\r\nx-big: ".encode()
+    with connect(server) as sock:
+        # Closed while sending is what the test wants.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(head + b"a" * OVERSIZED_HEADER + b"\r\n\r\n")
+        assert closed_by_server(sock)
+    assert get(server, LIVENESS_PATH).status == 200
+
+
+def test_a_keep_alive_connection_serves_requests_sent_in_time(server: Server) -> None:
+    with send_request(server, LIVENESS_PATH, b"", method="GET") as sock:
+        for _ in range(3):
+            assert read_answer(sock).status == 200
+            sock.sendall(
+                f"GET {READINESS_PATH} HTTP/1.1\r\nhost: test\r\ncontent-length: 0\r\n\r\n".encode()
+            )
+        assert read_answer(sock).status == 200

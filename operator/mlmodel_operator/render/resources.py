@@ -14,10 +14,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from kubernetes.utils.quantity import parse_quantity
-
 from mlmodel_operator.resource import MLModel, Quantity
-from mlmodel_operator.settings import OperatorSettings
+from mlmodel_operator.settings import OperatorSettings, exceeds
 
 EPHEMERAL_STORAGE: Final = "ephemeral-storage"
 Amounts = dict[str, Quantity]
@@ -41,13 +39,6 @@ def default_resources(settings: OperatorSettings) -> dict[str, Amounts]:
     }
 
 
-def _exceeds(request: Quantity, limit: Quantity) -> bool:
-    try:
-        return bool(parse_quantity(request) > parse_quantity(limit))  # type: ignore[no-untyped-call]
-    except (ValueError, ArithmeticError):  # not a quantity: the API server refuses it, naming it
-        return False
-
-
 def container_resources(mlmodel: MLModel, settings: OperatorSettings) -> dict[str, Amounts]:
     """requests and limits for the server container: the user's keys over the defaults."""
     defaults = default_resources(settings)
@@ -57,7 +48,7 @@ def container_resources(mlmodel: MLModel, settings: OperatorSettings) -> dict[st
     requests = {**defaults["requests"], **user_requests}
     limits = {**defaults["limits"], **user_limits}
     for name in requests.keys() & limits.keys():
-        if not _exceeds(requests[name], limits[name]):
+        if not exceeds(requests[name], limits[name]):
             continue
         if name in user_limits and name not in user_requests:
             requests[name] = limits[name]

@@ -1,8 +1,10 @@
-"""Tarpit model cards do not stop the operator: while several MLModels point at a server that
-trickles one byte every 2 s (more of them than the operator has card threads), other MLModels
-still get their card read (status.modelDigest from their card) and become Ready; the tarpits'
-status says only that their card could not be read. A model whose source is not listed is
-tracked through spec.model.sha256 only, and status says so without calling it degraded."""
+"""Tarpit model cards do not stop the operator: while many MLModels point at a server that
+trickles one byte every 2 s (four times as many as the operator has reconcile workers and card
+threads), other MLModels still get their card read (status.modelDigest from their card) and
+become Ready; the tarpits' status says only that their card could not be read. (When a reconcile
+waited for its card read, that many tarpits kept every reconcile worker waiting.) A model whose
+source is not listed is tracked through spec.model.sha256 only, and status says so without
+calling it degraded."""
 
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ from mlmodel_harness import Api, OperatorProcess, card_server, dump, wait_until
 
 pytestmark = pytest.mark.cluster
 
-TARPITS = 6  # the operator reads cards on 4 threads (MLOP_CARD_READERS)
+# 4 reconcile workers (MLOP_WORKERS) and 4 card threads (MLOP_CARD_READERS), 5 s deadline
+TARPITS = 16
 GOOD = 3
 
 

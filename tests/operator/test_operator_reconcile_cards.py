@@ -1,0 +1,204 @@
+"""A reconcile never waits for a model card: it goes on with what it knew, leaves a Deployment
+whose digest it does not know yet alone, and the MLModel's key is queued again when the read is
+done. (A tarpit card held a reconcile worker for the read's whole deadline before: four workers,
+a few dozen tarpits, and no other MLModel was reconciled.)"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pytest
+from operator_testlib import card_json, mlmodel_body
+
+from mlmodel_operator.cache import ObjectCache
+from mlmodel_operator.cards import CardPool, CardReader, card_reader
+from mlmodel_operator.reconcile import Outcome, Reconciler
+from mlmodel_operator.render import render
+from mlmodel_operator.render.meta import DIGEST_ANNOTATION
+from mlmodel_operator.resource import MLModel
+from mlmodel_operator.settings import OperatorSettings
+from mlmodel_operator.workqueue import WorkQueue
+
+KEY = ("models", "iris")
+SHA_A, SHA_B = "a" * 64, "b" * 64
+
+
+class FakeKube:
+    """The API server: nothing exists until applied; every apply is recorded."""
+
+    def __init__(self) -> None:
+        self.applied: list[dict[str, Any]] = []
+
+    def read(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        return None
+
+    def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        self.applied.append(copy.deepcopy(dict(manifest)))
+        body = copy.deepcopy(dict(manifest))
+        body["metadata"]["uid"] = f"uid-{manifest['kind']}"
+        return body
+
+    def apply_deployment_scale(self, namespace: str, name: str, replicas: int) -> None:
+        pass
+
+    def kinds(self) -> list[str]:
+        return [manifest["kind"] for manifest in self.applied]
+
+
+class BlockedCards:
+    """A card source whose reads block until released; records when each read ended."""
+
+    def __init__(self, sha: str = SHA_B) -> None:
+        self.sha = sha
+        self.release = threading.Event()
+        self.started = threading.Event()
+        self.finished = threading.Event()
+
+    def __call__(self, uri: str) -> bytes:
+        self.started.set()
+        try:
+            assert self.release.wait(30), "the test never released the read"
+            return card_json(self.sha)
+        finally:
+            self.finished.set()
+
+
+@pytest.fixture
+def blocked() -> Iterator[BlockedCards]:
+    cards = BlockedCards()
+    yield cards
+    cards.release.set()
+
+
+@pytest.fixture
+def cards(settings: OperatorSettings, blocked: BlockedCards) -> Iterator[CardReader]:
+    """The operator's own reader (card_reader), with an hour's deadline, reading `blocked`."""
+    made = card_reader(settings.model_copy(update={"card_timeout_seconds": 3600.0}))
+    made.read = blocked
+    yield made
+    made.close()
+
+
+def reconciler(
+    settings: OperatorSettings,
+    cards: CardReader,
+    queue: WorkQueue[tuple[str, str]],
+    kube: FakeKube,
+    cache: ObjectCache | None = None,
+) -> Reconciler:
+    return Reconciler(
+        kube,
+        cache or ObjectCache(),
+        settings,
+        reader=cards,
+        requeue=lambda key: queue.add(key, "card"),
+    )
+
+
+def reconcile_aside(reconcile: Reconciler, body: dict[str, Any]) -> Outcome:
+    """Run one reconcile on another thread; fail if it has not returned within 30 s (it would
+    wait for a read that only the test ends)."""
+    done: list[Outcome] = []
+    thread = threading.Thread(target=lambda: done.append(reconcile.reconcile(body)), daemon=True)
+    thread.start()
+    thread.join(30)
+    assert done, "the reconcile waited for the card read"
+    return done[0]
+
+
+def test_a_reconcile_returns_while_the_card_is_read_and_the_key_is_queued_when_it_is_done(
+    settings: OperatorSettings, blocked: BlockedCards, cards: CardReader
+) -> None:
+    queue: WorkQueue[tuple[str, str]] = WorkQueue()
+    kube = FakeKube()
+    reconcile = reconciler(settings, cards, queue, kube)
+    body = mlmodel_body({"model": {"uri": "https://cards.test/iris"}})
+
+    outcome = reconcile_aside(reconcile, body)
+
+    # it returned while the read was still blocked (the read cannot end before release)
+    assert not blocked.finished.is_set()
+    assert "Deployment" not in kube.kinds()  # its digest is not known yet: not created
+    assert "Service" in kube.kinds()  # the rest converges meanwhile
+    assert "modelDigest" not in outcome.status_patch
+    assert not any(p.reason.startswith("Artifact") for p in outcome.problems)
+    assert len(queue) == 0  # not queued again before the read is done
+
+    blocked.release.set()
+    item = queue.get(timeout=30)
+    assert item == (KEY, "card")
+    queue.done(KEY)
+
+    outcome = reconcile.reconcile(body)
+    deployments = [m for m in kube.applied if m["kind"] == "Deployment"]
+    assert len(deployments) == 1  # created once, with the card's digest
+    annotations = deployments[0]["spec"]["template"]["metadata"]["annotations"]
+    assert annotations[DIGEST_ANNOTATION] == SHA_B
+    assert outcome.status_patch["modelDigest"] == SHA_B
+
+
+def live_deployment(body: dict[str, Any], settings: OperatorSettings) -> dict[str, Any]:
+    """The Deployment the operator rendered for `body` (digest SHA_A), as the watch has it."""
+    rendered = render(MLModel.from_body(body), settings, digest=SHA_A)
+    deployment: dict[str, Any] = next(m for m in rendered if m["kind"] == "Deployment")
+    deployment["metadata"]["uid"] = "uid-Deployment"
+    return deployment
+
+
+def test_while_a_new_uri_is_read_the_deployment_keeps_the_old_one_until_the_digest_is_known(
+    settings: OperatorSettings, blocked: BlockedCards, cards: CardReader
+) -> None:
+    """A new URI rolls the pods once, with its card's digest, not first with the old digest."""
+    old = mlmodel_body({"model": {"uri": "https://cards.test/iris/v1"}})
+    cache = ObjectCache()
+    cache.store("Deployment", live_deployment(old, settings))
+    queue: WorkQueue[tuple[str, str]] = WorkQueue()
+    kube = FakeKube()
+    reconcile = reconciler(settings, cards, queue, kube, cache)
+    new = mlmodel_body({"model": {"uri": "https://cards.test/iris/v2"}})
+    new["status"] = {"modelDigest": SHA_A}
+
+    reconcile_aside(reconcile, new)
+    assert not blocked.finished.is_set()
+    assert "Deployment" not in kube.kinds()
+
+    blocked.release.set()
+    assert queue.get(timeout=30) == (KEY, "card")
+    reconcile.reconcile(new)
+    (deployment,) = [m for m in kube.applied if m["kind"] == "Deployment"]
+    assert deployment["spec"]["template"]["metadata"]["annotations"][DIGEST_ANNOTATION] == SHA_B
+
+
+def test_while_the_same_uri_is_read_again_the_deployment_converges_with_the_known_digest(
+    settings: OperatorSettings, blocked: BlockedCards, cards: CardReader
+) -> None:
+    spec: dict[str, Any] = {"model": {"uri": "https://cards.test/iris"}, "replicas": 1}
+    cache = ObjectCache()
+    cache.store("Deployment", live_deployment(mlmodel_body(spec), settings))
+    queue: WorkQueue[tuple[str, str]] = WorkQueue()
+    kube = FakeKube()
+    reconcile = reconciler(settings, cards, queue, kube, cache)
+    scaled = mlmodel_body({**spec, "replicas": 3})
+    scaled["status"] = {"modelDigest": SHA_A}
+
+    reconcile_aside(reconcile, scaled)
+    assert not blocked.finished.is_set()
+    (deployment,) = [m for m in kube.applied if m["kind"] == "Deployment"]
+    assert deployment["spec"]["replicas"] == 3  # a scale change does not wait for the card
+    assert deployment["spec"]["template"]["metadata"]["annotations"][DIGEST_ANNOTATION] == SHA_A
+
+
+def test_a_reconciler_closes_only_the_card_reader_it_made(settings: OperatorSettings) -> None:
+    own = Reconciler(FakeKube(), ObjectCache(), settings)
+    own.close()
+    pool = own.reader.pool
+    with pytest.raises(Exception, match="shut down"):
+        pool.submit("k", lambda: b"")
+    given_pool = CardPool(workers=1, queue_size=1)
+    given = CardReader(lambda uri: b"", given_pool, ttl=1)
+    Reconciler(FakeKube(), ObjectCache(), settings, reader=given).close()
+    assert given_pool.submit("k", lambda: b"x").result(timeout=30) == b"x"
+    given_pool.shutdown()
