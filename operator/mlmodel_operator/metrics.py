@@ -12,7 +12,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, ge
 
 RECONCILES: Final = Counter(
     "mlmodel_operator_reconcile_total",
-    "Reconciles run, by trigger (change, child, timer, retry) and result (ok, error).",
+    "Reconciles run, by trigger (change, child, timer, retry, card: a card read a reconcile "
+    "did not wait for is done) and result (ok, error).",
     ["trigger", "result"],
 )
 QUEUE_DEPTH: Final = Gauge(

@@ -94,6 +94,8 @@ def test_other_models_are_read_and_become_ready_while_tarpits_hold_card_reads(
         )
     # the tarpits kept being read (and held threads for a deadline each) meanwhile
     assert server.tarpit_reads > reads_before, "no tarpit was read while the others converged"
+    # reconciles did not wait for the reads: each read's end queued its MLModel again
+    assert operator.metric("mlmodel_operator_reconcile_total", trigger="card") > 0
 
     for index in range(TARPITS):
         degraded = wait_until(
