@@ -55,9 +55,7 @@ class DataPlane:
         self._not_ready = "the model is still loading"
         self._on_rows = on_rows
         self.max_rows = max_rows
-        self._executor = ThreadPoolExecutor(
-            max_workers=PREDICT_THREADS, thread_name_prefix="predict", initializer=_one_thread
-        )
+        self._executor: ThreadPoolExecutor | None = None  # made on first use, on the loop
         self._decoding: asyncio.Semaphore | None = None  # made on the serving loop
 
     @property
@@ -75,10 +73,20 @@ class DataPlane:
 
     def close(self) -> None:
         """Stop the prediction threads (at shutdown)."""
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
 
     def run_in_thread(self, call: Callable[[], T]) -> Awaitable[T]:
-        """Run `call` on a prediction thread (one OpenMP/BLAS thread each)."""
+        """Run `call` on a prediction thread (one OpenMP/BLAS thread each).
+
+        The pool is made again after close(): an app whose lifespan ends and starts again (a
+        test client, schemathesis' ASGI transport) must not answer 500 from a dead pool.
+        """
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(
+                max_workers=PREDICT_THREADS, thread_name_prefix="predict", initializer=_one_thread
+            )
         return asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     def runtime(self) -> Runtime:

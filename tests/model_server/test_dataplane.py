@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Any
 
 import numpy as np
 import pytest
 
-from model_server.dataplane import check_separators, json_kind, row_matrix, rows_matrix
+from model_server.dataplane import (
+    DataPlane,
+    check_separators,
+    json_kind,
+    row_matrix,
+    rows_matrix,
+)
 from model_server.errors import InvalidInput, PayloadTooLarge
 from model_server.tensors import tensors_matrix
 
@@ -215,3 +222,16 @@ def test_v2_booleans_among_numbers_are_found_when_the_body_had_true_or_false() -
         tensors_matrix([tensor([1, True, 3], [1, 3])], FEATURES, booleans=True)
     # Without true/false in the body, the fast path (numpy reads it in C) is used.
     assert tensors_matrix([tensor([1, 2, 3], [1, 3])], FEATURES, booleans=False).shape == (1, 3)
+
+
+def test_a_closed_plane_runs_work_on_a_fresh_pool() -> None:
+    """A lifespan that ends (and closes the pool) and starts again must not break the app."""
+    plane = DataPlane()
+
+    async def twice() -> tuple[int, int]:
+        first = await plane.run_in_thread(lambda: 1)
+        plane.close()
+        return first, await plane.run_in_thread(lambda: 2)
+
+    assert asyncio.run(twice()) == (1, 2)
+    plane.close()
