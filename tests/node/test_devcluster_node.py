@@ -226,12 +226,13 @@ def test_kubectl_port_forward_reaches_the_model_server(
 def test_top_pods_reports_usage_and_hpa_shows_current_cpu_utilization(
     node_cluster: NodeCluster, served: str
 ) -> None:
-    def top() -> str:
+    def top() -> list[str]:
+        # metrics-server scrapes each pod on its own schedule: wait for both replicas.
         result = node_cluster.kubectl("top", "pods", "-n", served, "--no-headers", check=False)
-        return result.stdout if result.returncode == 0 and result.stdout.strip() else ""
+        rows = result.stdout.splitlines() if result.returncode == 0 else []
+        return rows if len(rows) == 2 else []
 
-    rows = wait_until("kubectl top pods to report", top).splitlines()
-    assert len(rows) == 2
+    rows = wait_until("kubectl top pods to report both replicas", top)
     assert all(row.split()[1].endswith("m") and row.split()[2].endswith("Mi") for row in rows)
 
     node_cluster.kubectl(
