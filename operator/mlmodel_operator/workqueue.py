@@ -42,6 +42,7 @@ class WorkQueue(Generic[K]):
         self._cond = threading.Condition()
         self._order: deque[K] = deque()
         self._queued: dict[K, str] = {}  # key -> reason, for keys waiting in _order
+        self._since: dict[K, float] = {}  # key -> when it was queued, for keys in _order
         self._active: set[K] = set()  # keys a worker is reconciling now
         self._again: dict[K, str] = {}  # active keys added again meanwhile
         self._later: list[tuple[float, int, K, str]] = []  # (due, tiebreak, key, reason)
@@ -61,6 +62,7 @@ class WorkQueue(Generic[K]):
             self._again.setdefault(key, reason)
             return
         self._queued[key] = reason
+        self._since[key] = self._clock()
         self._order.append(key)
         self._cond.notify()
 
@@ -100,6 +102,7 @@ class WorkQueue(Generic[K]):
                 if self._order:
                     key = self._order.popleft()
                     reason = self._queued.pop(key)
+                    self._since.pop(key, None)
                     self._active.add(key)
                     return key, reason
                 if deadline is not None and self._clock() >= deadline:
@@ -124,6 +127,13 @@ class WorkQueue(Generic[K]):
         """Keys waiting now (not counting delayed or active ones)."""
         with self._cond:
             return len(self._order)
+
+    def oldest_wait(self) -> float:
+        """Seconds the longest-waiting queued key has waited for a worker (0: none waits)."""
+        with self._cond:
+            if not self._order:
+                return 0.0
+            return max(0.0, self._clock() - self._since[self._order[0]])
 
     def _promote_due_locked(self) -> None:
         now = self._clock()

@@ -125,3 +125,18 @@ def test_many_workers_never_hold_the_same_key_at_once() -> None:
         thread.join(timeout=30)
     assert overlaps == []
     assert 5 <= done_count[0] <= 200
+
+
+def test_oldest_wait_is_how_long_the_first_queued_key_has_waited() -> None:
+    now = [100.0]
+    queue: WorkQueue[str] = WorkQueue(clock=lambda: now[0])
+    assert queue.oldest_wait() == 0.0
+    queue.add("a", "change")
+    now[0] = 103.0
+    queue.add("b", "change")
+    now[0] = 110.0
+    assert queue.oldest_wait() == 10.0
+    assert queue.get(timeout=0) == ("a", "change")
+    assert queue.oldest_wait() == 7.0  # b, queued at 103
+    queue.get(timeout=0)
+    assert queue.oldest_wait() == 0.0
