@@ -7,6 +7,11 @@ being reconciled is queued again when that reconcile finishes, so the last event
 and no key is ever reconciled by two workers at the same time. This is the client-go and
 controller-runtime work queue, in Python and thread-safe (kopf's event loop adds keys, worker
 threads take them).
+
+A key also waits for at most one delay at a time (`add_after`, `retry`): the earliest due time
+wins, and a key queued now drops its delayed entry, since the reconcile it is queued for covers
+it (a reconcile that fails again asks for its next retry itself). So a key that keeps failing,
+or is asked for many times, holds one delayed entry, not one per call.
 """
 
 from __future__ import annotations
@@ -45,7 +50,11 @@ class WorkQueue(Generic[K]):
         self._since: dict[K, float] = {}  # key -> when it was queued, for keys in _order
         self._active: set[K] = set()  # keys a worker is reconciling now
         self._again: dict[K, str] = {}  # active keys added again meanwhile
-        self._later: list[tuple[float, int, K, str]] = []  # (due, tiebreak, key, reason)
+        # Delayed keys: `_due` holds each key's one live entry, the heap orders them. A heap
+        # entry whose seq is not its key's live one is stale (replaced or dropped) and is
+        # skipped when it reaches the top; the heap is rebuilt when stale entries pile up.
+        self._due: dict[K, tuple[float, int, str]] = {}  # key -> (due, seq, reason)
+        self._later: list[tuple[float, int, K]] = []  # (due, seq, key)
         self._seq = itertools.count()
         self._failures: dict[K, int] = {}
         self._shut = False
@@ -61,20 +70,32 @@ class WorkQueue(Generic[K]):
         if key in self._active:
             self._again.setdefault(key, reason)
             return
+        self._due.pop(key, None)  # the reconcile it is queued for covers a delayed one
         self._queued[key] = reason
         self._since[key] = self._clock()
         self._order.append(key)
         self._cond.notify()
 
     def add_after(self, key: K, delay: float, reason: str) -> None:
-        """Queue `key` once `delay` seconds have passed."""
+        """Queue `key` once `delay` seconds have passed.
+
+        No-op when the key is waiting now or already waits for an earlier (or the same) time;
+        an earlier time replaces a later one.
+        """
         if delay <= 0:
             self.add(key, reason)
             return
         with self._cond:
-            if self._shut:
+            if self._shut or key in self._queued:
                 return
-            heapq.heappush(self._later, (self._clock() + delay, next(self._seq), key, reason))
+            due = self._clock() + delay
+            current = self._due.get(key)
+            if current is not None and current[0] <= due:
+                return
+            seq = next(self._seq)
+            self._due[key] = (due, seq, reason)
+            heapq.heappush(self._later, (due, seq, key))
+            self._compact_locked()
             self._cond.notify()
 
     def retry(self, key: K, reason: str = "retry") -> float:
@@ -135,15 +156,38 @@ class WorkQueue(Generic[K]):
                 return 0.0
             return max(0.0, self._clock() - self._since[self._order[0]])
 
+    def delayed(self) -> int:
+        """Keys waiting for a delay to pass (each counted once)."""
+        with self._cond:
+            return len(self._due)
+
+    def _live_locked(self, entry: tuple[float, int, K]) -> bool:
+        current = self._due.get(entry[2])
+        return current is not None and current[1] == entry[1]
+
+    def _drop_stale_top_locked(self) -> None:
+        while self._later and not self._live_locked(self._later[0]):
+            heapq.heappop(self._later)
+
+    def _compact_locked(self) -> None:
+        """Rebuild the heap from the live entries once stale ones clearly outnumber them."""
+        if len(self._later) > 2 * len(self._due) + 16:
+            self._later = [(due, seq, key) for key, (due, seq, _) in self._due.items()]
+            heapq.heapify(self._later)
+
     def _promote_due_locked(self) -> None:
         now = self._clock()
+        self._drop_stale_top_locked()
         while self._later and self._later[0][0] <= now:
-            _, _, key, reason = heapq.heappop(self._later)
+            _, _, key = heapq.heappop(self._later)
+            _, _, reason = self._due.pop(key)
             self._add_locked(key, reason)
+            self._drop_stale_top_locked()
 
     def _next_wait_locked(self, deadline: float | None) -> float | None:
         now = self._clock()
         waits = []
+        self._drop_stale_top_locked()
         if self._later:
             waits.append(self._later[0][0] - now)
         if deadline is not None:

@@ -140,3 +140,67 @@ def test_oldest_wait_is_how_long_the_first_queued_key_has_waited() -> None:
     assert queue.oldest_wait() == 7.0  # b, queued at 103
     queue.get(timeout=0)
     assert queue.oldest_wait() == 0.0
+
+
+def test_a_key_delayed_many_times_holds_one_delayed_entry() -> None:
+    """A key failing again and again (or asked for later many times) must not pile up entries."""
+    clock = FakeClock()
+    queue: WorkQueue[str] = WorkQueue(clock=clock)
+    for _ in range(1_000):
+        queue.add_after("a", 5.0, "retry")
+    for step in range(1_000):  # each call earlier than the last: each replaces the last
+        queue.add_after("b", 2_000.0 - step, "retry")
+    for _ in range(1_000):
+        queue.retry("c")
+    assert queue.delayed() == 3
+    assert len(queue._later) <= 2 * 3 + 16  # stale heap entries are bounded too
+    clock.now += BACKOFF_MAX_SECONDS + 2_000.0
+    handed = []
+    while (item := queue.get(timeout=0)) is not None:
+        handed.append(item[0])
+        queue.done(item[0])
+    assert sorted(handed) == ["a", "b", "c"]
+    assert queue.delayed() == 0
+    assert queue._later == []
+
+
+def test_the_earliest_due_time_of_a_delayed_key_wins() -> None:
+    clock = FakeClock()
+    queue: WorkQueue[str] = WorkQueue(clock=clock)
+    queue.add_after("a", 10.0, "late")
+    queue.add_after("a", 3.0, "soon")
+    queue.add_after("a", 7.0, "later")  # later than what is pending: ignored
+    clock.now += 3.0
+    assert queue.get(timeout=0) == ("a", "soon")
+    queue.done("a")
+    clock.now += 10.0
+    assert queue.get(timeout=0) is None, "the replaced and the ignored times must not fire"
+
+
+def test_a_key_queued_now_is_not_handed_out_again_later() -> None:
+    clock = FakeClock()
+    queue: WorkQueue[str] = WorkQueue(clock=clock)
+    queue.add("a", "change")
+    queue.add_after("a", 5.0, "retry")  # the reconcile it is queued for covers this
+    queue.add_after("b", 5.0, "retry")
+    queue.add("b", "child")  # queued now: its delayed entry is dropped
+    assert queue.delayed() == 0
+    assert queue.get(timeout=0) == ("a", "change")
+    queue.done("a")
+    assert queue.get(timeout=0) == ("b", "child")
+    queue.done("b")
+    clock.now += 10.0
+    assert queue.get(timeout=0) is None
+
+
+def test_a_retry_asked_for_while_active_comes_due_after_done() -> None:
+    """The worker calls retry() before done(): the delayed entry must survive done()."""
+    clock = FakeClock()
+    queue: WorkQueue[str] = WorkQueue(clock=clock)
+    queue.add("a", "change")
+    assert queue.get(timeout=0) == ("a", "change")
+    assert queue.retry("a") == 1.0
+    queue.done("a")
+    assert queue.get(timeout=0) is None
+    clock.now += 1.0
+    assert queue.get(timeout=0) == ("a", "retry")
