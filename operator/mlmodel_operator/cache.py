@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from mlmodel_operator.kube import FIELD_MANAGER
@@ -140,6 +140,60 @@ class ObjectCache:
                 pods.pop(meta.get("name", ""), None)
                 if not pods:
                     del self._pods[key]
+
+    def replace(
+        self, kind: str, namespace: str | None, bodies: Sequence[Mapping[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """A fresh list of `kind` (in `namespace`, or everywhere when None) replaces the cache's.
+
+        client-go's Replace: an object missing from the list was deleted while no watch was
+        running, so it is dropped. Returns what the list changed: new objects, objects whose
+        resourceVersion moved, and the dropped ones (as they were), so their MLModels can be
+        queued.
+        """
+        listed = {}
+        for body in bodies:
+            meta = body.get("metadata") or {}
+            listed[(kind, meta.get("namespace", ""), meta.get("name", ""))] = body
+        changed: list[dict[str, Any]] = []
+        with self._lock:
+            for key in [k for k in self._objects if k[0] == kind and k not in listed]:
+                if namespace is None or key[1] == namespace:
+                    changed.append(self._objects.pop(key))
+                    self._recent.pop(key, None)
+            for key, body in listed.items():
+                old = self._objects.get(key)
+                if old is None or _revision(old) != _revision(body):
+                    self._objects[key] = slim(body)
+                    changed.append(self._objects[key])
+        return changed
+
+    def replace_pods(
+        self, namespace: str | None, bodies: Sequence[Mapping[str, Any]]
+    ) -> set[tuple[str, str]]:
+        """A fresh list of model pods replaces the cache's; returns the (namespace, MLModel)
+        pairs whose pods changed (pods are kept slim, without resourceVersion, so any pod set
+        that differs counts)."""
+        fresh: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+        for body in bodies:
+            meta = body.get("metadata") or {}
+            owner = (meta.get("labels") or {}).get(LABEL_INSTANCE)
+            if owner:
+                group = fresh.setdefault((meta.get("namespace", ""), owner), {})
+                group[meta.get("name", "")] = slim_pod(body)
+        with self._lock:
+            stale = [k for k in self._pods if namespace is None or k[0] == namespace]
+            changed = {k for k in stale if self._pods[k] != fresh.get(k)}
+            changed |= {k for k in fresh if self._pods.get(k) != fresh[k]}
+            for key in stale:
+                del self._pods[key]
+            self._pods.update(fresh)
+        return changed
+
+    def __len__(self) -> int:
+        """Objects cached (children and MLModels; pods not counted)."""
+        with self._lock:
+            return len(self._objects)
 
     # --- written by reconciles
     def wrote(self, kind: str, body: Mapping[str, Any]) -> None:

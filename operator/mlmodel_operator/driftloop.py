@@ -13,6 +13,7 @@ operator is down.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from mlmodel_operator.cache import ObjectCache
 from mlmodel_operator.resource import KIND
@@ -21,18 +22,25 @@ from mlmodel_operator.workqueue import WorkQueue
 TRIGGER = "timer"
 
 
-def check_once(cache: ObjectCache, queue: WorkQueue[tuple[str, str]]) -> int:
+def check_once(
+    cache: ObjectCache, queue: WorkQueue[tuple[str, str]], trigger: str = TRIGGER
+) -> int:
     """Queue every cached MLModel for a reconcile; returns how many were queued."""
     keys = cache.names(KIND)
     for key in keys:
-        queue.add(key, TRIGGER)
+        queue.add(key, trigger)
     return len(keys)
 
 
 async def run_forever(
-    cache: ObjectCache, queue: WorkQueue[tuple[str, str]], interval: float
+    cache: ObjectCache,
+    queue: WorkQueue[tuple[str, str]],
+    interval: float,
+    active: Callable[[], bool] = lambda: True,
 ) -> None:
-    """Every `interval` seconds, queue every MLModel; until cancelled."""
+    """Every `interval` seconds, queue every MLModel (while `active`: the leader); until
+    cancelled."""
     while True:
         await asyncio.sleep(interval)
-        check_once(cache, queue)
+        if active():
+            check_once(cache, queue)

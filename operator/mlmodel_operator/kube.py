@@ -15,19 +15,42 @@ from typing import Any, Final
 from kubernetes import client, config
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import NotFoundError
+from urllib3.util.retry import Retry
 
 from mlmodel_operator.resource import API_VERSION, KIND
 
 FIELD_MANAGER: Final = "mlmodel-operator"
 
 
-def load_api_client() -> client.ApiClient:
-    """An API client for the in-cluster service account, else the current kubeconfig."""
+def load_api_client(request_timeout: float | None = None) -> client.ApiClient:
+    """An API client for the in-cluster service account, else the current kubeconfig.
+
+    With `request_timeout`, every request that does not set its own `_request_timeout` gets
+    it as connect and read timeout (the kubernetes client has none by default, so a half-open
+    connection would hang a worker for good).
+    """
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call]
-    return client.ApiClient()
+    configuration = client.Configuration.get_default_copy()
+    if request_timeout:
+        # urllib3 retries a timed-out read of an idempotent request three times by default:
+        # a black-holed connection would hold a request for four timeouts. Connection errors
+        # are still retried; a failed read fails the reconcile, which is retried with backoff.
+        configuration.retries = Retry(total=2, connect=2, read=0, status=0, redirect=0)
+    api = client.ApiClient(configuration)
+    if request_timeout:
+        rest = api.rest_client
+        plain = rest.request
+        default = (request_timeout, request_timeout)
+
+        def request(*args: Any, **kwargs: Any) -> Any:
+            kwargs["_request_timeout"] = kwargs.get("_request_timeout") or default
+            return plain(*args, **kwargs)  # type: ignore[no-untyped-call]
+
+        setattr(rest, "request", request)  # noqa: B010 - an instance's method, on purpose
+    return api
 
 
 class Kube:

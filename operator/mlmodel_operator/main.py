@@ -1,18 +1,23 @@
-"""kopf registration: watch streams feed the cache and the work queue; workers reconcile.
+"""The operator's wiring: informers feed the cache and the work queue; the leader's workers
+reconcile.
 
-The shape is client-go's informer + work queue, on kopf's watch streams:
+The shape is client-go's controller:
 
-- MLModels, their children (Deployment, Service, HPA, PDB) and their pods are watched. Children
-  and pods are selected by label on the API server (`app.kubernetes.io/managed-by`), so the
-  operator never receives other workloads' objects.
-- Each object passes a kopf index handler that keeps a slim copy in the ObjectCache. kopf runs
-  every index handler over the initial listing before any other handler, so the first
-  reconciles after a (re)start see every existing child and write nothing.
-- Each event queues its MLModel's key in the WorkQueue, where events for one MLModel coalesce;
-  `workers` threads take keys and run Reconciler.reconcile_key, which reads only the cache and
-  writes only what drifted. A failed reconcile is queued again with exponential backoff.
-- kopf's own bookkeeping is not used: no handler of kind create/update/resume/timer, so kopf
-  writes no annotation and no finalizer on an MLModel.
+- One Informer (informer.py) per watched resource lists and watches MLModels, their children
+  (Deployment, Service, HPA, PDB) and their pods; children and pods are selected by label on
+  the API server (`app.kubernetes.io/managed-by`), so the operator never receives other
+  workloads' objects. A list replaces the cache's view (objects deleted meanwhile are
+  dropped); every change queues the owning MLModel's key in the WorkQueue, where events for
+  one MLModel coalesce.
+- Every replica keeps its cache warm; only the one holding the leader Lease (leader.py) queues
+  keys and reconciles, and every write checks that it still holds it. It starts campaigning
+  once every informer has delivered its first list, so its first reconciles see every child.
+- `workers` threads take keys and run Reconciler.reconcile_key, which reads only the cache and
+  writes only what drifted. A failed reconcile is queued again with exponential backoff; a
+  worker that crashes is logged, counted and started again.
+- kopf runs the process: login, signals, start-up and clean-up handlers, logging. It watches
+  nothing itself (no resource handlers), so it writes no annotation and no finalizer on an
+  MLModel.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, Final
 
 import kopf
@@ -29,7 +36,9 @@ from mlmodel_operator import driftloop, metrics
 from mlmodel_operator.cache import ObjectCache
 from mlmodel_operator.cards import card_reader
 from mlmodel_operator.events import EventRecorder
+from mlmodel_operator.informer import Deadlines, Informer, Resource
 from mlmodel_operator.kube import Kube, load_api_client
+from mlmodel_operator.leader import LeaderElector, LeaseTimes
 from mlmodel_operator.reconcile import ModelKey, Outcome, Reconciler
 from mlmodel_operator.render.meta import LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY
 from mlmodel_operator.resource import GROUP, KIND, PLURAL, VERSION
@@ -37,13 +46,55 @@ from mlmodel_operator.settings import OperatorSettings
 from mlmodel_operator.workqueue import ShutDown, WorkQueue
 
 LOG = logging.getLogger("mlmodel_operator")
+MLMODELS: Final = Resource(GROUP, VERSION, PLURAL, KIND)
 CHILD_RESOURCES: Final = (
-    ("apps", "v1", "deployments", "Deployment"),
-    ("", "v1", "services", "Service"),
-    ("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler"),
-    ("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget"),
+    Resource("apps", "v1", "deployments", "Deployment"),
+    Resource("", "v1", "services", "Service"),
+    Resource("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler"),
+    Resource("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget"),
 )
+PODS: Final = Resource("", "v1", "pods", "Pod")
 OUR_LABEL: Final = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
+SERVICE_ACCOUNT_NAMESPACE: Final = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+WORKER_RESTART_DELAY_SECONDS: Final = 1.0
+
+
+class NotLeader(Exception):
+    """A write was attempted by a replica that does not hold the leader Lease (now)."""
+
+
+class LeaderKube(Kube):
+    """Kube whose writes are refused unless this replica holds the Lease at that moment."""
+
+    def __init__(self, api: Any, is_leader: Callable[[], bool]) -> None:
+        super().__init__(api)
+        self._is_leader = is_leader
+
+    def _check(self) -> None:
+        if not self._is_leader():
+            raise NotLeader("not the leader: write refused")
+
+    def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        self._check()
+        return super().apply(manifest)
+
+    def delete(self, api_version: str, kind: str, namespace: str, name: str, uid: str) -> None:
+        self._check()
+        super().delete(api_version, kind, namespace, name, uid)
+
+    def apply_deployment_scale(self, namespace: str, name: str, replicas: int) -> None:
+        self._check()
+        super().apply_deployment_scale(namespace, name, replicas)
+
+    def patch_mlmodel_status(
+        self, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        self._check()
+        return super().patch_mlmodel_status(namespace, name, patch)
+
+    def post_event(self, involved: Mapping[str, Any], reason: str, message: str) -> None:
+        self._check()
+        super().post_event(involved, reason, message)
 
 
 def post_events(recorder: EventRecorder, body: Mapping[str, Any], outcome: Outcome) -> None:
@@ -68,8 +119,17 @@ def owner_of(kind: str, body: Mapping[str, Any]) -> str | None:
     return None
 
 
-def work(reconciler: Reconciler, queue: WorkQueue[ModelKey], recorder: EventRecorder) -> None:
-    """One reconcile worker: take a key, reconcile it, queue it again on failure; until shutdown."""
+def work(
+    reconciler: Reconciler,
+    queue: WorkQueue[ModelKey],
+    recorder: EventRecorder,
+    leading: Callable[[], bool] = lambda: True,
+) -> None:
+    """One reconcile worker: take a key, reconcile it, queue it again on failure; until shutdown.
+
+    Keys taken while this replica is not the leader are dropped: the next leader queues every
+    MLModel when it takes over.
+    """
     while True:
         try:
             item = queue.get()
@@ -79,8 +139,12 @@ def work(reconciler: Reconciler, queue: WorkQueue[ModelKey], recorder: EventReco
             continue
         (namespace, name), trigger = item
         try:
+            if not leading():
+                continue
             with metrics.observe_reconcile(trigger):
                 result = reconciler.reconcile_key(namespace, name)
+        except NotLeader:
+            LOG.info("MLModel %s/%s: leadership lost during its reconcile", namespace, name)
         except Exception as exc:  # any failure: log it, retry this model later, go on
             delay = queue.retry((namespace, name))
             LOG.warning(
@@ -91,91 +155,253 @@ def work(reconciler: Reconciler, queue: WorkQueue[ModelKey], recorder: EventReco
                 exc,
             )
         else:
-            queue.forget((namespace, name))
+            if result is not None and result[1].retry:
+                queue.retry((namespace, name))  # e.g. an apply the API server refused
+            else:
+                queue.forget((namespace, name))
             if result is not None and result[1].changes:
                 post_events(recorder, *result)
         finally:
             queue.done((namespace, name))
 
 
-def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
-    """Register every handler of the operator in `registry`."""
-    cache = ObjectCache()
-    queue: WorkQueue[ModelKey] = WorkQueue()
-    metrics.QUEUE_DEPTH.set_function(queue.__len__)
+def supervised(target: Callable[[], None], name: str) -> threading.Thread:
+    """A daemon thread running `target`; when it raises, the crash is logged and counted
+    (`mlmodel_operator_worker_restarts_total`) and `target` runs again. Returns normally: done.
+    """
 
+    def run() -> None:
+        while True:
+            try:
+                target()
+                return
+            except Exception:
+                metrics.WORKER_RESTARTS.inc()
+                LOG.exception("%s crashed; starting it again", name)
+                time.sleep(WORKER_RESTART_DELAY_SECONDS)
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+class Feed:
+    """The informers' sink: keeps the cache and queues the MLModels an event or list touches.
+
+    Keys are queued only while `active()` (this replica leads): a follower's workers would
+    drop them, and a new leader queues every MLModel anyway.
+    """
+
+    def __init__(
+        self,
+        cache: ObjectCache,
+        queue: WorkQueue[ModelKey],
+        active: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self.cache = cache
+        self.queue = queue
+        self.active = active
+
+    def replace(
+        self, resource: Resource, namespace: str | None, items: list[dict[str, Any]]
+    ) -> None:
+        if resource.kind == "Pod":
+            touched = self.cache.replace_pods(namespace, items)
+            owners = list(touched)
+        else:
+            owners = []
+            for body in self.cache.replace(resource.kind, namespace, items):
+                owner = owner_of(resource.kind, body)
+                ns = (body.get("metadata") or {}).get("namespace")
+                if owner and ns:
+                    owners.append((ns, owner))
+        if self.active():
+            trigger = "change" if resource.kind == KIND else "child"
+            for key in owners:
+                self.queue.add(key, trigger)
+
+    def event(self, resource: Resource, type_: str, obj: dict[str, Any]) -> None:
+        kind = resource.kind
+        meta = obj.get("metadata") or {}
+        namespace = meta.get("namespace") or ""
+        if kind == "Pod":
+            (self.cache.drop_pod if type_ == "DELETED" else self.cache.store_pod)(obj)
+        elif type_ == "DELETED":
+            self.cache.drop(kind, namespace, meta.get("name", ""), meta.get("uid"))
+        else:
+            self.cache.store(kind, obj)
+        owner = owner_of(kind, obj)
+        if owner and namespace and self.active():
+            self.queue.add((namespace, owner), "change" if kind == KIND else "child")
+
+
+def lease_namespace(config: OperatorSettings) -> str:
+    """The Lease's namespace: the setting, else the pod's own, else mlmodel-system."""
+    if config.leader_election_namespace:
+        return config.leader_election_namespace
+    try:
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or "mlmodel-system"
+    except OSError:
+        return "mlmodel-system"
+
+
+class Operator:
+    """Everything one operator process runs, started and stopped by kopf's handlers."""
+
+    def __init__(self, config: OperatorSettings) -> None:
+        self.config = config
+        self.cache = ObjectCache()
+        self.queue: WorkQueue[ModelKey] = WorkQueue()
+        metrics.QUEUE_DEPTH.set_function(self.queue.__len__)
+        self.api = load_api_client(config.request_timeout_seconds)
+        self.elector: LeaderElector | None = None
+        if config.leader_election:
+            self.elector = LeaderElector(
+                self.api,
+                lease_namespace(config),
+                config.leader_election_name,
+                LeaseTimes(
+                    config.lease_duration_seconds,
+                    config.renew_deadline_seconds,
+                    config.retry_period_seconds,
+                    config.request_timeout_seconds,
+                ),
+                on_started=self._took_over,
+            )
+        self._leading_without_election = threading.Event()
+        feed = Feed(self.cache, self.queue, self.leading)
+        deadlines = Deadlines(
+            float(config.watch_timeout_seconds),
+            config.request_timeout_seconds,
+            config.resync_interval_seconds,
+        )
+        scopes: tuple[str | None, ...] = config.namespaces or (None,)
+        self.informers = [
+            Informer(self.api, resource, namespace, selector, feed, deadlines)
+            for resource, selector in (
+                (MLMODELS, None),
+                *((child, OUR_LABEL) for child in CHILD_RESOURCES),
+                (PODS, OUR_LABEL),
+            )
+            for namespace in scopes
+        ]
+        self.workers: list[threading.Thread] = []
+        self.reader = card_reader(config)
+        kube = LeaderKube(self.api, self.leading)
+        self.reconciler = Reconciler(
+            kube,
+            self.cache,
+            config,
+            reader=self.reader,
+            requeue=lambda key: self.queue.add(key, "card"),
+        )
+        self.recorder = EventRecorder(kube)
+        self._campaign: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    def leading(self) -> bool:
+        """Whether this replica may reconcile and write now."""
+        if self.elector is None:
+            return self._leading_without_election.is_set()
+        return self.elector.is_leader()
+
+    def _took_over(self) -> None:
+        """Became leader: queue every MLModel (what happened before was not queued here)."""
+        count = driftloop.check_once(self.cache, self.queue, trigger="leader")
+        LOG.info("leading: %d MLModels queued", count)
+
+    def start(self) -> None:
+        """Start informers and workers; campaign once every informer has listed."""
+        for informer in self.informers:
+            informer.start()
+        for index in range(self.config.workers):
+            self.workers.append(
+                supervised(
+                    lambda: work(self.reconciler, self.queue, self.recorder, self.leading),
+                    f"reconcile-{index}",
+                )
+            )
+        self._campaign = threading.Thread(target=self._campaign_when_synced, daemon=True)
+        self._campaign.start()
+
+    def _campaign_when_synced(self) -> None:
+        for informer in self.informers:
+            while not informer.synced.wait(1.0):
+                if self._stopping.is_set():
+                    return
+        LOG.info("caches synced: %d objects", len(self.cache))
+        if self.elector is not None:
+            self.elector.start()
+        else:
+            self._leading_without_election.set()
+            self._took_over()
+
+    def stop(self) -> None:
+        """Stop campaigning (releasing the Lease), the workers and the card reader."""
+        self._stopping.set()
+        if self.elector is not None:
+            self.elector.stop()
+        self.queue.shutdown()
+        for informer in self.informers:
+            informer.stop()
+        self.reader.close()
+
+    # --- probes
+    def health_problems(self) -> list[str]:
+        """What makes /healthz fail: a silent or dead watch, a dead worker or election, a
+        stalled queue."""
+        problems = [
+            f"watch of {informer.name} is silent or stopped"
+            for informer in self.informers
+            if not informer.healthy()
+        ]
+        problems += [f"worker {t.name} is dead" for t in self.workers if not t.is_alive()]
+        if self.elector is not None and self._campaign is not None:
+            synced = not self._campaign.is_alive()
+            if synced and not self._stopping.is_set() and not self.elector.alive():
+                problems.append("leader election stopped")
+        waited = self.queue.oldest_wait()
+        if self.leading() and waited > self.config.queue_stall_seconds:
+            problems.append(f"the oldest queued MLModel has waited {waited:.0f}s")
+        return problems
+
+    def readiness_problems(self) -> list[str]:
+        """What makes /readyz fail: a watch that has not listed yet, or any health problem."""
+        waiting = [i.name for i in self.informers if not i.synced.is_set()]
+        problems = [f"waiting for the first list of {', '.join(waiting)}"] if waiting else []
+        return problems + self.health_problems()
+
+
+def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
+    """Register the operator's start-up and clean-up with kopf (it watches nothing itself)."""
     # A custom registry starts empty: authenticate the way the kubernetes client does
     # (in-cluster service account, else the current kubeconfig).
     kopf.on.login(registry=registry)(kopf.login_via_client)
 
-    @kopf.on.startup(registry=registry, id="configure")
-    async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-        for group, version, plural, _kind in (*CHILD_RESOURCES, ("", "v1", "pods", "Pod")):
-            settings.watching.label_selectors[group, version, plural] = OUR_LABEL
-        settings.posting.enabled = False  # no kopf handler posts; reconciles record Events
-        # kopf keeps a task per object, holding its last event, until it idles this long: our
-        # handlers only copy and queue, so let the bursts' thousands of them go sooner.
-        settings.queueing.idle_timeout = 1.0
-        # A model card is re-read once per drift round, not on every event of the model, and
-        # only from MLOP_ARTIFACT_SOURCES (cards.py, cardfetch.py).
-        # A reconcile never waits for a card: the read's end queues the MLModel again.
-        reader = card_reader(config)
-        memo.reader = reader
-        kube = Kube(load_api_client())
-        reconciler = Reconciler(
-            kube, cache, config, reader=reader, requeue=lambda key: queue.add(key, "card")
-        )
-        recorder = EventRecorder(kube)
-        for index in range(config.workers):  # daemons; queue.shutdown() at cleanup ends them
-            threading.Thread(
-                target=work,
-                args=(reconciler, queue, recorder),
-                name=f"reconcile-{index}",
-                daemon=True,
-            ).start()
-        memo.drift = asyncio.create_task(
-            driftloop.run_forever(cache, queue, config.drift_interval_seconds)
-        )
+    @kopf.on.startup(registry=registry, id="start")
+    async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+        settings.posting.enabled = False  # reconciles record Events themselves
+        operator = memo.operator = Operator(config)
         memo.http = None
         if config.metrics_port:
-            memo.http = await metrics.start_http_server(config.metrics_host, config.metrics_port)
+            memo.http = await metrics.start_http_server(
+                config.metrics_host,
+                config.metrics_port,
+                healthz=operator.health_problems,
+                readyz=operator.readiness_problems,
+            )
+        operator.start()
+        memo.drift = asyncio.create_task(
+            driftloop.run_forever(
+                operator.cache, operator.queue, config.drift_interval_seconds, operator.leading
+            )
+        )
 
     @kopf.on.cleanup(registry=registry, id="stop")
     async def stop(memo: kopf.Memo, **_: Any) -> None:
-        queue.shutdown()
-        if getattr(memo, "reader", None) is not None:
-            memo.reader.close()
         if getattr(memo, "drift", None) is not None:
             memo.drift.cancel()
+        if getattr(memo, "operator", None) is not None:
+            await asyncio.to_thread(memo.operator.stop)
         if getattr(memo, "http", None) is not None:
             await memo.http.cleanup()
-
-    def watch(group: str, version: str, plural: str, kind: str, trigger: str) -> None:
-        """Cache every object of the resource and queue its MLModel on every event."""
-
-        async def cache_object(body: kopf.Body, **_: Any) -> None:
-            if kind == "Pod":
-                cache.store_pod(body)
-            else:
-                cache.store(kind, body)
-
-        async def queue_owner(
-            type: str | None, body: kopf.Body, namespace: str | None, **_: Any
-        ) -> None:
-            meta = body.get("metadata") or {}
-            if type == "DELETED":
-                if kind == "Pod":
-                    cache.drop_pod(body)
-                else:
-                    cache.drop(kind, namespace or "", meta.get("name", ""), meta.get("uid"))
-            owner = owner_of(kind, body)
-            if owner and namespace:
-                queue.add((namespace, str(owner)), trigger)
-
-        kopf.index(group, version, plural, registry=registry, id=f"cache-{plural}")(cache_object)
-        kopf.on.event(group, version, plural, registry=registry, id=f"queue-{plural}")(queue_owner)
-
-    watch(GROUP, VERSION, PLURAL, KIND, "change")
-    for group, version, plural, kind in CHILD_RESOURCES:
-        watch(group, version, plural, kind, "child")
-    watch("", "v1", "pods", "Pod", "child")

@@ -1,11 +1,11 @@
-"""Prometheus metrics of the operator and the small HTTP server for /healthz and /metrics."""
+"""Prometheus metrics of the operator and the small HTTP server for /healthz, /readyz, /metrics."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Final
+from typing import Any, Final
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
@@ -35,6 +35,29 @@ CHILD_WRITES: Final = Counter(
     ["verb", "kind"],
 )
 
+WORKER_RESTARTS: Final = Counter(
+    "mlmodel_operator_worker_restarts_total",
+    "Reconcile workers that crashed (an error outside a reconcile) and were started again.",
+)
+WATCH_RESTARTS: Final = Counter(
+    "mlmodel_operator_watch_restarts_total",
+    "Watches started again, by kind and why the last one ended (ended: the API server's "
+    "timeout; expired: 410 Gone, a re-list follows; timeout: no byte within the deadline; "
+    "error).",
+    ["kind", "reason"],
+)
+RELISTS: Final = Counter(
+    "mlmodel_operator_lists_total",
+    "Full lists that replaced the cache, by kind and reason (initial, expired, resync, error).",
+    ["kind", "reason"],
+)
+LEADER: Final = Gauge(
+    "mlmodel_operator_leader", "1 while this replica holds the leader Lease and reconciles."
+)
+LEADER_TRANSITIONS: Final = Counter(
+    "mlmodel_operator_leader_acquired_total", "Times this replica became leader."
+)
+
 
 @contextmanager
 def observe_reconcile(trigger: str) -> Iterator[None]:
@@ -52,18 +75,33 @@ def observe_reconcile(trigger: str) -> Iterator[None]:
         RECONCILE_SECONDS.labels(trigger).observe(time.monotonic() - started)
 
 
-async def _healthz(_: web.Request) -> web.Response:
-    return web.Response(text="ok\n")
+Checks = Callable[[], list[str]]  # what is wrong now; empty when all is well
+
+
+def _probe(checks: Checks) -> Callable[[web.Request], Any]:
+    async def answer(_: web.Request) -> web.Response:
+        problems = checks()
+        if problems:
+            return web.Response(status=503, text="".join(f"{p}\n" for p in problems))
+        return web.Response(text="ok\n")
+
+    return answer
 
 
 async def _metrics(_: web.Request) -> web.Response:
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-async def start_http_server(host: str, port: int) -> web.AppRunner:
-    """Serve /healthz and /metrics on host:port until the runner is cleaned up."""
+async def start_http_server(
+    host: str, port: int, healthz: Checks = list, readyz: Checks = list
+) -> web.AppRunner:
+    """Serve /healthz, /readyz and /metrics on host:port until the runner is cleaned up.
+
+    A probe answers 200 "ok" when its checks find nothing wrong, else 503 listing what is.
+    """
     app = web.Application()
-    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/healthz", _probe(healthz))
+    app.router.add_get("/readyz", _probe(readyz))
     app.router.add_get("/metrics", _metrics)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

@@ -129,6 +129,59 @@ class OperatorSettings(BaseSettings):
         default=10_000, ge=1, description="Card outcomes remembered (least recently used go)."
     )
 
+    # --- talking to the API server (informer.py, kube.py)
+    request_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Connect and read timeout of every API request (a watch reads this much "
+        "beyond its own timeout), so a half-open connection fails instead of hanging.",
+    )
+    watch_timeout_seconds: int = Field(
+        default=300,
+        ge=5,
+        description="The API server ends each watch after this long (timeoutSeconds) and it "
+        "is started again; /healthz fails when a watch stays silent longer.",
+    )
+    resync_interval_seconds: float = Field(
+        default=600.0,
+        ge=0,
+        description="A full list of every watched kind at least this often, replacing the "
+        "cache (objects missing from it are dropped); 0: only after a watch expired.",
+    )
+    queue_stall_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="/healthz fails when the leader's oldest queued MLModel has waited "
+        "longer than this for a worker.",
+    )
+    # --- leader election (leader.py); client-go's semantics
+    leader_election: bool = Field(
+        default=True,
+        description="Hold a coordination.k8s.io Lease to reconcile; replicas without it only "
+        "keep their caches warm. Off: this process always reconciles (one replica only!).",
+    )
+    leader_election_namespace: str = Field(
+        default="",
+        description="Namespace of the Lease; empty: the pod's own namespace (in a cluster), "
+        "else mlmodel-system.",
+    )
+    leader_election_name: str = Field(default="mlmodel-operator", min_length=1)
+    lease_duration_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="A Lease not renewed for this long (as a candidate observed it) may be "
+        "taken; the upper bound of a take-over after the leader dies, plus one retry period.",
+    )
+    renew_deadline_seconds: float = Field(
+        default=7.0,
+        gt=0,
+        description="The leader stops writing when it has not renewed for this long (less "
+        "than the lease duration, so it stops before anyone else may start).",
+    )
+    retry_period_seconds: float = Field(
+        default=2.0, gt=0, description="How often candidates and the leader read the Lease."
+    )
+
     @field_validator("namespaces", "artifact_sources", "credential_sources", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
@@ -149,6 +202,17 @@ class OperatorSettings(BaseSettings):
                 f"not a source prefix ({exc.detail}): use e.g. https://host/path/"
             ) from exc
         return value
+
+    @model_validator(mode="after")
+    def _lease_times_in_order(self) -> OperatorSettings:
+        if not self.retry_period_seconds < self.renew_deadline_seconds:
+            raise ValueError("MLOP_RETRY_PERIOD_SECONDS must be below MLOP_RENEW_DEADLINE_SECONDS")
+        if not self.renew_deadline_seconds < self.lease_duration_seconds:
+            raise ValueError(
+                "MLOP_RENEW_DEADLINE_SECONDS must be below MLOP_LEASE_DURATION_SECONDS "
+                "(a leader must stop writing before another may take over)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _default_requests_within_limits(self) -> OperatorSettings:

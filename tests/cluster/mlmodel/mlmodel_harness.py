@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -193,16 +194,22 @@ class OperatorProcess:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        wait_until(f"operator /healthz on port {self.port} (log: {self.log})", self._healthy)
+        wait_until(f"operator /readyz on port {self.port} (log: {self.log})", self._ready)
 
-    def _healthy(self) -> bool:
+    def _ready(self) -> bool:
         if self.proc is None or self.proc.poll() is not None:
             pytest.fail(f"operator exited early:\n{self.log_tail()}")
+        return self.probe("/readyz") == 200
+
+    def probe(self, path: str) -> int:
+        """The status code of /healthz or /readyz (0: no answer)."""
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as r:
-                return bool(r.status == 200)
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as r:
+                return int(r.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
         except OSError:
-            return False
+            return 0
 
     def stop(self) -> None:
         """SIGTERM and wait for a graceful exit (kill after a deadline)."""

@@ -43,8 +43,24 @@ def test_operator_deployment_is_admitted_under_restricted_pod_security(
         ),
     )
     deployment = apps.read_namespaced_deployment("mlmodel-operator", "mlmodel-system")
-    assert deployment.spec.replicas == 1
-    assert deployment.spec.strategy.type == "Recreate"
+    # two replicas, one leading; a rolling update and a drain never take both away
+    assert deployment.spec.replicas == 2
+    assert deployment.spec.strategy.type == "RollingUpdate"
+    pdb = client.PolicyV1Api(installed.api).read_namespaced_pod_disruption_budget(
+        "mlmodel-operator", "mlmodel-system"
+    )
+    assert pdb.spec.max_unavailable == 1
+    account = "system:serviceaccount:mlmodel-system:mlmodel-operator"
+    for verb, target in (("update", "lease/mlmodel-operator"), ("create", "leases")):
+        allowed = installed.kubectl(
+            "auth", "can-i", verb, target, "-n", "mlmodel-system", f"--as={account}", check=False
+        )
+        assert allowed.stdout.strip() == "yes", (verb, target)
+    other = installed.kubectl(
+        "auth", "can-i", "update", "lease/kube-scheduler", "-n", "kube-system", f"--as={account}",
+        check=False,
+    )
+    assert other.stdout.strip() == "no"
     container = deployment.spec.template.spec.containers[0]
     assert container.security_context.read_only_root_filesystem is True
     assert container.security_context.capabilities.drop == ["ALL"]
@@ -103,7 +119,13 @@ def test_namespaced_variant_manages_its_namespace_with_only_a_role(
         == "no"
     )
     kubeconfig = service_account_kubeconfig(cluster, tmp_path / "kubeconfig", account)
-    scoped = OperatorProcess(kubeconfig, tmp_path / "operator.log", MLOP_NAMESPACES=api.ns)
+    # the overlay's leader-election Role, retargeted above, grants the Lease in api.ns
+    scoped = OperatorProcess(
+        kubeconfig,
+        tmp_path / "operator.log",
+        MLOP_NAMESPACES=api.ns,
+        MLOP_LEADER_ELECTION_NAMESPACE=api.ns,
+    )
     operator.stop()
     try:
         scoped.start()
