@@ -2,27 +2,34 @@
 
 Every trigger (an MLModel event, an event on a child or pod, the periodic drift check) queues
 the MLModel's key, and a worker runs this reconcile for it. It reads the MLModel, its children
-and its pods from the watch cache, not from the API server; the only reads it makes are a GET
+and its pods from the watch cache, not from the API server; the only read it makes is a GET
 before creating a child the cache does not have (a same-named object the operator does not own
-must be left alone) and a crashed container's last log line. A converged MLModel makes no write
-request: children are applied only when a field the operator owns differs, and the status
-patch is empty when nothing in it changed.
+must be left alone). A converged MLModel makes no write request: children are applied only
+when a field the operator owns differs, and the status patch is empty when nothing in it changed.
 
 A reconcile never waits for a model card: when the card's outcome is not known yet, the read
 is left running on the card pool, the reconcile goes on with what status already says, and the
 MLModel's key is queued again (`requeue`) when the read is done.
+
+Errors a user can act on reach status: an apply the API server refuses (a validation error, an
+admission webhook, a quota) is `Degraded` with reason `ApplyRefused` and the server's message,
+and a spec this operator cannot parse is `Degraded` with reason `InvalidSpec`. Other failed
+requests (conflicts, throttling, server errors, no connection) raise `ApiCallFailed` and the
+worker retries the MLModel with backoff.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic.exceptions import DynamicApiError
+from pydantic import ValidationError
 from urllib3.exceptions import HTTPError
 
 from mlmodel_operator import contract, drift
@@ -36,11 +43,22 @@ from mlmodel_operator.settings import OperatorSettings
 from mlmodel_operator.status import (
     Observed,
     Problem,
+    degraded_patch,
     derive_status,
+    invalid_spec_problem,
     pod_problem,
     rollout_of,
     status_patch,
 )
+
+APPLY_REFUSED: Final = "ApplyRefused"
+# Answers that refuse the request itself: bad request, forbidden (admission webhooks, quota, a
+# namespace being deleted, missing RBAC), method not allowed, not acceptable, too large,
+# unsupported media type, invalid. The same apply gets the same answer until something changes,
+# so the reason goes to status. Everything else (401, 404, 408, 409 conflicts, 410, 429
+# throttling, 5xx, no answer at all) is taken as passing: ApiCallFailed, retried with backoff.
+REFUSED_STATUS_CODES: Final = frozenset({400, 403, 405, 406, 413, 415, 422})
+_MESSAGE_MAX: Final = 1024  # of the API server's message, in a condition
 
 
 @dataclass(frozen=True)
@@ -61,11 +79,20 @@ class Change:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one reconcile did and which status fields must be patched."""
+    """What one reconcile did and which status fields must be patched.
+
+    `retry` is True when the reconcile returned normally but left a child unconverged for a
+    reason it put in status (an apply the API server refused, `ApplyRefused`): the worker
+    queues the key again with backoff (`WorkQueue.retry`) instead of resetting the backoff
+    (`forget`), so the apply is tried again without a new event. It is False for a spec the
+    operator cannot parse (`InvalidSpec`): only a new spec can change that, and editing it
+    queues the MLModel (the drift loop re-checks it too).
+    """
 
     status_patch: dict[str, Any]
     changes: tuple[Change, ...] = ()
     problems: tuple[Problem, ...] = field(default_factory=tuple)
+    retry: bool = False
 
 
 def is_controlled_by(child: Mapping[str, Any], mlmodel: MLModel) -> bool:
@@ -83,12 +110,20 @@ def _not_owned(kind: str, mlmodel: MLModel) -> Problem:
     )
 
 
-def _api_error_text(exc: Exception) -> str:
-    return str(getattr(exc, "summary", lambda: "")() or getattr(exc, "reason", "") or exc)
-
-
-def _status_code(exc: Exception) -> int:
-    return int(getattr(exc, "status", 0) or 0)
+def api_message(exc: ApiException) -> str:
+    """The API server's own words for an error: the `message` of the Status it answered with
+    (for a validation error it names the field), else the HTTP reason phrase."""
+    body = exc.body
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    try:
+        status = json.loads(body) if isinstance(body, str) and body else None
+    except ValueError:
+        status = None
+    message = status.get("message") if isinstance(status, dict) else None
+    if isinstance(message, str) and message.strip():
+        return message.strip()
+    return str(exc.reason or "no message")
 
 
 def _served_uri(deployment: Mapping[str, Any]) -> str | None:
@@ -102,7 +137,22 @@ def _served_uri(deployment: Mapping[str, Any]) -> str | None:
 
 
 class ApiCallFailed(Exception):
-    """A request to the API server failed; the worker queues the MLModel again with backoff."""
+    """A request to the API server failed; the worker queues the MLModel again with backoff.
+
+    `status` is the HTTP status code (0: no answer, e.g. the connection failed) and
+    `api_message` what the API server said (`api_message()`).
+    """
+
+    def __init__(self, what: str, status: int = 0, api_message: str = "") -> None:
+        answer = f"{status} {api_message}" if status else api_message
+        super().__init__(f"{what}: {answer}")
+        self.status = status
+        self.api_message = api_message
+
+    @property
+    def refused(self) -> bool:
+        """The API server refused the request itself: sending it again unchanged will not help."""
+        return self.status in REFUSED_STATUS_CODES
 
 
 @contextmanager
@@ -110,10 +160,22 @@ def _api_call(what: str) -> Iterator[None]:
     """Name the failed request in the error (the worker logs it and retries the MLModel)."""
     try:
         yield
-    except (ApiException, DynamicApiError) as exc:
-        raise ApiCallFailed(f"{what}: {_api_error_text(exc)}") from exc
-    except HTTPError as exc:
-        raise ApiCallFailed(f"{what}: {exc}") from exc
+    except (ApiException, DynamicApiError) as exc:  # the dynamic client's errors, by code
+        raise ApiCallFailed(what, int(exc.status or 0), api_message(exc)) from exc
+    except HTTPError as exc:  # no answer: refused connection, timeout, reset
+        raise ApiCallFailed(what, 0, str(exc)) from exc
+
+
+def _apply_refused(kind: str, mlmodel: MLModel, failed: ApiCallFailed) -> Problem:
+    message = failed.api_message
+    if len(message) > _MESSAGE_MAX:
+        message = message[: _MESSAGE_MAX - 1] + "…"
+    return Problem(
+        APPLY_REFUSED,
+        f"The API server refused {kind} {mlmodel.name} ({failed.status}): "
+        f"{message.rstrip('.')}. Change the MLModel's spec so that it passes, or the policy "
+        "that refuses it; the operator retries with backoff.",
+    )
 
 
 ModelKey = tuple[str, str]  # (namespace, name)
@@ -154,25 +216,45 @@ class Reconciler:
     def reconcile_key(self, namespace: str, name: str) -> tuple[dict[str, Any], Outcome] | None:
         """Reconcile the cached MLModel namespace/name and patch its status if it changed.
 
-        Returns the MLModel as reconciled and the outcome; None when the MLModel is gone.
-        The work queue never runs two reconciles of one MLModel at the same time.
+        Returns the MLModel as reconciled and the outcome; None when the MLModel is gone (not
+        in the cache, or deleted before its status could be written). The work queue never runs
+        two reconciles of one MLModel at the same time.
         """
         body = self.cache.get(KIND, namespace, name)
         if body is None:
             return None
         outcome = self.reconcile(body)
         if outcome.status_patch:
-            with _api_call(f"patching status of MLModel {namespace}/{name}"):
-                updated = self.kube.patch_mlmodel_status(namespace, name, outcome.status_patch)
+            try:
+                with _api_call(f"patching status of MLModel {namespace}/{name}"):
+                    updated = self.kube.patch_mlmodel_status(namespace, name, outcome.status_patch)
+            except ApiCallFailed as exc:
+                if exc.status == 404:  # deleted meanwhile: the watch will drop it
+                    return None
+                raise
             self.cache.wrote(KIND, updated)
         return body, outcome
 
     def reconcile(self, body: Mapping[str, Any]) -> Outcome:
         """Converge one MLModel's children and return the status patch (empty if unchanged)."""
-        mlmodel = MLModel.from_body(body)
         if (body.get("metadata") or {}).get("deletionTimestamp"):
             return Outcome({})  # being deleted: the garbage collector removes the children
+        try:
+            mlmodel = MLModel.from_body(body)
+        except ValidationError as exc:
+            return self._invalid_spec(body, exc)
         return self._reconcile(mlmodel, dict(body.get("status") or {}))
+
+    def _invalid_spec(self, body: Mapping[str, Any], exc: ValidationError) -> Outcome:
+        """A spec this operator cannot parse (a field newer than it, a value the CRD allows and
+        the models refuse): say so in Degraded, name the fields, and change nothing else. The
+        children keep serving the last spec that was applied, and status.observedGeneration
+        stays at it. Not retried: a new spec queues the MLModel again."""
+        problem = invalid_spec_problem(exc.errors(include_url=False))
+        generation = int((body.get("metadata") or {}).get("generation") or 1)
+        previous = dict(body.get("status") or {})
+        patch = degraded_patch(previous, problem, generation=generation, now=self.clock())
+        return Outcome(patch, problems=(problem,))
 
     def _reconcile(self, mlmodel: MLModel, previous: dict[str, Any]) -> Outcome:
         resolved = resolve_digest(mlmodel, self.reader)
@@ -202,7 +284,8 @@ class Reconciler:
             cluster_domain=self.settings.cluster_domain,
             now=self.clock(),
         )
-        return Outcome(status_patch(previous, status), tuple(changes), tuple(problems))
+        retry = any(problem.reason == APPLY_REFUSED for problem in problems)
+        return Outcome(status_patch(previous, status), tuple(changes), tuple(problems), retry)
 
     def _until_card_read(
         self, mlmodel: MLModel, manifest: dict[str, Any]
@@ -236,18 +319,17 @@ class Reconciler:
             if not paths:
                 return live, None, None
             change = Change("Updated", kind, mlmodel.name, tuple(paths))
-            self._hand_replicas_to_hpa(mlmodel, manifest, live)
         else:
             change = Change("Created", kind, mlmodel.name)
         try:
+            if live is not None:  # a refused scale leaves the Deployment unapplied too
+                self._hand_replicas_to_hpa(mlmodel, manifest, live)
             with _api_call(f"applying {kind} {mlmodel.namespace}/{mlmodel.name}"):
                 applied = self.kube.apply(manifest)
-        except (ApiException, DynamicApiError) as exc:
-            refused = Problem(
-                "ApplyRefused",
-                f"The API server refused {kind} {mlmodel.name}: {_api_error_text(exc)}",
-            )
-            return live, None, refused
+        except ApiCallFailed as exc:
+            if not exc.refused:
+                raise
+            return live, None, _apply_refused(kind, mlmodel, exc)
         self.cache.wrote(kind, applied)
         if live is None:
             self._start_at_hpa_floor(mlmodel, manifest)

@@ -22,6 +22,9 @@ _PULL_FAILURES: Final = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidI
 _CONFIG_FAILURES: Final = frozenset({"CreateContainerConfigError", "CreateContainerError"})
 # The model server's one start-up failure line: "model load failed: [ArtifactDigestMismatch] …"
 _LOAD_FAILURE: Final = re.compile(r"model load failed: \[([A-Z][A-Za-z]+)\]")
+# pydantic ends an error's location with the union member it tried (Quantity is int | str).
+_UNION_MEMBERS: Final = frozenset({"int", "str"})
+_FIELDS_NAMED: Final = 5
 
 
 @dataclass(frozen=True)
@@ -315,6 +318,55 @@ def derive_status(
     if digest:
         status["modelDigest"] = digest
     return status
+
+
+def field_path(loc: Sequence[str | int]) -> str:
+    """A pydantic error location as the user wrote it: `spec.server.env[0].name` (the models
+    validate by alias, so the names are the camelCase ones of the API)."""
+    parts = list(loc)
+    if len(parts) > 1 and parts[-1] in _UNION_MEMBERS:
+        parts.pop()
+    path = ""
+    for part in parts:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "(the object)"
+
+
+def invalid_spec_problem(errors: Sequence[Mapping[str, Any]]) -> Problem:
+    """Why the operator cannot parse an MLModel, from pydantic's `ValidationError.errors()`:
+    the fields at fault (at most five named) and what is wrong with each."""
+    found: dict[str, str] = {}
+    for error in errors:
+        found.setdefault(field_path(error.get("loc") or ()), str(error.get("msg", "invalid")))
+    named = "; ".join(f"{path}: {msg}" for path, msg in list(found.items())[:_FIELDS_NAMED])
+    more = f" (and {len(found) - _FIELDS_NAMED} more)" if len(found) > _FIELDS_NAMED else ""
+    return Problem(
+        "InvalidSpec",
+        f"The operator cannot use this spec: {named}{more}. Fix the spec (a field this operator "
+        "does not know needs a newer operator); until then the children are left as they are.",
+    )
+
+
+def degraded_patch(
+    previous: Mapping[str, Any], problem: Problem, *, generation: int, now: datetime
+) -> dict[str, Any]:
+    """A status patch that sets Degraded to `problem` and leaves every other field as it is.
+
+    For an MLModel the operator cannot parse: nothing new is known about its children, so
+    Ready, Available, Progressing, the counts and status.observedGeneration (the generation
+    last acted on) keep what they said. The Degraded condition's own observedGeneration is the
+    generation it was set for. lastTransitionTime follows `stamp_conditions`; the patch is
+    empty when Degraded already says exactly this.
+    """
+    before = [dict(c) for c in previous.get("conditions") or []]
+    (degraded,) = stamp_conditions([_degraded(problem)], before, generation, now)
+    conditions = [degraded if c.get("type") == "Degraded" else c for c in before]
+    if not any(c.get("type") == "Degraded" for c in before):
+        conditions.append(degraded)
+    return status_patch(previous, {**previous, "conditions": conditions})
 
 
 def status_patch(previous: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
