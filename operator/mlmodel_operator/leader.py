@@ -126,11 +126,8 @@ class LeaderElector:
             except Exception as exc:
                 LOG.warning("Lease %s/%s: %s", self.namespace, self.name, _brief(exc))
                 renewed = False
-            leader = self.is_leader()
-            if renewed and not leader:
-                self._set_leader(True)
-            elif not renewed and self._was_leader and not leader:
-                self._set_leader(False)
+            # announce a change: held now but not before, or past the renew deadline
+            self._set_leader(renewed or self.is_leader())
             self._stop.wait(self.times.retry_seconds)
 
     def _set_leader(self, leading: bool) -> None:
