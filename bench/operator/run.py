@@ -188,15 +188,16 @@ def steady_phase(bench: BenchCluster, op: OperatorUnderTest, window: float) -> d
     quiet_since, mark = time.monotonic(), bench.audit.mark()
     while time.monotonic() < settle_deadline and time.monotonic() - quiet_since < 10:
         time.sleep(1.0)
-        if audit.writes(bench.audit.requests(mark, op.user)):
+        if audit.writes(audit.split_leases(bench.audit.requests(mark, op.user))[0]):
             quiet_since, mark = time.monotonic(), bench.audit.mark()
     mark, cpu0, started = bench.audit.mark(), procstat.cpu_seconds(op.pid), time.monotonic()
     time.sleep(window)  # the measurement window itself
     elapsed = time.monotonic() - started
-    ops = bench.audit.requests(mark, op.user)
+    ops, leases = audit.split_leases(bench.audit.requests(mark, op.user))
     return {
         "noop_writes_per_min": round(audit.writes(ops) * 60 / elapsed, 1),
         "noop_requests_per_min": round(sum(ops.values()) * 60 / elapsed, 1),
+        "lease_requests_per_min": round(sum(leases.values()) * 60 / elapsed, 1),
         "steady_cpu_cores": round((procstat.cpu_seconds(op.pid) - cpu0) / elapsed, 3),
         "steady_rss_mb": round(procstat.rss_mb(op.pid), 1),
         "steady_writes": dict(ops.most_common(6)) if audit.writes(ops) else {},
@@ -277,6 +278,7 @@ ROWS = (
     ("operator_cpu_cores_peak", "operator CPU, busiest s"),
     ("noop_writes_per_min", "no-op writes/min"),
     ("noop_requests_per_min", "no-op requests/min"),
+    ("lease_requests_per_min", "Lease renewals/min (leader)"),
     ("steady_cpu_cores", "operator CPU, steady (cores)"),
 )
 

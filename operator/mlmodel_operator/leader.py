@@ -90,6 +90,7 @@ class LeaderElector:
         self._observed_at = 0.0
         self._thread: threading.Thread | None = None
         self._was_leader = False  # what on_started/on_stopped last announced
+        self._held: client.V1Lease | None = None  # the Lease as our last write left it
 
     # --- the guard
     def is_leader(self) -> bool:
@@ -150,6 +151,23 @@ class LeaderElector:
         """Read the Lease and take or renew it if allowed; True when this process holds it."""
         started = self.clock()
         timeout = self.times.request_seconds
+        if self._held is not None and self.is_leader():
+            # Renewing: write the Lease we last wrote (its resourceVersion guards the write), so
+            # a renewal is one request, not a read and a write.
+            held, self._held = self._held, None
+            if held.spec is not None:
+                held.spec.renew_time = _now()
+            try:
+                self._held = self.leases.replace_namespaced_lease(
+                    self.name, self.namespace, held, _request_timeout=timeout
+                )
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+                # someone else wrote it: read it below, as a candidate would
+            else:
+                self._held_since(started)
+                return True
         try:
             lease = self.leases.read_namespaced_lease(
                 self.name, self.namespace, _request_timeout=timeout
@@ -162,7 +180,9 @@ class LeaderElector:
                 spec=self._spec(acquired=_now(), transitions=0),
             )
             try:
-                self.leases.create_namespaced_lease(self.namespace, body, _request_timeout=timeout)
+                self._held = self.leases.create_namespaced_lease(
+                    self.namespace, body, _request_timeout=timeout
+                )
             except ApiException as created:
                 if created.status == 409:  # another candidate created it first
                     return False
@@ -184,7 +204,7 @@ class LeaderElector:
             transitions=transitions,
         )
         try:
-            self.leases.replace_namespaced_lease(
+            self._held = self.leases.replace_namespaced_lease(
                 self.name, self.namespace, lease, _request_timeout=timeout
             )
         except ApiException as exc:
