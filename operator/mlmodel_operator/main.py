@@ -381,6 +381,8 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings) -> None:
     @kopf.on.startup(registry=registry, id="start")
     async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         settings.posting.enabled = False  # reconciles record Events themselves
+        # kopf watches nothing for us: no CRD or Namespace scanning either (no RBAC for it)
+        settings.scanning.disabled = True
         operator = memo.operator = Operator(config)
         memo.http = None
         if config.metrics_port:

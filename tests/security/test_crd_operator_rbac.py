@@ -37,8 +37,6 @@ GRANTED: list[tuple[str, ...]] = [
     ("list", "pods"),
     ("watch", "pods"),
     ("create", "events"),
-    ("list", "customresourcedefinitions.apiextensions.k8s.io"),
-    ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
 ]
 REFUSED: list[tuple[str, ...]] = [
     ("get", "pods", "--subresource=log"),
@@ -57,7 +55,12 @@ REFUSED: list[tuple[str, ...]] = [
     ("delete", "services"),
     ("create", "serviceaccounts", "--subresource=token"),
     ("patch", "customresourcedefinitions.apiextensions.k8s.io"),
+    # kopf's CRD and Namespace scanning is off: the operator watches only through its informers
+    ("list", "customresourcedefinitions.apiextensions.k8s.io"),
+    ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
     ("list", "namespaces"),
+    # the Lease is granted by a Role in mlmodel-system only (operator/deploy/base), not here
+    ("update", "leases.coordination.k8s.io"),
     ("*", "*"),
 ]
 

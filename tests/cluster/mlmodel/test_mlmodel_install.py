@@ -84,16 +84,12 @@ def test_health_and_prometheus_metrics(api: Api, operator: OperatorProcess) -> N
 def namespaced_rbac(namespace: str, account: str) -> str:
     """operator/deploy/namespaced's Role and RoleBinding, retargeted at a test namespace and a
     ServiceAccount of its own (the default one also holds the cluster-wide binding)."""
-    rendered = Api.kustomize(DEPLOY_DIR / "namespaced")
-    kinds = ("Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")
-    docs = [d for d in yaml.safe_load_all(rendered) if d["kind"] in kinds]
+    rendered = list(yaml.safe_load_all(Api.kustomize(DEPLOY_DIR / "namespaced")))
+    # the namespaced variant holds no cluster-wide rights at all
+    assert not [d for d in rendered if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+    docs = [d for d in rendered if d["kind"] in ("Role", "RoleBinding")]
     for doc in docs:
-        if doc["kind"] in ("Role", "RoleBinding"):
-            doc["metadata"]["namespace"] = namespace
-        else:
-            doc["metadata"]["name"] += f"-{namespace}"
-            if "roleRef" in doc:
-                doc["roleRef"]["name"] += f"-{namespace}"
+        doc["metadata"]["namespace"] = namespace
         for subject in doc.get("subjects", []):
             subject["name"] = account
     return yaml.safe_dump_all(docs)
@@ -143,6 +139,3 @@ def test_namespaced_variant_manages_its_namespace_with_only_a_role(
         scoped.stop()
         operator.start()
         cluster.kubectl("delete", "serviceaccount", account, "-n", "mlmodel-system")
-        cluster.kubectl(
-            "delete", "clusterrole,clusterrolebinding", f"mlmodel-operator-discovery-{api.ns}"
-        )
