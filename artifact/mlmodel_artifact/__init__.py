@@ -28,6 +28,18 @@ from mlmodel_artifact.card import (
 )
 from mlmodel_artifact.digest import sha256_bytes, sha256_file
 from mlmodel_artifact.errors import ArtifactError
+from mlmodel_artifact.schema import (
+    Columns,
+    Feature,
+    FeatureKind,
+    FeatureStats,
+    FeatureValueError,
+    InputSchema,
+    encode_rows,
+    infer_schema,
+    model_input,
+    takes_frame,
+)
 from mlmodel_artifact.storage import HTTP_TOKEN_ENV, Location, parse_location
 
 __all__ = [
@@ -35,6 +47,12 @@ __all__ = [
     "MODEL_CARD_FILE",
     "MODEL_FILE_NAMES",
     "ArtifactError",
+    "Columns",
+    "Feature",
+    "FeatureKind",
+    "FeatureStats",
+    "FeatureValueError",
+    "InputSchema",
     "Label",
     "LoadedModel",
     "Location",
@@ -47,15 +65,19 @@ __all__ = [
     "Task",
     "TrainingInfo",
     "check_digest",
+    "encode_rows",
     "fetch_artifact",
+    "infer_schema",
     "library_versions",
     "load_model",
+    "model_input",
     "parse_format",
     "parse_location",
     "read_model_card",
     "require_pin",
     "sha256_bytes",
     "sha256_file",
+    "takes_frame",
     "verify_artifact",
     "write_artifact",
 ]

@@ -262,7 +262,12 @@ def reproduces_sample(model: Any, card: ModelCard, fmt: ModelFormat) -> str:
         return ""
     import numpy as np  # here, not at the top: reading cards (the operator) needs no numpy
 
-    x = np.asarray(sample.inputs, dtype=np.float64)
+    from mlmodel_artifact.schema import FeatureValueError, sample_input
+
+    try:
+        x = sample_input(card.feature_schema, sample.inputs, model)
+    except (FeatureValueError, ValueError, TypeError) as exc:
+        return f"the sample rows do not fit the input schema: {exc}"
     try:
         got = np.asarray(model.predict(x))
     except Exception as exc:

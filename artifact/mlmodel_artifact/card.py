@@ -6,9 +6,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mlmodel_artifact.errors import ArtifactError
+from mlmodel_artifact.schema import InputSchema, Value
 
 MODEL_CARD_FILE: Final = "model-card.json"
 SCHEMA_VERSION: Final = 1
@@ -46,7 +47,8 @@ class Sample(BaseModel):
 
     model_config = _FROZEN
 
-    inputs: list[list[float]]
+    # Rows in feature order; strings, booleans and nulls where the input schema allows them.
+    inputs: list[list[Value]]
     outputs: list[Label]
     probabilities: list[list[float]] | None = None
 
@@ -78,11 +80,26 @@ class ModelDescription(BaseModel):
     metrics: dict[str, float]
     training: TrainingInfo
     sample: Sample
+    # Absent in cards written before it existed: then every feature is a required number.
+    input_schema: InputSchema | None = None
+
+    @model_validator(mode="after")
+    def _schema_matches_features(self) -> ModelDescription:
+        if self.input_schema is not None and self.input_schema.names != self.feature_names:
+            raise ValueError(
+                "input_schema lists features other than feature_names (or in another order)"
+            )
+        return self
 
     @property
     def n_features(self) -> int:
         """Number of input columns the model expects."""
         return len(self.feature_names)
+
+    @property
+    def feature_schema(self) -> InputSchema:
+        """The input schema; for a card without one, every feature a required number."""
+        return self.input_schema or InputSchema.numeric(self.feature_names)
 
 
 class ModelFile(BaseModel):

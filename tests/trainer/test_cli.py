@@ -164,18 +164,18 @@ def test_verify_fails_on_changed_model_file(
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["train", "--estimator", "xgboost"], "unknown estimator 'xgboost'"),
+        (["train", "--estimator", "catboost"], "unknown estimator 'catboost'"),
         (["train", "--param", "n_trees=5"], "unknown parameter(s) 'n_trees'"),
         (["train", "--param", "n_estimators"], "is not of the form key=value"),
         (["train", "--dataset", "mnist"], "unknown dataset 'mnist'"),
         (["train", "--csv", "{tmp}/missing.csv", "--target", "y"], "does not exist"),
         (
             ["train", "--csv", "{tmp}/holes.csv", "--target", "y"],
-            "missing values in column(s): 'b'",
+            "missing values in the target column 'y' (1 row)",
         ),
         (
-            ["train", "--csv", "{tmp}/text.csv", "--target", "y"],
-            "non-numeric feature column(s): 'c'",
+            ["train", "--csv", "{tmp}/blank.csv", "--target", "y"],
+            "feature column(s) with no values at all: 'c'",
         ),
         (["train", "--out", "http://127.0.0.1:9/x"], "read-only"),
         (
@@ -190,8 +190,8 @@ def test_verify_fails_on_changed_model_file(
 def test_user_errors_are_one_line_on_stderr_with_exit_1(
     argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (tmp_path / "holes.csv").write_text("a,b,y\n1,,0\n2,3,1\n")
-    (tmp_path / "text.csv").write_text("a,c,y\n1,red,0\n2,blue,1\n")
+    (tmp_path / "holes.csv").write_text("a,b,y\n1,,0\n2,3,\n")
+    (tmp_path / "blank.csv").write_text("a,c,y\n1,,0\n2,,1\n")
     (tmp_path / "prices.csv").write_text("a,y\n1,1.5\n2,2.0\n")
     code, out, err = run([a.format(tmp=tmp_path) for a in argv], capsys)
     assert code == 1
@@ -228,7 +228,7 @@ def test_python_dash_m_trains_and_prints_json(tmp_path: Path) -> None:
 
 def test_installed_command_reports_user_error_without_traceback(tmp_path: Path) -> None:
     csv = tmp_path / "holes.csv"
-    csv.write_text("a,b,y\n1,,0\n")
+    csv.write_text("a,b,y\n1,,\n")
     command = Path(sys.executable).parent / "mlmodel-train"
     proc = subprocess.run(
         [str(command), "train", "--csv", str(csv), "--target", "y"],
@@ -241,6 +241,6 @@ def test_installed_command_reports_user_error_without_traceback(tmp_path: Path) 
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [
-        f"mlmodel-train: error: CSV {csv} has missing values in column(s): 'b' (1 row); "
-        "fill or drop them before training"
+        f"mlmodel-train: error: CSV {csv} has missing values in the target column 'y' (1 row); "
+        "drop those rows before training"
     ]

@@ -43,43 +43,73 @@ def test_unknown_dataset_error_lists_the_choices() -> None:
         load_builtin("mnist")
 
 
-def test_csv_features_are_every_column_but_the_target(tmp_path: Path) -> None:
-    path = write(tmp_path, "a,b,label,c\n1,2.5,x,true\n3,4.5,y,false\n")
+def test_plain_numeric_csv_is_a_float_matrix(tmp_path: Path) -> None:
+    path = write(tmp_path, "a,b,label\n1,2.5,x\n3,4.5,y\n")
     data = load_csv(path, "label")
-    assert data.feature_names == ["a", "b", "c"]
-    assert data.X.tolist() == [[1.0, 2.5, 1.0], [3.0, 4.5, 0.0]]
+    assert data.feature_names == ["a", "b"]
+    assert not data.tabular
+    assert data.X.tolist() == [[1.0, 2.5], [3.0, 4.5]]
     assert data.y.tolist() == ["x", "y"]
     assert data.target_name == "label"
     assert data.name == f"csv:{path}"
+    assert data.schema.plain_numeric
 
 
-def test_csv_with_missing_values_names_the_columns_and_counts(tmp_path: Path) -> None:
-    path = write(tmp_path, "a,b,c,y\n1,,3,0\n4,5,,1\n7,,9,0\n")
-    with pytest.raises(TrainerError) as err:
-        load_csv(path, "y")
-    message = str(err.value)
-    assert "missing values" in message
-    assert "'b' (2 rows)" in message
-    assert "'c' (1 row)" in message
-    assert "'a'" not in message
-    assert str(path) in message
+def test_mixed_csv_keeps_text_booleans_and_missing_values_typed_by_the_schema(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, "a,city,label,member,income\n1,Oslo,x,true,\n3,,y,false,10.5\n")
+    data = load_csv(path, "label")
+    assert data.tabular
+    kinds = {f.name: (f.kind.value, f.nullable) for f in data.schema.features}
+    assert kinds == {
+        "a": ("numeric", False),
+        "city": ("categorical", True),
+        "member": ("boolean", False),
+        "income": ("numeric", True),
+    }
+    assert data.schema.features[1].categories == ["Oslo"]
+    frame = data.X
+    assert list(frame.columns) == ["a", "city", "member", "income"]
+    assert frame["city"].iloc[0] == "Oslo"
+    assert frame["city"].isna().tolist() == [False, True]
+    assert frame["member"].tolist() == [1.0, 0.0]
+    assert frame["income"].isna().tolist() == [True, False]
+
+
+def test_booleans_with_missing_values_are_still_boolean(tmp_path: Path) -> None:
+    path = write(tmp_path, "flag,y\ntrue,0\n,1\nfalse,0\n")
+    feature = load_csv(path, "y").schema.features[0]
+    assert (feature.kind.value, feature.nullable) == ("boolean", True)
+    assert feature.stats is not None and feature.stats.frequencies == {"true": 1, "false": 1}
 
 
 def test_csv_with_missing_target_value_is_rejected(tmp_path: Path) -> None:
     path = write(tmp_path, "a,y\n1,0\n2,\n")
-    with pytest.raises(TrainerError, match=r"missing values in column\(s\): 'y' \(1 row\)"):
+    with pytest.raises(TrainerError, match=r"missing values in the target column 'y' \(1 row\)"):
         load_csv(path, "y")
 
 
-def test_csv_with_non_numeric_feature_names_the_columns(tmp_path: Path) -> None:
-    path = write(tmp_path, "size,color,shape,y\n1,red,round,0\n2,blue,square,1\n")
-    with pytest.raises(TrainerError) as err:
+def test_a_column_with_no_values_is_named(tmp_path: Path) -> None:
+    path = write(tmp_path, "a,empty,y\n1,,0\n2,,1\n")
+    with pytest.raises(TrainerError, match=r"no values at all: 'empty'"):
         load_csv(path, "y")
-    message = str(err.value)
-    assert "non-numeric feature column(s)" in message
-    assert "'color' (e.g. 'red')" in message
-    assert "'shape' (e.g. 'round')" in message
-    assert "'size'" not in message
+
+
+def test_an_identifier_column_is_refused_by_name(tmp_path: Path) -> None:
+    rows = "".join(f"{i},id-{i},{i % 2}\n" for i in range(1100))
+    path = write(tmp_path, "a,customer,y\n" + rows)
+    with pytest.raises(TrainerError, match=r"column 'customer' has 1100 distinct text values"):
+        load_csv(path, "y")
+
+
+def test_penguins_is_built_in_with_missing_values_and_categories() -> None:
+    data = load_builtin("penguins")
+    assert data.tabular and data.n_rows == 344 and data.target_name == "species"
+    by_name = {f.name: f for f in data.schema.features}
+    assert by_name["island"].categories == ["Biscoe", "Dream", "Torgersen"]
+    assert by_name["sex"].nullable and by_name["bill_length_mm"].nullable
+    assert not by_name["island"].nullable
 
 
 def test_csv_without_the_target_column_lists_its_columns(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from mlmodel_artifact import (
     verify_artifact,
     write_artifact,
 )
-from mlmodel_trainer.data import BUILTIN_DATASETS
+from mlmodel_trainer.data import DATASET_NAMES
 from mlmodel_trainer.errors import TrainerError
 from mlmodel_trainer.estimators import (
     DEFAULT_ESTIMATOR,
@@ -79,9 +79,15 @@ def _add_train(commands: Any) -> None:
         "--dataset",
         default=None,
         metavar="NAME",
-        help=f"dataset bundled with scikit-learn: {', '.join(BUILTIN_DATASETS)} (default: iris)",
+        help=f"bundled dataset: {', '.join(DATASET_NAMES)} (default: iris)",
     )
-    data.add_argument("--csv", type=Path, metavar="PATH", help="CSV file with a header row")
+    data.add_argument(
+        "--csv",
+        type=Path,
+        metavar="PATH",
+        help="CSV file with a header row; columns may hold numbers, true/false or text, and "
+        "empty cells (a preprocessing pipeline imputes and one-hot encodes them)",
+    )
     train_cmd.add_argument("--target", metavar="COLUMN", help="the CSV column to predict")
     train_cmd.add_argument(
         "--task", choices=[t.value for t in Task], help="default: inferred from the target"
@@ -148,9 +154,9 @@ def run_train(args: argparse.Namespace) -> int:
     for line in result.warnings:
         print(f"{PROG}: warning: {line}", file=sys.stderr)
     if args.json:
-        print(json.dumps(training_summary(uri, card, result.warnings)))
+        print(json.dumps(training_summary(uri, card, result.warnings, result.built)))
     else:
-        print(render_training(uri, card))
+        print(render_training(uri, card, result.built))
     return 0
 
 

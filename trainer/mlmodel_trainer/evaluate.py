@@ -6,10 +6,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, r2_score
 from sklearn.model_selection import train_test_split
 
-from mlmodel_artifact import Sample, Task
+from mlmodel_artifact import InputSchema, Sample, Task
+from mlmodel_artifact.schema import frame_rows
 from mlmodel_trainer.errors import TrainerError
 
 CLASSIFICATION_METRICS = ("accuracy", "f1_macro")
@@ -20,13 +22,13 @@ REGRESSION_METRICS = ("r2", "mae")
 class Split:
     """A train/held-out split of one dataset."""
 
-    X_train: np.ndarray
-    X_test: np.ndarray
+    X_train: Any  # a float64 matrix, or a DataFrame for tabular data
+    X_test: Any
     y_train: np.ndarray
     y_test: np.ndarray
 
 
-def split_data(X: np.ndarray, y: np.ndarray, task: Task, test_size: float, seed: int) -> Split:
+def split_data(X: Any, y: np.ndarray, task: Task, test_size: float, seed: int) -> Split:
     """Shuffle with `seed`, hold out `test_size` of the rows; stratified for classification."""
     if not 0.0 < test_size < 1.0:
         raise TrainerError(f"--test-size must be between 0 and 1 (exclusive), got {test_size}")
@@ -77,14 +79,28 @@ def compute_metrics(task: Task, y_true: np.ndarray, y_pred: np.ndarray) -> dict[
     }
 
 
-def held_out_sample(model: Any, X_test: np.ndarray, rows: int) -> Sample:
-    """The first `rows` held-out rows with the model's predictions (and probabilities, if any)."""
-    inputs = X_test[:rows]
+def held_out_sample(model: Any, X_test: Any, rows: int, schema: InputSchema) -> Sample:
+    """`rows` held-out rows with the model's predictions (and probabilities, if any).
+
+    The first rows, except that when the held-out data has a row with a missing value and
+    none of the first rows has, the last is swapped for the first such row: a reader then
+    checks that the loaded model takes missing values too.
+    """
+    picked = list(range(min(rows, len(X_test))))
+    if isinstance(X_test, pd.DataFrame):
+        gaps = np.flatnonzero(X_test.isna().any(axis=1).to_numpy())
+        if len(gaps) and picked and not set(picked) & set(gaps.tolist()):
+            picked[-1] = int(gaps[0])
+        inputs: Any = X_test.iloc[picked]
+        rows_json = frame_rows(inputs, schema)
+    else:
+        inputs = X_test[picked]
+        rows_json = np.asarray(inputs, dtype=np.float64).tolist()
     probabilities = None
     if hasattr(model, "predict_proba"):
         probabilities = np.asarray(model.predict_proba(inputs), dtype=np.float64).tolist()
     return Sample(
-        inputs=np.asarray(inputs, dtype=np.float64).tolist(),
+        inputs=rows_json,
         outputs=np.asarray(model.predict(inputs)).tolist(),
         probabilities=probabilities,
     )

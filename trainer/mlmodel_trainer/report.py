@@ -9,9 +9,12 @@ from mlmodel_trainer.estimators import ESTIMATORS
 from mlmodel_trainer.params import json_safe_params
 
 
-def training_summary(uri: str, card: ModelCard, warnings: list[str]) -> dict[str, Any]:
+def training_summary(
+    uri: str, card: ModelCard, warnings: list[str], built: str = ""
+) -> dict[str, Any]:
     """The `train --json` object: artifact URI, digest, metrics and how it was trained."""
     return {
+        "built": built or card.estimator,
         "uri": uri,
         "sha256": card.sha256,
         "name": card.name,
@@ -25,13 +28,17 @@ def training_summary(uri: str, card: ModelCard, warnings: list[str]) -> dict[str
     }
 
 
-def render_training(uri: str, card: ModelCard) -> str:
+def render_training(uri: str, card: ModelCard, built: str = "") -> str:
     """Human-readable `train` output."""
     t = card.training
     primary = card.files[card.format]
     lines = [
         f"trained {card.estimator} on {t.dataset} ({card.task.value}): "
         f"{t.n_train} training rows, {t.n_test} held-out rows, seed {t.seed}",
+    ]
+    if built and built != card.estimator:
+        lines.append(f"built:    {built}")
+    lines += [
         f"held-out metrics: {_metrics(card.metrics)}",
         f"artifact: {uri}",
         f"sha256:   {card.sha256}  ({primary.file}, {primary.size} bytes)",
@@ -51,7 +58,7 @@ def render_card(uri: str, card: ModelCard) -> str:
         ("task", card.task.value),
         ("estimator", estimator_call(card.estimator, card.params)),
         ("format", f"{card.format.value} (primary), sha256 {card.sha256}"),
-        ("features", f"{len(card.feature_names)}: {_short_list(card.feature_names)}"),
+        ("features", f"{len(card.feature_names)}: {_features(card)}"),
     ]
     if card.class_labels is not None:
         rows.append(("classes", _short_list([str(c) for c in card.class_labels])))
@@ -72,6 +79,19 @@ def render_card(uri: str, card: ModelCard) -> str:
     for fmt, f in card.files.items():
         lines.append(f"  {f.file}  ({fmt.value}, {f.size} bytes)  sha256 {f.sha256}")
     return "\n".join(lines)
+
+
+def _features(card: ModelCard) -> str:
+    schema = card.feature_schema
+    if schema.plain_numeric:
+        return _short_list(card.feature_names)
+    described = []
+    for f in schema.features:
+        notes = [f.kind.value] + (["may be missing"] if f.nullable else [])
+        if f.categories:
+            notes.append("/".join(f.categories[:5]) + ("/..." if len(f.categories) > 5 else ""))
+        described.append(f"{f.name} ({', '.join(notes)})")
+    return _short_list(described)
 
 
 def _metrics(metrics: dict[str, float]) -> str:

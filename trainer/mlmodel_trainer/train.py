@@ -10,14 +10,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+import pandas as pd
 from sklearn.base import BaseEstimator
 
-from mlmodel_artifact import ModelDescription, Task, TrainingInfo
+from mlmodel_artifact import InputSchema, ModelDescription, Task, TrainingInfo, infer_schema
 from mlmodel_trainer.data import Dataset, fingerprint, load_builtin, load_csv
 from mlmodel_trainer.errors import TrainerError
 from mlmodel_trainer.estimators import DEFAULT_ESTIMATOR, ParamValue, build_estimator
 from mlmodel_trainer.evaluate import Split, compute_metrics, held_out_sample, split_data
 from mlmodel_trainer.params import json_safe_params
+from mlmodel_trainer.preprocess import build_pipeline, describe_pipeline, final_estimator
 from mlmodel_trainer.task import check_task, infer_task, target_for
 
 DEFAULT_DATASET = "iris"
@@ -52,6 +54,8 @@ class TrainResult:
     description: ModelDescription
     split: Split
     warnings: list[str]
+    # What was built, e.g. "Pipeline: impute median (4 numeric: …) -> RandomForestClassifier".
+    built: str = ""
 
 
 def load_data(config: TrainConfig) -> Dataset:
@@ -72,13 +76,17 @@ def train(config: TrainConfig) -> TrainResult:
     check_task(data.y, task, data.target_name)
     name = model_name(config, data)
     estimator = build_estimator(config.estimator, task, config.params, config.seed)
+    model = build_pipeline(data.schema, estimator) if data.tabular else estimator
     y = target_for(data.y, task)
     split = split_data(data.X, y, task, config.test_size, config.seed)
     caught: list[str] = []
-    _collect_warnings(caught, lambda: _fit(estimator, split))
-    predictions = _collect_warnings(caught, lambda: estimator.predict(split.X_test))
+    _collect_warnings(caught, lambda: _fit(model, split))
+    predictions = _collect_warnings(caught, lambda: model.predict(split.X_test))
     sample = _collect_warnings(
-        caught, lambda: held_out_sample(estimator, split.X_test, config.sample_rows)
+        caught, lambda: held_out_sample(model, split.X_test, config.sample_rows, data.schema)
+    )
+    train_schema = infer_schema(
+        _frame(split.X_train, data.feature_names), [f.kind for f in data.schema.features]
     )
     description = ModelDescription(
         name=name,
@@ -86,7 +94,7 @@ def train(config: TrainConfig) -> TrainResult:
         estimator=type(estimator).__name__,
         params=json_safe_params(estimator.get_params(deep=False)),
         feature_names=data.feature_names,
-        class_labels=_class_labels(estimator, task),
+        class_labels=_class_labels(final_estimator(model), task),
         metrics=compute_metrics(task, split.y_test, predictions),
         training=TrainingInfo(
             dataset=data.name,
@@ -94,11 +102,35 @@ def train(config: TrainConfig) -> TrainResult:
             seed=config.seed,
             n_train=len(split.y_train),
             n_test=len(split.y_test),
-            data_fingerprint=fingerprint(split.X_train, split.y_train, data.feature_names),
+            data_fingerprint=fingerprint(
+                split.X_train, split.y_train, data.feature_names, data.schema
+            ),
         ),
         sample=sample,
+        input_schema=_with_kinds(train_schema, data.schema),
     )
-    return TrainResult(model=estimator, description=description, split=split, warnings=caught)
+    return TrainResult(
+        model=model,
+        description=description,
+        split=split,
+        warnings=caught,
+        built=describe_pipeline(model),
+    )
+
+
+def _frame(X: Any, names: list[str]) -> pd.DataFrame:
+    return X if isinstance(X, pd.DataFrame) else pd.DataFrame(X, columns=names)
+
+
+def _with_kinds(train: InputSchema, data: InputSchema) -> InputSchema:
+    """Statistics from the training rows; nullability from the whole dataset (a column with
+    missing values only in held-out rows is still nullable: the pipeline imputes it)."""
+    return InputSchema(
+        features=[
+            t.model_copy(update={"nullable": d.nullable})
+            for t, d in zip(train.features, data.features, strict=True)
+        ]
+    )
 
 
 def model_name(config: TrainConfig, data: Dataset) -> str:
@@ -115,13 +147,14 @@ def model_name(config: TrainConfig, data: Dataset) -> str:
     return derived or "model"
 
 
-def _fit(estimator: BaseEstimator, split: Split) -> None:
+def _fit(model: BaseEstimator, split: Split) -> None:
     try:
-        estimator.fit(split.X_train, split.y_train)
+        model.fit(split.X_train, split.y_train)
     except (ValueError, TypeError) as exc:
         # scikit-learn's parameter validation (e.g. n_estimators=-1) raises these at fit time.
         first_line = str(exc).strip().splitlines()[0]
-        raise TrainerError(f"training {type(estimator).__name__} failed: {first_line}") from None
+        name = type(final_estimator(model)).__name__
+        raise TrainerError(f"training {name} failed: {first_line}") from None
 
 
 def _class_labels(estimator: BaseEstimator, task: Task) -> list[Any] | None:
