@@ -28,6 +28,7 @@ from mlmodel_artifact.card import (
 )
 from mlmodel_artifact.digest import sha256_bytes, sha256_file
 from mlmodel_artifact.errors import ArtifactError
+from mlmodel_artifact.package import PackageError, package_file, save
 from mlmodel_artifact.schema import (
     Columns,
     Feature,
@@ -61,6 +62,7 @@ __all__ = [
     "ModelFile",
     "ModelFormat",
     "OnnxModel",
+    "PackageError",
     "Sample",
     "Task",
     "TrainingInfo",
@@ -71,10 +73,12 @@ __all__ = [
     "library_versions",
     "load_model",
     "model_input",
+    "package_file",
     "parse_format",
     "parse_location",
     "read_model_card",
     "require_pin",
+    "save",
     "sha256_bytes",
     "sha256_file",
     "takes_frame",
