@@ -204,7 +204,17 @@ def load_model_file(path: Path, *, trust: bool, n_features: int) -> tuple[Any, s
     if kind == "pickle":
         model = serialization.deserialize(ModelFormat.JOBLIB, path, uri, n_features)
     elif kind == "skops":
-        model = serialization.deserialize(ModelFormat.SKOPS, path, uri, n_features)
+        try:
+            model = serialization.deserialize(ModelFormat.SKOPS, path, uri, n_features)
+        except ArtifactError as exc:
+            if exc.reason != "ArtifactLoadFailed" or "n_features_in_" not in exc.message:
+                raise
+            raise PackageError(
+                f"{path.name}: {_first_line(exc.message).split(';')[0]}, but the sample has "
+                f"{n_features} feature columns (a skops model is checked against the sample's "
+                "width before it is loaded: give the sample the model's columns only, and name "
+                "the true-value column as the target)"
+            ) from exc
     else:
         model = serialization.deserialize(ModelFormat.ONNX, path, uri, n_features)
     if not callable(getattr(model, "predict", None)):

@@ -244,3 +244,11 @@ def test_installed_command_reports_user_error_without_traceback(tmp_path: Path) 
         f"mlmodel-train: error: CSV {csv} has missing values in the target column 'y' (1 row); "
         "drop those rows before training"
     ]
+
+
+def test_help_lists_the_package_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["package", "--help"])
+    out, _ = capsys.readouterr()
+    assert exited.value.code == 0
+    assert "MODEL_FILE" in out and "--trust" in out and "--sample" in out and "--target" in out

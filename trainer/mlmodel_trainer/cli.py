@@ -1,4 +1,4 @@
-"""`mlmodel-train`: train | inspect | verify. User errors print one line on stderr and exit 1."""
+"""`mlmodel-train`: train | package | inspect | verify. User errors: one line on stderr, exit 1."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ from mlmodel_trainer.estimators import (
     check_formats,
     parse_params,
 )
+from mlmodel_trainer.package import add_parser as _add_package
+from mlmodel_trainer.package import run_package
 from mlmodel_trainer.report import render_card, render_training, training_summary
 from mlmodel_trainer.train import DEFAULT_SEED, DEFAULT_TEST_SIZE, TrainConfig, train
 
@@ -55,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train(commands)
+    _add_package(commands, lambda args: run_package(args, PROG))
     inspect = commands.add_parser("inspect", help="print an artifact's model card")
     inspect.add_argument("uri", metavar="URI", help="artifact: path, file://, http(s):// or s3://")
     inspect.add_argument("--json", action="store_true", help="print the model card JSON")
