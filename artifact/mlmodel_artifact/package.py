@@ -78,6 +78,7 @@ FILE_KINDS: Final[dict[str, str]] = {
     ".onnx": "onnx",
 }
 _NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_VERSION: Final = re.compile(r"^v?\d+([._-]\d+)*$", re.I)
 
 
 class PackageError(ValueError):
@@ -274,7 +275,7 @@ def describe(
             n_test=len(rows),  # the rows the metrics (if any) were computed on
             data_fingerprint=_fingerprint(schema, rows, truth),
         ),
-        sample=_card_sample(model, schema, rows, frame, sample_rows, task),
+        sample=_card_sample(model, schema, rows, frame, sample_rows, task, predictions),
         input_schema=schema,
     )
 
@@ -505,12 +506,25 @@ def _card_sample(
     frame: pd.DataFrame,
     n: int,
     task: Task,
+    predictions: np.ndarray,
 ) -> Sample:
-    """The first `n` rows with the model's outputs; a row with a gap replaces the last one when
-    none of the first has one, so every reader checks that the model takes missing values."""
+    """`n` rows with the model's outputs: for a classifier the first row of each predicted class
+    first (a model that answers one class for everything then fails the reader's check), then
+    the first rows; a row with a gap replaces the last one when none has one, so every reader
+    checks that the model takes missing values."""
     import numpy as np
 
-    picked = list(range(min(n, len(rows))))
+    n = min(n, len(rows))
+    chosen: dict[int, None] = {}
+    if task is Task.CLASSIFICATION:
+        for label in dict.fromkeys(predictions.tolist()):
+            if len(chosen) < n:
+                chosen[int(np.flatnonzero(predictions == label)[0])] = None
+    for i in range(len(rows)):
+        if len(chosen) >= n:
+            break
+        chosen.setdefault(i, None)
+    picked = sorted(chosen)
     gaps = np.flatnonzero(frame.isna().any(axis=1).to_numpy())
     if len(gaps) and picked and not set(picked) & set(gaps.tolist()):
         picked[-1] = int(gaps[0])
@@ -778,7 +792,9 @@ def _check_name(name: str) -> None:
 
 
 def _name_from(location: str) -> str:
-    base = Path(location.rstrip("/").split("://")[-1]).name
+    """A model name from a file name or URI: its last part that is not a version (`v1`)."""
+    parts = [p for p in location.split("://")[-1].split("/") if p]
+    base = next((p for p in reversed(parts) if not _VERSION.match(p)), parts[-1] if parts else "")
     base = re.sub(r"\.(pkl|pickle|joblib|skops|onnx|json|ubj|txt)$", "", base, flags=re.I)
     derived = re.sub(r"[^a-z0-9.-]+", "-", base.lower()).strip("-._")[:63]
     return derived or "model"

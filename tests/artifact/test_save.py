@@ -99,6 +99,8 @@ def test_save_writes_a_skops_artifact_that_loads_and_predicts_like_the_model(
     assert card.training.n_test == len(iris)
     assert card.input_schema is not None and card.input_schema.plain_numeric
     assert len(card.sample.inputs) == 5 and card.sample.probabilities is not None
+    # iris is sorted by class: the sample still shows every class the model predicts
+    assert set(card.sample.outputs) == {0, 1, 2}
 
     loaded = load_model(Path(uri))
     assert loaded.format is ModelFormat.SKOPS
@@ -243,6 +245,8 @@ def test_name_defaults_to_the_uris_last_part_and_is_checked(
 ) -> None:
     _, card = save(forest, f"file://{tmp_path}/Churn Model_v2", sample=iris.drop(columns="species"))
     assert card.name == "churn-model-v2"
+    _, card = save(forest, f"{tmp_path}/iris/v3", sample=iris.drop(columns="species"))
+    assert card.name == "iris"  # not the version
     with pytest.raises(PackageError, match="'-bad' is not a valid model name"):
         save(forest, str(tmp_path / "n"), sample=iris.drop(columns="species"), name="-bad")
 
