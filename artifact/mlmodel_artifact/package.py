@@ -2,12 +2,12 @@
 
 `save(model, uri, sample=frame)` packages a fitted model held in memory; `package_file(path,
 uri, sample=frame)` one saved to a file (a pickle only with `trust=True`, a skops file through
-the safe loader, an ONNX graph). Both derive the model card from the model itself (its input
-columns or width, its classes, whether it classifies) and from a sample of rows: the input
-schema, sample rows with the model's outputs and, when the sample holds the true values, metrics.
-The artifact is checked to load through the same reader the model server uses (`load_model`:
-digest, safe loading, the sample rows reproduce) before it is published, and the model card is
-written last.
+the safe loader, an ONNX graph, an XGBoost or LightGBM model file). Both derive the model card
+from the model itself (its input columns or width, its classes, whether it classifies) and from
+a sample of rows: the input schema, sample rows with the model's outputs and, when the sample
+holds the true values, metrics. The artifact is checked to load through the same reader the
+model server uses (`load_model`: digest, safe loading, the sample rows reproduce) before it is
+published, and the model card is written last.
 
 numpy, pandas and scikit-learn are imported inside the functions that need them: importing
 `mlmodel_artifact` (the operator does) loads none of them.
@@ -76,6 +76,9 @@ FILE_KINDS: Final[dict[str, str]] = {
     ".joblib": "pickle",
     ".skops": "skops",
     ".onnx": "onnx",
+    ".json": "xgboost",  # XGBoost's JSON model (Booster.save_model / XGBModel.save_model)
+    ".ubj": "xgboost",  # XGBoost's universal binary JSON
+    ".txt": "lightgbm",  # LightGBM's text model (Booster.save_model)
 }
 _NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _VERSION: Final = re.compile(r"^v?\d+([._-]\d+)*$", re.I)
@@ -152,7 +155,9 @@ def package_file(
 
     A pickle (`.pkl`, `.pickle`, `.joblib`) runs code when it is loaded, so it is loaded only
     with `trust=True`; a skops file only through the allow-list (`UntrustedType` otherwise); an
-    ONNX graph is checked before ONNX Runtime sees it and is written unchanged.
+    ONNX graph is checked before ONNX Runtime sees it and is written unchanged; XGBoost
+    (`.json`, `.ubj`) and LightGBM (`.txt`) model files are data and load through their
+    scikit-learn APIs.
     """
     path = Path(path)
     kind = file_kind(path)
@@ -172,11 +177,16 @@ def package_file(
     }
     if kind == "onnx":
         return _package_onnx(model, path, uri, **common)
+    if kind == "lightgbm":
+        order = lightgbm_feature_order(model, list(frame.columns))
+        if order is not None:
+            rest = [target] if isinstance(target, str) else []
+            common["sample"] = _as_frame(sample)[order + rest]
     return package_model(model, uri, formats=None, **common)
 
 
 def file_kind(path: Path) -> str:
-    """`pickle`, `skops` or `onnx` from the file name, or PackageError."""
+    """`pickle`, `skops`, `onnx`, `xgboost` or `lightgbm` from the file name, or PackageError."""
     kind = FILE_KINDS.get(path.suffix.lower())
     if kind is None:
         known = ", ".join(FILE_KINDS)
@@ -216,13 +226,140 @@ def load_model_file(path: Path, *, trust: bool, n_features: int) -> tuple[Any, s
                 "width before it is loaded: give the sample the model's columns only, and name "
                 "the true-value column as the target)"
             ) from exc
-    else:
+    elif kind == "onnx":
         model = serialization.deserialize(ModelFormat.ONNX, path, uri, n_features)
+    elif kind == "xgboost":
+        model = _load_xgboost(path)
+    else:
+        model = _load_lightgbm(path)
     if not callable(getattr(model, "predict", None)):
         raise PackageError(
             f"{path.name} holds a {type(model).__name__}, not a fitted model with a predict method"
         )
     return model, digest
+
+
+def _load_xgboost(path: Path) -> Any:
+    """An XGBoost model file (JSON or UBJ: data, no code) through its scikit-learn API: the
+    objective says whether it is an XGBClassifier or an XGBRegressor."""
+    import xgboost
+
+    booster = xgboost.Booster()
+    try:
+        booster.load_model(str(path))
+        objective = str(json.loads(booster.save_config())["learner"]["objective"]["name"])
+    except Exception as exc:  # XGBoostError, a JSON file of something else
+        raise PackageError(
+            f"{path.name} is not an XGBoost model file ({path.suffix} files are read as "
+            f"XGBoost models): {type(exc).__name__}: {_first_line(exc)}"
+        ) from exc
+    if objective.startswith(("binary:", "multi:")):
+        model: Any = xgboost.XGBClassifier(n_jobs=1)
+    elif objective.startswith(("reg:", "count:", "survival:")):
+        model = xgboost.XGBRegressor(n_jobs=1)
+    else:
+        raise PackageError(
+            f"{path.name}: XGBoost objective {objective!r} is neither a classifier nor a "
+            "regressor; only those are served"
+        )
+    model.load_model(str(path))
+    return model
+
+
+_LIGHTGBM_CLASSIFIERS: Final = frozenset({"binary", "multiclass", "multiclassova"})
+_LIGHTGBM_REGRESSORS: Final = frozenset(
+    {"regression", "regression_l1", "huber", "fair", "poisson", "quantile", "mape", "gamma"}
+    | {"tweedie", "cross_entropy", "cross_entropy_lambda"}
+)
+
+
+def _load_lightgbm(path: Path) -> Any:
+    """A LightGBM text model (data, no code) as an LGBMClassifier or LGBMRegressor.
+
+    LightGBM's scikit-learn API has no loader for a model file, so the fitted state `fit`
+    would leave is set on the wrapper, and the wrapper must then answer exactly what the
+    Booster answers (otherwise this LightGBM version keeps other state: refused, not guessed).
+    It is fitted without feature names: the sample's columns are matched to the file's names
+    by `lightgbm_feature_order`, and the model takes them as a matrix in that order.
+    """
+    import lightgbm
+    import numpy as np
+
+    try:
+        booster = lightgbm.Booster(model_file=str(path))
+        dumped = booster.dump_model(num_iteration=1)
+    except Exception as exc:  # LightGBMError
+        raise PackageError(
+            f"{path.name} is not a LightGBM model file (.txt files are read as LightGBM "
+            f"models): {type(exc).__name__}: {_first_line(exc)}"
+        ) from exc
+    objective = str(dumped.get("objective", "")).split(" ")[0]
+    n = booster.num_feature()
+    model: Any
+    if objective in _LIGHTGBM_CLASSIFIERS:
+        from lightgbm.sklearn import _LGBMLabelEncoder  # type: ignore[attr-defined]
+
+        n_classes = max(int(dumped.get("num_class", 1)), 2)
+        model = lightgbm.LGBMClassifier(n_jobs=1, verbose=-1)
+        classes = np.arange(n_classes)
+        model._le = _LGBMLabelEncoder().fit(classes)
+        model._classes, model._n_classes = classes, n_classes
+        model._class_map, model._class_weight = {int(c): int(c) for c in classes}, None
+    elif objective in _LIGHTGBM_REGRESSORS:
+        model = lightgbm.LGBMRegressor(n_jobs=1, verbose=-1)
+    else:
+        raise PackageError(
+            f"{path.name}: LightGBM objective {objective!r} is neither a classifier nor a "
+            "regressor; only those are served"
+        )
+    model._Booster, model._objective = booster, objective
+    model._n_features = model._n_features_in = n
+    model._fitted_with_feature_names = False
+    model._evals_result, model._best_iteration, model._best_score = {}, -1, {}
+    model.fitted_ = True
+    probe = np.random.default_rng(0).normal(size=(8, n))
+    try:
+        raw = np.asarray(booster.predict(probe))
+        wrapped = model.predict_proba(probe) if objective in _LIGHTGBM_CLASSIFIERS else None
+        same = (
+            np.allclose(wrapped[:, -1] if raw.ndim == 1 else wrapped, raw)
+            if wrapped is not None
+            else np.allclose(model.predict(probe), raw)
+        )
+    except Exception as exc:
+        raise PackageError(
+            f"{path.name}: this LightGBM version's scikit-learn wrapper cannot be restored from "
+            f"a model file: {type(exc).__name__}: {_first_line(exc)}"
+        ) from exc
+    if not same:
+        raise PackageError(
+            f"{path.name}: the restored LightGBM wrapper does not answer what the model file's "
+            "Booster answers (another LightGBM version?); not packaged"
+        )
+    return model
+
+
+def lightgbm_feature_order(model: Any, columns: Sequence[str]) -> list[str] | None:
+    """The sample's columns in a LightGBM model's order, matched by the names in its file
+    (LightGBM wrote them with blanks and JSON punctuation as '_'); None when the file names
+    no features (Column_0, …). PackageError naming the unmatched ones."""
+    names = [str(n) for n in model.booster_.feature_name()]
+    if names == [f"Column_{i}" for i in range(len(names))]:
+        return None
+    by_name = {re.sub(r'[\s",:\[\]{}]', "_", c): c for c in columns}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise PackageError(
+            f"the sample lacks the model's feature column(s) {_names(missing)}; the model "
+            f"file names: {_names(names)}"
+        )
+    extra = [c for c in columns if c not in {by_name[n] for n in names}]
+    if extra:
+        raise PackageError(
+            f"the sample has column(s) the model was not fitted on: {_names(extra)} (if one is "
+            "the true value, name it as the target)"
+        )
+    return [by_name[n] for n in names]
 
 
 # --- describing a model ---------------------------------------------------------------------

@@ -372,3 +372,90 @@ def test_packaging_refuses_nothing_loaded_as_an_artifact_error(tmp_path: Path) -
     assert result.fallback is not None and "numpy.absolute" in result.fallback
     with pytest.raises(ArtifactError, match="pinned by you"):
         load_model(tmp_path / "a")
+
+
+def _load(out_dir: Path) -> Any:
+    """Load as the server would: a joblib artifact with its digest pinned (the pin the note
+    names), a skops one through the allow-list."""
+    card = read_model_card(str(out_dir))
+    return load_model(out_dir, expected_sha256=card.sha256)
+
+
+@pytest.mark.parametrize("suffix", [".json", ".ubj"])
+def test_package_wraps_an_xgboost_model_file(
+    tmp_path: Path, iris: pd.DataFrame, capsys: pytest.CaptureFixture[str], suffix: str
+) -> None:
+    import xgboost
+
+    X, y = iris.drop(columns=["species"]), iris["species"]
+    model = xgboost.XGBClassifier(n_estimators=10, n_jobs=1).fit(X, y)
+    model.save_model(tmp_path / f"booster{suffix}")
+    iris.to_csv(tmp_path / "s.csv", index=False)
+    argv = ["package", str(tmp_path / f"booster{suffix}"), "--sample", str(tmp_path / "s.csv")]
+    code, out, err = run([*argv, "--target", "species", "--out", str(tmp_path / "a")], capsys)
+
+    assert code == 0, err
+    card = read_model_card(str(tmp_path / "a"))
+    assert (card.estimator, card.class_labels, card.name) == ("XGBClassifier", [0, 1, 2], "booster")
+    assert f"source:   sha256 {sha256_file(tmp_path / f'booster{suffix}')}" in out
+    if card.format is ModelFormat.JOBLIB:  # until XGBoost's types are on the skops allow-list
+        assert f"spec.model.sha256: {card.sha256}" in err
+    loaded = _load(tmp_path / "a")
+    np.testing.assert_array_equal(loaded.model.predict(X), model.predict(X))
+    np.testing.assert_allclose(loaded.model.predict_proba(X), model.predict_proba(X))
+
+
+def test_package_wraps_an_xgboost_regressor_fitted_on_a_matrix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import xgboost
+
+    data = load_diabetes(as_frame=True)
+    model = xgboost.XGBRegressor(n_estimators=10, n_jobs=1).fit(data.data.to_numpy(), data.target)
+    model.save_model(tmp_path / "reg.json")
+    data.frame.to_csv(tmp_path / "d.csv", index=False)
+    argv = ["package", str(tmp_path / "reg.json"), "--sample", str(tmp_path / "d.csv")]
+    code, _, err = run([*argv, "--target", "target", "--out", str(tmp_path / "a")], capsys)
+
+    assert code == 0, err
+    loaded = _load(tmp_path / "a")
+    assert loaded.card.task.value == "regression" and loaded.card.feature_names[0] == "age"
+    np.testing.assert_allclose(
+        loaded.model.predict(data.data.to_numpy()), model.predict(data.data.to_numpy())
+    )
+
+
+def test_package_wraps_a_lightgbm_model_file(
+    tmp_path: Path, iris: pd.DataFrame, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import lightgbm
+
+    X, y = iris.drop(columns=["species"]), iris["species"]
+    model = lightgbm.LGBMClassifier(n_estimators=10, n_jobs=1, verbose=-1).fit(X, y)
+    model.booster_.save_model(str(tmp_path / "gbm.txt"))
+    # LightGBM wrote the names with '_' for blanks; the CSV has the originals, in another order
+    iris[["species", *reversed(X.columns)]].to_csv(tmp_path / "s.csv", index=False)
+    argv = ["package", str(tmp_path / "gbm.txt"), "--sample", str(tmp_path / "s.csv")]
+    code, _, err = run([*argv, "--target", "species", "--out", str(tmp_path / "a")], capsys)
+
+    assert code == 0, err
+    loaded = _load(tmp_path / "a")
+    assert loaded.card.feature_names == list(X.columns)  # the model's order
+    assert loaded.card.estimator == "LGBMClassifier" and loaded.card.class_labels == [0, 1, 2]
+    np.testing.assert_array_equal(loaded.model.predict(X.to_numpy()), model.predict(X))
+    np.testing.assert_allclose(loaded.model.predict_proba(X.to_numpy()), model.predict_proba(X))
+
+
+def test_a_json_file_that_is_no_xgboost_model_is_a_one_line_error(
+    tmp_path: Path, notebook: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "config.json").write_text('{"learner": "not really"}')
+    argv = [
+        "package",
+        str(tmp_path / "config.json"),
+        "--sample",
+        str(notebook["dir"] / "sample.csv"),
+    ]
+    code, out, err = run([*argv, "--target", "species", "--out", str(tmp_path / "a")], capsys)
+    assert_one_line_error(code, out, err, "config.json is not an XGBoost model file")
+    assert not (tmp_path / "a").exists()

@@ -35,7 +35,8 @@ def add_parser(commands: Any, run: Any) -> None:
     """The `package` subcommand."""
     cmd = commands.add_parser(
         "package",
-        help="wrap a model trained elsewhere (joblib/pickle, skops, ONNX) into an artifact",
+        help="wrap a model trained elsewhere (pickle, skops, ONNX, XGBoost, LightGBM) into an "
+        "artifact",
         description="Wrap a fitted model saved in a notebook into an artifact the model server "
         "and operator accept. The model card comes from the model (its input columns, classes) "
         "and from a sample CSV of rows it takes (input schema, sample outputs and, with "
@@ -45,7 +46,8 @@ def add_parser(commands: Any, run: Any) -> None:
         "model_file",
         type=Path,
         metavar="MODEL_FILE",
-        help="the model: .pkl/.pickle/.joblib (needs --trust), .skops or .onnx",
+        help="the model: .pkl/.pickle/.joblib (needs --trust), .skops, .onnx, XGBoost "
+        ".json/.ubj or LightGBM .txt",
     )
     cmd.add_argument(
         "--sample",
@@ -142,6 +144,8 @@ def render(model_file: Path, result: Packaged) -> str:
         "pickle": "a pickle, loaded because of --trust",
         "skops": "skops, loaded through the allow-list",
         "onnx": "ONNX, graph checked and written unchanged",
+        "xgboost": "an XGBoost model file, data only",
+        "lightgbm": "a LightGBM model file, data only",
     }.get(result.source, result.source)
     features = ", ".join(card.feature_names[:8]) + (" …" if len(card.feature_names) > 8 else "")
     lines = [
