@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 from pathlib import Path
@@ -15,18 +16,51 @@ KWOK_POD_CIDR = "10.244.0.0/16"
 """Pod IPs that kwok writes into fake pods' status; nothing ever sends traffic to them."""
 
 
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+# Ports are drawn from this many below the kernel's ephemeral range.
+PORT_SPAN = 10_000
+
+
 def free_ports(count: int) -> list[int]:
-    """``count`` distinct TCP ports that are free on 127.0.0.1 right now."""
+    """``count`` distinct TCP ports that are free on 127.0.0.1 right now, below the kernel's
+    ephemeral range.
+
+    A component keeps its port across restarts (kubeconfigs and flags name it). A port from
+    the ephemeral range (what binding port 0 gives) can be handed to any outgoing connection
+    while its component is down, and the restarted component then fails with "address already
+    in use" (CI saw it: a busy machine restarting the API server). The kernel never picks a
+    source port below the range, so there only another explicit bind can take it.
+    """
+    low = ephemeral_low()
+    first = max(1024, low - PORT_SPAN)
+    rng = random.SystemRandom()
     sockets: list[socket.socket] = []
     try:
-        for _ in range(count):
+        for _ in range(count * 200):
+            if len(sockets) == count:
+                break
+            port = rng.randrange(first, low)
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((LOOPBACK, 0))
+            try:
+                s.bind((LOOPBACK, port))
+            except OSError:
+                s.close()
+                continue
             sockets.append(s)
+        if len(sockets) < count:
+            raise RuntimeError(f"no {count} free TCP ports in {first}-{low - 1} on {LOOPBACK}")
         return [s.getsockname()[1] for s in sockets]
     finally:
         for s in sockets:
             s.close()
+
+
+def ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (32768 when it cannot be read)."""
+    try:
+        return int(EPHEMERAL_RANGE_FILE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def etcd_binary() -> str:

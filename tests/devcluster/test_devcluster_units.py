@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -139,3 +140,17 @@ def test_a_start_refused_the_node_leaves_the_running_node_alone(
     claimed = state.State(node=True, extra={"host": {}})
     controlplane._stop_all(layout, claimed)
     assert torn_down == ["node"]
+
+
+def test_component_ports_are_free_distinct_and_below_the_ephemeral_range() -> None:
+    # A port in the ephemeral range can become an outgoing connection's source port while its
+    # component restarts; below the range only an explicit bind can take it.
+    from devcluster import components
+
+    low = components.ephemeral_low()
+    ports = components.free_ports(6)
+    assert len(set(ports)) == 6
+    assert all(low - components.PORT_SPAN <= port < low for port in ports), (low, ports)
+    for port in ports:
+        with socket.socket() as s:
+            s.bind((components.LOOPBACK, port))  # free right now
