@@ -155,19 +155,113 @@ def _is_external(tensor: Any) -> bool:
 
 
 def sklearn_to_onnx_bytes(estimator: Any, n_features: int) -> bytes:
-    """Serialize a fitted estimator as an ONNX graph with plain (non-ZipMap) probabilities."""
-    from skl2onnx import convert_sklearn
+    """Serialize a fitted estimator as an ONNX graph with plain (non-ZipMap) probabilities.
+
+    XGBoost and LightGBM estimators (also inside a VotingClassifier) convert through
+    onnxmltools' converters, registered with skl2onnx. A model behind a ColumnTransformer takes
+    a DataFrame of mixed columns, not the one float matrix these graphs take: not available yet.
+    """
+    from skl2onnx import convert_sklearn, get_latest_tested_opset_version
     from skl2onnx.common.data_types import FloatTensorType
     from sklearn.base import is_classifier
 
+    if _has_column_transformer(estimator):
+        raise ValueError(
+            "ONNX export is not available yet for a model behind a ColumnTransformer (mixed-type "
+            "or missing-value data); write it as skops"
+        )
+    _register_boosting_converters()
     options: dict[str, Any] | None = {"zipmap": False} if is_classifier(estimator) else None
+    # onnxmltools' tree converters write ai.onnx.ml 3 (TreeEnsemble*); skl2onnx asks for it.
+    target_opset = (
+        {"": get_latest_tested_opset_version(), "ai.onnx.ml": 3}
+        if _has_boosting(estimator)
+        else None
+    )
     graph = convert_sklearn(
         estimator,
         name="mlmodel",  # a fixed name: skl2onnx otherwise picks a random one per conversion
         initial_types=[("input", FloatTensorType([None, n_features]))],
         options=options,
+        target_opset=target_opset,
     )
     return bytes(graph.SerializeToString())
+
+
+def _has_column_transformer(model: Any) -> bool:
+    from sklearn.compose import ColumnTransformer
+
+    steps = getattr(model, "steps", None) or []
+    return isinstance(model, ColumnTransformer) or any(
+        _has_column_transformer(step) for _, step in steps
+    )
+
+
+def _has_boosting(model: Any) -> bool:
+    """Whether `model` is, or holds (a Pipeline's step, a VotingClassifier's member), an
+    XGBoost or LightGBM estimator."""
+    if type(model).__module__.startswith(("xgboost.", "lightgbm.")):
+        return True
+    steps, members = getattr(model, "steps", None), getattr(model, "estimators_", None)
+    parts = [s for _, s in steps] if isinstance(steps, list) else []
+    parts += members if isinstance(members, list) else []  # a forest's; not a boosting's grid
+    return any(_has_boosting(part) for part in parts if part is not model)
+
+
+_REGISTERED: list[bool] = []
+
+
+def _register_boosting_converters() -> None:
+    """Teach skl2onnx XGBoost's and LightGBM's scikit-learn estimators (onnxmltools' converters),
+    once; quietly nothing where a library is not installed."""
+    if _REGISTERED:
+        return
+    from skl2onnx import update_registered_converter
+    from skl2onnx.common.shape_calculator import (
+        calculate_linear_classifier_output_shapes,
+        calculate_linear_regressor_output_shapes,
+    )
+
+    classifier_options = {"nocl": [True, False], "zipmap": [True, False, "columns"]}
+    try:
+        import xgboost
+        from onnxmltools.convert.xgboost.operator_converters.XGBoost import convert_xgboost
+
+        update_registered_converter(
+            xgboost.XGBClassifier,
+            "XGBoostXGBClassifier",
+            calculate_linear_classifier_output_shapes,
+            convert_xgboost,
+            options=classifier_options,
+        )
+        update_registered_converter(
+            xgboost.XGBRegressor,
+            "XGBoostXGBRegressor",
+            calculate_linear_regressor_output_shapes,
+            convert_xgboost,
+        )
+    except ImportError:
+        pass
+    try:
+        import lightgbm
+        from onnxmltools.convert.lightgbm.operator_converters.LightGbm import convert_lightgbm
+
+        update_registered_converter(
+            lightgbm.LGBMClassifier,
+            "LightGbmLGBMClassifier",
+            calculate_linear_classifier_output_shapes,
+            convert_lightgbm,
+            options=classifier_options,
+        )
+        update_registered_converter(
+            lightgbm.LGBMRegressor,
+            "LightGbmLGBMRegressor",
+            calculate_linear_regressor_output_shapes,
+            convert_lightgbm,
+        )
+    except ImportError:
+        pass
+    _REGISTERED.append(True)
 
 
 def _as_float32(x: npt.NDArray[Any]) -> npt.NDArray[np.float32]:

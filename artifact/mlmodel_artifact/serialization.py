@@ -34,6 +34,7 @@ def _serialize(model: Any, fmt: ModelFormat, path: Path, n_features: int) -> Non
     if fmt is ModelFormat.SKOPS:
         import skops.io
 
+        _plain_lightgbm_dicts(model)
         # Deflate: forest arrays compress about 10x, and the file is fetched by every pod.
         skops.io.dump(model, path, compression=zipfile.ZIP_DEFLATED, compresslevel=6)
         refused = untrusted_skops_types(path)
@@ -52,6 +53,32 @@ def _serialize(model: Any, fmt: ModelFormat, path: Path, n_features: int) -> Non
         path.write_bytes(sklearn_to_onnx_bytes(model, n_features))
     else:  # pragma: no cover - the enum is exhaustive
         raise AssertionError(fmt)
+
+
+def _plain_lightgbm_dicts(model: Any) -> None:
+    """LightGBM keeps its (usually empty) best scores in `defaultdict(OrderedDict)`s, whose
+    factory is a class reference the skops reader refuses as a callable; make them plain dicts
+    of dicts (nothing reads them to predict)."""
+    from collections import defaultdict
+
+    stack, seen = [model], set()
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, list | tuple):
+            stack.extend(obj)
+        elif isinstance(obj, dict):
+            stack.extend(obj.values())
+        elif type(obj).__module__.startswith(("sklearn.", "lightgbm.")) and hasattr(
+            obj, "__dict__"
+        ):
+            for attr, value in vars(obj).items():
+                if isinstance(value, defaultdict) and type(obj).__module__.startswith("lightgbm."):
+                    setattr(obj, attr, {k: dict(v) for k, v in value.items()})
+                else:
+                    stack.append(value)
 
 
 def deserialize(fmt: ModelFormat, path: Path, uri: str, n_features: int) -> Any:

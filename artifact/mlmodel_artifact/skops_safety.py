@@ -20,6 +20,7 @@ bounded first); no object is constructed before `check_skops_file` has passed.
 
 from __future__ import annotations
 
+import json
 import struct
 import zipfile
 from collections.abc import Iterator
@@ -56,6 +57,43 @@ ESTIMATORS: Final = frozenset(
         "sklearn.svm._classes.SVC",
         "sklearn.svm._classes.SVR",
         "sklearn.naive_bayes.GaussianNB",
+        # Encodes labels for XGBoost (trainer: estimators.encode_labels); holds its members in a
+        # Bunch (a dict with attribute access).
+        "sklearn.ensemble._voting.VotingClassifier",
+        "sklearn.utils._bunch.Bunch",
+    }
+)
+
+#: XGBoost's and LightGBM's scikit-learn estimators and their boosters. Why they are safe to
+#: construct, although their classes are not scikit-learn's:
+#:
+#: - skops builds them as it builds any estimator (`ObjectNode`: `cls.__new__` and then
+#:   `__setstate__(attrs)`, or `__dict__.update(attrs)`), and only that way: `BOOSTING_OBJECTS`
+#:   named by any other node (a `ReduceNode` would call `Booster(params, cache, model_file)`,
+#:   which reads a path) or referenced as a class are refused before the load.
+#: - The estimators define no `__setstate__` (scikit-learn's `BaseEstimator.__setstate__` updates
+#:   `__dict__`); every attribute value is itself an allow-listed object, and `check_loaded`
+#:   refuses a callable anywhere in them (a custom `objective`, `eval_metric`, `callbacks`).
+#: - `xgboost.core.Booster.__setstate__` (3.2) creates an empty booster and hands its `handle`
+#:   entry, a bytearray, to `XGBoosterUnserializeFromBuffer`: XGBoost's own UBJSON model and
+#:   configuration format, parsed by its C++ JSON reader (malformed input is an XGBoostError, not a
+#:   crash, in our tests). No pickle, no import, no file. Anything but a writable buffer fails at
+#:   `from_buffer` with a TypeError; None leaves no handle, which `tree_checks` refuses.
+#: - `lightgbm.basic.Booster.__setstate__` (4.7) hands its `_handle` (or `handle`) entry, a str,
+#:   to `LGBM_BoosterLoadModelFromString`: LightGBM's text model format. No pickle, no import, no
+#:   file. That parser trusts its input (it can read past the string or abort the process), so
+#:   the string is checked in Python before the load (`tree_checks.lightgbm_text_problem`): it
+#:   must be a JSON string in the schema, laid out exactly as LightGBM writes it.
+#:
+#: The loaded boosters are then bounds-checked like scikit-learn's trees (`tree_checks.py`).
+BOOSTING_OBJECTS: Final = frozenset(
+    {
+        "xgboost.sklearn.XGBClassifier",
+        "xgboost.sklearn.XGBRegressor",
+        "xgboost.core.Booster",
+        "lightgbm.sklearn.LGBMClassifier",
+        "lightgbm.sklearn.LGBMRegressor",
+        "lightgbm.basic.Booster",
     }
 )
 
@@ -135,6 +173,7 @@ CONTAINERS: Final = frozenset(
     {
         *(f"builtins.{t}" for t in ("dict", "list", "tuple", "set", "slice")),
         *(f"builtins.{t}" for t in ("str", "int", "float", "bool")),
+        "builtins.bytearray",  # an XGBoost booster's model bytes
         "collections.OrderedDict",
         "numpy.ndarray",
         "numpy.dtype",
@@ -155,7 +194,7 @@ CONTAINERS: Final = frozenset(
 )
 
 #: The one list the loader consults.
-TRUSTED_TYPES: Final = ESTIMATORS | PIPELINE | MODEL_INTERNALS | CONTAINERS
+TRUSTED_TYPES: Final = ESTIMATORS | PIPELINE | MODEL_INTERNALS | CONTAINERS | BOOSTING_OBJECTS
 
 #: numpy and Python scalar types. A reference to one of these classes (not an instance) is data
 #: in two places only: a dict's key types (skops rebuilds each key as `key_type(key)`) and the
@@ -229,6 +268,13 @@ def check_skops_file(path: Path, uri: str) -> list[str]:
             "the skops file names classes where a function or an object would go: "
             f"{', '.join(sorted(found.misplaced))}; a class is callable, so a class reference "
             "is loaded only as a dict's key type or an estimator's dtype",
+        )
+    if found.booster_problems:
+        raise ArtifactError(
+            uri,
+            "ArtifactLoadFailed",
+            f"the skops file holds {found.booster_problems[0]}; the model file is corrupt or "
+            "crafted, so it was not loaded",
         )
     return sorted(found.skops_untrusted)
 
@@ -352,6 +398,8 @@ class FoundTypes:
     callables: frozenset[str]  # functions, methods, partials: refused outright
     skops_untrusted: frozenset[str]  # what skops itself would ask to be trusted
     misplaced: frozenset[str] = frozenset()  # class references where a class is not data
+    # LightGBM model texts that may not reach LightGBM's parser, and why.
+    booster_problems: tuple[str, ...] = ()
 
 
 def skops_types(path: Path, uri: str | None = None) -> FoundTypes:
@@ -384,8 +432,61 @@ def skops_types(path: Path, uri: str | None = None) -> FoundTypes:
         frozenset(types | untrusted),
         frozenset(callables),
         frozenset(untrusted),
-        frozenset(_misplaced_types(root)),
+        frozenset(_misplaced_types(root)) | frozenset(_misbuilt_boosting(root)),
+        tuple(_booster_problems(schema)),
     )
+
+
+def _misbuilt_boosting(root: Any) -> Iterator[str]:
+    """XGBoost/LightGBM objects built by anything but skops' ObjectNode (__new__ + state)."""
+    for node in _nodes(root):
+        name = f"{getattr(node, 'module_name', '')}.{getattr(node, 'class_name', '')}"
+        if name in BOOSTING_OBJECTS and type(node).__name__ not in ("ObjectNode", "TypeNode"):
+            yield f"{name} (built by {type(node).__name__})"
+
+
+def _booster_problems(schema: Any) -> Iterator[str]:
+    """What is wrong with each LightGBM booster's model text in the raw schema.
+
+    skops rebuilds a LightGBM Booster from a dict whose `_handle` (or `handle`) entry becomes the
+    text LightGBM parses; each must be a JSON string (not an object that behaves like one) and
+    pass `lightgbm_text_problem`, or be absent/null (no model, refused after the load).
+    """
+    from mlmodel_artifact.tree_checks import lightgbm_text_problem
+
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        stack.extend(node.values())
+        if (node.get("__module__"), node.get("__class__")) != ("lightgbm.basic", "Booster"):
+            continue
+        attrs = node.get("content")
+        if not isinstance(attrs, dict) or attrs.get("__loader__") != "DictNode":
+            yield "a LightGBM booster whose state is not a plain dict"
+            continue
+        entries = attrs.get("content")
+        if not isinstance(entries, dict):
+            yield "a LightGBM booster whose state is not a plain dict"
+            continue
+        for key in ("_handle", "handle"):
+            if key not in entries:
+                continue
+            entry = entries[key]
+            try:
+                # skops' JsonNode constructs json.loads(content), always
+                text = json.loads(entry["content"]) if entry["__loader__"] == "JsonNode" else entry
+            except (TypeError, ValueError, AttributeError, KeyError):
+                text = entry
+            if text is None:
+                continue
+            problem = lightgbm_text_problem(text)
+            if problem:
+                yield f"a LightGBM booster that {problem}"
 
 
 def _nodes(root: Any) -> Iterator[Any]:
@@ -529,7 +630,7 @@ def _callable_slots(model: Any) -> Iterator[tuple[str, Any]]:
         elif isinstance(obj, np.ndarray):
             if obj.dtype == object:
                 stack.extend((f"{where}[{i}]", None, v) for i, v in enumerate(obj.ravel()))
-        elif type(obj).__module__.startswith("sklearn.") and hasattr(obj, "__dict__"):
+        elif type(obj).__module__.startswith(_WALKED_MODULES) and hasattr(obj, "__dict__"):
             name = type(obj).__name__
             named: tuple[str, ...] = ()
             if isinstance(obj, FunctionTransformer):
@@ -545,6 +646,10 @@ def _callable_slots(model: Any) -> Iterator[tuple[str, Any]]:
                 if value is not None and not isinstance(value, str):
                     yield f"{name}.{slot}", value
             stack.extend((f"{name}.{a}", a, v) for a, v in vars(obj).items())
+
+
+#: Objects whose attributes `check_loaded` looks into: scikit-learn's, XGBoost's, LightGBM's.
+_WALKED_MODULES: Final = ("sklearn.", "xgboost.", "lightgbm.")
 
 
 def _allowed_callable(attr: str | None, value: Any, loss_type: type) -> bool:

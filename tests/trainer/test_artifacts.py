@@ -29,6 +29,8 @@ FAST: dict[str, dict[str, Any]] = {
     "extra_trees": {"n_estimators": 5},
     "gradient_boosting": {"n_estimators": 5},
     "hist_gradient_boosting": {"max_iter": 5},
+    "xgboost": {"n_estimators": 5},
+    "lightgbm": {"n_estimators": 5},
 }
 CASES = [
     (task, name)

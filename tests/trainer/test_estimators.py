@@ -65,8 +65,10 @@ def test_estimator_without_a_class_for_the_task_says_what_to_use() -> None:
 
 
 def test_unknown_estimator_lists_the_choices() -> None:
-    with pytest.raises(TrainerError, match=r"unknown estimator 'xgboost'; choose one of: random_f"):
-        estimator_class("xgboost", Task.CLASSIFICATION)
+    with pytest.raises(
+        TrainerError, match=r"unknown estimator 'catboost'; choose one of: random_f"
+    ):
+        estimator_class("catboost", Task.CLASSIFICATION)
 
 
 def test_seed_and_defaults_are_applied_and_params_override_them() -> None:

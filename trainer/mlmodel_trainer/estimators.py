@@ -1,4 +1,13 @@
-"""Estimator names -> scikit-learn classes per task, and typed, validated `--param key=value`."""
+"""Estimator names -> scikit-learn(-API) classes per task, and typed, validated `--param key=value`.
+
+XGBoost and LightGBM come through their scikit-learn APIs (XGBClassifier/XGBRegressor,
+LGBMClassifier/LGBMRegressor). XGBoost's classifier only takes the labels 0..n-1, so a classifier
+trained on other labels (strings such as 'Adelie', or 1..n) is wrapped by `encode_labels` in
+scikit-learn's VotingClassifier with soft voting and that one member: VotingClassifier encodes
+the labels with a LabelEncoder, fits the member on 0..n-1 and decodes its answers, and a soft vote
+of one member is that member's probabilities, unchanged. So the model predicts the original labels,
+the card's `class_labels` are those labels and its sample reproduces in every reader.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +15,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import lightgbm
+import numpy as np
+import xgboost
 from sklearn import ensemble, linear_model, naive_bayes, neighbors, svm, tree
 from sklearn.base import BaseEstimator
 
@@ -52,7 +64,26 @@ ESTIMATORS: dict[str, EstimatorSpec] = {
     "knn": EstimatorSpec(neighbors.KNeighborsClassifier, neighbors.KNeighborsRegressor),
     "svm": EstimatorSpec(svm.SVC, svm.SVR),
     "naive_bayes": EstimatorSpec(naive_bayes.GaussianNB, None),
+    # One thread (a model server runs one process per core) and quiet; random_state is the seed.
+    # ONNX through onnxmltools, for plain numeric input (not behind a ColumnTransformer).
+    "xgboost": EstimatorSpec(
+        xgboost.XGBClassifier,
+        xgboost.XGBRegressor,
+        (("n_estimators", 100), ("n_jobs", 1), ("verbosity", 0)),
+    ),
+    "lightgbm": EstimatorSpec(
+        lightgbm.LGBMClassifier,
+        lightgbm.LGBMRegressor,
+        (("n_estimators", 100), ("n_jobs", 1), ("verbose", -1)),
+    ),
 }
+
+#: What a fit raises for parameters the library refuses (scikit-learn's validation raises
+#: ValueError/TypeError, XGBoostError is a ValueError; LightGBMError is neither).
+FIT_ERRORS: tuple[type[Exception], ...] = (ValueError, TypeError, lightgbm.basic.LightGBMError)
+
+#: The member's name inside the label-encoding VotingClassifier (`encode_labels`).
+LABEL_ENCODED_MEMBER = "model"
 
 DEFAULT_ESTIMATOR = "random_forest"
 
@@ -92,6 +123,30 @@ def build_estimator(
     settings.update(params)
     estimator.set_params(**settings)
     return estimator
+
+
+def encode_labels(estimator: BaseEstimator, y: Any) -> BaseEstimator:
+    """`estimator`, or for an XGBoost classifier whose labels `y` are not 0..n-1, a soft
+    VotingClassifier of that one estimator: it encodes the labels for XGBoost and answers the
+    original ones (probabilities unchanged). Other estimators take any labels themselves."""
+    if not isinstance(estimator, xgboost.XGBClassifier):
+        return estimator
+    labels = np.unique(np.asarray(y))
+    if labels.dtype.kind in "iu" and np.array_equal(labels, np.arange(len(labels))):
+        return estimator
+    # flatten_transform only shapes transform(); False is what skl2onnx converts.
+    return ensemble.VotingClassifier(
+        [(LABEL_ENCODED_MEMBER, estimator)], voting="soft", flatten_transform=False
+    )
+
+
+def unwrap_labels(model: Any) -> Any:
+    """The estimator inside `encode_labels`' VotingClassifier (or `model` itself)."""
+    if isinstance(model, ensemble.VotingClassifier) and len(model.estimators) == 1:
+        name, member = model.estimators[0]
+        if name == LABEL_ENCODED_MEMBER:
+            return member
+    return model
 
 
 def check_formats(name: str, formats: Iterable[str]) -> None:

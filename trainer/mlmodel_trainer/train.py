@@ -16,7 +16,14 @@ from sklearn.base import BaseEstimator
 from mlmodel_artifact import InputSchema, ModelDescription, Task, TrainingInfo, infer_schema
 from mlmodel_trainer.data import Dataset, fingerprint, load_builtin, load_csv
 from mlmodel_trainer.errors import TrainerError
-from mlmodel_trainer.estimators import DEFAULT_ESTIMATOR, ParamValue, build_estimator
+from mlmodel_trainer.estimators import (
+    DEFAULT_ESTIMATOR,
+    FIT_ERRORS,
+    ParamValue,
+    build_estimator,
+    encode_labels,
+    unwrap_labels,
+)
 from mlmodel_trainer.evaluate import Split, compute_metrics, held_out_sample, split_data
 from mlmodel_trainer.params import json_safe_params
 from mlmodel_trainer.preprocess import build_pipeline, describe_pipeline, final_estimator
@@ -76,8 +83,10 @@ def train(config: TrainConfig) -> TrainResult:
     check_task(data.y, task, data.target_name)
     name = model_name(config, data)
     estimator = build_estimator(config.estimator, task, config.params, config.seed)
-    model = build_pipeline(data.schema, estimator) if data.tabular else estimator
     y = target_for(data.y, task)
+    # XGBoost classifies only 0..n-1: other labels are encoded (and decoded) around it.
+    fitted = encode_labels(estimator, y) if task is Task.CLASSIFICATION else estimator
+    model = build_pipeline(data.schema, fitted) if data.tabular else fitted
     split = split_data(data.X, y, task, config.test_size, config.seed)
     caught: list[str] = []
     _collect_warnings(caught, lambda: _fit(model, split))
@@ -114,8 +123,16 @@ def train(config: TrainConfig) -> TrainResult:
         description=description,
         split=split,
         warnings=caught,
-        built=describe_pipeline(model),
+        built=_describe(model, fitted is not estimator),
     )
+
+
+def _describe(model: Any, encoded: bool) -> str:
+    built = describe_pipeline(model)
+    if encoded:
+        name = type(unwrap_labels(final_estimator(model))).__name__
+        built += f" ({name} on encoded labels, in a one-member VotingClassifier that decodes them)"
+    return built
 
 
 def _frame(X: Any, names: list[str]) -> pd.DataFrame:
@@ -150,10 +167,10 @@ def model_name(config: TrainConfig, data: Dataset) -> str:
 def _fit(model: BaseEstimator, split: Split) -> None:
     try:
         model.fit(split.X_train, split.y_train)
-    except (ValueError, TypeError) as exc:
+    except FIT_ERRORS as exc:
         # scikit-learn's parameter validation (e.g. n_estimators=-1) raises these at fit time.
         first_line = str(exc).strip().splitlines()[0]
-        name = type(final_estimator(model)).__name__
+        name = type(unwrap_labels(final_estimator(model))).__name__
         raise TrainerError(f"training {name} failed: {first_line}") from None
 
 
