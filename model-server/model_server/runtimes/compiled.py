@@ -1,4 +1,5 @@
-"""The compiled fast path: scikit-learn tree ensembles and linear models run by ONNX Runtime.
+"""The compiled fast path: tree ensembles (scikit-learn's, XGBoost's, LightGBM's) and linear
+models run by ONNX Runtime.
 
 scikit-learn spends milliseconds per call in Python overhead (a 100-tree forest: ~5 ms for one
 row); the same forest as an ONNX graph answers in microseconds. A conversion is only used after
@@ -51,6 +52,10 @@ LINEAR_MODELS: Final = frozenset(
     }
 )
 SCALERS: Final = frozenset({"StandardScaler", "MinMaxScaler", "MaxAbsScaler", "RobustScaler"})
+#: XGBoost and LightGBM through their scikit-learn APIs, converted by onnxmltools' converters
+#: (registered with skl2onnx by mlmodel_artifact.onnx_model); also an XGBoost classifier inside
+#: the trainer's one-member VotingClassifier that encodes string labels.
+BOOSTING: Final = frozenset({"XGBClassifier", "XGBRegressor", "LGBMClassifier", "LGBMRegressor"})
 
 Converter = Callable[[Any, int], Any]
 
@@ -64,12 +69,20 @@ class Compiled:
 
 
 def supported(estimator: Any) -> bool:
-    """Tree ensembles, linear models, and pipelines of scalers ending in one of those."""
+    """Tree ensembles, linear models, XGBoost/LightGBM, and pipelines of scalers ending in one
+    of those."""
     steps = getattr(estimator, "steps", None)
     if steps is not None:
         *pre, (_, last) = steps
         return all(type(step).__name__ in SCALERS for _, step in pre) and supported(last)
-    return type(estimator).__name__ in TREE_ENSEMBLES | LINEAR_MODELS
+    if type(estimator).__name__ == "VotingClassifier":
+        members = getattr(estimator, "estimators_", None)
+        return (
+            isinstance(members, list)
+            and len(members) == 1
+            and type(members[0]).__name__ in BOOSTING
+        )
+    return type(estimator).__name__ in TREE_ENSEMBLES | LINEAR_MODELS | BOOSTING
 
 
 def compile_estimator(
