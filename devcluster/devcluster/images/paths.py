@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-#: Bump when the base image recipe changes; it keys the cached root filesystem tarball.
-BASE_VERSION = "bookworm-py311-v1"
-BASE_IMAGE = "mlmodel-base/python:3.11-bookworm"
-BASE_PACKAGES = ("python3", "python3-venv", "python-is-python3", "ca-certificates")
+#: Bump when the base image recipe changes; it keys the cached root filesystem tarball and the
+#: image tag (an engine holding the old base then builds on the new one).
+BASE_VERSION = "bookworm-py311-v2"
+BASE_IMAGE = f"mlmodel-base/python:3.11-{BASE_VERSION}"
+#: libgomp1: LightGBM's library links the system OpenMP runtime (scikit-learn and XGBoost
+#: bundle their own).
+BASE_PACKAGES = ("python3", "python3-venv", "python-is-python3", "ca-certificates", "libgomp1")
 
 SERVER_IMAGE = "mlmodel-server:dev"
 OPERATOR_IMAGE = "mlmodel-operator:dev"
