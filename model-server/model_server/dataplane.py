@@ -32,6 +32,9 @@ DEFAULT_MAX_ROWS: Final = 10_000
 # commas anywhere else in a valid body (tensor shapes, outputs, parameters).
 SEPARATORS_PER_ROW: Final = 2
 OTHER_SEPARATORS: Final = 1024
+# Commas a row may carry inside each of its strings (a category like "Oslo, Norway"): a full
+# batch of rows averaging more is refused with the others (and told to split).
+SEPARATORS_PER_STRING: Final = 8
 FLOAT32_MAX: Final = float(np.finfo(np.float32).max)
 
 
@@ -107,16 +110,19 @@ class DataPlane:
             )
         return runtime
 
-    async def decode(self, raw: bytes, n_features: int, decode: Callable[[bytes], T]) -> T:
+    async def decode(
+        self, raw: bytes, n_features: int, decode: Callable[[bytes], T], strings: int = 0
+    ) -> T:
         """`decode(raw)` (parse and validate a body) on the loop when small, else in a thread.
 
         A big body is first checked to be able to hold at most `max_rows` rows at all (counting
         its commas takes ~2 ms for 8 MiB, parsing it ~230 ms), then parsed by one thread at a
         time; requests waiting here are bounded by the in-flight limit (max_connections).
+        `strings` is how many features take strings (which may hold commas themselves).
         """
         if len(raw) <= INLINE_BODY_BYTES:
             return decode(raw)
-        check_separators(raw, n_features, self.max_rows)
+        check_separators(raw, n_features, self.max_rows, strings)
         if self._decoding is None:
             self._decoding = asyncio.Semaphore(DECODE_CONCURRENCY)
         async with self._decoding:
@@ -165,13 +171,17 @@ def run(runtime: Runtime, x: Array, probabilities: bool) -> Prediction:
         raise InvalidInput(f"the model cannot use this input: {exc}") from exc
 
 
-def check_separators(raw: bytes, n_features: int, max_rows: int) -> None:
+def check_separators(raw: bytes, n_features: int, max_rows: int, strings: int = 0) -> None:
     """PayloadTooLarge when `raw` has more commas than a body of `max_rows` rows can have.
 
-    Every feature value but a row's last is followed by a comma, and rows by one each; a body
-    with far more cannot hold an allowed batch, so it is refused before the costly parse.
+    Every feature value but a row's last is followed by a comma, and rows by one each (keyed
+    rows have the same commas, between key-value pairs); a body with far more cannot hold an
+    allowed batch, so it is refused before the costly parse. Commas inside strings are counted
+    too (telling them apart costs as much as parsing), so each of a row's `strings` string
+    features may hold SEPARATORS_PER_STRING on average.
     """
-    budget = max_rows * (n_features + SEPARATORS_PER_ROW) + OTHER_SEPARATORS
+    per_row = n_features + SEPARATORS_PER_ROW + strings * SEPARATORS_PER_STRING
+    budget = max_rows * per_row + OTHER_SEPARATORS
     if raw.count(b",") > budget:
         raise PayloadTooLarge(
             f"the request body has more values than {max_rows} rows of {n_features} features "

@@ -8,15 +8,21 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 
-from mlmodel_artifact import MODEL_CARD_FILE, ArtifactError, ModelCard
+from mlmodel_artifact import (
+    MODEL_CARD_FILE,
+    ArtifactError,
+    Feature,
+    FeatureKind,
+    ModelCard,
+)
+from mlmodel_artifact.schema import Value, sample_input
 from model_server.dataplane import DataPlane, run
 from model_server.metrics import Metrics
 from model_server.runtimes import Runtime, load_runtime
-from model_server.runtimes.base import Array
 from model_server.runtimes.compiled import Converter
 from model_server.settings import ServerSettings
 from model_server.storage import fetch_model
@@ -35,24 +41,40 @@ def load_and_warm(
     local_dir = local_dir or fetch_model(settings)
     runtime = load_runtime(local_dir, settings, convert)
     card = ModelCard.from_json((local_dir / MODEL_CARD_FILE).read_bytes(), settings.model_uri)
-    warm_up(runtime, np.asarray(card.sample.inputs, dtype=np.float64))
+    warm_up(runtime, warm_up_input(card, runtime))
     return runtime
 
 
-def warm_up(runtime: Runtime, sample: Array) -> None:
+def warm_up_input(card: ModelCard, runtime: Runtime) -> Any:
+    """The card's sample rows as the served model takes them (strings, booleans and nulls
+    included), or one made-up row when the card has none."""
+    schema = card.feature_schema
+    rows = card.sample.inputs or [[_placeholder(f) for f in schema.features]]
+    return sample_input(schema, rows, runtime.model)
+
+
+def _placeholder(feature: Feature) -> Value:
+    if feature.kind is FeatureKind.BOOLEAN:
+        return False
+    if feature.kind is FeatureKind.CATEGORICAL:
+        return feature.categories[0] if feature.categories else ""
+    return 0.0
+
+
+def warm_up(runtime: Runtime, sample: Any) -> None:
     """Predict before reporting ready, and size what may run on the event loop.
 
     The card's sample rows are inputs the model is known to take. A compiled model may run
     inline as many rows as fit INLINE_BUDGET_S, from the measured cost of one row and of a batch
-    (a big ensemble gets fewer rows than a small linear model).
+    (a big ensemble gets fewer rows than a small linear model). A model on the typed path
+    (`sample` a DataFrame or object array) runs on scikit-learn, never inline: one call warms it.
     """
     proba = runtime.metadata.has_proba
-    if sample.size == 0:
-        sample = np.zeros((1, runtime.metadata.n_features))
+    if not runtime.fast:
+        run(runtime, sample[:1], proba)
+        return
     rows = np.resize(sample, (WARM_UP_ROWS, sample.shape[1]))
     run(runtime, rows[:1], proba)
-    if not runtime.fast:
-        return
     one = _fastest(lambda: run(runtime, rows[:1], proba))
     batch = _fastest(lambda: run(runtime, rows, proba))
     runtime.inline_rows = inline_rows(one, batch, WARM_UP_ROWS)

@@ -85,7 +85,7 @@ def _tensor(
     fast = None if booleans and datatype != "BOOL" else _as_shaped(tensor["data"], shape)
     if fast is not None and _fits(fast, datatype):
         return name, shape, fast.astype(np.float64)
-    flat = _flatten(tensor["data"], shape, name)
+    flat = flatten(tensor["data"], shape, name)
     if len(flat) != math.prod(shape):
         raise InvalidInput(
             f"input {name!r} has shape {shape} ({math.prod(shape)} values) but {len(flat)} "
@@ -102,7 +102,7 @@ def _as_shaped(data: Any, shape: list[int]) -> Array | None:
     """`data` read by numpy (in C) when it is flat or exactly as nested as `shape`, else None.
 
     numpy stops at 64 dimensions, so deep nesting fails here without recursion; the slow path
-    (`_flatten`) then says what is wrong.
+    (`flatten`) then says what is wrong.
     """
     if not isinstance(data, list) or not data:
         return None
@@ -115,7 +115,7 @@ def _as_shaped(data: Any, shape: list[int]) -> Array | None:
     return arr if list(arr.shape) == shape else None
 
 
-def _flatten(data: Any, shape: list[int], name: str) -> list[Any]:
+def flatten(data: Any, shape: list[int], name: str) -> list[Any]:
     """The values of `data` in order, nested at most as deep as `shape` (iteratively).
 
     A list of lists is read level by level with a stack of iterators, never by recursion;

@@ -235,3 +235,14 @@ def test_a_closed_plane_runs_work_on_a_fresh_pool() -> None:
 
     assert asyncio.run(twice()) == (1, 2)
     plane.close()
+
+
+def test_keyed_rows_with_commas_in_strings_fit_the_separator_budget() -> None:
+    row = '{"city": "Oslo, 0150, Norway, Europe, Earth, Sol", "income": 1.0, "tenure": 3}'
+    body = ('{"inputs": [' + ",".join([row] * 1000) + "]}").encode()
+    check_separators(body, 3, max_rows=1000, strings=1)  # the most rows allowed: accepted
+    with pytest.raises(PayloadTooLarge):
+        check_separators(body, 3, max_rows=1000)  # without room for the strings' commas
+    garbage = b'{"inputs": [' + b'"",' * 100_000 + b'""]}'
+    with pytest.raises(PayloadTooLarge):
+        check_separators(garbage, 3, max_rows=1000, strings=1)

@@ -11,25 +11,34 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, Field, WithJsonSchema
 
+from mlmodel_artifact import Feature
 from model_server.runtimes.base import ModelInfo
 
 ROW_MARKER: Final = "x-model-row"
 Label = int | float | str
-# One row of features: a list of numbers, or an object keyed by feature name. Once the model is
-# loaded, `describe_model` replaces this generic schema with the model's exact row.
+# A feature value: a number, or for mixed-type models a string (categorical), a boolean, or
+# null (a missing value where the feature allows it).
+FeatureValue = float | str | bool | None
+_VALUE: Final = {
+    "anyOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"}, {"type": "null"}]
+}
+# One row of features: a list of values in feature order, or an object keyed by feature name.
+# Once the model is loaded, `describe_model` replaces this generic schema with the model's
+# exact row (numbers only for a plain numeric model).
 Row = Annotated[
-    list[float] | dict[str, float],
+    list[FeatureValue] | dict[str, FeatureValue],
     WithJsonSchema(
         {
             ROW_MARKER: True,
             "anyOf": [
-                {"type": "array", "items": {"type": "number"}},
-                {"type": "object", "additionalProperties": {"type": "number"}},
+                {"type": "array", "items": _VALUE},
+                {"type": "object", "additionalProperties": _VALUE},
             ],
         }
     ),
 ]
-V2Datatype = Literal["FP32", "FP64", "INT32", "INT64", "BOOL"]
+V2Datatype = Literal["FP32", "FP64", "INT32", "INT64", "BOOL", "BYTES"]
+_MIXED_ROW: Final = {"island": "Biscoe", "bill_length_mm": 45.2, "sex": None, "year": 2008}
 
 
 class ErrorBody(BaseModel):
@@ -41,8 +50,8 @@ class ErrorBody(BaseModel):
 class SeedRequest(BaseModel):
     """Send `input` (one row) or `inputs` (a batch), not both."""
 
-    input: Row | None = Field(default=None, examples=[[5.1, 3.5, 1.4, 0.2]])
-    inputs: list[Row] | None = Field(default=None, examples=[[[5.1, 3.5, 1.4, 0.2]]])
+    input: Row | None = Field(default=None, examples=[[5.1, 3.5, 1.4, 0.2], _MIXED_ROW])
+    inputs: list[Row] | None = Field(default=None, examples=[[[5.1, 3.5, 1.4, 0.2]], [_MIXED_ROW]])
 
 
 class SeedResponse(BaseModel):
@@ -59,9 +68,9 @@ class V1Parameters(BaseModel):
 
 
 class V1Request(BaseModel):
-    """Rows as lists of numbers or as objects keyed by feature name."""
+    """Rows as lists of values or as objects keyed by feature name."""
 
-    instances: list[Row] = Field(examples=[[[5.1, 3.5, 1.4, 0.2]]])
+    instances: list[Row] = Field(examples=[[[5.1, 3.5, 1.4, 0.2]], [_MIXED_ROW]])
     parameters: V1Parameters | None = None
 
 
@@ -118,6 +127,9 @@ class V2TensorMetadata(BaseModel):
     name: str
     datatype: str
     shape: list[int]
+    parameters: dict[str, Any] | None = Field(
+        default=None, description="Inputs of mixed-type models: the feature's kind, nullable."
+    )
 
 
 class V2ModelMetadata(BaseModel):
@@ -132,12 +144,15 @@ class V2ModelMetadata(BaseModel):
 
 
 class V2InputTensor(BaseModel):
-    """One [N, n_features] tensor, or one [N] tensor per feature named by feature name."""
+    """One [N, n_features] tensor (numeric features), or one [N] tensor per feature named by
+    feature name (BYTES strings for categorical features, BOOL for boolean ones)."""
 
     name: str
     shape: list[int]
     datatype: V2Datatype
-    data: list[Any] = Field(description="Flat (row-major) or nested like the shape.")
+    data: list[Any] = Field(
+        description="Flat (row-major) or nested like the shape; null where a feature may be empty."
+    )
     parameters: dict[str, Any] | None = None
 
 
@@ -210,17 +225,43 @@ def describe_model(document: dict[str, Any], info: ModelInfo) -> dict[str, Any]:
 
 
 def row_schema(info: ModelInfo) -> dict[str, Any]:
-    """The model's row: its features in order as a list, or an object keyed by their names."""
+    """The model's row: its features in order as a list, or an object keyed by their names.
+
+    A plain numeric model's features are numbers; a mixed-type model's are typed by the input
+    schema (numeric: number, categorical: string, boolean: boolean; or null where nullable, and
+    a nullable feature may be left out of an object).
+    """
     names = list(info.feature_names)
-    number = {"type": "number"}
+    if info.schema is None:
+        types = {name: {"type": "number"} for name in names}
+        required = names
+    else:
+        types = {f.name: _feature_type(f) for f in info.schema.features}
+        required = [f.name for f in info.schema.features if not f.nullable]
+    any_value = {"anyOf": _unique(list(types.values()))}
     return {
         "anyOf": [
-            {"type": "array", "items": number, "minItems": len(names), "maxItems": len(names),
+            {"type": "array", "items": any_value, "minItems": len(names), "maxItems": len(names),
              "description": "Feature values in this order: " + ", ".join(names)},
-            {"type": "object", "properties": dict.fromkeys(names, number), "required": names,
+            {"type": "object", "properties": types, "required": required,
              "additionalProperties": False},
         ]
     }  # fmt: skip
+
+
+def _feature_type(feature: Feature) -> dict[str, Any]:
+    kind = {"numeric": "number", "categorical": "string", "boolean": "boolean"}[feature.kind]
+    if feature.nullable:
+        return {"anyOf": [{"type": kind}, {"type": "null"}]}
+    return {"type": kind}
+
+
+def _unique(types: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for t in types:
+        if t not in out:
+            out.append(t)
+    return out
 
 
 def _with_rows(node: Any, row: dict[str, Any]) -> Any:

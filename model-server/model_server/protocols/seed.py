@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -11,7 +12,8 @@ from model_server.dataplane import DataPlane, row_matrix, rows_matrix
 from model_server.errors import InvalidInput
 from model_server.protocols import schemas
 from model_server.protocols.common import json_response, parse_object, read_body, value, values
-from model_server.runtimes.base import Array
+from model_server.runtimes.base import Array, ModelInfo
+from model_server.typed import categorical_count, typed_row, typed_rows
 
 PREDICT_PATH = "/predict"
 EXPECTED = "'input' (one row) or 'inputs' (a list of rows)"
@@ -30,10 +32,19 @@ def router(plane: DataPlane) -> APIRouter:
     async def predict(request: Request) -> Response:
         raw = await read_body(request)
         runtime = plane.runtime()
-        features = runtime.metadata.feature_names
-        single, x = await plane.decode(
-            raw, len(features), lambda body: decode(body, features, plane.max_rows)
-        )
+        info = runtime.metadata
+        features = info.feature_names
+        if info.schema is None:
+            single, x = await plane.decode(
+                raw, len(features), lambda body: decode(body, features, plane.max_rows)
+            )
+        else:
+            single, x = await plane.decode(
+                raw,
+                len(features),
+                lambda body: decode_typed(body, info, plane.max_rows),
+                categorical_count(info),
+            )
         result = await plane.predict(runtime, x, probabilities=False, protocol="seed")
         if single:
             return json_response({"prediction": value(result.labels, 0)})
@@ -45,9 +56,21 @@ def router(plane: DataPlane) -> APIRouter:
 def decode(raw: bytes, features: Sequence[str], max_rows: int) -> tuple[bool, Array]:
     """Whether the body is one row (`input`), and the matrix of its rows."""
     body, booleans = parse_object(raw, EXPECTED)
+    if _single(body):
+        return True, row_matrix(body["input"], features, "input", booleans)
+    return False, rows_matrix(body["inputs"], features, "inputs", booleans, max_rows)
+
+
+def decode_typed(raw: bytes, info: ModelInfo, max_rows: int) -> tuple[bool, Any]:
+    """`decode` for a model on the typed path: rows with strings, booleans and nulls."""
+    body, _ = parse_object(raw, EXPECTED)
+    if _single(body):
+        return True, typed_row(body["input"], info, "input")
+    return False, typed_rows(body["inputs"], info, "inputs", max_rows)
+
+
+def _single(body: dict[str, Any]) -> bool:
     single = "input" in body
     if single == ("inputs" in body):
         raise InvalidInput(f"send either {EXPECTED}, not both or neither")
-    if single:
-        return True, row_matrix(body["input"], features, "input", booleans)
-    return False, rows_matrix(body["inputs"], features, "inputs", booleans, max_rows)
+    return single

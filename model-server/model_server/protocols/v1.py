@@ -11,11 +11,13 @@ from fastapi.responses import Response
 from model_server.dataplane import DataPlane, rows_matrix
 from model_server.protocols import schemas
 from model_server.protocols.common import flag, json_response, parse_object, read_body, values
-from model_server.runtimes.base import Array
+from model_server.runtimes.base import Array, ModelInfo
+from model_server.typed import categorical_count, typed_rows
 
 PREFIX = "/v1"
 PREDICT = "/models/{name}:predict"
 PREDICT_PATH = PREFIX + PREDICT
+EXPECTED = "'instances' (a list of rows)"
 
 
 def router(plane: DataPlane) -> APIRouter:
@@ -51,10 +53,19 @@ def router(plane: DataPlane) -> APIRouter:
     async def predict(name: str, request: Request) -> Response:
         raw = await read_body(request)
         runtime = plane.runtime_named(name)
-        features = runtime.metadata.feature_names
-        x, proba = await plane.decode(
-            raw, len(features), lambda body: decode(body, features, plane.max_rows)
-        )
+        info = runtime.metadata
+        features = info.feature_names
+        if info.schema is None:
+            x, proba = await plane.decode(
+                raw, len(features), lambda body: decode(body, features, plane.max_rows)
+            )
+        else:
+            x, proba = await plane.decode(
+                raw,
+                len(features),
+                lambda body: decode_typed(body, info, plane.max_rows),
+                categorical_count(info),
+            )
         result = await plane.predict(runtime, x, probabilities=proba, protocol="v1")
         answer: dict[str, Any] = {"predictions": values(result.labels)}
         if result.probabilities is not None:
@@ -66,6 +77,13 @@ def router(plane: DataPlane) -> APIRouter:
 
 def decode(raw: bytes, features: Sequence[str], max_rows: int) -> tuple[Array, bool]:
     """The matrix of the body's `instances`, and whether probabilities were asked for."""
-    body, booleans = parse_object(raw, "'instances' (a list of rows)")
+    body, booleans = parse_object(raw, EXPECTED)
     x = rows_matrix(body.get("instances"), features, "instances", booleans, max_rows)
+    return x, flag(body.get("parameters"), "probabilities", "parameters")
+
+
+def decode_typed(raw: bytes, info: ModelInfo, max_rows: int) -> tuple[Any, bool]:
+    """`decode` for a model on the typed path: rows with strings, booleans and nulls."""
+    body, _ = parse_object(raw, EXPECTED)
+    x = typed_rows(body.get("instances"), info, "instances", max_rows)
     return x, flag(body.get("parameters"), "probabilities", "parameters")

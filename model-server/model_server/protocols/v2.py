@@ -14,6 +14,7 @@ from model_server.protocols import schemas
 from model_server.protocols.common import json_response, parse_object, read_body, values
 from model_server.runtimes.base import Array, ModelInfo, Runtime
 from model_server.tensors import tensors_matrix
+from model_server.typed import KIND_DATATYPE, categorical_count, typed_tensors
 
 PREFIX: Final = "/v2"
 INFER: Final = "/models/{name}/infer"
@@ -90,7 +91,10 @@ async def _infer(plane: DataPlane, runtime: Runtime, request: Request) -> Respon
     raw = await read_body(request)
     info = runtime.metadata
     x, wanted, request_id = await plane.decode(
-        raw, info.n_features, lambda body: decode(body, info, plane.max_rows)
+        raw,
+        info.n_features,
+        lambda body: decode(body, info, plane.max_rows),
+        categorical_count(info),
     )
     proba = "predict_proba" in wanted
     result = await plane.predict(runtime, x, probabilities=proba, protocol="v2")
@@ -104,11 +108,18 @@ async def _infer(plane: DataPlane, runtime: Runtime, request: Request) -> Respon
     return json_response(answer)
 
 
-def decode(raw: bytes, info: ModelInfo, max_rows: int) -> tuple[Array, list[str], str | None]:
-    """The matrix of the body's input tensors, the outputs asked for and the request's id."""
+def decode(raw: bytes, info: ModelInfo, max_rows: int) -> tuple[Any, list[str], str | None]:
+    """The model's input from the body's tensors, the outputs asked for and the request's id.
+
+    Plain numeric models get the float64 matrix (`tensors_matrix`); models on the typed path
+    (`info.schema`) take a tensor per feature with its own datatype (`typed_tensors`).
+    """
     body, booleans = parse_object(raw, "'inputs' (a list of tensors)")
     wanted = requested_outputs(body.get("outputs"), info)
-    x = tensors_matrix(body.get("inputs"), info.feature_names, booleans, max_rows)
+    if info.schema is None:
+        x = tensors_matrix(body.get("inputs"), info.feature_names, booleans, max_rows)
+    else:
+        x = typed_tensors(body.get("inputs"), info, max_rows)
     request_id = body.get("id")
     return x, wanted, request_id if isinstance(request_id, str) else None
 
@@ -164,7 +175,7 @@ def model_metadata(info: ModelInfo) -> dict[str, Any]:
         "name": info.name,
         "versions": [info.version],
         "platform": info.runtime,
-        "inputs": [{"name": "input-0", "datatype": "FP64", "shape": [-1, info.n_features]}],
+        "inputs": model_inputs(info),
         "outputs": outputs,
         "parameters": {
             "feature_names": list(info.feature_names),
@@ -176,6 +187,24 @@ def model_metadata(info: ModelInfo) -> dict[str, Any]:
             "compiled": info.compiled,
         },
     }
+
+
+def model_inputs(info: ModelInfo) -> list[dict[str, Any]]:
+    """The inputs the model takes: one [-1, n_features] FP64 tensor for plain numeric models,
+    else one [-1, 1] tensor per feature with its datatype (categorical BYTES, boolean BOOL,
+    numeric FP64) and, as parameters, its kind and whether it may be null."""
+    if not info.mixed:
+        return [{"name": "input-0", "datatype": "FP64", "shape": [-1, info.n_features]}]
+    assert info.schema is not None  # mixed implies a schema
+    return [
+        {
+            "name": f.name,
+            "datatype": KIND_DATATYPE[f.kind],
+            "shape": [-1, 1],
+            "parameters": {"kind": f.kind.value, "nullable": f.nullable},
+        }
+        for f in info.schema.features
+    ]
 
 
 def _label_type(info: ModelInfo) -> str:

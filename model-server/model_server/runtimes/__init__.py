@@ -9,15 +9,19 @@ from typing import Any
 
 from mlmodel_artifact import (
     MODEL_CARD_FILE,
+    InputSchema,
     LoadedModel,
     ModelCard,
     ModelFormat,
     OnnxModel,
     Task,
     check_digest,
+    takes_frame,
 )
+from model_server.errors import ModelLoadError
 from model_server.runtimes import compiled, joblib, onnx, skops
 from model_server.runtimes.base import ModelInfo, Runtime
+from model_server.runtimes.compiled import Compiled
 from model_server.settings import ServerSettings
 
 __all__ = ["ModelInfo", "Runtime", "load_runtime", "preflight"]
@@ -51,25 +55,55 @@ def load_runtime(
     loaded = LOADERS[fmt](local_dir, settings)
     for warning in loaded.warnings:
         log.warning("%s", warning)
+    schema = loaded.card.feature_schema
     if fmt is ModelFormat.ONNX:
+        if not schema.plain_numeric:
+            raise ModelLoadError(
+                "the ONNX file takes a float matrix, but the card's input schema has "
+                "categorical, boolean or nullable features; serve the skops file instead"
+            )
         info = _info(loaded, settings, "onnxruntime", False, bool(loaded.model.has_proba))
         return Runtime(loaded.model, info, fast=True)
     _single_threaded(loaded.model)
     proba = hasattr(loaded.model, "predict_proba")
     if settings.compiled:
-        outcome = compiled.compile_estimator(
-            loaded.model, loaded.card, convert or OnnxModel.from_sklearn
-        )
+        outcome = _compile(loaded, schema, convert or OnnxModel.from_sklearn)
         if outcome.model is not None:
             log.info("compiled path on: %s", outcome.reason)
             info = _info(loaded, settings, "onnxruntime", True, proba)
             return Runtime(outcome.model, info, fast=True)
         log.warning("compiled path off, serving with scikit-learn: %s", outcome.reason)
-    return Runtime(loaded.model, _info(loaded, settings, "sklearn", False, proba), fast=False)
+    frame = takes_frame(loaded.model)
+    typed = None if schema.plain_numeric and not frame else schema
+    info = _info(loaded, settings, "sklearn", False, proba, typed, frame)
+    return Runtime(loaded.model, info, fast=False)
+
+
+def _compile(loaded: LoadedModel, schema: InputSchema, convert: compiled.Converter) -> Compiled:
+    """The compiled path for plain numeric models; mixed-type input is declined, saying why.
+
+    ONNX graphs here take one float matrix: a model whose input has text, booleans or gaps
+    (a ColumnTransformer pipeline) stays on scikit-learn, which gets the DataFrame it was
+    fitted on.
+    """
+    if schema.plain_numeric:
+        return compiled.compile_estimator(loaded.model, loaded.card, convert)
+    mixed = "its input has categorical, boolean or nullable features (a float matrix only)"
+    if compiled.supported(loaded.model):
+        return Compiled(None, f"{type(loaded.model).__name__}: {mixed}")
+    # Declined before any conversion; its reason names the estimator.
+    outcome = compiled.compile_estimator(loaded.model, loaded.card, convert)
+    return Compiled(None, f"{outcome.reason}; {mixed}")
 
 
 def _info(
-    loaded: LoadedModel, settings: ServerSettings, runtime: str, compiled: bool, proba: bool
+    loaded: LoadedModel,
+    settings: ServerSettings,
+    runtime: str,
+    compiled: bool,
+    proba: bool,
+    schema: InputSchema | None = None,
+    frame: bool = False,
 ) -> ModelInfo:
     card = loaded.card
     labels = card.class_labels if card.task is Task.CLASSIFICATION else None
@@ -85,6 +119,8 @@ def _info(
         runtime=runtime,
         compiled=compiled,
         proba=proba,
+        schema=schema,
+        frame=frame,
     )
 
 

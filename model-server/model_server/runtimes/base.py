@@ -8,6 +8,7 @@ from typing import Any, Final, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from mlmodel_artifact import InputSchema
 from model_server.errors import InvalidInput
 
 Array = npt.NDArray[Any]
@@ -38,6 +39,12 @@ class ModelInfo:
     # Whether the model has predict_proba (RidgeClassifier, LinearSVC have none); unset means
     # every classifier does.
     proba: bool | None = None
+    # The card's input schema when requests take the typed path (strings, booleans, nulls,
+    # checked per feature); None for the float64 fast path (every feature a required number
+    # and a model that takes a matrix). Chosen once, at load.
+    schema: InputSchema | None = None
+    # Whether the typed path hands the model a pandas DataFrame (it was fitted on named columns).
+    frame: bool = False
 
     @property
     def has_proba(self) -> bool:
@@ -50,6 +57,11 @@ class ModelInfo:
     def n_features(self) -> int:
         """Number of input columns."""
         return len(self.feature_names)
+
+    @property
+    def mixed(self) -> bool:
+        """True when the inputs are not all required numbers (V2 metadata lists each one)."""
+        return self.schema is not None and not self.schema.plain_numeric
 
 
 class Runtime:
