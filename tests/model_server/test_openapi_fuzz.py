@@ -1,7 +1,8 @@
 """schemathesis against /openapi.json of a loaded server: no generated request gets a 5xx.
 
 Each documented operation gets CASES_PER_OPERATION generated requests (valid and invalid
-bodies, path parameters), sent in-process to the ready iris app. Besides "no server error",
+bodies, path parameters), sent in-process to the ready iris app and to a mixed-type
+penguins pipeline (strings, nulls, typed rows). Besides "no server error",
 every answer must match what the document says (status codes, content types, body schemas).
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import pkgutil
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,6 +25,9 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from serverkit import ready
+
+from model_server.settings import ServerSettings
 
 
 def _import_all(package: str) -> None:
@@ -45,7 +50,6 @@ def _import_all(package: str) -> None:
 _import_all("schemathesis")
 
 CASES_PER_OPERATION = 40
-SERVED = {"name": "iris", "version": "1"}
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -55,9 +59,31 @@ CHECKS = [
 
 
 @pytest.fixture(scope="module")
-def operations(iris_client: TestClient) -> dict[str, Any]:
-    """Every operation of the ready iris app's OpenAPI document, by 'METHOD path'."""
-    schema = schemathesis.openapi.from_asgi("/openapi.json", iris_client.app)
+def penguins_client(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[TestClient]:
+    """A ready in-process server for a mixed-type pipeline (strings, nulls, typed rows)."""
+    from mlmodel_artifact import write_artifact
+    from mlmodel_trainer.train import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("penguins-fuzz")
+    result = train(TrainConfig(dataset="penguins", params={"n_estimators": 10}))
+    uri, _ = write_artifact(result.model, result.description, str(root / "penguins"))
+    with ready(ServerSettings(model_uri=uri, workdir=root / "work")) as client:
+        yield client
+
+
+@pytest.fixture(scope="module", params=["iris", "penguins"])
+def served(request: pytest.FixtureRequest) -> tuple[str, TestClient]:
+    """The model's name and a ready app: a plain numeric model and a mixed-type pipeline."""
+    client = request.getfixturevalue(f"{request.param}_client")
+    return request.param, client
+
+
+@pytest.fixture(scope="module")
+def operations(served: tuple[str, TestClient]) -> dict[str, Any]:
+    """Every operation of the ready app's OpenAPI document, by 'METHOD path'."""
+    schema = schemathesis.openapi.from_asgi("/openapi.json", served[1].app)
     found = {}
     for result in schema.get_all_operations():
         operation = result.ok()
@@ -78,10 +104,12 @@ def total(client: TestClient, metric: str) -> float:
 
 
 def test_generated_requests_never_get_a_server_error(
-    operations: dict[str, Any], iris_client: TestClient
+    operations: dict[str, Any], served: tuple[str, TestClient]
 ) -> None:
+    name, client = served
+    target = {"name": name, "version": "1"}
     requests, predictions = "model_server_requests_total", "model_server_predictions_total"
-    before = total(iris_client, requests), total(iris_client, predictions)
+    before = total(client, requests), total(client, predictions)
     for operation in operations.values():
 
         @given(case=operation.as_strategy(), served=st.booleans())
@@ -97,11 +125,11 @@ def test_generated_requests_never_get_a_server_error(
                 # Half the cases address the served model, so bodies reach the data plane
                 # instead of stopping at "no model named ...".
                 case.path_parameters.update(
-                    {k: SERVED[k] for k in case.path_parameters if k in SERVED}
+                    {k: target[k] for k in case.path_parameters if k in target}
                 )
             case.call_and_validate(checks=CHECKS)
 
         no_server_error()
     # The cases really reached the app, and some reached the model itself.
-    assert total(iris_client, requests) - before[0] >= 5 * len(operations)
-    assert total(iris_client, predictions) > before[1]
+    assert total(client, requests) - before[0] >= 5 * len(operations)
+    assert total(client, predictions) > before[1]
