@@ -3,7 +3,8 @@
 Module scope, because a node cluster is per test module (only one can run on a machine): the
 images (server and operator built by `make images`; the artifact store image is built here and
 cached) loaded into the node, the CRD and the operator from operator/deploy, an in-cluster S3
-store and three artifacts in it (v1, a retrained v2, and a corrupt copy of v1). Each test gets
+store and four artifacts in it (v1, a retrained v2, a corrupt copy of v1, and the penguins
+pipeline with its mixed-type features). Each test gets
 its own namespace that enforces the restricted Pod Security Standard.
 """
 
@@ -23,14 +24,26 @@ STORE_NAMESPACE = "e2e-artifacts"
 
 
 def _publish(store: str, prefix: str, **config: Any) -> Artifact:
-    from mlmodel_artifact import write_artifact
+    from mlmodel_artifact import encode_rows, model_input, takes_frame, write_artifact
+    from mlmodel_artifact.schema import frame_rows
     from mlmodel_trainer import TrainConfig, train
 
     result = train(TrainConfig(**config))
     uri, card = write_artifact(result.model, result.description, f"s3://{mlstack.BUCKET}/{prefix}")
-    rows = [[float(v) for v in row] for row in result.split.X_test]
-    expected = [int(v) for v in result.model.predict(result.split.X_test)]
-    return Artifact(uri=uri, sha256=str(card.sha256), rows=rows, expected=expected)
+    schema = card.feature_schema
+    if schema.plain_numeric:
+        rows: list[list[Any]] = [[float(v) for v in row] for row in result.split.X_test]
+        expected = [int(v) for v in result.model.predict(result.split.X_test)]
+    else:
+        # held-out rows plus every nullable feature left out: the in-memory model's answers
+        rows = frame_rows(result.split.X_test, schema)  # type: ignore[assignment]
+        rows.append([None if f.nullable else rows[0][j] for j, f in enumerate(schema.features)])
+        x = model_input(encode_rows(schema, rows), takes_frame(result.model))
+        expected = [str(v) for v in result.model.predict(x)]
+    features = tuple((f.name, f.kind.value) for f in schema.features)
+    return Artifact(
+        uri=uri, sha256=str(card.sha256), rows=rows, expected=expected, features=features
+    )
 
 
 def _corrupt_copy(v1: Artifact, prefix: str) -> Artifact:
@@ -70,8 +83,11 @@ def stack(node_cluster: Any) -> Iterator[Stack]:
             store, "e2e/iris/v2", estimator="logistic_regression", params={"max_iter": 500}
         )
         corrupt = _corrupt_copy(v1, "e2e/iris/corrupt")
+        penguins = _publish(
+            store, "e2e/penguins/v1", dataset="penguins", params={"n_estimators": 20}
+        )
     assert v1.sha256 != v2.sha256
-    yield Stack(kube=kube, store=store, v1=v1, v2=v2, corrupt=corrupt)
+    yield Stack(kube=kube, store=store, v1=v1, v2=v2, corrupt=corrupt, penguins=penguins)
     kube.run("delete", "namespace", STORE_NAMESPACE, "--wait=false", check=False)
 
 

@@ -24,8 +24,10 @@ class Artifact:
 
     uri: str
     sha256: str
-    rows: list[list[float]]
+    rows: list[list[Any]]  # held-out rows in feature order (None where a value is missing)
     expected: list[Any]
+    # name and kind ("numeric", "categorical", "boolean") of each feature, in order
+    features: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class Stack:
     v1: Artifact
     v2: Artifact
     corrupt: Artifact
+    penguins: Artifact  # a mixed-type pipeline: categorical island/sex, missing measurements
 
     def model_url(self, namespace: str, name: str) -> str:
         """The model Service's ClusterIP URL."""
@@ -216,3 +219,36 @@ def break_then_fix(stack: Any, namespace: str, kind: str) -> BadVersionRun:
         f"{loop.ok} requests answered, {len(loop.failures)} failed; seen {log.seen}"
     )
     return BadVersionRun(dict(degraded), ready_while_bad, digests, loop, log.seen)
+
+
+V2_DATATYPES = {"numeric": "FP64", "categorical": "BYTES", "boolean": "BOOL"}
+
+
+def named_request(protocol: str, model: str, artifact: Artifact) -> tuple[str, Any]:
+    """(path, body) of a batch with named, mixed-type features: rows as objects keyed by
+    feature name (seed, V1), one tensor per feature with its own datatype (V2)."""
+    names = [name for name, _ in artifact.features]
+    keyed = [dict(zip(names, row, strict=True)) for row in artifact.rows]
+    if protocol == "seed":
+        return "/predict", {"inputs": keyed}
+    if protocol == "v1":
+        return f"/v1/models/{model}:predict", {"instances": keyed}
+    tensors = [
+        {
+            "name": name,
+            "shape": [len(artifact.rows), 1],
+            "datatype": V2_DATATYPES[kind],
+            "data": [row[j] for row in artifact.rows],
+        }
+        for j, (name, kind) in enumerate(artifact.features)
+    ]
+    return f"/v2/models/{model}/infer", {"inputs": tensors}
+
+
+def predict_named(base_url: str, protocol: str, model: str, artifact: Artifact) -> list[Any]:
+    """POST `artifact`'s rows with named features in `protocol`; the predicted labels."""
+    path, body = named_request(protocol, model, artifact)
+    status, answer = mlstack.http("POST", base_url + path, body)
+    if status != 200:
+        raise mlstack.StackError(f"POST {base_url}{path} answered {status}: {answer}")
+    return mlstack.prediction_labels(protocol, answer)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from e2e_testlib import ConditionLog, Stack
+from e2e_testlib import ConditionLog, Stack, predict_named
 
 from devcluster import mlstack
 
@@ -23,6 +23,23 @@ def test_every_protocol_through_the_service_matches_the_trainers_held_out_predic
     assert mlm is not None
     assert mlm["status"]["modelDigest"] == stack.v1.sha256
     assert mlm["status"]["readyReplicas"] == 2
+
+
+@pytest.mark.timeout(420)
+def test_the_penguins_pipeline_answers_named_mixed_type_features_in_every_protocol(
+    stack: Stack, model_ns: str
+) -> None:
+    """Categorical strings, nulls for missing measurements, V2 BYTES tensors: the deployed model
+    answers like the trainer's in-memory pipeline on its held-out rows."""
+    url = stack.deploy(model_ns, "penguins", stack.penguins)
+    assert any(v is None for row in stack.penguins.rows for v in row)
+    for protocol in mlstack.PROTOCOLS:
+        labels = predict_named(url, protocol, "penguins", stack.penguins)
+        assert labels == stack.penguins.expected, f"{protocol} disagrees with the trainer"
+    status, meta = mlstack.http("GET", f"{url}/v2/models/penguins")
+    assert status == 200
+    datatypes = {t["name"]: t["datatype"] for t in meta["inputs"]}
+    assert datatypes["island"] == "BYTES" and datatypes["bill_length_mm"] == "FP64"
 
 
 @pytest.mark.timeout(420)
