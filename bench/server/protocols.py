@@ -7,7 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-Row = list[float]
+# A row: feature values in order (iris), or an object keyed by feature name holding strings and
+# nulls too (the penguins pipeline).
+Row = list[float] | dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,25 @@ def _v2_body(rows: list[Row]) -> bytes:
     return json.dumps({"inputs": [tensor]}).encode()
 
 
+def _v2_typed_body(rows: list[Row]) -> bytes:
+    # One tensor per feature (rows keyed by name): BYTES for strings, FP64 for numbers.
+    keyed = [row for row in rows if isinstance(row, dict)]
+    assert len(keyed) == len(rows), "a tensor per feature needs rows keyed by feature name"
+    tensors = []
+    for name in keyed[0]:
+        data = [row[name] for row in keyed]
+        text = any(isinstance(v, str) for v in data)
+        tensors.append(
+            {
+                "name": name,
+                "shape": [len(rows)],
+                "datatype": "BYTES" if text else "FP64",
+                "data": data,
+            }
+        )
+    return json.dumps({"inputs": tensors}).encode()
+
+
 def _v2_answers(answer: Any) -> list[Any]:
     return list(answer["outputs"][0]["data"])
 
@@ -54,6 +75,14 @@ KSERVE_V1 = Protocol(
 )
 OPEN_INFERENCE_V2 = Protocol(
     "Open Inference V2", lambda name: f"/v2/models/{name}/infer", _v2_body, _v2_answers
+)
+
+
+OPEN_INFERENCE_V2_TYPED = Protocol(
+    "Open Inference V2 (tensor per feature)",
+    lambda name: f"/v2/models/{name}/infer",
+    _v2_typed_body,
+    _v2_answers,
 )
 
 

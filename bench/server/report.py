@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from bench.server.servers import OURS, SERVERS
+from bench.server.servers import OURS, PENGUINS, SERVERS
 
 Row = dict[str, Any]
 CASE_KEYS = ((1, 1), (8, 1), (1, 100), (8, 100))  # (connections, rows)
@@ -20,6 +20,7 @@ def print_all(rows: list[Row], failures: list[str]) -> None:
     print_table(rows)
     print_ratios(rows)
     print_cpu_ratios(rows)
+    print_penguins(rows)
     print_targets(rows)
     for failure in failures:
         print(f"NOT MEASURED: {failure}")
@@ -84,6 +85,24 @@ def _cpu_ratio(rows: list[Row], other: str, w: int, conns: int, n_rows: int) -> 
     if ours is None or theirs is None or not ours["cpu_us_per_req"]:
         return None
     return float(theirs["cpu_us_per_req"]) / float(ours["cpu_us_per_req"])
+
+
+def print_penguins(rows: list[Row]) -> None:
+    """The mixed-type pipeline: our server's req/s (seed and V2) divided by KServe's."""
+    ours, theirs = f"{OURS} ({PENGUINS})", f"kserve ({PENGUINS})"
+    if not _workers(rows, ours):
+        return
+    cols = "".join(f"{f'c={c} rows={n}':>16}" for c, n in CASE_KEYS)
+    print(f"\n{PENGUINS} pipeline: req/s divided by {theirs}'s (same workers)\n{'':<28}{cols}")
+    for name in (ours, f"{OURS} (v2, {PENGUINS})"):
+        for w in _workers(rows, name):
+            cells = []
+            for c, n in CASE_KEYS:
+                a, b = _get(rows, name, w, c, n), _get(rows, theirs, w, c, n)
+                ok = a is not None and b is not None and b["rps"]
+                cells.append(a["rps"] / b["rps"] if ok else None)  # type: ignore[index]
+            text = "".join(f"{'-' if x is None else f'{x:,.2f}x':>16}" for x in cells)
+            print(f"{f'{name} (w={w})':<28}{text}")
 
 
 def print_targets(rows: list[Row]) -> None:

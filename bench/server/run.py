@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bench.server import load, procs, protocols, report
-from bench.server.servers import SERVERS, Model, Server
+from bench.server.servers import IRIS, PENGUINS, SERVERS, Model, Server
 from mlmodel_artifact import ModelCard, ModelFormat, sha256_file
 
 CASES = ((1, 1), (8, 1), (1, 100), (8, 100))  # (connections, rows per request)
@@ -103,17 +103,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     failures: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
         scratch = Path(tmp)
-        model = build_model(scratch / "artifact")
+        models = {
+            name: build_model(scratch / f"artifact-{name}", name)
+            for name in (IRIS, PENGUINS)
+            if any(server.model == name for server, _ in chosen)
+        }
         instances: list[Instance] = []
         try:
             for server, workers in chosen:
                 label = f"{server.name} workers={workers}"
+                model = models[server.model]
                 instance = _attempt(
                     failures, label, start_instance, server, workers, model, scratch
                 )
                 if instance is not None:
                     instances.append(instance)
-            measured = measure_rounds(instances, model, args, failures)
+            measured = measure_rounds(instances, models, args, failures)
         finally:
             for instance in instances:
                 procs.stop(instance.proc)
@@ -155,10 +160,16 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def build_model(dest: Path) -> Model:
-    """Train the iris RandomForest(100 trees) artifact with the trainer CLI; check its joblib."""
-    formats = ["--format", "skops", "--format", "joblib", "--format", "onnx"]
-    argv = [sys.executable, "-m", "mlmodel_trainer", "train", "--dataset", "iris"]
+def build_model(dest: Path, dataset: str = IRIS) -> Model:
+    """Train a RandomForest(100 trees) artifact with the trainer CLI; check its joblib.
+
+    iris is a float matrix model (compiled path); penguins a Pipeline(ColumnTransformer ->
+    forest) on a typed DataFrame (categorical and nullable columns; scikit-learn path).
+    """
+    formats = ["--format", "skops", "--format", "joblib"]
+    if dataset == IRIS:
+        formats += ["--format", "onnx"]
+    argv = [sys.executable, "-m", "mlmodel_trainer", "train", "--dataset", dataset]
     argv += ["--estimator", "random_forest", "--param", "n_estimators=100", "--seed", "42"]
     subprocess.run([*argv, *formats, "--out", str(dest)], check=True, capture_output=True)
     card = ModelCard.from_json((dest / "model-card.json").read_text(), str(dest))
@@ -169,19 +180,25 @@ def build_model(dest: Path) -> Model:
     return Model(card.name, dest, card.sha256, dest / joblib_file.file, joblib_file.sha256)
 
 
-def sample_rows(model: Model, n: int) -> tuple[list[list[float]], list[object]]:
-    """`n` rows cycled from the model card's held-out sample, and the answers it recorded."""
+def sample_rows(model: Model, n: int) -> tuple[list[protocols.Row], list[object]]:
+    """`n` rows cycled from the model card's held-out sample, and the answers it recorded.
+
+    A mixed-type model's rows are objects keyed by feature name (what a client of a
+    DataFrame-fitted pipeline sends); a plain numeric model's are lists of numbers.
+    """
     card = ModelCard.from_json((model.artifact / "model-card.json").read_text(), "artifact")
-    pairs = itertools.islice(
-        itertools.cycle(zip(card.sample.inputs, card.sample.outputs, strict=True)), n
-    )
+    inputs: list[protocols.Row] = list(card.sample.inputs)  # type: ignore[arg-type]
+    if not card.feature_schema.plain_numeric:
+        inputs = [dict(zip(card.feature_names, row, strict=True)) for row in card.sample.inputs]
+    pairs = itertools.islice(itertools.cycle(zip(inputs, card.sample.outputs, strict=True)), n)
     rows, answers = zip(*pairs, strict=True)
     return list(rows), list(answers)
 
 
 def start_instance(server: Server, workers: int, model: Model, scratch: Path) -> Instance:
     """Start one server and wait until all its workers answer; it stays up until the end."""
-    slug = f"{server.name.replace(' ', '').replace('(', '-').replace(')', '')}-w{workers}"
+    name = server.name.replace(" ", "").replace(",", "-").replace("(", "-").replace(")", "")
+    slug = f"{name}-w{workers}"
     port = procs.free_port()
     (scratch / slug).mkdir()
     launch = server.launch(model, workers, port, scratch / slug)
@@ -204,7 +221,10 @@ def start_instance(server: Server, workers: int, model: Model, scratch: Path) ->
 
 
 def measure_rounds(
-    instances: list[Instance], model: Model, args: argparse.Namespace, failures: list[str]
+    instances: list[Instance],
+    models: dict[str, Model],
+    args: argparse.Namespace,
+    failures: list[str],
 ) -> list[Instance]:
     """Measure every case of every instance once per round; drop an instance that fails."""
     alive = list(instances)
@@ -213,7 +233,9 @@ def measure_rounds(
         alive = [
             i
             for i in alive
-            if _attempt(failures, i.label, _measure_instance, i, model, args, round_no)
+            if _attempt(
+                failures, i.label, _measure_instance, i, models[i.server.model], args, round_no
+            )
         ]
     return alive
 

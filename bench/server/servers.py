@@ -14,6 +14,8 @@ from bench.server.procs import LOOPBACK, Launch, free_port
 APPS = Path(__file__).parent / "apps"
 SEED_APP = Path(__file__).parent.parent / "seed"
 OURS = "model-server"
+IRIS = "iris"
+PENGUINS = "penguins"  # the mixed-type pipeline: ColumnTransformer(impute, one-hot) -> forest
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class Server:
     launch: Callable[[Model, int, int, Path], Launch]  # model, workers, port, scratch dir
     is_peer: bool = True  # the targets compare our server with peers, not with the floor
     answers_model: bool = True  # False for the floor, whose answer is a constant
+    model: str = IRIS  # which model it serves: IRIS or PENGUINS
 
 
 def _ours(model: Model, workers: int, port: int, scratch: Path) -> Launch:
@@ -108,7 +111,11 @@ def _kserve(model: Model, workers: int, port: int, scratch: Path) -> Launch:
         "--http_port", str(port), "--grpc_port", str(free_port()), "--workers", str(workers),
         "--enable_grpc", "false", "--enable_latency_logging", "false",
     ]  # fmt: skip
-    env = {"BENCH_MODEL_PATH": str(model.joblib), "BENCH_MODEL_SHA256": model.joblib_sha256}
+    env = {
+        "BENCH_MODEL_PATH": str(model.joblib),
+        "BENCH_MODEL_SHA256": model.joblib_sha256,
+        "BENCH_MODEL_NAME": model.name,
+    }
     return Launch(argv, env, scratch)
 
 
@@ -120,4 +127,29 @@ SERVERS: tuple[Server, ...] = (
     Server("seed-gunicorn", venvs.SEED.version, protocols.SEED, (1, 2), _gunicorn),
     Server("mlserver", venvs.MLSERVER.version, protocols.OPEN_INFERENCE_V2, (1, 2), _mlserver),
     Server("kserve", venvs.KSERVE.version, protocols.KSERVE_V1, (1, 2), _kserve),
+    # The penguins pipeline (rows keyed by feature name with strings; V2 a tensor per feature).
+    # Peers that take such rows as they are: KServe (its app builds a DataFrame from keyed
+    # instances). The seed Flask app does np.array(rows), which a ColumnTransformer fitted on
+    # named columns refuses, and MLServer's sklearn runtime needs a pandas codec per request.
+    Server(
+        f"{OURS} ({PENGUINS})", "workspace", protocols.SEED, (1, 2), _ours, False, model=PENGUINS
+    ),
+    Server(
+        f"{OURS} (v2, {PENGUINS})",
+        "workspace",
+        protocols.OPEN_INFERENCE_V2_TYPED,
+        (1, 2),
+        _ours,
+        False,
+        model=PENGUINS,
+    ),
+    Server(
+        f"kserve ({PENGUINS})",
+        venvs.KSERVE.version,
+        protocols.KSERVE_V1,
+        (1, 2),
+        _kserve,
+        is_peer=False,  # compared with our penguins rows only (report.print_penguins)
+        model=PENGUINS,
+    ),
 )

@@ -40,12 +40,20 @@ class SKLearnModel(kserve.Model):
         return self.ready
 
     def predict(self, payload, headers=None):
-        instances = np.asarray(payload["instances"])
-        return {"predictions": self.model.predict(instances).tolist()}
+        instances = payload["instances"]
+        if instances and isinstance(instances[0], dict):
+            # A pipeline fitted on named columns (the penguins ColumnTransformer) takes a frame.
+            import pandas as pd
+
+            x = pd.DataFrame(instances).fillna(np.nan)
+        else:
+            x = np.asarray(instances)
+        return {"predictions": self.model.predict(x).tolist()}
 
 
 if __name__ == "__main__":
     uvicorn.Config = LoopbackConfig
-    model = SKLearnModel("iris", os.environ["BENCH_MODEL_PATH"], os.environ["BENCH_MODEL_SHA256"])
+    name = os.environ.get("BENCH_MODEL_NAME", "iris")
+    model = SKLearnModel(name, os.environ["BENCH_MODEL_PATH"], os.environ["BENCH_MODEL_SHA256"])
     model.load()
     kserve.ModelServer().start([model])
