@@ -65,7 +65,9 @@ def write_artifact(
         files = {}
         for fmt in dict.fromkeys(formats):
             name = MODEL_FILE_NAMES[fmt]
-            serialization.serialize(model, fmt, staging / name, description.n_features)
+            serialization.serialize(
+                model, fmt, staging / name, description.n_features, description.input_schema
+            )
             files[fmt] = ModelFile(
                 file=name, sha256=sha256_file(staging / name), size=(staging / name).stat().st_size
             )

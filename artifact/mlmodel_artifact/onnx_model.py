@@ -9,6 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mlmodel_artifact.errors import ArtifactError
+from mlmodel_artifact.schema import MISSING_CATEGORY, FeatureKind, InputSchema
 
 #: Operator domains ONNX Runtime implements from the standard (what skl2onnx writes). Any other
 #: domain is a custom operator: code ONNX Runtime would have to find somewhere else.
@@ -18,8 +19,12 @@ STANDARD_DOMAINS: Final = frozenset({"", "ai.onnx", "ai.onnx.ml"})
 class OnnxModel:
     """Runs an ONNX graph with `predict` / `predict_proba`, like the estimator it came from.
 
-    Graphs written by skl2onnx have one float input and outputs `label` (or `variable` for
-    regressors) and, for classifiers, `probabilities`.
+    Graphs written by skl2onnx have one float input, or for a mixed-type pipeline one [N, 1]
+    input per feature (`tensor(string)` for categorical features, `tensor(float)` else; see
+    `sklearn_to_onnx_bytes`), and outputs `label` (or `variable` for regressors) and, for
+    classifiers, `probabilities`. `x` is a float matrix, or for per-feature graphs a 2-D object
+    array in input order as `mlmodel_artifact.schema.model_input` builds it, or a DataFrame with
+    the feature names (NaN or None where missing).
     """
 
     def __init__(self, onnx_bytes: bytes, uri: str = "<onnx model>") -> None:
@@ -35,11 +40,23 @@ class OnnxModel:
         self._session = ort.InferenceSession(
             onnx_bytes, sess_options=options, providers=["CPUExecutionProvider"]
         )
-        self._input = self._session.get_inputs()[0].name
+        inputs = self._session.get_inputs()
+        self._input = inputs[0].name
+        # (name, takes strings) per input when the graph takes one tensor per feature.
+        self._columns = (
+            [(i.name, i.type == "tensor(string)") for i in inputs] if len(inputs) > 1 else None
+        )
         outputs = [o.name for o in self._session.get_outputs()]
         self._label_output = outputs[0]
         self._proba_output = "probabilities" if "probabilities" in outputs else None
-        self.n_features_in_: int | None = _static_width(self._session.get_inputs()[0].shape)
+        self.n_features_in_: int | None = (
+            len(inputs) if self._columns else _static_width(inputs[0].shape)
+        )
+
+    @property
+    def input_names(self) -> list[str]:
+        """The graph's input names (feature names for a per-feature graph)."""
+        return [i.name for i in self._session.get_inputs()]
 
     @property
     def has_proba(self) -> bool:
@@ -48,29 +65,43 @@ class OnnxModel:
 
     def predict(self, x: npt.NDArray[Any]) -> npt.NDArray[Any]:
         """Labels (classifiers) or values (regressors), one per row."""
-        (labels,) = self._session.run([self._label_output], {self._input: _as_float32(x)})
+        (labels,) = self._session.run([self._label_output], self._feeds(x))
         return np.asarray(labels).reshape(len(x), -1).squeeze(axis=1)
 
     def predict_proba(self, x: npt.NDArray[Any]) -> npt.NDArray[Any]:
         """Class probabilities, one row per input row."""
         if self._proba_output is None:
             raise AttributeError("this ONNX model has no probabilities output")
-        (proba,) = self._session.run([self._proba_output], {self._input: _as_float32(x)})
+        (proba,) = self._session.run([self._proba_output], self._feeds(x))
         return np.asarray(proba)
 
     def predict_both(self, x: npt.NDArray[Any]) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
         """Labels and probabilities from one run of the graph."""
         if self._proba_output is None:
             raise AttributeError("this ONNX model has no probabilities output")
-        labels, proba = self._session.run(
-            [self._label_output, self._proba_output], {self._input: _as_float32(x)}
-        )
+        labels, proba = self._session.run([self._label_output, self._proba_output], self._feeds(x))
         return np.asarray(labels).reshape(-1), np.asarray(proba)
 
+    def _feeds(self, x: npt.NDArray[Any]) -> dict[str, npt.NDArray[Any]]:
+        if self._columns is None:
+            return {self._input: _as_float32(x)}
+        feeds = {}
+        frame = hasattr(x, "columns")  # a pandas DataFrame with the feature names
+        for j, (name, strings) in enumerate(self._columns):
+            column = x[name].to_numpy() if frame else x[:, j]
+            if strings:  # NaN (missing) becomes MISSING_CATEGORY, which the graph imputes
+                values = [v if v.__class__ is str else MISSING_CATEGORY for v in column.tolist()]
+                feeds[name] = np.asarray(values, dtype=object).reshape(-1, 1)
+            else:
+                feeds[name] = _as_float32(column.astype(np.float64).reshape(-1, 1))
+        return feeds
+
     @classmethod
-    def from_sklearn(cls, estimator: Any, n_features: int) -> OnnxModel:
+    def from_sklearn(
+        cls, estimator: Any, n_features: int, schema: InputSchema | None = None
+    ) -> OnnxModel:
         """Convert a fitted estimator with skl2onnx (raises if the estimator is unsupported)."""
-        return cls(sklearn_to_onnx_bytes(estimator, n_features))
+        return cls(sklearn_to_onnx_bytes(estimator, n_features, schema))
 
 
 def check_onnx_model(onnx_bytes: bytes, uri: str) -> None:
@@ -154,22 +185,39 @@ def _is_external(tensor: Any) -> bool:
     return bool(tensor.data_location == TensorProto.EXTERNAL or len(tensor.external_data))
 
 
-def sklearn_to_onnx_bytes(estimator: Any, n_features: int) -> bytes:
+def sklearn_to_onnx_bytes(
+    estimator: Any, n_features: int, schema: InputSchema | None = None
+) -> bytes:
     """Serialize a fitted estimator as an ONNX graph with plain (non-ZipMap) probabilities.
 
     XGBoost and LightGBM estimators (also inside a VotingClassifier) convert through
     onnxmltools' converters, registered with skl2onnx. A model behind a ColumnTransformer takes
-    a DataFrame of mixed columns, not the one float matrix these graphs take: not available yet.
+    mixed columns: given the card's input `schema`, the graph takes one [N, 1] tensor per
+    feature named after it (strings for categorical features, floats else, NaN where missing);
+    string imputers are converted looking for MISSING_CATEGORY, what OnnxModel feeds for a
+    missing category (skl2onnx cannot convert an imputer that looks for NaN among strings).
     """
     from skl2onnx import convert_sklearn, get_latest_tested_opset_version
-    from skl2onnx.common.data_types import FloatTensorType
+    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
     from sklearn.base import is_classifier
 
-    if _has_column_transformer(estimator):
+    if _has_column_transformer(estimator) and schema is None:
         raise ValueError(
-            "ONNX export is not available yet for a model behind a ColumnTransformer (mixed-type "
-            "or missing-value data); write it as skops"
+            "a model behind a ColumnTransformer takes mixed columns: converting it to ONNX needs "
+            "the card's input schema"
         )
+    initial_types: list[tuple[str, Any]] = [("input", FloatTensorType([None, n_features]))]
+    if schema is not None and _has_column_transformer(estimator):
+        estimator = _string_imputers_look_for_missing_category(estimator)
+        initial_types = [
+            (
+                f.name,
+                StringTensorType([None, 1])
+                if f.kind is FeatureKind.CATEGORICAL
+                else FloatTensorType([None, 1]),
+            )
+            for f in schema.features
+        ]
     _register_boosting_converters()
     options: dict[str, Any] | None = {"zipmap": False} if is_classifier(estimator) else None
     # onnxmltools' tree converters write ai.onnx.ml 3 (TreeEnsemble*); skl2onnx asks for it.
@@ -181,11 +229,35 @@ def sklearn_to_onnx_bytes(estimator: Any, n_features: int) -> bytes:
     graph = convert_sklearn(
         estimator,
         name="mlmodel",  # a fixed name: skl2onnx otherwise picks a random one per conversion
-        initial_types=[("input", FloatTensorType([None, n_features]))],
+        initial_types=initial_types,
         options=options,
         target_opset=target_opset,
     )
     return bytes(graph.SerializeToString())
+
+
+def _string_imputers_look_for_missing_category(model: Any) -> Any:
+    """A copy of `model` whose fitted SimpleImputers over strings (object statistics) treat
+    MISSING_CATEGORY as missing instead of NaN; the fill values stay what fitting found."""
+    import copy
+
+    from sklearn.impute import SimpleImputer
+
+    model = copy.deepcopy(model)
+    stack = [model]
+    while stack:
+        part = stack.pop()
+        statistics = getattr(part, "statistics_", None)
+        strings = statistics is not None and statistics.dtype == object
+        if isinstance(part, SimpleImputer) and strings and _is_nan(part.missing_values):
+            part.missing_values = MISSING_CATEGORY
+        for attr in ("steps", "transformers_"):
+            stack.extend(step[1] for step in getattr(part, attr, None) or [])
+    return model
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and value != value
 
 
 def _has_column_transformer(model: Any) -> bool:

@@ -37,6 +37,9 @@ OTHER: Final = "__other__"
 QUANTILES: Final = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0)
 # A string or category name longer than this is not a category a model was trained on.
 MAX_CATEGORY_CHARS: Final = 256
+# How a missing category reaches an ONNX graph (string tensors have no NaN); a category holding
+# this character is refused by encode_column, so no value a client sends can mean "missing".
+MISSING_CATEGORY: Final = "\x00"
 # Numbers beyond float32's range: the compiled (float32) path would read them as infinity.
 FLOAT32_MAX: Final = 3.4028234663852886e38
 
@@ -210,6 +213,12 @@ def encode_column(feature: Feature, values: Sequence[Any], row: Any) -> np.ndarr
                         f"{row(i)} feature {feature.name!r}",
                         f"is a string of {len(value)} characters; categories are at most "
                         f"{MAX_CATEGORY_CHARS}",
+                    )
+                if MISSING_CATEGORY in value:
+                    raise FeatureValueError(
+                        f"{row(i)} feature {feature.name!r}",
+                        "holds a NUL character, which no category has (send null for a "
+                        "missing value)",
                     )
                 out[i] = value
             else:

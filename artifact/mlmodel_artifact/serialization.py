@@ -8,6 +8,7 @@ from typing import Any
 
 from mlmodel_artifact.card import ModelFormat
 from mlmodel_artifact.errors import ArtifactError
+from mlmodel_artifact.schema import InputSchema
 from mlmodel_artifact.skops_safety import (
     TRUSTED_TYPES,
     check_loaded,
@@ -18,10 +19,15 @@ from mlmodel_artifact.skops_safety import (
 __all__ = ["TRUSTED_TYPES", "deserialize", "serialize", "untrusted_skops_types"]
 
 
-def serialize(model: Any, fmt: ModelFormat, path: Path, n_features: int) -> None:
-    """Write `model` to `path` in format `fmt`; ArtifactError(SerializationFailed) if it can't."""
+def serialize(
+    model: Any, fmt: ModelFormat, path: Path, n_features: int, schema: InputSchema | None = None
+) -> None:
+    """Write `model` to `path` in format `fmt`; ArtifactError(SerializationFailed) if it can't.
+
+    `schema` (the card's input schema) lets a mixed-type pipeline become an ONNX graph with one
+    input per feature."""
     try:
-        _serialize(model, fmt, path, n_features)
+        _serialize(model, fmt, path, n_features, schema)
     except Exception as exc:
         raise ArtifactError(
             str(path),
@@ -30,7 +36,9 @@ def serialize(model: Any, fmt: ModelFormat, path: Path, n_features: int) -> None
         ) from exc
 
 
-def _serialize(model: Any, fmt: ModelFormat, path: Path, n_features: int) -> None:
+def _serialize(
+    model: Any, fmt: ModelFormat, path: Path, n_features: int, schema: InputSchema | None
+) -> None:
     if fmt is ModelFormat.SKOPS:
         import skops.io
 
@@ -50,7 +58,7 @@ def _serialize(model: Any, fmt: ModelFormat, path: Path, n_features: int) -> Non
     elif fmt is ModelFormat.ONNX:
         from mlmodel_artifact.onnx_model import sklearn_to_onnx_bytes
 
-        path.write_bytes(sklearn_to_onnx_bytes(model, n_features))
+        path.write_bytes(sklearn_to_onnx_bytes(model, n_features, schema))
     else:  # pragma: no cover - the enum is exhaustive
         raise AssertionError(fmt)
 

@@ -2,12 +2,14 @@
 
 Penguins (categorical island and sex, nullable measurements) and a churn table (text city,
 boolean member, missing income) are trained by the trainer into Pipeline(ColumnTransformer ->
-forest) artifacts; every protocol must answer exactly what the in-memory model answers.
+forest) artifacts; every protocol must answer exactly what the in-memory model answers, served
+through the compiled path (one ONNX input per feature) and through scikit-learn (a DataFrame).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,6 +26,7 @@ from serverkit import Artifact
 from mlmodel_artifact import FeatureKind, InputSchema, write_artifact
 from mlmodel_artifact.schema import frame_rows, normalize_frame
 from mlmodel_trainer.train import TrainConfig, train
+from model_server.runtimes.compiled import PROBA_TOLERANCE
 
 SMALL = {"n_estimators": 10}
 DATATYPE = {
@@ -42,6 +45,7 @@ class Served:
     schema: InputSchema
     x_test: pd.DataFrame
     server: Server
+    compiled: bool  # served through the compiled path (MODEL_SERVER_COMPILED)
 
     @property
     def rows(self) -> list[list[Any]]:
@@ -91,7 +95,7 @@ def churn_csv(path: Path, rows: int = 300, seed: int = 3) -> Path:
     return path
 
 
-def serve(config: TrainConfig, root: Path, name: str) -> Iterator[Served]:
+def serve(config: TrainConfig, root: Path, name: str, compiled: bool) -> Iterator[Served]:
     result = train(config)
     uri, card = write_artifact(result.model, result.description, str(root / name))
     schema = card.feature_schema
@@ -101,27 +105,33 @@ def serve(config: TrainConfig, root: Path, name: str) -> Iterator[Served]:
         "MODEL_SERVER_MODEL_NAME": name,
         "MODEL_SERVER_MODEL_SHA256": card.sha256,
         "MODEL_SERVER_WORKDIR": str(root / f"{name}-work"),
+        "MODEL_SERVER_COMPILED": str(compiled).lower(),
     }
     server = start(env, root / f"{name}.log")
     try:
         wait_ready(server)
-        yield Served(name, result.model, schema, result.split.X_test, server)
+        yield Served(name, result.model, schema, result.split.X_test, server, compiled)
     finally:
         stop(server)
 
 
-@pytest.fixture(scope="module")
-def penguins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+@pytest.fixture(scope="module", params=[True, False], ids=["compiled", "sklearn"])
+def penguins(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("penguins")
-    yield from serve(TrainConfig(dataset="penguins", params=SMALL), root, "penguins")
+    config = TrainConfig(dataset="penguins", params=SMALL)
+    yield from serve(config, root, "penguins", request.param)
 
 
-@pytest.fixture(scope="module")
-def churn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+@pytest.fixture(scope="module", params=[True, False], ids=["compiled", "sklearn"])
+def churn(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("churn")
     csv = churn_csv(root / "churn.csv")
     config = TrainConfig(dataset=None, csv=csv, target="churn", params=SMALL)
-    yield from serve(config, root, "churn")
+    yield from serve(config, root, "churn", request.param)
 
 
 def post(served: Served, path: str, body: Any) -> Any:
@@ -145,7 +155,8 @@ def test_penguins_answers_every_protocol_like_the_in_memory_model(penguins: Serv
     assert v1["predictions"] == want
     frame = pd.DataFrame(rows, columns=penguins.schema.names)
     proba = penguins.model.predict_proba(normalize_frame(frame, penguins.schema))
-    np.testing.assert_allclose(v1["probabilities"], proba)
+    # ONNX Runtime computes in float32: within the compiled path's agreement tolerance
+    np.testing.assert_allclose(v1["probabilities"], proba, rtol=0, atol=PROBA_TOLERANCE)
     v2 = post(penguins, "/v2/models/penguins/infer", penguins.tensors(rows)).json()
     assert v2["outputs"][0]["datatype"] == "BYTES"
     assert v2["outputs"][0]["data"] == want
@@ -213,6 +224,7 @@ ROW = {
         ({"year": [2009]}, "year", "must be a number, got array"),
         ({"body_mass_g": 1e39}, "body_mass_g", "float32"),
         ({"island": "x" * 300}, "island", "characters"),
+        ({"island": "Dr\x00eam"}, "island", "NUL character"),
     ],
 )
 def test_bad_rows_are_422_naming_the_feature(
@@ -329,16 +341,18 @@ def test_openapi_describes_the_typed_row(penguins: Served) -> None:
     assert "sex" not in row["required"] and "island" in row["required"]
 
 
-def test_the_compiled_path_is_declined_with_its_reason_logged(penguins: Served) -> None:
+def test_the_compiled_path_serves_the_pipeline_after_the_agreement_check(penguins: Served) -> None:
     output = penguins.server.output()
-    assert (
-        "compiled path off, serving with scikit-learn: Pipeline is not a tree ensemble or "
-        "linear model; its input has categorical, boolean or nullable features" in output
-    )
     assert "Traceback" not in output
     with penguins.server.client() as client:
         meta = client.get("/v2/models/penguins").json()
-    assert meta["platform"] == "sklearn" and meta["parameters"]["compiled"] is False
+    if not penguins.compiled:
+        assert "compiled path" not in output
+        assert meta["platform"] == "sklearn" and meta["parameters"]["compiled"] is False
+        return
+    # the sample rows plus 256 generated ones: every island, one never seen, nulls
+    assert re.search(r"compiled path on: ONNX Runtime agrees with scikit-learn on \d+ rows", output)
+    assert meta["platform"] == "onnxruntime" and meta["parameters"]["compiled"] is True
 
 
 def test_bad_input_never_gets_a_server_error(penguins: Served) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -57,20 +58,26 @@ def load_runtime(
         log.warning("%s", warning)
     schema = loaded.card.feature_schema
     if fmt is ModelFormat.ONNX:
+        typed = None
         if not schema.plain_numeric:
-            raise ModelLoadError(
-                "the ONNX file takes a float matrix, but the card's input schema has "
-                "categorical, boolean or nullable features; serve the skops file instead"
-            )
-        info = _info(loaded, settings, "onnxruntime", False, bool(loaded.model.has_proba))
+            if loaded.model.input_names != schema.names:
+                raise ModelLoadError(
+                    "the card's input schema has categorical, boolean or nullable features, but "
+                    f"the ONNX graph's inputs are {loaded.model.input_names[:10]}, not one per "
+                    "feature; serve the skops file instead"
+                )
+            typed = schema  # one input per feature: the typed path's object array
+        proba = bool(loaded.model.has_proba)
+        info = _info(loaded, settings, "onnxruntime", False, proba, typed)
         return Runtime(loaded.model, info, fast=True)
     _single_threaded(loaded.model)
     proba = hasattr(loaded.model, "predict_proba")
     if settings.compiled:
-        outcome = _compile(loaded, schema, convert or OnnxModel.from_sklearn)
+        outcome = _compile(loaded, schema, convert)
         if outcome.model is not None:
             log.info("compiled path on: %s", outcome.reason)
-            info = _info(loaded, settings, "onnxruntime", True, proba)
+            typed = None if schema.plain_numeric else schema  # the graph takes an object array
+            info = _info(loaded, settings, "onnxruntime", True, proba, typed)
             return Runtime(outcome.model, info, fast=True)
         log.warning("compiled path off, serving with scikit-learn: %s", outcome.reason)
     frame = takes_frame(loaded.model)
@@ -79,21 +86,16 @@ def load_runtime(
     return Runtime(loaded.model, info, fast=False)
 
 
-def _compile(loaded: LoadedModel, schema: InputSchema, convert: compiled.Converter) -> Compiled:
-    """The compiled path for plain numeric models; mixed-type input is declined, saying why.
-
-    ONNX graphs here take one float matrix: a model whose input has text, booleans or gaps
-    (a ColumnTransformer pipeline) stays on scikit-learn, which gets the DataFrame it was
-    fitted on.
-    """
+def _compile(
+    loaded: LoadedModel, schema: InputSchema, convert: compiled.Converter | None
+) -> Compiled:
+    """The compiled path; a mixed-type model's graph takes one input per feature."""
     if schema.plain_numeric:
-        return compiled.compile_estimator(loaded.model, loaded.card, convert)
-    mixed = "its input has categorical, boolean or nullable features (a float matrix only)"
-    if compiled.supported(loaded.model):
-        return Compiled(None, f"{type(loaded.model).__name__}: {mixed}")
-    # Declined before any conversion; its reason names the estimator.
-    outcome = compiled.compile_estimator(loaded.model, loaded.card, convert)
-    return Compiled(None, f"{outcome.reason}; {mixed}")
+        return compiled.compile_estimator(
+            loaded.model, loaded.card, convert or OnnxModel.from_sklearn
+        )
+    convert = convert or functools.partial(OnnxModel.from_sklearn, schema=schema)
+    return compiled.compile_estimator(loaded.model, loaded.card, convert, schema)
 
 
 def _info(
