@@ -163,8 +163,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def build_model(dest: Path, dataset: str = IRIS) -> Model:
     """Train a RandomForest(100 trees) artifact with the trainer CLI; check its joblib.
 
-    iris is a float matrix model (compiled path); penguins a Pipeline(ColumnTransformer ->
-    forest) on a typed DataFrame (categorical and nullable columns; scikit-learn path).
+    iris is a float matrix model; penguins a Pipeline(ColumnTransformer -> forest) on a typed
+    DataFrame (categorical and nullable columns). Our server serves both on the compiled path
+    (penguins: one ONNX input per feature); KServe runs scikit-learn on a DataFrame.
     """
     formats = ["--format", "skops", "--format", "joblib"]
     if dataset == IRIS:
