@@ -296,17 +296,20 @@ def _check_nullable(feature: Feature, where: str) -> None:
         )
 
 
+#: The JSON name of a parsed value's type, for error messages (the model server uses it too).
+JSON_KINDS: Final = {
+    bool: "boolean",
+    int: "number",
+    float: "number",
+    str: "string",
+    list: "array",
+    dict: "object",
+    type(None): "null",
+}
+
+
 def _kind(value: Any) -> str:
-    kinds = {
-        bool: "boolean",
-        int: "number",
-        float: "number",
-        str: "string",
-        list: "array",
-        dict: "object",
-        type(None): "null",
-    }
-    kind = kinds.get(type(value), type(value).__name__)
+    kind = JSON_KINDS.get(type(value), type(value).__name__)
     if isinstance(value, bool | int | float) or (isinstance(value, str) and len(value) <= 40):
         return f"{kind} {value!r}" if not isinstance(value, str) else f'{kind} "{value}"'
     return kind

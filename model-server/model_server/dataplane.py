@@ -16,8 +16,9 @@ import numpy as np
 import orjson
 from threadpoolctl import threadpool_limits
 
+from mlmodel_artifact.schema import JSON_KINDS
 from model_server.errors import InvalidInput, ModelNotFound, ModelNotReady, PayloadTooLarge
-from model_server.runtimes.base import Array, Runtime
+from model_server.runtimes.base import Array, ModelInfo, Runtime
 
 T = TypeVar("T")
 PREDICT_THREADS: Final = 4  # scikit-learn holds the GIL for much of a call; a few suffice
@@ -127,6 +128,27 @@ class DataPlane:
             self._decoding = asyncio.Semaphore(DECODE_CONCURRENCY)
         async with self._decoding:
             return await self.run_in_thread(lambda: decode(raw))
+
+    async def decode_rows(
+        self,
+        raw: bytes,
+        info: ModelInfo,
+        plain: Callable[[bytes, Sequence[str], int], T],
+        typed: Callable[[bytes, ModelInfo, int], T],
+    ) -> T:
+        """`decode` with the protocol's float64 decoder (`plain`), or its `typed` one when the
+        model takes the typed path (mixed-type input, chosen at load)."""
+        if info.schema is None:
+            features = info.feature_names
+            return await self.decode(
+                raw, len(features), lambda body: plain(body, features, self.max_rows)
+            )
+        return await self.decode(
+            raw,
+            info.n_features,
+            lambda body: typed(body, info, self.max_rows),
+            info.string_features,
+        )
 
     async def predict(
         self, runtime: Runtime, x: Array, *, probabilities: bool, protocol: str
@@ -307,15 +329,6 @@ def _first_problem(rows: list[Any], features: Sequence[str], where: str) -> str:
     return f"{where} must be a list of rows of {n} numbers"
 
 
-_KINDS: Final = {
-    bool: "boolean",
-    int: "number",
-    float: "number",
-    str: "string",
-    list: "array",
-    dict: "object",
-    type(None): "null",
-}
 _SHOWN_CHARS: Final = 40
 
 
@@ -326,7 +339,7 @@ def json_kind(value: Any) -> str:
     """
     if value is None:
         return "null"
-    kind = _KINDS.get(type(value), type(value).__name__)
+    kind = JSON_KINDS.get(type(value), type(value).__name__)
     if isinstance(value, list | dict) and (
         len(value) > 8 or any(isinstance(v, list | dict) for v in _members(value))
     ):

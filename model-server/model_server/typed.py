@@ -39,13 +39,6 @@ def schema_of(info: ModelInfo) -> InputSchema:
     return info.schema
 
 
-def categorical_count(info: ModelInfo) -> int:
-    """How many features take strings (each may hold commas: see `check_separators`)."""
-    if info.schema is None:
-        return 0
-    return sum(f.kind is FeatureKind.CATEGORICAL for f in info.schema.features)
-
-
 def typed_rows(rows: Any, info: ModelInfo, where: str, max_rows: int | None = None) -> Any:
     """The model's input from rows (lists in feature order or objects keyed by feature name)."""
     if not isinstance(rows, list):

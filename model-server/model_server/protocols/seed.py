@@ -13,7 +13,7 @@ from model_server.errors import InvalidInput
 from model_server.protocols import schemas
 from model_server.protocols.common import json_response, parse_object, read_body, value, values
 from model_server.runtimes.base import Array, ModelInfo
-from model_server.typed import categorical_count, typed_row, typed_rows
+from model_server.typed import typed_row, typed_rows
 
 PREDICT_PATH = "/predict"
 EXPECTED = "'input' (one row) or 'inputs' (a list of rows)"
@@ -32,19 +32,7 @@ def router(plane: DataPlane) -> APIRouter:
     async def predict(request: Request) -> Response:
         raw = await read_body(request)
         runtime = plane.runtime()
-        info = runtime.metadata
-        features = info.feature_names
-        if info.schema is None:
-            single, x = await plane.decode(
-                raw, len(features), lambda body: decode(body, features, plane.max_rows)
-            )
-        else:
-            single, x = await plane.decode(
-                raw,
-                len(features),
-                lambda body: decode_typed(body, info, plane.max_rows),
-                categorical_count(info),
-            )
+        single, x = await plane.decode_rows(raw, runtime.metadata, decode, decode_typed)
         result = await plane.predict(runtime, x, probabilities=False, protocol="seed")
         if single:
             return json_response({"prediction": value(result.labels, 0)})

@@ -12,7 +12,7 @@ from model_server.dataplane import DataPlane, rows_matrix
 from model_server.protocols import schemas
 from model_server.protocols.common import flag, json_response, parse_object, read_body, values
 from model_server.runtimes.base import Array, ModelInfo
-from model_server.typed import categorical_count, typed_rows
+from model_server.typed import typed_rows
 
 PREFIX = "/v1"
 PREDICT = "/models/{name}:predict"
@@ -53,19 +53,7 @@ def router(plane: DataPlane) -> APIRouter:
     async def predict(name: str, request: Request) -> Response:
         raw = await read_body(request)
         runtime = plane.runtime_named(name)
-        info = runtime.metadata
-        features = info.feature_names
-        if info.schema is None:
-            x, proba = await plane.decode(
-                raw, len(features), lambda body: decode(body, features, plane.max_rows)
-            )
-        else:
-            x, proba = await plane.decode(
-                raw,
-                len(features),
-                lambda body: decode_typed(body, info, plane.max_rows),
-                categorical_count(info),
-            )
+        x, proba = await plane.decode_rows(raw, runtime.metadata, decode, decode_typed)
         result = await plane.predict(runtime, x, probabilities=proba, protocol="v1")
         answer: dict[str, Any] = {"predictions": values(result.labels)}
         if result.probabilities is not None:

@@ -14,7 +14,7 @@ from model_server.protocols import schemas
 from model_server.protocols.common import json_response, parse_object, read_body, values
 from model_server.runtimes.base import Array, ModelInfo, Runtime
 from model_server.tensors import tensors_matrix
-from model_server.typed import KIND_DATATYPE, categorical_count, typed_tensors
+from model_server.typed import KIND_DATATYPE, typed_tensors
 
 PREFIX: Final = "/v2"
 INFER: Final = "/models/{name}/infer"
@@ -94,7 +94,7 @@ async def _infer(plane: DataPlane, runtime: Runtime, request: Request) -> Respon
         raw,
         info.n_features,
         lambda body: decode(body, info, plane.max_rows),
-        categorical_count(info),
+        info.string_features,
     )
     proba = "predict_proba" in wanted
     result = await plane.predict(runtime, x, probabilities=proba, protocol="v2")

@@ -8,7 +8,7 @@ from typing import Any, Final, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from mlmodel_artifact import InputSchema
+from mlmodel_artifact import FeatureKind, InputSchema
 from model_server.errors import InvalidInput
 
 Array = npt.NDArray[Any]
@@ -57,6 +57,14 @@ class ModelInfo:
     def n_features(self) -> int:
         """Number of input columns."""
         return len(self.feature_names)
+
+    @property
+    def string_features(self) -> int:
+        """How many features take strings (categorical ones, which may hold commas); 0 on the
+        float64 path."""
+        if self.schema is None:
+            return 0
+        return sum(f.kind is FeatureKind.CATEGORICAL for f in self.schema.features)
 
     @property
     def mixed(self) -> bool:
