@@ -112,18 +112,24 @@ class DataPlane:
         return runtime
 
     async def decode(
-        self, raw: bytes, n_features: int, decode: Callable[[bytes], T], strings: int = 0
+        self,
+        raw: bytes,
+        n_features: int,
+        decode: Callable[[bytes], T],
+        strings: int = 0,
+        text: bytes | None = None,
     ) -> T:
         """`decode(raw)` (parse and validate a body) on the loop when small, else in a thread.
 
         A big body is first checked to be able to hold at most `max_rows` rows at all (counting
         its commas takes ~2 ms for 8 MiB, parsing it ~230 ms), then parsed by one thread at a
         time; requests waiting here are bounded by the in-flight limit (max_connections).
-        `strings` is how many features take strings (which may hold commas themselves).
+        `strings` is how many features take strings (which may hold commas themselves); `text`
+        is the body's JSON part when the rest is binary tensor data (whose bytes are no commas).
         """
         if len(raw) <= INLINE_BODY_BYTES:
             return decode(raw)
-        check_separators(raw, n_features, self.max_rows, strings)
+        check_separators(raw if text is None else text, n_features, self.max_rows, strings)
         if self._decoding is None:
             self._decoding = asyncio.Semaphore(DECODE_CONCURRENCY)
         async with self._decoding:

@@ -82,6 +82,8 @@ def _tensor(
     if "data" not in tensor:
         raise InvalidInput(f"input {name!r} has no data")
     check_rows(shape[0], max_rows, f"input {name!r}")
+    if isinstance(tensor["data"], np.ndarray):  # binary tensor data: typed, sized to the shape
+        return name, shape, tensor["data"].astype(np.float64)
     fast = None if booleans and datatype != "BOOL" else _as_shaped(tensor["data"], shape)
     if fast is not None and _fits(fast, datatype):
         return name, shape, fast.astype(np.float64)

@@ -14,6 +14,8 @@ import math
 from collections.abc import Callable
 from typing import Any, Final
 
+import numpy as np
+
 from mlmodel_artifact import Columns, Feature, FeatureKind, FeatureValueError, InputSchema
 from mlmodel_artifact.schema import encode_column, encode_rows, model_input
 from model_server.dataplane import check_rows, json_kind
@@ -103,7 +105,9 @@ def _tensor(tensor: Any, where: str, max_rows: int | None) -> Tensor:
     if "data" not in tensor:
         raise InvalidInput(f"input {name!r} has no data")
     check_rows(shape[0], max_rows, f"input {name!r}")
-    flat = flatten(tensor["data"], shape, name)
+    data = tensor["data"]
+    # binary tensor data arrives as an array (numbers) or a list of strings (BYTES)
+    flat = data.tolist() if isinstance(data, np.ndarray) else flatten(data, shape, name)
     if len(flat) != math.prod(shape):
         raise InvalidInput(
             f"input {name!r} has shape {shape} ({math.prod(shape)} values) but {len(flat)} "

@@ -88,7 +88,7 @@ def test_v1_predict_answers_probabilities_on_request(
 def test_v2_server_metadata_names_the_server(iris_client: TestClient) -> None:
     answer = iris_client.get("/v2").json()
     assert answer["name"] == "mlmodel-server"
-    assert answer["version"] and answer["extensions"] == []
+    assert answer["version"] and answer["extensions"] == ["binary_tensor_data"]
 
 
 def test_v2_liveness_and_readiness_answer_200_once_loaded(iris_client: TestClient) -> None:

@@ -8,6 +8,7 @@ from typing import Any, Final
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from model_server import binary
 from model_server.dataplane import DataPlane, Prediction
 from model_server.errors import InvalidInput
 from model_server.protocols import schemas
@@ -28,7 +29,11 @@ _DATATYPES: Final = {"b": "BOOL", "i": "INT", "u": "UINT", "f": "FP"}
 def router(plane: DataPlane) -> APIRouter:
     """Routes of the Open Inference Protocol V2 REST API."""
     api = APIRouter(prefix=PREFIX, tags=["open-inference-v2"])
-    server = {"name": SERVER_NAME, "version": package_version("mlmodel-server"), "extensions": []}
+    server = {
+        "name": SERVER_NAME,
+        "version": package_version("mlmodel-server"),
+        "extensions": [binary.EXTENSION],
+    }
     ok = {200: {"model": schemas.V2ModelReady}, **schemas.errors(404, 503)}
 
     @api.get("", summary="Server metadata", responses={200: {"model": schemas.V2ServerMetadata}})
@@ -90,38 +95,62 @@ def router(plane: DataPlane) -> APIRouter:
 async def _infer(plane: DataPlane, runtime: Runtime, request: Request) -> Response:
     raw = await read_body(request)
     info = runtime.metadata
-    x, wanted, request_id = await plane.decode(
+    split = binary.header_length(request.headers.get(binary.HEADER), len(raw))
+    x, wanted, request_id, as_binary = await plane.decode(
         raw,
         info.n_features,
-        lambda body: decode(body, info, plane.max_rows),
+        lambda body: decode(body, info, plane.max_rows, split),
         info.string_features,
+        None if split is None else raw[:split],
     )
     proba = "predict_proba" in wanted
     result = await plane.predict(runtime, x, probabilities=proba, protocol="v2")
-    answer: dict[str, Any] = {
-        "model_name": info.name,
-        "model_version": info.version,
-        "outputs": [output_tensor(name, result) for name in wanted],
-    }
+    answer: dict[str, Any] = {"model_name": info.name, "model_version": info.version}
     if request_id is not None:
         answer["id"] = request_id
-    return json_response(answer)
+    if not as_binary:
+        answer["outputs"] = [output_tensor(name, result) for name in wanted]
+        return json_response(answer)
+    outputs, blobs = [], []
+    for name in wanted:
+        if as_binary is True or name in as_binary:
+            blob = binary.output_bytes(_output(name, result))
+            outputs.append(output_tensor(name, result, binary_size=len(blob)))
+            blobs.append(blob)
+        else:
+            outputs.append(output_tensor(name, result))
+    answer["outputs"] = outputs
+    content, head = binary.binary_body(answer, blobs)
+    return Response(
+        content,
+        media_type="application/octet-stream",
+        headers={"Inference-Header-Content-Length": str(head)},
+    )
 
 
-def decode(raw: bytes, info: ModelInfo, max_rows: int) -> tuple[Any, list[str], str | None]:
-    """The model's input from the body's tensors, the outputs asked for and the request's id.
+def decode(
+    raw: bytes, info: ModelInfo, max_rows: int, split: int | None = None
+) -> tuple[Any, list[str], str | None, set[str] | bool]:
+    """The model's input from the body's tensors, the outputs asked for, the request's id and
+    which outputs to answer as binary (True: all).
 
     Plain numeric models get the float64 matrix (`tensors_matrix`); models on the typed path
-    (`info.schema`) take a tensor per feature with its own datatype (`typed_tensors`).
+    (`info.schema`) take a tensor per feature with its own datatype (`typed_tensors`). With
+    `split` (Inference-Header-Content-Length) the JSON part ends there and binary tensor data
+    follows (`binary.attach_inputs`).
     """
-    body, booleans = parse_object(raw, "'inputs' (a list of tensors)")
+    text = raw if split is None else raw[:split]
+    body, booleans = parse_object(text, "'inputs' (a list of tensors)")
+    if split is not None:
+        binary.attach_inputs(body, raw[split:], max_rows)
     wanted = requested_outputs(body.get("outputs"), info)
     if info.schema is None:
         x = tensors_matrix(body.get("inputs"), info.feature_names, booleans, max_rows)
     else:
         x = typed_tensors(body.get("inputs"), info, max_rows)
     request_id = body.get("id")
-    return x, wanted, request_id if isinstance(request_id, str) else None
+    as_binary = binary.wants_binary(body)
+    return x, wanted, request_id if isinstance(request_id, str) else None, as_binary
 
 
 def requested_outputs(outputs: Any, info: ModelInfo) -> list[str]:
@@ -144,16 +173,22 @@ def requested_outputs(outputs: Any, info: ModelInfo) -> list[str]:
     return names
 
 
-def output_tensor(name: str, result: Prediction) -> dict[str, Any]:
-    """One V2 output tensor (data flattened row-major)."""
+def output_tensor(name: str, result: Prediction, binary_size: int | None = None) -> dict[str, Any]:
+    """One V2 output tensor (data flattened row-major), or with `binary_size` its description
+    whose data follows the JSON as that many bytes."""
+    array = _output(name, result)
+    tensor: dict[str, Any] = {"name": name, "shape": list(array.shape), "datatype": datatype(array)}
+    if binary_size is None:
+        tensor["data"] = values(array.reshape(-1))
+    else:
+        tensor["parameters"] = {"binary_data_size": binary_size}
+    return tensor
+
+
+def _output(name: str, result: Prediction) -> Array:
     array = result.probabilities if name == "predict_proba" else result.labels
     assert array is not None  # requested_outputs only asks for probabilities a model has
-    return {
-        "name": name,
-        "shape": list(array.shape),
-        "datatype": datatype(array),
-        "data": values(array.reshape(-1)),
-    }
+    return array
 
 
 def datatype(array: Array) -> str:

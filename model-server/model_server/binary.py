@@ -1,0 +1,189 @@
+"""The Open Inference Protocol's binary tensor data extension (framework-free).
+
+A request may carry tensors as raw bytes after its JSON: the `Inference-Header-Content-Length`
+header says how long the JSON part is, and each input sent that way has
+`parameters.binary_data_size` instead of `data`; the bytes follow in input order, little-endian,
+BOOL one byte per value, BYTES as a 4-byte little-endian length then the bytes, per element.
+tritonclient sends every tensor so by default. Outputs come back the same way when an output
+asks for `binary_data: true`, or the request's parameters set `binary_data_output: true` (what
+tritonclient sends when it names no outputs).
+
+Framing that does not add up (a header length beyond the body, sizes that disagree with the
+shape, bytes left over or missing) is MalformedRequest (400) saying which; a binary tensor's
+values then go through the same checks as JSON ones (422 naming the feature).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from typing import Any, Final
+
+import numpy as np
+import orjson
+
+from model_server.dataplane import check_rows
+from model_server.errors import InvalidInput, MalformedRequest
+from model_server.runtimes.base import Array
+
+HEADER: Final = "inference-header-content-length"
+EXTENSION: Final = "binary_tensor_data"
+# Datatypes a binary input may have (what the model server takes), as little-endian numpy types.
+NUMPY_TYPES: Final = {
+    "BOOL": np.dtype("?"),
+    "INT32": np.dtype("<i4"),
+    "INT64": np.dtype("<i8"),
+    "FP32": np.dtype("<f4"),
+    "FP64": np.dtype("<f8"),
+}
+_LENGTH: Final = struct.Struct("<I")
+
+
+def header_length(value: str | None, body_size: int) -> int | None:
+    """The JSON part's length from the request header, or None for a plain JSON body."""
+    if value is None:
+        return None
+    if not (value.isascii() and value.isdigit()) or int(value) > body_size:
+        raise MalformedRequest(
+            f"Inference-Header-Content-Length is {value[:20]!r}; it must be the length in "
+            f"bytes of the JSON part, at most the body's {body_size} bytes"
+        )
+    return int(value)
+
+
+def attach_inputs(body: dict[str, Any], blob: bytes, max_rows: int | None) -> None:
+    """Give each input sent as `binary_data_size` bytes its `data`, read from `blob` in order.
+
+    Numbers become a flat array of their datatype, BYTES a list of strings (UTF-8).
+    """
+    inputs = body.get("inputs")
+    offset = 0
+    for i, tensor in enumerate(inputs if isinstance(inputs, list) else []):
+        size = _binary_size(tensor)
+        if size is None:
+            continue
+        name = tensor.get("name")
+        where = f"input {name!r}" if isinstance(name, str) else f"inputs[{i}]"
+        if "data" in tensor:
+            raise MalformedRequest(f"{where} has both data and parameters.binary_data_size")
+        if size > len(blob) - offset:
+            raise MalformedRequest(
+                f"{where} has binary_data_size {size}, but only {len(blob) - offset} bytes of "
+                "binary data are left in the body"
+            )
+        shape = _shape(tensor.get("shape"), where)
+        check_rows(shape[0], max_rows, where)
+        chunk = blob[offset : offset + size]
+        offset += size
+        tensor["data"] = _decode(chunk, tensor.get("datatype"), shape, where)
+    if offset != len(blob):
+        raise MalformedRequest(
+            f"the body has {len(blob) - offset} bytes of binary data beyond the inputs' "
+            "binary_data_size (or Inference-Header-Content-Length is short of the JSON part)"
+        )
+
+
+def _binary_size(tensor: Any) -> int | None:
+    if not isinstance(tensor, dict):
+        return None
+    parameters = tensor.get("parameters")
+    if not isinstance(parameters, dict) or "binary_data_size" not in parameters:
+        return None
+    size = parameters["binary_data_size"]
+    if size.__class__ is not int or size < 0:
+        raise MalformedRequest(
+            f"input {tensor.get('name')!r} binary_data_size must be a non-negative integer"
+        )
+    return int(size)
+
+
+def _shape(shape: Any, where: str) -> list[int]:
+    ok = isinstance(shape, list) and shape
+    if not ok or not all(d.__class__ is int and 0 <= d <= 2**31 for d in shape):
+        raise InvalidInput(f"{where} shape must be a list of non-negative integers")
+    return list(shape)
+
+
+def _decode(chunk: bytes, datatype: Any, shape: list[int], where: str) -> Any:
+    count = math.prod(shape)
+    if datatype == "BYTES":
+        return _strings(chunk, count, where)
+    dtype = NUMPY_TYPES.get(datatype) if isinstance(datatype, str) else None
+    if dtype is None:
+        supported = ", ".join([*NUMPY_TYPES, "BYTES"])
+        raise InvalidInput(f"{where} has datatype {datatype!r}; supported: {supported}")
+    if len(chunk) != count * dtype.itemsize:
+        raise MalformedRequest(
+            f"{where} has binary_data_size {len(chunk)}, but shape {shape} of {datatype} takes "
+            f"{count * dtype.itemsize} bytes"
+        )
+    if datatype == "BOOL" and chunk.translate(None, b"\x00\x01"):
+        raise InvalidInput(f"{where} is BOOL; its bytes must be 0 or 1")
+    return np.frombuffer(chunk, dtype=dtype)
+
+
+def _strings(chunk: bytes, count: int, where: str) -> list[str]:
+    """BYTES elements: each a 4-byte little-endian length and that many bytes of UTF-8."""
+    values: list[str] = []
+    offset = 0
+    while offset < len(chunk):
+        if len(values) == count:
+            raise MalformedRequest(
+                f"{where} holds more than the {count} BYTES elements its shape says"
+            )
+        if offset + 4 > len(chunk):
+            raise MalformedRequest(f"{where}: a BYTES element's 4-byte length is cut off")
+        (length,) = _LENGTH.unpack_from(chunk, offset)
+        offset += 4
+        if length > len(chunk) - offset:
+            raise MalformedRequest(
+                f"{where}: BYTES element {len(values)} says {length} bytes, but only "
+                f"{len(chunk) - offset} are left in its binary data"
+            )
+        try:
+            values.append(chunk[offset : offset + length].decode())
+        except UnicodeDecodeError:
+            raise InvalidInput(f"{where}: BYTES element {len(values)} is not UTF-8 text") from None
+        offset += length
+    if len(values) != count:
+        raise MalformedRequest(
+            f"{where} holds {len(values)} BYTES elements; its shape says {count}"
+        )
+    return values
+
+
+def wants_binary(body: dict[str, Any]) -> set[str] | bool:
+    """Which outputs to answer as binary: True for all (`binary_data_output`), else the names
+    of the outputs whose parameters ask for `binary_data`."""
+    parameters = body.get("parameters")
+    if isinstance(parameters, dict) and parameters.get("binary_data_output") is True:
+        return True
+    names: set[str] = set()
+    outputs = body.get("outputs")
+    for output in outputs if isinstance(outputs, list) else []:
+        if not isinstance(output, dict):
+            continue
+        params = output.get("parameters")
+        if isinstance(params, dict) and params.get("binary_data") is True:
+            names.add(str(output.get("name")))
+    return names
+
+
+def output_bytes(array: Array) -> bytes:
+    """One output tensor's raw bytes (little-endian; strings as BYTES elements)."""
+    flat = array.reshape(-1)
+    if flat.dtype.kind in "OUS":
+        parts = []
+        for value in flat.tolist():
+            data = value if isinstance(value, bytes) else str(value).encode()
+            parts.append(_LENGTH.pack(len(data)) + data)
+        return b"".join(parts)
+    if flat.dtype.kind == "b":
+        return flat.astype(np.uint8).tobytes()
+    return flat.astype(flat.dtype.newbyteorder("<"), copy=False).tobytes()
+
+
+def binary_body(header: dict[str, Any], blobs: list[bytes]) -> tuple[bytes, int]:
+    """The response body (JSON header then the outputs' bytes) and the header's length."""
+    head = orjson.dumps(header, option=orjson.OPT_SERIALIZE_NUMPY)  # JSON outputs are arrays
+    return head + b"".join(blobs), len(head)
