@@ -26,7 +26,7 @@ from model_server.dataplane import check_rows
 from model_server.errors import InvalidInput, MalformedRequest
 from model_server.runtimes.base import Array
 
-HEADER: Final = "inference-header-content-length"
+HEADER: Final = b"inference-header-content-length"  # ASGI servers lower-case header names
 EXTENSION: Final = "binary_tensor_data"
 # Datatypes a binary input may have (what the model server takes), as little-endian numpy types.
 NUMPY_TYPES: Final = {
@@ -39,10 +39,13 @@ NUMPY_TYPES: Final = {
 _LENGTH: Final = struct.Struct("<I")
 
 
-def header_length(value: str | None, body_size: int) -> int | None:
-    """The JSON part's length from the request header, or None for a plain JSON body."""
-    if value is None:
+def header_length(headers: list[tuple[bytes, bytes]], body_size: int) -> int | None:
+    """The JSON part's length from the request's headers (ASGI's raw list: read directly, a
+    JSON request pays one scan of a few names), or None for a plain JSON body."""
+    raw = next((v for k, v in headers if k == HEADER), None)
+    if raw is None:
         return None
+    value = raw.decode("latin-1")
     if not (value.isascii() and value.isdigit()) or int(value) > body_size:
         raise MalformedRequest(
             f"Inference-Header-Content-Length is {value[:20]!r}; it must be the length in "

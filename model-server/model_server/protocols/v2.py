@@ -95,7 +95,7 @@ def router(plane: DataPlane) -> APIRouter:
 async def _infer(plane: DataPlane, runtime: Runtime, request: Request) -> Response:
     raw = await read_body(request)
     info = runtime.metadata
-    split = binary.header_length(request.headers.get(binary.HEADER), len(raw))
+    split = binary.header_length(request.scope["headers"], len(raw))
     x, wanted, request_id, as_binary = await plane.decode(
         raw,
         info.n_features,
