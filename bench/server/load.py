@@ -17,7 +17,7 @@ _MARKER = "BENCH_RESULT "
 _LUA = """\
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-wrk.body = [==[{body}]==]
+{headers}wrk.body = {body}
 
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -50,11 +50,18 @@ def wrk_path() -> str:
     return path
 
 
-def run(url: str, body: bytes, connections: int, seconds: int) -> LoadResult:
-    """POST `body` to `url` over `connections` keep-alive connections for `seconds`."""
+def run(
+    url: str, body: bytes, connections: int, seconds: int, headers: dict[str, str] | None = None
+) -> LoadResult:
+    """POST `body` (with `headers`) to `url` over `connections` keep-alive connections for
+    `seconds`."""
+    extra = "".join(
+        f"wrk.headers[{lua_string(k.encode())}] = {lua_string(v.encode())}\n"
+        for k, v in (headers or {}).items()
+    )
     with tempfile.TemporaryDirectory(prefix="bench-wrk-") as tmp:
         script = Path(tmp) / "post.lua"
-        script.write_text(_LUA.format(body=body.decode(), marker=_MARKER))
+        script.write_text(_LUA.format(headers=extra, body=lua_string(body), marker=_MARKER))
         # One wrk thread: it drives 8 connections easily and leaves the second core to servers.
         argv = [
             *priority_prefix(), wrk_path(), "--threads", "1", "--connections", str(connections),
@@ -64,6 +71,16 @@ def run(url: str, body: bytes, connections: int, seconds: int) -> LoadResult:
             argv, capture_output=True, text=True, timeout=seconds + 30, check=False
         )
     return _parse(done.stdout, done.stderr, done.returncode)
+
+
+def lua_string(data: bytes) -> str:
+    """`data` as a Lua string literal, byte for byte (binary tensor bodies included): printable
+    ASCII as is, everything else (and quote and backslash) as a three-digit decimal escape."""
+    return (
+        '"'
+        + "".join(chr(b) if 32 <= b < 127 and b not in (34, 92) else f"\\{b:03d}" for b in data)
+        + '"'
+    )
 
 
 def _parse(stdout: str, stderr: str, code: int) -> LoadResult:

@@ -58,11 +58,13 @@ def start(launch: Launch, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def post(url: str, body: bytes, timeout: float = 10.0) -> tuple[int, bytes]:
-    """POST a JSON body; return status and answer (HTTP errors included, not raised)."""
-    request = urllib.request.Request(
-        url, data=body, method="POST", headers={"Content-Type": "application/json"}
-    )
+def post(
+    url: str, body: bytes, timeout: float = 10.0, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
+    """POST a body (JSON unless `headers` say otherwise); return status and answer (HTTP
+    errors included, not raised)."""
+    sent = {"Content-Type": "application/json", **(headers or {})}
+    request = urllib.request.Request(url, data=body, method="POST", headers=sent)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read()
@@ -71,7 +73,12 @@ def post(url: str, body: bytes, timeout: float = 10.0) -> tuple[int, bytes]:
 
 
 def wait_answering(
-    proc: subprocess.Popen[bytes], url: str, body: bytes, log: Path, deadline_s: float
+    proc: subprocess.Popen[bytes],
+    url: str,
+    body: bytes,
+    log: Path,
+    deadline_s: float,
+    headers: dict[str, str] | None = None,
 ) -> bytes:
     """Poll with POSTs until the server answers 200 many times in a row; fail naming the wait.
 
@@ -86,7 +93,7 @@ def wait_answering(
                 f"server exited with {proc.returncode} before answering POST {url}:\n{tail(log)}"
             )
         try:
-            status, answer = post(url, body, timeout=2.0)
+            status, answer = post(url, body, timeout=2.0, headers=headers)
         except OSError as exc:
             status, last = 0, str(exc)
         if status == 200:

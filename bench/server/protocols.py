@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 # A row: feature values in order (iris), or an object keyed by feature name holding strings and
@@ -19,7 +20,11 @@ class Protocol:
     name: str
     path: Callable[[str], str]  # model name -> URL path
     body: Callable[[list[Row]], bytes]
-    answers: Callable[[Any], list[Any]]  # parsed JSON answer -> predicted labels
+    answers: Callable[[Any], list[Any]]  # parsed answer -> predicted labels
+    # Request headers for a body (beyond Content-Type: application/json), and how to parse
+    # an answer's bytes (the binary tensor protocol has its own).
+    headers: Callable[[bytes], dict[str, str]] = field(default=lambda _: {})
+    parse: Callable[[bytes], Any] = field(default=json.loads)
 
 
 def _seed_body(rows: list[Row]) -> bytes:
@@ -69,6 +74,49 @@ def _v2_answers(answer: Any) -> list[Any]:
     return list(answer["outputs"][0]["data"])
 
 
+def _v2_binary_body(rows: list[Row]) -> bytes:
+    # What tritonclient.http sends by default: the JSON part, then the FP32 tensor's bytes, and
+    # binary outputs asked for (no outputs named).
+    flat = [float(value) for row in rows for value in row]
+    blob = struct.pack(f"<{len(flat)}f", *flat)
+    tensor = {
+        "name": "input-0",
+        "shape": [len(rows), len(rows[0])],
+        "datatype": "FP32",
+        "parameters": {"binary_data_size": len(blob)},
+    }
+    head = {"inputs": [tensor], "parameters": {"binary_data_output": True}}
+    return json.dumps(head).encode() + blob
+
+
+def _json_end(body: bytes) -> int:
+    """Where a binary body's (or answer's) JSON part ends."""
+    return json.JSONDecoder().raw_decode(body.decode("latin-1"))[1]
+
+
+def _v2_binary_headers(body: bytes) -> dict[str, str]:
+    return {
+        "Content-Type": "application/octet-stream",
+        "Inference-Header-Content-Length": str(_json_end(body)),
+    }
+
+
+def _v2_binary_parse(raw: bytes) -> Any:
+    """The answer's JSON part with each binary output's values put in its `data`."""
+    end = _json_end(raw)
+    answer = json.loads(raw[:end])
+    offset = end
+    for output in answer["outputs"]:
+        size = output.get("parameters", {}).get("binary_data_size")
+        if size is None:
+            continue
+        chunk = raw[offset : offset + size]
+        offset += size
+        code = {"INT64": "q", "INT32": "i", "FP32": "f", "FP64": "d"}[output["datatype"]]
+        output["data"] = list(struct.unpack(f"<{size // struct.calcsize(code)}{code}", chunk))
+    return answer
+
+
 SEED = Protocol("seed /predict", lambda _: "/predict", _seed_body, _seed_answers)
 KSERVE_V1 = Protocol(
     "KServe V1", lambda name: f"/v1/models/{name}:predict", _v1_body, lambda a: a["predictions"]
@@ -78,6 +126,14 @@ OPEN_INFERENCE_V2 = Protocol(
 )
 
 
+OPEN_INFERENCE_V2_BINARY = Protocol(
+    "Open Inference V2 (binary tensors)",
+    lambda name: f"/v2/models/{name}/infer",
+    _v2_binary_body,
+    _v2_answers,
+    headers=_v2_binary_headers,
+    parse=_v2_binary_parse,
+)
 OPEN_INFERENCE_V2_TYPED = Protocol(
     "Open Inference V2 (tensor per feature)",
     lambda name: f"/v2/models/{name}/infer",

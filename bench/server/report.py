@@ -21,6 +21,7 @@ def print_all(rows: list[Row], failures: list[str]) -> None:
     print_ratios(rows)
     print_cpu_ratios(rows)
     print_penguins(rows)
+    print_v2_binary(rows)
     print_targets(rows)
     for failure in failures:
         print(f"NOT MEASURED: {failure}")
@@ -89,12 +90,28 @@ def _cpu_ratio(rows: list[Row], other: str, w: int, conns: int, n_rows: int) -> 
 
 def print_penguins(rows: list[Row]) -> None:
     """The mixed-type pipeline: our server's req/s (seed and V2) divided by KServe's."""
-    ours, theirs = f"{OURS} ({PENGUINS})", f"kserve ({PENGUINS})"
-    if not _workers(rows, ours):
+    theirs = f"kserve ({PENGUINS})"
+    ours = (f"{OURS} ({PENGUINS})", f"{OURS} (v2, {PENGUINS})")
+    _print_versus(rows, f"{PENGUINS} pipeline: req/s divided by {theirs}'s", ours, theirs)
+
+
+def print_v2_binary(rows: list[Row]) -> None:
+    """Binary tensor data (tritonclient's default) against the same request in JSON."""
+    _print_versus(
+        rows,
+        "V2 binary tensors: req/s divided by V2 JSON's",
+        (f"{OURS} (v2 binary)",),
+        f"{OURS} (v2)",
+    )
+
+
+def _print_versus(rows: list[Row], title: str, names: tuple[str, ...], theirs: str) -> None:
+    """Each of `names`' req/s divided by `theirs`' per case (same workers)."""
+    if not _workers(rows, names[0]):
         return
     cols = "".join(f"{f'c={c} rows={n}':>16}" for c, n in CASE_KEYS)
-    print(f"\n{PENGUINS} pipeline: req/s divided by {theirs}'s (same workers)\n{'':<28}{cols}")
-    for name in (ours, f"{OURS} (v2, {PENGUINS})"):
+    print(f"\n{title} (same workers)\n{'':<28}{cols}")
+    for name in names:
         for w in _workers(rows, name):
             cells = []
             for c, n in CASE_KEYS:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import subprocess
 import sys
@@ -210,7 +209,9 @@ def start_instance(server: Server, workers: int, model: Model, scratch: Path) ->
     proc = procs.start(launch, log)
     try:
         one_row, _ = sample_rows(model, 1)
-        procs.wait_answering(proc, url, server.protocol.body(one_row), log, READY_DEADLINE_S)
+        body = server.protocol.body(one_row)
+        headers = server.protocol.headers(body)
+        procs.wait_answering(proc, url, body, log, READY_DEADLINE_S, headers)
         exposed = procs.non_loopback_listeners(proc.pid)
         if exposed:
             raise RuntimeError(f"listens beyond loopback: {exposed}")
@@ -248,11 +249,12 @@ def _measure_instance(
     for connections, n_rows in CASES:
         rows, answers = sample_rows(model, n_rows)
         body = instance.server.protocol.body(rows)
+        headers = instance.server.protocol.headers(body)
         if first:
             _check_answer(instance.server, instance.url, body, answers)
-            load.run(instance.url, body, connections, args.warmup)
+            load.run(instance.url, body, connections, args.warmup, headers)
         cpu_before, runq_before = procs.tree_cpu_ns(instance.proc.pid)
-        got = load.run(instance.url, body, connections, args.seconds)
+        got = load.run(instance.url, body, connections, args.seconds, headers)
         cpu_after, runq_after = procs.tree_cpu_ns(instance.proc.pid)
         run = Run(got, cpu_after - cpu_before, runq_after - runq_before, os.getloadavg()[0])
         instance.runs.setdefault((connections, n_rows), []).append(run)
@@ -298,11 +300,11 @@ def summarize(instance: Instance) -> list[Case]:
 
 
 def _check_answer(server: Server, url: str, body: bytes, answers: list[object]) -> None:
-    status, raw = procs.post(url, body)
+    status, raw = procs.post(url, body, headers=server.protocol.headers(body))
     if status != 200:
         raise RuntimeError(f"POST {url} answered {status}: {raw[:300]!r}")
     if not server.answers_model:
         return
-    got = server.protocol.answers(json.loads(raw))
+    got = server.protocol.answers(server.protocol.parse(raw))
     if not protocols.same_labels(got, answers):
         raise RuntimeError(f"POST {url} predicted {got[:5]}..., the model card says {answers[:5]}")

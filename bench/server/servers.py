@@ -122,6 +122,15 @@ def _kserve(model: Model, workers: int, port: int, scratch: Path) -> Launch:
 SERVERS: tuple[Server, ...] = (
     Server(OURS, "workspace", protocols.SEED, (1, 2), _ours, is_peer=False),
     Server(f"{OURS} (v2)", "workspace", protocols.OPEN_INFERENCE_V2, (1, 2), _ours, is_peer=False),
+    # What tritonclient.http sends by default: FP32 input bytes after the JSON, binary outputs.
+    Server(
+        f"{OURS} (v2 binary)",
+        "workspace",
+        protocols.OPEN_INFERENCE_V2_BINARY,
+        (1, 2),
+        _ours,
+        is_peer=False,
+    ),
     Server("http-floor", "workspace", protocols.SEED, (1, 2), _floor, False, answers_model=False),
     Server("seed-flask-dev", venvs.SEED.version, protocols.SEED, (1,), _flask_dev),
     Server("seed-gunicorn", venvs.SEED.version, protocols.SEED, (1, 2), _gunicorn),
