@@ -8,7 +8,7 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 export UV_LINK_MODE := copy
 RUN := uv run --frozen
 
-.PHONY: help setup test test-unit test-cluster lint demo bench bench-server images images-down cluster-up cluster-down
+.PHONY: help setup browser test test-unit test-cluster lint demo bench bench-server images images-down cluster-up cluster-down
 .PHONY: devcluster-build devcluster-build-node demo-down e2e-deps
 
 help: ## list the targets
@@ -20,11 +20,14 @@ setup: ## install uv (from PyPI) and the locked Python workspace
 	@# and scikit-learn from source on import (seconds per server process the tests start)
 	uv sync --frozen --all-packages --compile-bytecode
 
-test-unit: setup ## tests that need no cluster, no containers (under a minute)
+test-unit: setup browser ## tests that need no cluster, no containers (under a minute)
 	$(RUN) pytest -m "not cluster and not node and not docker" tests
 
-test: setup images devcluster-build-node e2e-deps ## the whole suite: every tier that exists (builds the images first)
+test: setup browser images devcluster-build-node e2e-deps ## the whole suite: every tier that exists (builds the images first)
 	$(RUN) pytest tests
+
+browser: ## Debian's headless Chromium, for the test that renders the server's /docs offline
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 
 lint: setup ## ruff and mypy --strict over the packages
 	$(RUN) ruff check artifact trainer model-server operator devcluster tests bench

@@ -19,6 +19,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
 from starlette._utils import get_route_path
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
@@ -60,6 +61,7 @@ CLOSING_ERRORS: Final = (errors.RequestTimeout, errors.PayloadTooLarge, errors.S
 RETRY_AFTER_SECONDS: Final = "1"
 
 HOT_PATHS: Final = frozenset({seed.PREDICT_PATH, V1_PREDICT, *V2_INFER})
+DOCS_ASSETS: Final = "/docs/static"  # Swagger UI's and ReDoc's files (the fastapi-offline package)
 # Never counted against the in-flight limit: probes must answer while predictions queue.
 UNGUARDED_PATHS: Final = frozenset({LIVENESS_PATH, READINESS_PATH, METRICS_PATH})
 TIMED_OUT: Final = "model_server.body_timed_out"  # scope key: cancelled by the body deadline
@@ -109,7 +111,10 @@ def create_app(
         watchdog.cancel()
         plane.close()
 
-    app = FastAPI(
+    # /docs and /redoc load their JavaScript and CSS from the server itself (DOCS_ASSETS), not
+    # from a CDN: a cluster without internet access would show a blank page.
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS,
         title="mlmodel-server",
         version=version("mlmodel-server"),
         summary="Serves one scikit-learn/ONNX model: seed /predict, KServe V1, Open Inference V2.",
