@@ -184,8 +184,7 @@ class Informer:
                     delay,
                     _brief(exc),
                 )
-                if version is None:
-                    reason = "error"
+                # a list that failed is tried again for the same reason (why it was needed)
                 self._touch()
                 self._stop.wait(delay)
 

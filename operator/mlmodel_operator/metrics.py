@@ -48,7 +48,8 @@ WATCH_RESTARTS: Final = Counter(
 )
 RELISTS: Final = Counter(
     "mlmodel_operator_lists_total",
-    "Full lists that replaced the cache, by kind and reason (initial, expired, resync, error).",
+    "Full lists that replaced the cache, by kind and why they were needed (initial, expired, "
+    "resync; a list retried after failing keeps its reason).",
     ["kind", "reason"],
 )
 LEADER: Final = Gauge(
