@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tritonclient.http as triton
-from server_process import Server, start, stop, wait_ready
+from server_process import Server, serving
 from serverkit import Artifact
 from sklearn.ensemble import RandomForestClassifier
 from tritonclient.utils import InferenceServerException
@@ -36,12 +36,7 @@ def serve(uri: str, sha256: str, name: str, root: Path) -> Iterator[Server]:
         "MODEL_SERVER_MODEL_SHA256": sha256,
         "MODEL_SERVER_WORKDIR": str(root / "work"),
     }
-    server = start(env, root / "server.log")
-    try:
-        wait_ready(server)
-        yield server
-    finally:
-        stop(server)
+    yield from serving(env, root / "server.log")
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from server_process import Server, start, stop, wait_ready
+from server_process import Server, serving
 from serverkit import Artifact
 
 from mlmodel_artifact import FeatureKind, InputSchema, write_artifact
@@ -107,12 +107,8 @@ def serve(config: TrainConfig, root: Path, name: str, compiled: bool) -> Iterato
         "MODEL_SERVER_WORKDIR": str(root / f"{name}-work"),
         "MODEL_SERVER_COMPILED": str(compiled).lower(),
     }
-    server = start(env, root / f"{name}.log")
-    try:
-        wait_ready(server)
+    for server in serving(env, root / f"{name}.log"):
         yield Served(name, result.model, schema, result.split.X_test, server, compiled)
-    finally:
-        stop(server)
 
 
 @pytest.fixture(scope="module", params=[True, False], ids=["compiled", "sklearn"])

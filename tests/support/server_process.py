@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,3 +94,13 @@ def stop(server: Server) -> int:
     except subprocess.TimeoutExpired:
         server.process.kill()
         raise AssertionError(f"server ignored SIGTERM for {STOP_TIMEOUT_S:.0f} s") from None
+
+
+def serving(env: dict[str, str], log: Path) -> Iterator[Server]:
+    """A started, ready server, stopped afterwards (for `yield from` in a fixture)."""
+    server = start(env, log)
+    try:
+        wait_ready(server)
+        yield server
+    finally:
+        stop(server)
