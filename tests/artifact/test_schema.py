@@ -86,6 +86,30 @@ def test_bad_values_are_refused_naming_the_feature(row: Any, message: str) -> No
     assert message in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ([1.0, "Oslo", True, "three"], "inputs[57] feature 'tenure': must be a number, got string"),
+        ([1.0, "Oslo", True, None], "inputs[57] feature 'tenure': is null"),
+        ([1.0, "Oslo", True, True], "inputs[57] feature 'tenure': must be a number, got boolean"),
+        ([1e39, "Oslo", True, 3], "inputs[57] feature 'income': is 1e+39"),
+        ([10**400, "Oslo", True, 3], "inputs[57] feature 'income': is 1"),
+        ([float("nan"), "Oslo", True, 3], "inputs[57] feature 'income': is nan"),
+        ({"city": "Oslo", "member": True}, "inputs[57]: is missing feature 'tenure'"),
+        ({"city": "Oslo", "member": True, "tenure": 1, "x": 1}, "inputs[57]: unknown feature 'x'"),
+    ],
+)
+def test_a_bad_value_in_a_big_batch_is_named_like_in_a_small_one(row: Any, message: str) -> None:
+    # batches from VECTOR_MIN_ROWS rows check numeric columns with numpy first
+    good: list[Any] = [[float(i), "Oslo", i % 2 == 0, i] for i in range(100)]
+    with pytest.raises(FeatureValueError) as err:
+        encode_rows(SCHEMA, [*good[:57], row, *good[57:]])
+    assert message in str(err.value)
+    columns = encode_rows(SCHEMA, good)
+    assert columns.arrays[0].tolist() == [float(i) for i in range(100)]
+    assert columns.arrays[3].dtype == np.float64 and columns.arrays[3][99] == 99.0
+
+
 def test_an_empty_batch_is_refused() -> None:
     with pytest.raises(FeatureValueError, match="empty batch"):
         encode_rows(SCHEMA, [])
