@@ -25,6 +25,7 @@ import orjson
 from model_server.dataplane import check_rows
 from model_server.errors import InvalidInput, MalformedRequest
 from model_server.runtimes.base import Array
+from model_server.tensors import is_count
 
 HEADER: Final = b"inference-header-content-length"  # ASGI servers lower-case header names
 EXTENSION: Final = "binary_tensor_data"
@@ -101,8 +102,7 @@ def _binary_size(tensor: Any) -> int | None:
 
 
 def _shape(shape: Any, where: str) -> list[int]:
-    ok = isinstance(shape, list) and shape
-    if not ok or not all(d.__class__ is int and 0 <= d <= 2**31 for d in shape):
+    if not isinstance(shape, list) or not shape or not all(is_count(d) for d in shape):
         raise InvalidInput(f"{where} shape must be a list of non-negative integers")
     return list(shape)
 

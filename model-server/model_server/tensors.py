@@ -73,7 +73,7 @@ def _tensor(
     name, shape, datatype = tensor.get("name"), tensor.get("shape"), tensor.get("datatype")
     if not isinstance(name, str):
         raise InvalidInput(f"{where}.name must be a string")
-    if not isinstance(shape, list) or not all(_is_count(d) for d in shape) or not shape:
+    if not isinstance(shape, list) or not all(is_count(d) for d in shape) or not shape:
         raise InvalidInput(f"input {name!r} shape must be a list of non-negative integers")
     if datatype not in V2_DATATYPES:
         raise InvalidInput(
@@ -96,7 +96,8 @@ def _tensor(
     return name, shape, _typed(flat, datatype, name)
 
 
-def _is_count(value: Any) -> bool:
+def is_count(value: Any) -> bool:
+    """Whether `value` is a valid tensor dimension (a JSON integer, 0 to 2**31)."""
     return value.__class__ is int and 0 <= value <= 2**31
 
 
