@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX: Final = "MODEL_SERVER_"
 DEFAULT_PORT: Final = 8080
+DEFAULT_GRPC_PORT: Final = 8081
 LIVENESS_PATH: Final = "/v2/health/live"
 READINESS_PATH: Final = "/v2/health/ready"
 METRICS_PATH: Final = "/metrics"
@@ -69,6 +70,14 @@ class ServerSettings(BaseSettings):
     )
     port: int = Field(
         default=DEFAULT_PORT, ge=0, le=65535, description="TCP port. Env MODEL_SERVER_PORT."
+    )
+    grpc_port: int = Field(
+        default=DEFAULT_GRPC_PORT,
+        ge=0,
+        le=65535,
+        description="TCP port of the Open Inference Protocol V2 gRPC service "
+        "(inference.GRPCInferenceService), on the same address as HTTP; 0 turns gRPC off. "
+        "Env MODEL_SERVER_GRPC_PORT.",
     )
     workers: int = Field(
         default=1, ge=1, le=64, description="Worker processes. Env MODEL_SERVER_WORKERS."
