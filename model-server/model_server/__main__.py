@@ -7,6 +7,7 @@ import functools
 import logging
 import os
 import shutil
+import socket
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -120,7 +121,7 @@ def serve_single(settings: ServerSettings) -> int:
         failed.append(message)
         server.should_exit = True
 
-    app = create_app(settings, on_load_failure=stop)
+    app = create_app(settings, on_load_failure=stop, grpc=True)
     server = uvicorn.Server(uvicorn.Config(app, **uvicorn_options(settings)))
     server.run()
     return 1 if failed or not server.started else 0
@@ -140,6 +141,11 @@ def serve_workers(settings: ServerSettings) -> int:
         preflight(local_dir, settings)
     except Exception as exc:
         log.error("model load failed: %s", describe(exc))
+        return 1
+    if settings.grpc_port and not port_free(settings.host, settings.grpc_port):
+        # The workers share the port (SO_REUSEPORT), which would let them share it with
+        # another process of this user too: refuse a port already taken instead.
+        log.error("cannot listen for gRPC on %s:%d: in use", settings.host, settings.grpc_port)
         return 1
     settings.workdir.mkdir(parents=True, exist_ok=True)
     metrics_dir = tempfile.mkdtemp(prefix="metrics-", dir=settings.workdir)
@@ -161,6 +167,16 @@ def serve_workers(settings: ServerSettings) -> int:
     return 1 if failed else 0
 
 
+def port_free(host: str, port: int) -> bool:
+    """Whether a TCP port can be bound on `host` (without SO_REUSEPORT) right now."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def worker_app() -> Any:
     """App factory run inside each worker process (settings come from the parent's env)."""
     from model_server.app import create_app
@@ -178,6 +194,7 @@ def worker_app() -> Any:
         on_load_failure=exit_worker,
         local_dir=Path(fetched) if fetched else None,
         load_before_serving=True,
+        grpc=True,
     )
 
 

@@ -85,6 +85,7 @@ def create_app(
     convert: Converter | None = None,
     local_dir: Path | None = None,
     load_before_serving: bool = False,
+    grpc: bool = False,
 ) -> FastAPI:
     """Build the app; its lifespan starts loading the model in the background.
 
@@ -93,7 +94,9 @@ def create_app(
     `local_dir` is an artifact directory already fetched (by the parent of worker processes).
     `load_before_serving` loads during start-up instead, so the server accepts no connection
     before the model is ready: with several workers on one socket, a request then never lands
-    on a worker that is still loading (the workers that are up take it).
+    on a worker that is still loading (the workers that are up take it). `grpc` also serves
+    the protocol over gRPC on settings.grpc_port (unless 0) in the same loop and data plane
+    (the CLI's processes do; in-process test apps need not bind a port).
     """
     metrics = Metrics()
     plane = DataPlane(on_rows=metrics.observe_rows, max_rows=settings.max_rows)
@@ -107,7 +110,14 @@ def create_app(
             await asyncio.to_thread(loader.load)
         else:
             loader.start()
+        grpc_server = None
+        if grpc and settings.grpc_port:
+            from model_server.protocols import v2_grpc  # imports grpc only when it is served
+
+            grpc_server = await v2_grpc.start(settings, plane, metrics)
         yield
+        if grpc_server is not None:
+            await grpc_server.stop(v2_grpc.GRACE_SECONDS)
         watchdog.cancel()
         plane.close()
 

@@ -75,11 +75,11 @@ def attach_inputs(body: dict[str, Any], blob: bytes, max_rows: int | None) -> No
                 f"{where} has binary_data_size {size}, but only {len(blob) - offset} bytes of "
                 "binary data are left in the body"
             )
-        shape = _shape(tensor.get("shape"), where)
-        check_rows(shape[0], max_rows, where)
         chunk = blob[offset : offset + size]
         offset += size
-        tensor["data"] = _decode(chunk, tensor.get("datatype"), shape, where)
+        tensor["data"] = raw_tensor(
+            chunk, tensor.get("datatype"), tensor.get("shape"), where, max_rows, "binary_data_size"
+        )
     if offset != len(blob):
         raise MalformedRequest(
             f"the body has {len(blob) - offset} bytes of binary data beyond the inputs' "
@@ -101,13 +101,26 @@ def _binary_size(tensor: Any) -> int | None:
     return int(size)
 
 
-def _shape(shape: Any, where: str) -> list[int]:
+def raw_tensor(
+    chunk: bytes, datatype: Any, shape: Any, where: str, max_rows: int | None, size_name: str
+) -> Any:
+    """One tensor's values from its raw bytes: a flat array of its datatype, or for BYTES a
+    list of strings. The shape is checked first (and its batch against `max_rows`), then that
+    the bytes are exactly what the shape takes; `size_name` names the size in messages (the
+    REST extension's binary_data_size, gRPC's raw_input_contents)."""
+    return _decode(chunk, datatype, check_shape(shape, where, max_rows), where, size_name)
+
+
+def check_shape(shape: Any, where: str, max_rows: int | None) -> list[int]:
+    """`shape` if it is a non-empty list of tensor dimensions whose batch (the first) is within
+    `max_rows`, else InvalidInput (PayloadTooLarge for the batch)."""
     if not isinstance(shape, list) or not shape or not all(is_count(d) for d in shape):
         raise InvalidInput(f"{where} shape must be a list of non-negative integers")
-    return list(shape)
+    check_rows(shape[0], max_rows, where)
+    return shape
 
 
-def _decode(chunk: bytes, datatype: Any, shape: list[int], where: str) -> Any:
+def _decode(chunk: bytes, datatype: Any, shape: list[int], where: str, size_name: str) -> Any:
     count = math.prod(shape)
     if datatype == "BYTES":
         return _strings(chunk, count, where)
@@ -117,7 +130,7 @@ def _decode(chunk: bytes, datatype: Any, shape: list[int], where: str) -> Any:
         raise InvalidInput(f"{where} has datatype {datatype!r}; supported: {supported}")
     if len(chunk) != count * dtype.itemsize:
         raise MalformedRequest(
-            f"{where} has binary_data_size {len(chunk)}, but shape {shape} of {datatype} takes "
+            f"{where} has {size_name} {len(chunk)}, but shape {shape} of {datatype} takes "
             f"{count * dtype.itemsize} bytes"
         )
     if datatype == "BOOL" and chunk.translate(None, b"\x00\x01"):

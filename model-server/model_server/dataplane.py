@@ -130,10 +130,17 @@ class DataPlane:
         if len(raw) <= INLINE_BODY_BYTES:
             return decode(raw)
         check_separators(raw if text is None else text, n_features, self.max_rows, strings)
+        return await self.offload(len(raw), lambda: decode(raw))
+
+    async def offload(self, size: int, call: Callable[[], T]) -> T:
+        """`call()` on the loop when the request is `size` <= INLINE_BODY_BYTES bytes, else in
+        a thread, one big request at a time (see DECODE_CONCURRENCY)."""
+        if size <= INLINE_BODY_BYTES:
+            return call()
         if self._decoding is None:
             self._decoding = asyncio.Semaphore(DECODE_CONCURRENCY)
         async with self._decoding:
-            return await self.run_in_thread(lambda: decode(raw))
+            return await self.run_in_thread(call)
 
     async def decode_rows(
         self,

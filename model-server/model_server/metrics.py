@@ -31,6 +31,7 @@ UNMATCHED: Final = "<unmatched>"
 # nginx's status for "the client closed the connection before the answer"; not a server error.
 CLIENT_CLOSED_REQUEST: Final = 499
 CLIENT_GONE: Final = "model_server.client_gone"  # scope key: the client disconnected
+HTTP: Final = "http"  # the `protocol` label of requests served over HTTP (gRPC's: "grpc")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -47,20 +48,22 @@ class Metrics:
         self.multiprocess = MULTIPROC_ENV in os.environ
         self.requests = Counter(
             "model_server_requests",
-            "HTTP requests by route template, method and status code.",
-            ["route", "method", "status"],
+            "Requests by protocol (http, grpc), route (HTTP route template or gRPC method), "
+            "method and status (HTTP status code, or gRPC status name such as OK).",
+            ["protocol", "route", "method", "status"],
             registry=self.registry,
         )
         self.latency = Histogram(
             "model_server_request_duration_seconds",
-            "Time from request start to the end of the response, by route, method and status.",
-            ["route", "method", "status"],
+            "Time from request start to the end of the response, by protocol, route, method and "
+            "status (as model_server_requests_total).",
+            ["protocol", "route", "method", "status"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
         self.predictions = Counter(
             "model_server_predictions",
-            "Rows predicted, by protocol (seed, v1, v2).",
+            "Rows predicted, by protocol (seed, v1, v2, grpc).",
             ["protocol"],
             registry=self.registry,
         )
@@ -77,14 +80,16 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="max",
         )
-        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._children: dict[tuple[str, str, str, int | str], tuple[Any, Any]] = {}
 
-    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+    def observe_request(
+        self, route: str, method: str, status: int | str, seconds: float, protocol: str = HTTP
+    ) -> None:
         """Count one finished request and its latency."""
-        key = (route, method, status)
+        key = (protocol, route, method, status)
         children = self._children.get(key)
         if children is None:
-            labels = (route, method, str(status))
+            labels = (protocol, route, method, str(status))
             children = (self.requests.labels(*labels), self.latency.labels(*labels))
             self._children[key] = children
         children[0].inc()

@@ -108,3 +108,25 @@ def ready(settings: ServerSettings, **kwargs: Any) -> Iterator[TestClient]:
     with running(settings, **kwargs) as client:
         wait_ready(client)
         yield client
+
+
+def penguins_inputs(penguins: Any, infer_input: Any, n: int = 20) -> tuple[list[Any], list[Any]]:
+    """Tensors for `n` test rows of the penguins pipeline (without nulls) as tritonclient's
+    InferInput (`infer_input`, its http or grpc module's), one per feature: categories as
+    BYTES, numbers FP64; and what the trained pipeline answers for those rows."""
+    # Imported here: serverkit is loaded by a test proving the plain path never imports pandas.
+    import pandas as pd
+
+    from mlmodel_artifact.schema import frame_rows, normalize_frame
+
+    schema = penguins.description.feature_schema
+    rows = [r for r in frame_rows(penguins.split.X_test, schema) if None not in r][:n]
+    inputs = []
+    for j, feature in enumerate(schema.features):
+        column = [row[j] for row in rows]
+        categorical = feature.kind.value == "categorical"
+        tensor = infer_input(feature.name, [len(rows)], "BYTES" if categorical else "FP64")
+        tensor.set_data_from_numpy(np.array(column, dtype=object if categorical else np.float64))
+        inputs.append(tensor)
+    frame = normalize_frame(pd.DataFrame(rows, columns=schema.names), schema)
+    return inputs, penguins.model.predict(frame).tolist()

@@ -498,7 +498,7 @@ def test_a_client_that_disconnects_mid_body_gets_no_answer_and_no_error(
     scope = {"type": "http", "method": "POST", "path": "/predict", "raw_path": b"/predict",
              "root_path": "", "query_string": b"", "headers": [], "http_version": "1.1",
              "scheme": "http", "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}  # fmt: skip
-    gone = {"route": "/predict", "method": "POST", "status": "499"}
+    gone = {"protocol": "http", "route": "/predict", "method": "POST", "status": "499"}
     before = metric(iris_client, "model_server_requests_total", gone)
     asyncio.run(iris_client.app(scope, receive, send))
     assert sent == []

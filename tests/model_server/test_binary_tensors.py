@@ -12,16 +12,14 @@ from typing import Any
 
 import httpx
 import numpy as np
-import pandas as pd
 import pytest
 import tritonclient.http as triton
 from server_process import Server, serving
-from serverkit import Artifact
+from serverkit import Artifact, penguins_inputs
 from sklearn.ensemble import RandomForestClassifier
 from tritonclient.utils import InferenceServerException
 
 from mlmodel_artifact import write_artifact
-from mlmodel_artifact.schema import frame_rows, normalize_frame
 from mlmodel_trainer.train import TrainConfig, TrainResult, train
 from model_server import binary
 from model_server.runtimes.compiled import PROBA_TOLERANCE
@@ -118,21 +116,9 @@ def test_json_and_binary_mix_per_tensor(
 def test_bytes_tensors_reach_a_mixed_type_pipeline(
     penguins_server: Server, penguins: TrainResult
 ) -> None:
-    schema = penguins.description.feature_schema
-    rows = [r for r in frame_rows(penguins.split.X_test, schema) if None not in r][:20]
-    inputs = []
-    for j, feature in enumerate(schema.features):
-        column = [row[j] for row in rows]
-        if feature.kind.value == "categorical":
-            tensor = triton.InferInput(feature.name, [len(rows)], "BYTES")
-            tensor.set_data_from_numpy(np.array(column, dtype=object))
-        else:
-            tensor = triton.InferInput(feature.name, [len(rows)], "FP64")
-            tensor.set_data_from_numpy(np.array(column, dtype=np.float64))
-        inputs.append(tensor)
-    frame = normalize_frame(pd.DataFrame(rows, columns=schema.names), schema)
+    inputs, expected = penguins_inputs(penguins, triton.InferInput)
     got = client(penguins_server).infer("penguins", inputs).as_numpy("predict")
-    assert [v.decode() for v in got.tolist()] == penguins.model.predict(frame).tolist()
+    assert [v.decode() for v in got.tolist()] == expected
 
 
 def post(server: Server, head: dict[str, Any], blob: bytes, length: int | None = None) -> Any:

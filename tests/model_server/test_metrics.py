@@ -26,8 +26,8 @@ def value(found: dict, metric: str, **labels: str) -> float:
 
 
 def test_request_count_and_latency_move_by_route_and_status(iris_client: TestClient) -> None:
-    ok = {"route": "/predict", "method": "POST", "status": "200"}
-    bad = {"route": "/v1/models/{name}:predict", "method": "POST", "status": "404"}
+    ok = {"protocol": "http", "route": "/predict", "method": "POST", "status": "200"}
+    bad = {**ok, "route": "/v1/models/{name}:predict", "status": "404"}
     before = samples(iris_client)
     for _ in range(3):
         assert iris_client.post("/predict", json={"input": ROW}).status_code == 200
@@ -74,6 +74,6 @@ def test_model_info_and_load_duration_describe_the_served_model(
 def test_unmatched_paths_are_counted_under_one_label(iris_client: TestClient) -> None:
     iris_client.get("/no/such/path/12345")
     found = samples(iris_client)
-    labels = {"route": "<unmatched>", "method": "GET", "status": "404"}
+    labels = {"protocol": "http", "route": "<unmatched>", "method": "GET", "status": "404"}
     assert value(found, "model_server_requests_total", **labels) >= 1
     assert not any("/no/such/path" in str(key) for key in found)

@@ -217,7 +217,7 @@ def test_half_sent_bodies_beyond_the_limit_are_refused_while_health_answers(
 
 
 def test_a_client_that_leaves_mid_body_is_counted_as_499(server: Server) -> None:
-    labels = {"route": "/predict", "method": "POST"}
+    labels = {"protocol": "http", "route": "/predict", "method": "POST"}
     before = metric(server, "model_server_requests_total", status="499", **labels)
     errors_before = metric(server, "model_server_requests_total", status="500", **labels)
     sock = send_request(server, "/predict", b'{"inputs": [[1, 2', declared=1000)

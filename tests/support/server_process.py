@@ -31,6 +31,7 @@ class Server:
     process: subprocess.Popen[str]
     url: str
     log: Path
+    grpc_target: str = ""  # host:port of the gRPC service ("" when it is off)
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, trust_env=False, timeout=30.0)
@@ -46,10 +47,13 @@ def free_port() -> int:
 
 
 def start(env: dict[str, str], log: Path) -> Server:
-    """Start `python -m model_server` with exactly the MODEL_SERVER_* variables given."""
+    """Start `python -m model_server` with exactly the MODEL_SERVER_* variables given, on free
+    loopback ports (gRPC's too, unless `env` sets MODEL_SERVER_GRPC_PORT)."""
     port = free_port()
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MODEL_SERVER_")}
+    clean.update(MODEL_SERVER_GRPC_PORT=str(free_port()))
     clean.update(env, MODEL_SERVER_HOST="127.0.0.1", MODEL_SERVER_PORT=str(port))
+    grpc_port = clean["MODEL_SERVER_GRPC_PORT"]
     with log.open("w") as sink:
         process = subprocess.Popen(
             [sys.executable, "-m", "model_server"],
@@ -58,7 +62,8 @@ def start(env: dict[str, str], log: Path) -> Server:
             stderr=subprocess.STDOUT,
             text=True,
         )
-    return Server(process, f"http://127.0.0.1:{port}", log)
+    grpc_target = f"127.0.0.1:{grpc_port}" if grpc_port != "0" else ""
+    return Server(process, f"http://127.0.0.1:{port}", log, grpc_target)
 
 
 def wait_ready(server: Server, path: str = READINESS_PATH) -> None:

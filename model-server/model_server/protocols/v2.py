@@ -29,11 +29,7 @@ _DATATYPES: Final = {"b": "BOOL", "i": "INT", "u": "UINT", "f": "FP"}
 def router(plane: DataPlane) -> APIRouter:
     """Routes of the Open Inference Protocol V2 REST API."""
     api = APIRouter(prefix=PREFIX, tags=["open-inference-v2"])
-    server = {
-        "name": SERVER_NAME,
-        "version": package_version("mlmodel-server"),
-        "extensions": [binary.EXTENSION],
-    }
+    server = server_metadata()
     ok = {200: {"model": schemas.V2ModelReady}, **schemas.errors(404, 503)}
 
     @api.get("", summary="Server metadata", responses={200: {"model": schemas.V2ServerMetadata}})
@@ -92,6 +88,15 @@ def router(plane: DataPlane) -> APIRouter:
     return api
 
 
+def server_metadata() -> dict[str, Any]:
+    """The V2 server metadata document (REST's extensions)."""
+    return {
+        "name": SERVER_NAME,
+        "version": package_version("mlmodel-server"),
+        "extensions": [binary.EXTENSION],
+    }
+
+
 async def _infer(plane: DataPlane, runtime: Runtime, request: Request) -> Response:
     raw = await read_body(request)
     info = runtime.metadata
@@ -114,7 +119,7 @@ async def _infer(plane: DataPlane, runtime: Runtime, request: Request) -> Respon
     outputs, blobs = [], []
     for name in wanted:
         if as_binary is True or name in as_binary:
-            blob = binary.output_bytes(_output(name, result))
+            blob = binary.output_bytes(output_array(name, result))
             outputs.append(output_tensor(name, result, binary_size=len(blob)))
             blobs.append(blob)
         else:
@@ -143,14 +148,26 @@ def decode(
     body, booleans = parse_object(text, "'inputs' (a list of tensors)")
     if split is not None:
         binary.attach_inputs(body, raw[split:], max_rows)
+    x, wanted = model_input(body, info, max_rows, booleans)
+    request_id = body.get("id")
+    as_binary = binary.wants_binary(body)
+    return x, wanted, request_id if isinstance(request_id, str) else None, as_binary
+
+
+def model_input(
+    body: dict[str, Any], info: ModelInfo, max_rows: int, booleans: bool = True
+) -> tuple[Any, list[str]]:
+    """The model's input from a request's tensors (`inputs`, each with its `data` as JSON
+    values or, from binary or gRPC raw contents, a flat typed array) and the outputs asked for.
+
+    Every transport of the protocol (JSON, binary tensor data, gRPC) ends here, so they check
+    inputs alike and answer the same errors."""
     wanted = requested_outputs(body.get("outputs"), info)
     if info.schema is None:
         x = tensors_matrix(body.get("inputs"), info.feature_names, booleans, max_rows)
     else:
         x = typed_tensors(body.get("inputs"), info, max_rows)
-    request_id = body.get("id")
-    as_binary = binary.wants_binary(body)
-    return x, wanted, request_id if isinstance(request_id, str) else None, as_binary
+    return x, wanted
 
 
 def requested_outputs(outputs: Any, info: ModelInfo) -> list[str]:
@@ -176,7 +193,7 @@ def requested_outputs(outputs: Any, info: ModelInfo) -> list[str]:
 def output_tensor(name: str, result: Prediction, binary_size: int | None = None) -> dict[str, Any]:
     """One V2 output tensor (data flattened row-major), or with `binary_size` its description
     whose data follows the JSON as that many bytes."""
-    array = _output(name, result)
+    array = output_array(name, result)
     tensor: dict[str, Any] = {"name": name, "shape": list(array.shape), "datatype": datatype(array)}
     if binary_size is None:
         tensor["data"] = values(array.reshape(-1))
@@ -185,7 +202,8 @@ def output_tensor(name: str, result: Prediction, binary_size: int | None = None)
     return tensor
 
 
-def _output(name: str, result: Prediction) -> Array:
+def output_array(name: str, result: Prediction) -> Array:
+    """The array behind output `name` (labels, or probabilities)."""
     array = result.probabilities if name == "predict_proba" else result.labels
     assert array is not None  # requested_outputs only asks for probabilities a model has
     return array
