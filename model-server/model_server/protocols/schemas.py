@@ -94,6 +94,12 @@ class V1ModelStatus(BaseModel):
     ready: bool
 
 
+class V1Live(BaseModel):
+    """GET /: KServe V1's liveness (what its InferenceRESTClient.is_server_live asks)."""
+
+    status: str = Field(examples=["alive"])
+
+
 class V2ServerMetadata(BaseModel):
     """GET /v2."""
 

@@ -1,4 +1,4 @@
-"""KServe V1: /v1/models, /v1/models/{name}, POST /v1/models/{name}:predict."""
+"""KServe V1: GET / (liveness), /v1/models, /v1/models/{name}, POST /v1/models/{name}:predict."""
 
 from __future__ import annotations
 
@@ -22,10 +22,14 @@ EXPECTED = "'instances' (a list of rows)"
 
 def router(plane: DataPlane) -> APIRouter:
     """Routes of KServe's V1 protocol."""
-    api = APIRouter(prefix=PREFIX, tags=["kserve-v1"])
+    api = APIRouter(tags=["kserve-v1"])
+
+    @api.get("/", summary="Liveness (KServe V1)", responses={200: {"model": schemas.V1Live}})
+    async def live() -> Response:
+        return json_response({"status": "alive"})
 
     @api.get(
-        "/models",
+        PREFIX + "/models",
         summary="List served models",
         responses={200: {"model": schemas.V1Models}, **schemas.errors(503)},
     )
@@ -33,7 +37,7 @@ def router(plane: DataPlane) -> APIRouter:
         return json_response({"models": [plane.runtime().metadata.name]})
 
     @api.get(
-        "/models/{name}",
+        PREFIX + "/models/{name}",
         summary="Model readiness",
         responses={200: {"model": schemas.V1ModelStatus}, **schemas.errors(404, 503)},
     )
@@ -42,7 +46,7 @@ def router(plane: DataPlane) -> APIRouter:
         return json_response({"name": name, "ready": True})
 
     @api.post(
-        PREDICT,
+        PREDICT_PATH,
         summary="Predict a batch of instances",
         openapi_extra=schemas.request_body(schemas.V1Request),
         responses={
