@@ -193,6 +193,7 @@ def test_openapi_documents_every_route_with_its_exact_path(iris_client: TestClie
         "/v2/models/{name}/infer",
         "/v2/models/{name}/versions/{version}/infer",
         "/metrics",
+        "/",
     }
     body = paths["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert set(body["properties"]) == {"input", "inputs"}
