@@ -1,4 +1,4 @@
-"""The operator-server contract: env var names, port, probe paths and mount points.
+"""The operator-server contract: env var names, ports, probe paths and mount points.
 
 This is the one place in the operator that names them; the model server's settings
 (package `model_server`, env prefix MODEL_SERVER_) read the same names, and the contract
@@ -16,12 +16,16 @@ ENV_MODEL_SHA256: Final = "MODEL_SERVER_MODEL_SHA256"
 ENV_MODEL_FORMAT: Final = "MODEL_SERVER_MODEL_FORMAT"
 ENV_HOST: Final = "MODEL_SERVER_HOST"
 ENV_PORT: Final = "MODEL_SERVER_PORT"
+ENV_GRPC_PORT: Final = "MODEL_SERVER_GRPC_PORT"
 ENV_WORKERS: Final = "MODEL_SERVER_WORKERS"
 ENV_LOG_LEVEL: Final = "MODEL_SERVER_LOG_LEVEL"
 
 # Inside the pod the server listens on every interface of the pod's own network namespace.
 POD_LISTEN_HOST: Final = "0.0.0.0"
 DEFAULT_PORT: Final = 8080
+# The Open Inference Protocol V2 gRPC service (inference.GRPCInferenceService); "0" turns it off.
+DEFAULT_GRPC_PORT: Final = 8081
+GRPC_OFF: Final = "0"
 LIVENESS_PATH: Final = "/v2/health/live"
 READINESS_PATH: Final = "/v2/health/ready"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 GROUP: Final = "mlops.dev"
@@ -65,6 +65,14 @@ URI_RULES: Final[tuple[tuple[re.Pattern[str], bool, str], ...]] = (
 # The server reads MODEL_SERVER_* in any letter case as its settings (pydantic-settings).
 SERVER_ENV_PREFIX: Final = "model_server_"
 ENV_NAME_PATTERN: Final = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+# The CRD's CEL messages for the gRPC ports (crds/mlmodel.yaml, spec.server and spec.service).
+SERVER_GRPC_PORT_CLASH: Final = (
+    "spec.server.grpcPort must differ from spec.server.port: the server listens for HTTP and "
+    "gRPC on separate ports"
+)
+SERVICE_GRPC_PORT_CLASH: Final = (
+    "spec.service.grpcPort must differ from spec.service.port (or be 0, which turns gRPC off)"
+)
 
 
 def uri_problem(uri: str) -> str | None:
@@ -145,6 +153,7 @@ class Server(_Frozen):
     image: str | None = None
     workers: int = 1
     port: int = 8080
+    grpc_port: int = 8081
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     resources: Resources | None = None
     env: tuple[EnvVar, ...] = ()
@@ -155,6 +164,18 @@ class ServiceSpec(_Frozen):
 
     type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
     port: int = 80
+    grpc_port: int = 9000
+
+    @model_validator(mode="after")
+    def _grpc_port_is_not_the_http_port(self) -> ServiceSpec:
+        if self.grpc_port != 0 and self.grpc_port == self.port:
+            raise ValueError(SERVICE_GRPC_PORT_CLASH)
+        return self
+
+    @property
+    def grpc(self) -> bool:
+        """Whether the model serves gRPC at all (spec.service.grpcPort 0 turns it off)."""
+        return self.grpc_port != 0
 
 
 class Toleration(_Frozen):
@@ -179,6 +200,22 @@ class MLModelSpec(_Frozen):
     tolerations: tuple[Toleration, ...] = ()
     affinity: dict[str, Any] | None = None
     service_account_name: str | None = None
+
+    @model_validator(mode="after")
+    def _grpc_port_is_not_the_http_port(self) -> MLModelSpec:
+        # The CRD refuses the clash in spec.server whether or not gRPC is on. The parser refuses
+        # it only where it would render a server that cannot start (both listeners on one
+        # port): an object the API server accepted before grpcPort existed, with
+        # spec.server.port 8081, keeps validating there while spec.server is unchanged
+        # (validation ratcheting), and turning gRPC off in spec.service is enough to serve it.
+        if self.service.grpc and self.server.grpc_port == self.server.port:
+            raise ValueError(SERVER_GRPC_PORT_CLASH)
+        return self
+
+    @property
+    def grpc_container_port(self) -> int | None:
+        """The container port of the gRPC service, or None when gRPC is off."""
+        return self.server.grpc_port if self.service.grpc else None
 
 
 class Condition(_Frozen):

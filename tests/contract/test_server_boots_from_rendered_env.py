@@ -2,8 +2,8 @@
 
 The operator renders the container (env, port, probes); this test starts `python -m model_server`
 with exactly that env, except the listen address: pods bind 0.0.0.0 inside their own network
-namespace, tests on this machine bind loopback only, on a free port (the rendered port is first
-checked against the container's port).
+namespace, tests on this machine bind loopback only, on free ports (the rendered ports, HTTP and
+gRPC, are first checked against the container's ports; gRPC off renders "0", kept as is).
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from server_process import start, stop, wait_ready
+import pytest
+from server_process import free_port, start, stop, wait_ready
 from sklearn.datasets import load_iris
 from sklearn.ensemble import RandomForestClassifier
 
@@ -40,12 +41,12 @@ def write_iris(root: Path) -> str:
     return card.sha256
 
 
-def rendered_container(uri: str, sha256: str) -> dict[str, Any]:
+def rendered_container(uri: str, sha256: str, service: dict[str, Any]) -> dict[str, Any]:
     body = {
         "apiVersion": "mlops.dev/v1alpha1",
         "kind": "MLModel",
         "metadata": {"name": "iris-contract", "namespace": "models", "uid": "u1", "generation": 1},
-        "spec": {"model": {"uri": uri, "sha256": sha256}},
+        "spec": {"model": {"uri": uri, "sha256": sha256}, "service": service},
     }
     deployment = render_deployment(MLModel.from_body(body), OperatorSettings(), sha256)
     [container] = deployment["spec"]["template"]["spec"]["containers"]
@@ -56,16 +57,24 @@ def probe_path(container: dict[str, Any], probe: str) -> str:
     return str(container[probe]["httpGet"]["path"])
 
 
+@pytest.mark.parametrize("service", [{}, {"grpcPort": 0}], ids=["grpc on", "grpc off"])
 def test_the_server_boots_from_the_rendered_env_and_answers_the_rendered_probes(
-    http_dir: tuple[Path, str], tmp_path: Path
+    service: dict[str, Any], http_dir: tuple[Path, str], tmp_path: Path
 ) -> None:
     root, base_url = http_dir
     sha256 = write_iris(root)
-    container = rendered_container(f"{base_url}/iris", sha256)
+    container = rendered_container(f"{base_url}/iris", sha256, service)
     env = {item["name"]: item["value"] for item in container["env"]}
-    [port] = container["ports"]
-    assert env["MODEL_SERVER_PORT"] == str(port["containerPort"])
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert env["MODEL_SERVER_PORT"] == str(ports.pop("http"))
     assert env["MODEL_SERVER_HOST"] == "0.0.0.0"
+    if service.get("grpcPort") == 0:
+        assert (env["MODEL_SERVER_GRPC_PORT"], ports) == ("0", {})
+    else:
+        assert env["MODEL_SERVER_GRPC_PORT"] == str(ports.pop("grpc"))
+        assert ports == {}
+        # a free loopback port, like HTTP's: a fixed one (8081) could clash on this machine
+        env["MODEL_SERVER_GRPC_PORT"] = str(free_port())
 
     env["MODEL_SERVER_WORKDIR"] = str(tmp_path / "scratch")
     server = start(env, tmp_path / "server.log")  # the rendered env, on a loopback port

@@ -8,7 +8,14 @@ import pytest
 from operator_testlib import make_mlmodel, sample_mlmodels
 from pydantic import BaseModel, ValidationError
 
-from mlmodel_operator.resource import URI_RULES, MLModel, MLModelSpec, uri_problem
+from mlmodel_operator.resource import (
+    SERVER_GRPC_PORT_CLASH,
+    SERVICE_GRPC_PORT_CLASH,
+    URI_RULES,
+    MLModel,
+    MLModelSpec,
+    uri_problem,
+)
 
 
 def version(crd: dict[str, Any]) -> dict[str, Any]:
@@ -217,3 +224,65 @@ def test_the_parser_refuses_the_servers_settings_in_any_letter_case(name: str) -
 def test_other_env_names_are_accepted(name: str) -> None:
     spec = {"model": {"uri": "s3://b/iris"}, "server": {"env": [{"name": name, "value": "x"}]}}
     assert make_mlmodel(spec).spec.server.env[0].name == name
+
+
+def port_rule(crd: dict[str, Any], part: str) -> dict[str, str]:
+    rules: list[dict[str, str]] = spec_schema(crd)["properties"][part]["x-kubernetes-validations"]
+    [rule] = rules
+    return rule
+
+
+def test_the_grpc_port_rules_name_the_field_and_guard_against_missing_fields(
+    crd: dict[str, Any],
+) -> None:
+    for part, message in (("server", SERVER_GRPC_PORT_CLASH), ("service", SERVICE_GRPC_PORT_CLASH)):
+        rule = port_rule(crd, part)
+        assert rule["fieldPath"] == ".grpcPort"
+        assert rule["message"] == message
+        assert rule["message"].startswith(f"spec.{part}.grpcPort must differ from spec.{part}.port")
+        assert "has(self.port)" in rule["rule"] and "has(self.grpcPort)" in rule["rule"]
+    assert "self.grpcPort == 0" in port_rule(crd, "service")["rule"]
+
+
+def test_the_grpc_ports_are_bounded_like_the_crd_says(crd: dict[str, Any]) -> None:
+    server = spec_schema(crd)["properties"]["server"]["properties"]["grpcPort"]
+    service = spec_schema(crd)["properties"]["service"]["properties"]["grpcPort"]
+    assert (server["default"], server["minimum"], server["maximum"]) == (8081, 1024, 65535)
+    assert (service["default"], service["minimum"], service["maximum"]) == (9000, 0, 65535)
+    assert server["format"] == service["format"] == "int32"
+    assert (
+        "0 turns gRPC off: the server does not listen for it and neither the Service nor the "
+        "container gets a grpc port." in service["description"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"server": {"grpcPort": 8080}}, SERVER_GRPC_PORT_CLASH),
+        ({"server": {"port": 8081}}, SERVER_GRPC_PORT_CLASH),
+        ({"service": {"grpcPort": 80}}, SERVICE_GRPC_PORT_CLASH),
+        ({"service": {"port": 9000}}, SERVICE_GRPC_PORT_CLASH),
+    ],
+)
+def test_the_parser_refuses_a_grpc_port_equal_to_the_http_port_with_the_crds_message(
+    spec: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValidationError) as refused:
+        make_mlmodel({"model": {"uri": "s3://b/iris"}, **spec})
+    assert message in str(refused.value)
+
+
+def test_the_parser_accepts_grpc_off_and_reads_the_ports() -> None:
+    on = make_mlmodel({"model": {"uri": "s3://b/iris"}})
+    assert (on.spec.server.grpc_port, on.spec.service.grpc_port, on.spec.grpc_container_port) == (
+        8081,
+        9000,
+        8081,
+    )
+    off = make_mlmodel({"model": {"uri": "s3://b/iris"}, "service": {"grpcPort": 0}})
+    assert (off.spec.service.grpc, off.spec.grpc_container_port) == (False, None)
+    # with gRPC off, spec.server.grpcPort is unused: an object from before grpcPort existed
+    # with spec.server.port 8081 (the new default) can be served by turning gRPC off
+    legacy = {"model": {"uri": "s3://b/iris"}, "server": {"port": 8081}, "service": {"grpcPort": 0}}
+    assert make_mlmodel(legacy).spec.grpc_container_port is None

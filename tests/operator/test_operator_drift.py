@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+import json
 from typing import Any
 
+from operator_testlib import make_mlmodel
+
 from mlmodel_operator.drift import drift, drifted_paths, owned_but_unwanted
+from mlmodel_operator.render import render
+from mlmodel_operator.settings import OperatorSettings
 
 MANAGER = "mlmodel-operator"
 
@@ -156,4 +162,128 @@ def test_set_values_the_operator_owns_must_still_be_wanted() -> None:
     assert owned_but_unwanted({"f:drop": {'v:"ALL"': {}}}, {"drop": ["ALL"]}) == []
     assert owned_but_unwanted({"f:drop": {'v:"NET_RAW"': {}}}, {"drop": ["ALL"]}) == [
         '.drop["NET_RAW"]'
+    ]
+
+
+# --- the gRPC ports: real renders against live objects as server-side apply leaves them
+
+# The list-map keys server-side apply uses for the lists the operator renders (the API's
+# x-kubernetes-list-map-keys): container ports by containerPort+protocol, Service ports by
+# port+protocol, not by name.
+_LIST_KEYS = {
+    "containers": ("name",),
+    "env": ("name",),
+    "volumes": ("name",),
+    "volumeMounts": ("mountPath",),
+    "ownerReferences": ("uid",),
+}
+
+
+def applied_fields(value: Any, field: str = "") -> dict[str, Any]:
+    """fieldsV1 as server-side apply records an applied manifest (list elements by key)."""
+    if isinstance(value, dict):
+        return {f"f:{key}": applied_fields(sub, key) for key, sub in value.items()}
+    if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+        if field == "ports":
+            keys: tuple[str, ...] = (
+                ("containerPort", "protocol")
+                if "containerPort" in value[0]
+                else ("port", "protocol")
+            )
+        else:
+            keys = _LIST_KEYS[field]
+        return {
+            "k:" + json.dumps({k: item[k] for k in keys}, separators=(",", ":"), sort_keys=True): {
+                ".": {},
+                **applied_fields(item),
+            }
+            for item in value
+        }
+    if isinstance(value, list):
+        return {f"v:{json.dumps(item)}": {} for item in value}
+    return {}
+
+
+def as_applied(manifest: dict[str, Any]) -> dict[str, Any]:
+    """`manifest` live after an apply: the operator's managedFields plus fields the API server
+    defaults (which are no drift)."""
+    live = copy.deepcopy(manifest)
+    fields = applied_fields({k: v for k, v in manifest.items() if k not in ("apiVersion", "kind")})
+    live["metadata"]["managedFields"] = [
+        {"manager": MANAGER, "operation": "Apply", "fieldsV1": fields}
+    ]
+    if manifest["kind"] == "Service":
+        live["spec"].update(clusterIP="10.0.0.7", sessionAffinity="None", ipFamilies=["IPv4"])
+    else:
+        live["spec"]["progressDeadlineSeconds"] = 600
+        for c in live["spec"]["template"]["spec"]["containers"]:
+            c["terminationMessagePath"] = "/dev/termination-log"
+    return live
+
+
+def children(spec: dict[str, Any], settings: OperatorSettings) -> dict[str, dict[str, Any]]:
+    manifests = render(
+        make_mlmodel({"model": {"uri": "s3://b/iris", "sha256": "a" * 64}, **spec}), settings
+    )
+    return {m["kind"]: m for m in manifests if m["kind"] in ("Deployment", "Service")}
+
+
+def without_grpc(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What the operator rendered before the gRPC port existed."""
+    old = copy.deepcopy(manifest)
+    if old["kind"] == "Service":
+        old["spec"]["ports"] = [p for p in old["spec"]["ports"] if p["name"] != "grpc"]
+    else:
+        [c] = old["spec"]["template"]["spec"]["containers"]
+        c["ports"] = [p for p in c["ports"] if p["name"] != "grpc"]
+        c["env"] = [e for e in c["env"] if e["name"] != "MODEL_SERVER_GRPC_PORT"]
+    return old
+
+
+CONTAINER = ".spec.template.spec.containers[name=server]"
+
+
+def test_a_child_from_before_grpc_is_updated_once_and_then_left_alone(
+    settings: OperatorSettings,
+) -> None:
+    new = children({}, settings)
+    old_live = {kind: as_applied(without_grpc(m)) for kind, m in new.items()}
+    assert drift(new["Service"], old_live["Service"], MANAGER) == [".spec.ports[name=grpc]"]
+    assert drift(new["Deployment"], old_live["Deployment"], MANAGER) == [
+        f"{CONTAINER}.ports[name=grpc]",
+        f"{CONTAINER}.env[name=MODEL_SERVER_GRPC_PORT]",
+    ]
+    for kind, manifest in new.items():  # applied once: converged
+        assert drift(manifest, as_applied(manifest), MANAGER) == [], kind
+    off = children({"service": {"grpcPort": 0}}, settings)
+    assert drift(off["Service"], old_live["Service"], MANAGER) == []  # gRPC off: Service as was
+
+
+def test_turning_grpc_off_removes_the_ports_the_operator_owns(settings: OperatorSettings) -> None:
+    live = {kind: as_applied(m) for kind, m in children({}, settings).items()}
+    off = children({"service": {"grpcPort": 0}}, settings)
+    assert drift(off["Service"], live["Service"], MANAGER) == [
+        '.spec.ports[{"port":9000,"protocol":"TCP"}]'
+    ]
+    assert drift(off["Deployment"], live["Deployment"], MANAGER) == [
+        f"{CONTAINER}.env[name=MODEL_SERVER_GRPC_PORT].value",
+        '.spec.template.spec.containers[{"name":"server"}].ports[{"containerPort":8081,"protocol":"TCP"}]',
+    ]
+    for kind, manifest in off.items():
+        assert drift(manifest, as_applied(manifest), MANAGER) == [], kind
+
+
+def test_a_moved_grpc_port_is_drift_on_the_new_and_the_old_port(
+    settings: OperatorSettings,
+) -> None:
+    live = {kind: as_applied(m) for kind, m in children({}, settings).items()}
+    moved = children({"server": {"grpcPort": 8500}, "service": {"grpcPort": 50051}}, settings)
+    assert drift(moved["Service"], live["Service"], MANAGER) == [
+        ".spec.ports[name=grpc].port",
+        '.spec.ports[{"port":9000,"protocol":"TCP"}]',
+    ]
+    assert drift(moved["Deployment"], live["Deployment"], MANAGER) == [
+        f"{CONTAINER}.ports[name=grpc].containerPort",
+        f"{CONTAINER}.env[name=MODEL_SERVER_GRPC_PORT].value",
+        '.spec.template.spec.containers[{"name":"server"}].ports[{"containerPort":8081,"protocol":"TCP"}]',
     ]

@@ -143,8 +143,8 @@ def test_digest_annotation_changes_only_when_the_model_changes(
     other_non_model = {
         **base,
         "replicas": 4,
-        "server": {"workers": 3, "logLevel": "debug"},
-        "service": {"port": 9000},
+        "server": {"workers": 3, "logLevel": "debug", "grpcPort": 9091},
+        "service": {"port": 9000, "grpcPort": 9001},
     }
     new_model = {**base, "model": {"uri": "s3://bucket/iris", "sha256": SHA_B}}
     first = render_deployment(make_mlmodel(base), settings, SHA_A)
@@ -244,13 +244,80 @@ def test_server_contract_env_probes_and_port(settings: OperatorSettings) -> None
         contract.ENV_MODEL_FORMAT: "onnx",
         contract.ENV_HOST: "0.0.0.0",
         contract.ENV_PORT: "9090",
+        contract.ENV_GRPC_PORT: "8081",
         contract.ENV_WORKERS: "4",
         contract.ENV_LOG_LEVEL: "warning",
     }
     c = container(deployment)
-    assert c["ports"] == [{"name": "http", "containerPort": 9090, "protocol": "TCP"}]
+    assert c["ports"] == [
+        {"name": "http", "containerPort": 9090, "protocol": "TCP"},
+        {"name": "grpc", "containerPort": 8081, "protocol": "TCP"},
+    ]
     assert c["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
+    assert c["startupProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http"}
+
+
+def test_grpc_ports_follow_the_spec(settings: OperatorSettings) -> None:
+    spec = {
+        "model": {"uri": "s3://b/iris"},
+        "server": {"port": 8000, "grpcPort": 8500},
+        "service": {"port": 8080, "grpcPort": 50051, "type": "NodePort"},
+    }
+    kinds = by_kind(render(make_mlmodel(spec), settings))
+    deployment, service = kinds["Deployment"], kinds["Service"]
+    assert env_of(deployment)[contract.ENV_GRPC_PORT] == "8500"
+    assert container(deployment)["ports"] == [
+        {"name": "http", "containerPort": 8000, "protocol": "TCP"},
+        {"name": "grpc", "containerPort": 8500, "protocol": "TCP"},
+    ]
+    assert service["spec"]["ports"] == [
+        {"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"},
+        {
+            "name": "grpc",
+            "port": 50051,
+            "targetPort": "grpc",
+            "protocol": "TCP",
+            "appProtocol": "kubernetes.io/h2c",
+        },
+    ]
+
+
+@pytest.mark.parametrize("server", [{}, {"grpcPort": 9500}, {"port": 8081}])
+def test_service_grpc_port_0_turns_grpc_off_everywhere(
+    server: dict[str, Any], settings: OperatorSettings
+) -> None:
+    """No grpc port on the container or the Service, and the server told not to listen (its own
+    default would); the HTTP side and the probes are as with gRPC on. spec.server.grpcPort is
+    then unused, so it may even equal spec.server.port (an object from before grpcPort)."""
+    spec = {"model": {"uri": "s3://b/iris"}, "server": server, "service": {"grpcPort": 0}}
+    kinds = by_kind(render(make_mlmodel(spec), settings))
+    deployment, service = kinds["Deployment"], kinds["Service"]
+    http_port = server.get("port", 8080)
+    assert env_of(deployment)[contract.ENV_GRPC_PORT] == "0"
+    assert env_of(deployment)[contract.ENV_PORT] == str(http_port)
+    c = container(deployment)
+    assert c["ports"] == [{"name": "http", "containerPort": http_port, "protocol": "TCP"}]
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert c[probe]["httpGet"]["port"] == "http"
+    assert service["spec"]["ports"] == [
+        {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}
+    ]
+    assert "grpc" not in str(service) and "grpc" not in str(c["ports"])
+
+
+def test_the_service_grpc_port_alone_does_not_roll_the_pods(settings: OperatorSettings) -> None:
+    """Moving the Service's port changes the Service only; turning gRPC on or off, or moving
+    the container's port, changes the pod template (the server must listen, or stop)."""
+    base = {"model": {"uri": "s3://b/iris", "sha256": SHA_A}}
+
+    def template(**changes: Any) -> Any:
+        spec = {**base, **changes}
+        return render_deployment(make_mlmodel(spec), settings, SHA_A)["spec"]["template"]
+
+    assert template(service={"grpcPort": 9001}) == template()
+    assert template(service={"grpcPort": 0}) != template()
+    assert template(server={"grpcPort": 8082}) != template()
 
 
 def test_user_env_comes_after_the_contract_and_credentials_come_from_the_secret(
@@ -316,11 +383,20 @@ def test_default_image_comes_from_settings_unless_the_spec_names_one() -> None:
     assert container(render_deployment(pinned, custom))["image"] == "mine:2"
 
 
-def test_service_defaults_to_cluster_ip_on_port_80(settings: OperatorSettings) -> None:
+def test_service_defaults_to_cluster_ip_on_port_80_and_grpc_on_9000(
+    settings: OperatorSettings,
+) -> None:
     service = by_kind(render(make_mlmodel({"model": {"uri": "s3://b/i"}}), settings))["Service"]
     assert service["spec"]["type"] == "ClusterIP"
     assert service["spec"]["ports"] == [
-        {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}
+        {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
+        {
+            "name": "grpc",
+            "port": 9000,
+            "targetPort": "grpc",
+            "protocol": "TCP",
+            "appProtocol": "kubernetes.io/h2c",
+        },
     ]
 
 

@@ -34,6 +34,24 @@ def model_uri_in_pod(mlmodel: MLModel) -> str:
     return f"file://{contract.PVC_MOUNT_PATH}/{path}"
 
 
+def grpc_port_value(mlmodel: MLModel) -> str:
+    """MODEL_SERVER_GRPC_PORT: spec.server.grpcPort, or "0" (no gRPC listener) when
+    spec.service.grpcPort is 0."""
+    port = mlmodel.spec.grpc_container_port
+    return contract.GRPC_OFF if port is None else str(port)
+
+
+def render_ports(mlmodel: MLModel) -> list[dict[str, Any]]:
+    """The container's ports: `http` (probes, metrics, REST), then `grpc` while gRPC is on."""
+    ports: list[dict[str, Any]] = [
+        {"name": "http", "containerPort": mlmodel.spec.server.port, "protocol": "TCP"}
+    ]
+    grpc_port = mlmodel.spec.grpc_container_port
+    if grpc_port is not None:
+        ports.append({"name": "grpc", "containerPort": grpc_port, "protocol": "TCP"})
+    return ports
+
+
 def render_env(mlmodel: MLModel) -> list[dict[str, Any]]:
     """The server's environment: the contract variables first, then spec.server.env.
 
@@ -61,6 +79,8 @@ def render_env(mlmodel: MLModel) -> list[dict[str, Any]]:
     env += [
         {"name": contract.ENV_HOST, "value": contract.POD_LISTEN_HOST},
         {"name": contract.ENV_PORT, "value": str(server.port)},
+        # Rendered when gRPC is off too ("0"): the server's own default would listen.
+        {"name": contract.ENV_GRPC_PORT, "value": grpc_port_value(mlmodel)},
         {"name": contract.ENV_WORKERS, "value": str(server.workers)},
         {"name": contract.ENV_LOG_LEVEL, "value": server.log_level},
     ]
@@ -82,13 +102,14 @@ def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
 def render_container(
     mlmodel: MLModel, settings: OperatorSettings, resources: dict[str, Any]
 ) -> dict[str, Any]:
-    """The model server container: probes, resources, restricted security, scratch mounts."""
+    """The model server container: ports, probes (HTTP only), resources, restricted security,
+    scratch mounts."""
     server = mlmodel.spec.server
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": server.image or settings.default_image,
         "imagePullPolicy": "IfNotPresent",
-        "ports": [{"name": "http", "containerPort": server.port, "protocol": "TCP"}],
+        "ports": render_ports(mlmodel),
         "env": render_env(mlmodel),
         "resources": resources,
         # Downloading a large artifact can take minutes: the startup probe covers that,

@@ -228,3 +228,53 @@ def test_a_same_named_child_it_does_not_own_is_left_alone_and_reported(
     assert not service.metadata.owner_references
     assert service.spec.ports[0].target_port == 9999
     assert api.exists("Deployment", "iris"), dump(api.mlmodel("iris").get("status"))
+
+
+def _service_ports(api: Api) -> list[tuple[str, int, str, str | None]]:
+    service = api.core.read_namespaced_service("iris", api.ns)
+    return [(p.name, p.port, p.target_port, p.app_protocol) for p in service.spec.ports]
+
+
+def _container_ports(api: Api) -> tuple[list[tuple[str, int]], str | None]:
+    deployment = api.deployment("iris")
+    assert deployment is not None
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    ports = [(p["name"], p["containerPort"]) for p in container["ports"]]
+    return ports, env.get("MODEL_SERVER_GRPC_PORT")
+
+
+def test_grpc_ports_follow_the_spec_and_grpc_off_removes_them(
+    api: Api, operator: OperatorProcess
+) -> None:
+    """Server-side apply merges ports by port (Service) and containerPort (pod) with protocol,
+    not by name: a moved or dropped gRPC port must leave no old port behind."""
+    h2c = "kubernetes.io/h2c"
+    api.apply(mlmodel_yaml("iris", replicas=1))
+    wait_until(
+        "Service with http and grpc",
+        lambda: _service_ports(api) == [("http", 80, "http", None), ("grpc", 9000, "grpc", h2c)],
+    )
+    assert _container_ports(api) == ([("http", 8080), ("grpc", 8081)], "8081")
+    wait_until("MLModel iris Ready", lambda: api.is_ready("iris"))
+
+    moved = {"server": {"grpcPort": 8500}, "service": {"grpcPort": 50051}}
+    api.apply(mlmodel_yaml("iris", replicas=1, **moved))
+    wait_until(
+        "gRPC moved on the Service",
+        lambda: _service_ports(api) == [("http", 80, "http", None), ("grpc", 50051, "grpc", h2c)],
+    )
+    wait_until(
+        "gRPC moved in the pod template",
+        lambda: _container_ports(api) == ([("http", 8080), ("grpc", 8500)], "8500"),
+    )
+
+    api.apply(mlmodel_yaml("iris", replicas=1, service={"grpcPort": 0}))
+    wait_until(
+        "no grpc port on the Service", lambda: _service_ports(api) == [("http", 80, "http", None)]
+    )
+    wait_until(
+        "no grpc port in the pod template, the server told not to listen",
+        lambda: _container_ports(api) == ([("http", 8080)], "0"),
+    )
+    wait_until("MLModel iris Ready without gRPC", lambda: api.is_ready("iris"))

@@ -10,6 +10,7 @@ import yaml
 from mlmodel_harness import REPO, SHA_A, Api
 
 from devcluster.cluster import Cluster
+from mlmodel_operator.resource import SERVER_GRPC_PORT_CLASH, SERVICE_GRPC_PORT_CLASH
 
 pytestmark = pytest.mark.cluster
 
@@ -82,6 +83,32 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str]] = [
     ("service type", {**with_model(), "service": {"type": "Ingress"}}, "spec.service.type"),
     ("service port", {**with_model(), "service": {"port": 70000}}, "spec.service.port"),
     (
+        "privileged grpc port",
+        {**with_model(), "server": {"grpcPort": 443}},
+        "spec.server.grpcPort",
+    ),
+    ("service grpc port", {**with_model(), "service": {"grpcPort": -1}}, "spec.service.grpcPort"),
+    (
+        "grpc port is the http port",
+        {**with_model(), "server": {"port": 9090, "grpcPort": 9090}},
+        SERVER_GRPC_PORT_CLASH,
+    ),
+    (
+        "http port is the default grpc port",
+        {**with_model(), "server": {"port": 8081}},
+        SERVER_GRPC_PORT_CLASH,
+    ),
+    (
+        "service grpc port is the http port",
+        {**with_model(), "service": {"port": 8000, "grpcPort": 8000}},
+        SERVICE_GRPC_PORT_CLASH,
+    ),
+    (
+        "service http port is the default grpc port",
+        {**with_model(), "service": {"port": 9000}},
+        SERVICE_GRPC_PORT_CLASH,
+    ),
+    (
         "toleration operator",
         {**with_model(), "tolerations": [{"operator": "Maybe"}]},
         "spec.tolerations[0].operator",
@@ -117,5 +144,26 @@ def test_every_sample_is_accepted_and_defaults_are_filled_in(api: Api) -> None:
         "apply", "-n", api.ns, "--dry-run=server", "-o", "yaml", "-f", str(samples / "iris.yaml")
     ).stdout
     spec = yaml.safe_load(out)["spec"]
-    assert spec["server"] == {"port": 8080, "workers": 1, "logLevel": "info"}
-    assert spec["service"] == {"type": "ClusterIP", "port": 80}
+    assert spec["server"] == {"port": 8080, "grpcPort": 8081, "workers": 1, "logLevel": "info"}
+    assert spec["service"] == {"type": "ClusterIP", "port": 80, "grpcPort": 9000}
+
+
+GRPC_OFF_SPECS = {
+    "grpc off": {"service": {"grpcPort": 0}},
+    "grpc off, http on 9000": {"service": {"port": 9000, "grpcPort": 0}},
+    "both ports moved": {
+        "server": {"port": 8081, "grpcPort": 8080},
+        "service": {"port": 9000, "grpcPort": 80},
+    },
+}
+
+
+@pytest.mark.parametrize("spec", GRPC_OFF_SPECS.values(), ids=GRPC_OFF_SPECS.keys())
+def test_grpc_off_and_moved_grpc_ports_are_accepted(api: Api, spec: dict[str, Any]) -> None:
+    out = api.cluster.kubectl(
+        "apply", "-n", api.ns, "--dry-run=server", "-o", "yaml", "-f", "-",
+        input=manifest({**with_model(), **spec}, name="grpc"),
+    ).stdout  # fmt: skip
+    accepted = yaml.safe_load(out)["spec"]
+    for part, fields in spec.items():
+        assert fields.items() <= accepted[part].items()
