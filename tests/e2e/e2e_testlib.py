@@ -252,3 +252,27 @@ def predict_named(base_url: str, protocol: str, model: str, artifact: Artifact) 
     if status != 200:
         raise mlstack.StackError(f"POST {base_url}{path} answered {status}: {answer}")
     return mlstack.prediction_labels(protocol, answer)
+
+
+GRPC_SERVICE_PORT = 9000  # spec.service.grpcPort's default
+
+
+def predict_grpc(
+    kube: Kube, namespace: str, name: str, rows: Sequence[Sequence[float]]
+) -> list[Any]:
+    """The labels `tritonclient.grpc` gets for `rows` (one FP64 [N, n_features] tensor, sent as
+    raw contents) from the model's Service, on its `grpc` port through the ClusterIP."""
+    import numpy as np
+    import tritonclient.grpc as triton
+
+    svc = kube.get("service", name, namespace)
+    assert svc is not None, f"service {namespace}/{name} does not exist"
+    ports = {p["name"]: p for p in svc["spec"]["ports"]}
+    assert ports["grpc"]["port"] == GRPC_SERVICE_PORT and ports["grpc"]["targetPort"] == "grpc"
+    client = triton.InferenceServerClient(f"{svc['spec']['clusterIP']}:{GRPC_SERVICE_PORT}")
+    assert client.is_server_ready(client_timeout=10) and client.is_model_ready(name)
+    x = np.array(rows, dtype=np.float64)
+    tensor = triton.InferInput("input-0", list(x.shape), "FP64")
+    tensor.set_data_from_numpy(x)
+    result = client.infer(name, [tensor], client_timeout=30)
+    return list(result.as_numpy("predict").tolist())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from e2e_testlib import ConditionLog, Stack, predict_named
+from e2e_testlib import ConditionLog, Stack, predict_grpc, predict_named
 
 from devcluster import mlstack
 
@@ -19,6 +19,8 @@ def test_every_protocol_through_the_service_matches_the_trainers_held_out_predic
     for protocol in mlstack.PROTOCOLS:
         labels = mlstack.predict(url, protocol, "iris", stack.v1.rows)
         assert labels == stack.v1.expected, f"{protocol} disagrees with the trainer"
+    # Open Inference Protocol V2 over gRPC, through the Service's `grpc` port.
+    assert predict_grpc(stack.kube, model_ns, "iris", stack.v1.rows) == stack.v1.expected
     mlm = stack.kube.get("mlm", "iris", model_ns)
     assert mlm is not None
     assert mlm["status"]["modelDigest"] == stack.v1.sha256
