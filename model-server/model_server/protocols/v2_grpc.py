@@ -66,6 +66,13 @@ OUTPUT_CONTENTS: Final = {
     "UINT64": "uint64_contents",
 }
 GRACE_SECONDS: Final = 5.0  # calls in flight at shutdown get this long to finish
+# A connection gets GOAWAY after this long (clients open a new one, transparently): behind a
+# Service, long-lived HTTP/2 connections would otherwise never move to pods added by a
+# scale-up; and since gRPC has no per-message deadline, it is also what bounds a call whose
+# message trickles in (age + grace), while at most max_connections calls hold a slot.
+CONNECTION_AGE_MS: Final = 60_000
+CONNECTION_AGE_GRACE_MS: Final = 10_000
+IDLE_CONNECTION_MS: Final = 300_000
 
 Request = TypeVar("Request")
 Reply = TypeVar("Reply")
@@ -248,7 +255,8 @@ async def start(settings: ServerSettings, plane: DataPlane, metrics: Metrics) ->
 
     Bounds as for HTTP: a message over max_request_bytes is refused (RESOURCE_EXHAUSTED) by
     gRPC before it is buffered whole; at most max_connections calls run at once per process
-    (the next is RESOURCE_EXHAUSTED); idle connections close. Several worker processes share
+    (the next is RESOURCE_EXHAUSTED); connections are idle at most 5 minutes and live at most
+    a minute (then GOAWAY, 10 s grace: see CONNECTION_AGE_MS). Several worker processes share
     the port (SO_REUSEPORT; the parent checked it was free), so the kernel spreads connections
     over them; a single process binds it alone, so a port in use is an error, not a silent
     share with another server.
@@ -258,7 +266,9 @@ async def start(settings: ServerSettings, plane: DataPlane, metrics: Metrics) ->
         options=[
             ("grpc.max_receive_message_length", settings.max_request_bytes),
             ("grpc.so_reuseport", int(settings.workers > 1)),
-            ("grpc.max_connection_idle_ms", 300_000),
+            ("grpc.max_connection_idle_ms", IDLE_CONNECTION_MS),
+            ("grpc.max_connection_age_ms", CONNECTION_AGE_MS),
+            ("grpc.max_connection_age_grace_ms", CONNECTION_AGE_GRACE_MS),
             ("grpc.http2.max_ping_strikes", 2),
             ("grpc.keepalive_time_ms", KEEP_ALIVE_SECONDS * 12_000),
         ],
