@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tritonclient.grpc as triton
 from server_process import free_port, start, stop, wait_ready
 from sklearn.datasets import load_iris
 from sklearn.ensemble import RandomForestClassifier
@@ -91,5 +92,9 @@ def test_the_server_boots_from_the_rendered_env_and_answers_the_rendered_probes(
             assert answer.json()["outputs"][0]["data"] == [0]
             metadata = client.get(f"/v2/models/{name}").json()
             assert metadata["parameters"]["sha256"] == sha256
+        if server.grpc_target:  # the rendered gRPC setting is served (or, at "0", not at all)
+            assert triton.InferenceServerClient(server.grpc_target).is_model_ready(name)
+        else:
+            assert "over gRPC" not in server.output()
     finally:
         stop(server)
