@@ -13,10 +13,13 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
+
 LOOPBACK = "127.0.0.1"
 _PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 _NS_PER_TICK = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
-_READY_STREAK = 30  # consecutive 200s, each on a new connection
+_READY_STREAK = 30  # consecutive 200s (gRPC: OKs), each on a new connection
+GRPC_SCHEME = "grpc://"  # grpc://host:port/package.Service/Method names one gRPC method
 
 
 def priority_prefix() -> list[str]:
@@ -27,19 +30,23 @@ def priority_prefix() -> list[str]:
 
 @dataclass(frozen=True)
 class Launch:
-    """What to run for one server: argv, extra environment and working directory."""
+    """What to run for one server: argv, extra environment and working directory, and the port
+    it serves gRPC on, if it does."""
 
     argv: list[str]
     env: dict[str, str]
     cwd: Path
+    grpc_port: int | None = None
 
 
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
+def free_port(*avoid: int) -> int:
+    """A TCP port on loopback that nothing listens on right now (and not one of `avoid`)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind((LOOPBACK, 0))
+            port: int = sock.getsockname()[1]
+        if port not in avoid:
+            return port
 
 
 def start(launch: Launch, log: Path) -> subprocess.Popen[bytes]:
@@ -72,6 +79,39 @@ def post(
         return exc.code, exc.read()
 
 
+def grpc_target(url: str) -> tuple[str, str]:
+    """(host:port, full method name) of a grpc:// URL."""
+    target, _, method = url.removeprefix(GRPC_SCHEME).partition("/")
+    return target, f"/{method}"
+
+
+def grpc_call(url: str, message: bytes, timeout: float = 10.0) -> tuple[grpc.StatusCode, bytes]:
+    """Call the unary method a grpc:// URL names with a serialized request message, on a new
+    connection; return the status and the serialized reply (b"" unless OK) or error details."""
+    target, method = grpc_target(url)
+    # A channel of its own connection: grpcio otherwise shares one among equal channels.
+    options = [("grpc.use_local_subchannel_pool", 1)]
+    with grpc.insecure_channel(target, options=options) as channel:
+        call = channel.unary_unary(method)  # no (de)serializers: bytes in, bytes out
+        try:
+            reply: bytes = call(message, timeout=timeout)
+        except grpc.RpcError as exc:
+            return exc.code(), str(exc.details()).encode()
+    return grpc.StatusCode.OK, reply
+
+
+def ask(
+    url: str, body: bytes, timeout: float = 10.0, headers: dict[str, str] | None = None
+) -> tuple[bool, str, bytes]:
+    """POST `body` to an http:// URL, or send it to the gRPC method of a grpc:// URL: (answered
+    OK, the status as text, the answer or error)."""
+    if url.startswith(GRPC_SCHEME):
+        code, raw = grpc_call(url, body, timeout)
+        return code == grpc.StatusCode.OK, f"gRPC {code.name}", raw
+    status, raw = post(url, body, timeout, headers)
+    return status == 200, f"HTTP {status}", raw
+
+
 def wait_answering(
     proc: subprocess.Popen[bytes],
     url: str,
@@ -80,33 +120,34 @@ def wait_answering(
     deadline_s: float,
     headers: dict[str, str] | None = None,
 ) -> bytes:
-    """Poll with POSTs until the server answers 200 many times in a row; fail naming the wait.
+    """Poll with requests (`ask`) until the server answers OK many times in a row; fail naming
+    the wait.
 
-    Every POST opens a new connection, so with several worker processes the streak shows that
-    all of them have loaded the model, not only the first one up.
+    Every request opens a new connection, so with several worker processes the streak shows
+    that all of them have loaded the model, not only the first one up.
     """
     deadline = time.monotonic() + deadline_s
     streak, last = 0, "no answer yet"
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(
-                f"server exited with {proc.returncode} before answering POST {url}:\n{tail(log)}"
+                f"server exited with {proc.returncode} before answering {url}:\n{tail(log)}"
             )
         try:
-            status, answer = post(url, body, timeout=2.0, headers=headers)
+            ok, status, answer = ask(url, body, timeout=2.0, headers=headers)
         except OSError as exc:
-            status, last = 0, str(exc)
-        if status == 200:
+            ok, last = False, str(exc)
+        else:
+            last = f"{status}: {answer[:200]!r}"
+        if ok:
             streak += 1
             if streak >= _READY_STREAK:
                 return answer
             continue
-        if status:
-            last = f"HTTP {status}: {answer[:200]!r}"
         streak = 0
         time.sleep(0.1)
     raise TimeoutError(
-        f"server did not answer 200 to POST {url} {_READY_STREAK} times in a row within "
+        f"server did not answer OK to {url} {_READY_STREAK} times in a row within "
         f"{deadline_s:.0f}s (last: {last}):\n{tail(log)}"
     )
 

@@ -21,7 +21,7 @@ def print_all(rows: list[Row], failures: list[str]) -> None:
     print_ratios(rows)
     print_cpu_ratios(rows)
     print_penguins(rows)
-    print_v2_binary(rows)
+    print_v2_vs_json(rows)
     print_targets(rows)
     for failure in failures:
         print(f"NOT MEASURED: {failure}")
@@ -29,8 +29,8 @@ def print_all(rows: list[Row], failures: list[str]) -> None:
         if r["socket_errors"] or r["bad_status"]:
             print(
                 f"ERRORS: {r['server']} w={r['workers']} c={r['connections']} rows={r['rows']}: "
-                f"{r['socket_errors']} socket errors, {r['bad_status']} non-2xx answers "
-                f"of {r['requests']} requests (over 1%: left out of ratios and targets)"
+                f"{r['socket_errors']} socket errors, {r['bad_status']} non-2xx (gRPC: non-OK) "
+                f"answers of {r['requests']} requests (over 1%: left out of ratios and targets)"
             )
 
 
@@ -95,19 +95,20 @@ def print_penguins(rows: list[Row]) -> None:
     _print_versus(rows, f"{PENGUINS} pipeline: req/s divided by {theirs}'s", ours, theirs)
 
 
-def print_v2_binary(rows: list[Row]) -> None:
-    """Binary tensor data (tritonclient's default) against the same request in JSON."""
+def print_v2_vs_json(rows: list[Row]) -> None:
+    """What tritonclient sends by default, binary tensor data over HTTP and raw contents over
+    gRPC, against the same request in V2 JSON."""
     _print_versus(
         rows,
-        "V2 binary tensors: req/s divided by V2 JSON's",
-        (f"{OURS} (v2 binary)",),
+        "V2 binary tensors and gRPC: req/s divided by V2 JSON's",
+        (f"{OURS} (v2 binary)", f"{OURS} (grpc)"),
         f"{OURS} (v2)",
     )
 
 
 def _print_versus(rows: list[Row], title: str, names: tuple[str, ...], theirs: str) -> None:
     """Each of `names`' req/s divided by `theirs`' per case (same workers)."""
-    if not _workers(rows, names[0]):
+    if not any(_workers(rows, name) for name in names):
         return
     cols = "".join(f"{f'c={c} rows={n}':>16}" for c, n in CASE_KEYS)
     print(f"\n{title} (same workers)\n{'':<28}{cols}")

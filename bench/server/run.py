@@ -57,7 +57,7 @@ class Case:
 
 @dataclass(frozen=True)
 class Run:
-    """One measured wrk run and what it cost the server."""
+    """One measured load run (wrk or grpcload) and what it cost the server."""
 
     load: load.LoadResult
     cpu_ns: int
@@ -66,7 +66,7 @@ class Run:
 
     @property
     def clean(self) -> bool:
-        """No socket errors and no non-2xx answers."""
+        """No socket errors and no non-2xx (gRPC: non-OK) answers."""
         return not self.load.socket_errors and not self.load.bad_status
 
 
@@ -203,13 +203,19 @@ def start_instance(server: Server, workers: int, model: Model, scratch: Path) ->
     (scratch / slug).mkdir()
     launch = server.launch(model, workers, port, scratch / slug)
     log = scratch / f"{slug}.log"
-    url = f"http://{procs.LOOPBACK}:{port}{server.protocol.path(model.name)}"
+    where = server.protocol.path(model.name)
+    url = f"http://{procs.LOOPBACK}:{port}{where}"
+    if server.protocol.grpc:
+        if launch.grpc_port is None:
+            raise RuntimeError(f"{server.name} is launched without a gRPC port")
+        load.grpcload_path()  # built once (cached), before the server starts
+        url = f"{procs.GRPC_SCHEME}{procs.LOOPBACK}:{launch.grpc_port}{where}"
     print(f"[bench] {server.name} workers={workers}: starting", flush=True)
     started = time.monotonic()
     proc = procs.start(launch, log)
     try:
         one_row, _ = sample_rows(model, 1)
-        body = server.protocol.body(one_row)
+        body = server.protocol.body(model.name, one_row)
         headers = server.protocol.headers(body)
         procs.wait_answering(proc, url, body, log, READY_DEADLINE_S, headers)
         exposed = procs.non_loopback_listeners(proc.pid)
@@ -248,7 +254,7 @@ def _measure_instance(
     first, last = round_no == 1, round_no == args.runs
     for connections, n_rows in CASES:
         rows, answers = sample_rows(model, n_rows)
-        body = instance.server.protocol.body(rows)
+        body = instance.server.protocol.body(model.name, rows)
         headers = instance.server.protocol.headers(body)
         if first:
             _check_answer(instance.server, instance.url, body, answers)
@@ -300,11 +306,11 @@ def summarize(instance: Instance) -> list[Case]:
 
 
 def _check_answer(server: Server, url: str, body: bytes, answers: list[object]) -> None:
-    status, raw = procs.post(url, body, headers=server.protocol.headers(body))
-    if status != 200:
-        raise RuntimeError(f"POST {url} answered {status}: {raw[:300]!r}")
+    ok, status, raw = procs.ask(url, body, headers=server.protocol.headers(body))
+    if not ok:
+        raise RuntimeError(f"{url} answered {status}: {raw[:300]!r}")
     if not server.answers_model:
         return
     got = server.protocol.answers(server.protocol.parse(raw))
     if not protocols.same_labels(got, answers):
-        raise RuntimeError(f"POST {url} predicted {got[:5]}..., the model card says {answers[:5]}")
+        raise RuntimeError(f"{url} predicted {got[:5]}..., the model card says {answers[:5]}")

@@ -44,16 +44,19 @@ class Server:
 
 
 def _ours(model: Model, workers: int, port: int, scratch: Path) -> Launch:
+    # A free gRPC port of its own: the default (8081) would be shared by every instance.
+    grpc_port = free_port(port)
     env = {
         "MODEL_SERVER_MODEL_URI": str(model.artifact),
         "MODEL_SERVER_MODEL_SHA256": model.artifact_sha256,
         "MODEL_SERVER_HOST": LOOPBACK,
         "MODEL_SERVER_PORT": str(port),
+        "MODEL_SERVER_GRPC_PORT": str(grpc_port),
         "MODEL_SERVER_WORKERS": str(workers),
         "MODEL_SERVER_LOG_LEVEL": "warning",
         "MODEL_SERVER_WORKDIR": str(scratch / "model-server"),
     }
-    return Launch([sys.executable, "-m", "model_server"], env, Path.cwd())
+    return Launch([sys.executable, "-m", "model_server"], env, Path.cwd(), grpc_port)
 
 
 def _floor(model: Model, workers: int, port: int, scratch: Path) -> Launch:
@@ -127,6 +130,15 @@ SERVERS: tuple[Server, ...] = (
         f"{OURS} (v2 binary)",
         "workspace",
         protocols.OPEN_INFERENCE_V2_BINARY,
+        (1, 2),
+        _ours,
+        is_peer=False,
+    ),
+    # What tritonclient.grpc sends: ModelInfer with the FP32 rows in raw_input_contents.
+    Server(
+        f"{OURS} (grpc)",
+        "workspace",
+        protocols.OPEN_INFERENCE_V2_GRPC,
         (1, 2),
         _ours,
         is_peer=False,
