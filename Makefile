@@ -71,7 +71,7 @@ BENCH_TARGETS := $(shell sed -nE 's/^(bench-[a-zA-Z0-9_-]+):.*/\1/p' $(MAKEFILE_
 
 bench: $(BENCH_TARGETS) ## run every bench-* target
 
-bench-server: setup ## model server vs seed Flask/gunicorn, MLServer, KServe, HTTP floor (~12 min)
+bench-server: setup ## model server (HTTP, gRPC) vs seed Flask/gunicorn, MLServer, KServe, HTTP/gRPC floors (~20 min)
 	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(RUN) python -m bench.server
 

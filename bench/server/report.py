@@ -12,6 +12,8 @@ from bench.server.servers import OURS, PENGUINS, SERVERS
 Row = dict[str, Any]
 CASE_KEYS = ((1, 1), (8, 1), (1, 100), (8, 100))  # (connections, rows)
 FLOOR = "http-floor"
+GRPC_FLOOR = "grpc-floor"
+MLSERVER_GRPC = "mlserver (grpc)"
 PEERS = tuple(s.name for s in SERVERS if s.is_peer)
 
 
@@ -22,6 +24,7 @@ def print_all(rows: list[Row], failures: list[str]) -> None:
     print_cpu_ratios(rows)
     print_penguins(rows)
     print_v2_vs_json(rows)
+    print_grpc(rows)
     print_targets(rows)
     for failure in failures:
         print(f"NOT MEASURED: {failure}")
@@ -104,6 +107,13 @@ def print_v2_vs_json(rows: list[Row]) -> None:
         (f"{OURS} (v2 binary)", f"{OURS} (grpc)"),
         f"{OURS} (v2)",
     )
+
+
+def print_grpc(rows: list[Row]) -> None:
+    """Our gRPC rows against gRPC yardsticks: the gRPC floor (grpc.aio answering a constant,
+    the most this stack can do under grpcload) and MLServer's gRPC port."""
+    for theirs in (GRPC_FLOOR, MLSERVER_GRPC):
+        _print_versus(rows, f"gRPC: req/s divided by {theirs}'s", (f"{OURS} (grpc)",), theirs)
 
 
 def _print_versus(rows: list[Row], title: str, names: tuple[str, ...], theirs: str) -> None:

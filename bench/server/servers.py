@@ -69,6 +69,19 @@ def _floor(model: Model, workers: int, port: int, scratch: Path) -> Launch:
     return Launch(argv, {}, Path.cwd())
 
 
+def _grpc_floor(model: Model, workers: int, port: int, scratch: Path) -> Launch:
+    # The model server's gRPC stack (grpc.aio on uvloop, its generated stubs), a constant
+    # reply holding the card's first sample label; the HTTP port is unused.
+    card = json.loads((model.artifact / "model-card.json").read_text())
+    label = int(card["sample"]["outputs"][0])
+    grpc_port = free_port(port)
+    argv = [
+        sys.executable, "-m", "bench.server.apps.grpc_floor", "--port", str(grpc_port),
+        "--model", model.name, "--label", str(label), "--workers", str(workers),
+    ]  # fmt: skip
+    return Launch(argv, {}, Path.cwd(), grpc_port)
+
+
 def _seed_env(model: Model) -> dict[str, str]:
     return {"SEED_MODEL_PATH": str(model.joblib), "SEED_MODEL_SHA256": model.joblib_sha256}
 
@@ -88,11 +101,12 @@ def _gunicorn(model: Model, workers: int, port: int, scratch: Path) -> Launch:
 def _mlserver(model: Model, workers: int, port: int, scratch: Path) -> Launch:
     root = scratch / "mlserver"
     (root / model.name).mkdir(parents=True, exist_ok=True)
+    grpc_port = free_port(port)
     settings = {
-        "host": LOOPBACK,
+        "host": LOOPBACK,  # HTTP and gRPC alike
         "http_port": port,
-        "grpc_port": free_port(),
-        "metrics_port": free_port(),
+        "grpc_port": grpc_port,  # measured by the `mlserver (grpc)` row
+        "metrics_port": free_port(port, grpc_port),
         # 0 runs inference in the server process; N>0 adds N inference worker processes.
         "parallel_workers": 0 if workers == 1 else workers,
     }
@@ -104,7 +118,7 @@ def _mlserver(model: Model, workers: int, port: int, scratch: Path) -> Launch:
     (root / "settings.json").write_text(json.dumps(settings))
     (root / model.name / "model-settings.json").write_text(json.dumps(model_settings))
     mlserver = venvs.ensure(venvs.MLSERVER).parent / "mlserver"
-    return Launch([str(mlserver), "start", str(root)], {}, root)
+    return Launch([str(mlserver), "start", str(root)], {}, root, grpc_port)
 
 
 def _kserve(model: Model, workers: int, port: int, scratch: Path) -> Launch:
@@ -144,9 +158,29 @@ SERVERS: tuple[Server, ...] = (
         is_peer=False,
     ),
     Server("http-floor", "workspace", protocols.SEED, (1, 2), _floor, False, answers_model=False),
+    # What the gRPC rows are measured against: grpc.aio on uvloop answering a constant.
+    Server(
+        "grpc-floor",
+        "workspace",
+        protocols.OPEN_INFERENCE_V2_GRPC,
+        (1, 2),
+        _grpc_floor,
+        is_peer=False,
+        answers_model=False,
+    ),
     Server("seed-flask-dev", venvs.SEED.version, protocols.SEED, (1,), _flask_dev),
     Server("seed-gunicorn", venvs.SEED.version, protocols.SEED, (1, 2), _gunicorn),
     Server("mlserver", venvs.MLSERVER.version, protocols.OPEN_INFERENCE_V2, (1, 2), _mlserver),
+    # The same MLServer on its gRPC port, sent our gRPC rows' request bytes. Compared with our
+    # gRPC rows only (report.print_v2_vs_json), not in the seed-API ratios and targets.
+    Server(
+        "mlserver (grpc)",
+        venvs.MLSERVER.version,
+        protocols.OPEN_INFERENCE_V2_GRPC,
+        (1, 2),
+        _mlserver,
+        is_peer=False,
+    ),
     Server("kserve", venvs.KSERVE.version, protocols.KSERVE_V1, (1, 2), _kserve),
     # The penguins pipeline (rows keyed by feature name with strings; V2 a tensor per feature).
     # Peers that take such rows as they are: KServe (its app builds a DataFrame from keyed
