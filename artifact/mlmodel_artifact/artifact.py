@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import platform
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -52,22 +52,36 @@ def write_artifact(
     description: ModelDescription,
     dest: str,
     formats: Sequence[ModelFormat] = (ModelFormat.SKOPS,),
+    check_onnx: bool = False,
 ) -> tuple[str, ModelCard]:
     """Serialize `model` in each format (the first is primary) with its card, to `dest`.
 
     `dest` is a local path, `file://` or `s3://bucket/prefix`. Returns the artifact URI and card.
+    `check_onnx` converts the model to ONNX and checks the graph answers like it (the card's
+    `onnx_check` records the outcome); a graph that agrees is written as `model.onnx` too, so a
+    server can serve it without converting at start-up.
     """
     if not formats:
         raise ValueError("write_artifact needs at least one format")
+    checked = None
+    if check_onnx:
+        from mlmodel_artifact.compiled import check_onnx_form
+
+        checked = check_onnx_form(model, description)
+        if checked.onnx_bytes is not None:
+            formats = [*formats, ModelFormat.ONNX]
     loc = parse_location(dest)
     with tempfile.TemporaryDirectory(prefix="mlmodel-artifact-") as tmp:
         staging = Path(tmp)
         files = {}
         for fmt in dict.fromkeys(formats):
             name = MODEL_FILE_NAMES[fmt]
-            serialization.serialize(
-                model, fmt, staging / name, description.n_features, description.input_schema
-            )
+            if fmt is ModelFormat.ONNX and checked is not None and checked.onnx_bytes:
+                (staging / name).write_bytes(checked.onnx_bytes)  # the graph that was checked
+            else:
+                serialization.serialize(
+                    model, fmt, staging / name, description.n_features, description.input_schema
+                )
             files[fmt] = ModelFile(
                 file=name, sha256=sha256_file(staging / name), size=(staging / name).stat().st_size
             )
@@ -79,6 +93,7 @@ def write_artifact(
             files=files,
             library_versions=library_versions(),
             created_at=datetime.now(UTC).replace(microsecond=0),
+            onnx_check=checked.check if checked is not None else None,
         )
         (staging / MODEL_CARD_FILE).write_text(card.to_json())
         # The card goes last, so a reader never sees a card whose model file is not there yet.
@@ -93,11 +108,16 @@ def read_model_card(uri: str) -> ModelCard:
     return ModelCard.from_json(read_bytes(loc, MODEL_CARD_FILE), loc.child(MODEL_CARD_FILE))
 
 
-def fetch_artifact(uri: str, workdir: Path, formats: Sequence[ModelFormat] | None = None) -> Path:
+def fetch_artifact(
+    uri: str,
+    workdir: Path,
+    formats: Sequence[ModelFormat] | Callable[[ModelCard], Sequence[ModelFormat]] | None = None,
+) -> Path:
     """Make the artifact available as a local directory and return it.
 
     A local artifact is used in place. A remote one is downloaded into `workdir`: its card and
-    the model files of `formats` (default: the primary format). Nothing is deserialized here.
+    the model files of `formats` (default: the primary format; a function of the card chooses
+    them once the card is read). Nothing is deserialized here.
     """
     loc = parse_location(uri)
     if loc.path is not None:
@@ -105,6 +125,8 @@ def fetch_artifact(uri: str, workdir: Path, formats: Sequence[ModelFormat] | Non
             raise ArtifactError(uri, "ArtifactNotFound", f"no {MODEL_CARD_FILE} in {loc.path}")
         return loc.path
     card = _download_card(loc, workdir)
+    if callable(formats):
+        formats = formats(card)
     for fmt in formats or [card.format]:
         _file_for(card, fmt, uri)  # ArtifactNotFound when the card lists no such file
         download(loc, MODEL_FILE_NAMES[fmt], workdir / MODEL_FILE_NAMES[fmt])

@@ -112,6 +112,23 @@ class ModelFile(BaseModel):
     size: int
 
 
+class OnnxCheck(BaseModel):
+    """How the artifact's ONNX form was checked against the model when the artifact was written:
+    ONNX Runtime and the model answered the same rows (the sample plus generated ones) alike.
+
+    A server serves a checked graph without importing scikit-learn (see the model server's
+    runtimes); a graph that disagreed, or could not be made, is recorded with the reason."""
+
+    model_config = _FROZEN
+    agrees: bool
+    rows: int = Field(ge=0, description="rows both answered (0: the graph never ran)")
+    tolerance: float = Field(
+        description="labels must be equal; probabilities (and regression values, relative and "
+        "absolute) within this"
+    )
+    detail: str = Field(max_length=2000)
+
+
 class ModelCard(ModelDescription):
     """The `model-card.json` of an artifact: the description plus what was written."""
 
@@ -121,6 +138,8 @@ class ModelCard(ModelDescription):
     files: dict[ModelFormat, ModelFile]
     library_versions: dict[str, str]
     created_at: datetime
+    # Written by `train` and `package` (absent in older cards, and when nothing was checked).
+    onnx_check: OnnxCheck | None = None
 
     @field_validator("files")
     @classmethod

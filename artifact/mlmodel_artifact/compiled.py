@@ -20,18 +20,19 @@ from typing import Any, Final
 
 import numpy as np
 
-from mlmodel_artifact import (
+from mlmodel_artifact.card import ModelDescription, OnnxCheck, Task
+from mlmodel_artifact.onnx_model import OnnxModel, sklearn_to_onnx_bytes
+from mlmodel_artifact.schema import (
     Columns,
     Feature,
     FeatureKind,
     InputSchema,
-    ModelCard,
-    OnnxModel,
-    Task,
+    encode_rows,
+    model_input,
     takes_frame,
 )
-from mlmodel_artifact.schema import encode_rows, model_input
-from model_server.runtimes.base import Array
+
+Array = np.ndarray
 
 PROBA_TOLERANCE: Final = 1e-5
 GENERATED_ROWS: Final = 256
@@ -82,10 +83,40 @@ Converter = Callable[[Any, int], Any]
 
 @dataclass(frozen=True)
 class Compiled:
-    """Outcome of one compile attempt: the compiled model, or None and the reason."""
+    """Outcome of one compile attempt: the compiled model, or None and the reason; `rows` is
+    how many rows the agreement check compared (0 when it never ran)."""
 
     model: Any | None
     reason: str
+    rows: int = 0
+
+
+@dataclass(frozen=True)
+class CheckedGraph:
+    """The ONNX form of a model written into an artifact, and how it was checked."""
+
+    check: OnnxCheck
+    onnx_bytes: bytes | None  # the graph that was checked; None unless it agrees
+
+
+def check_onnx_form(estimator: Any, description: ModelDescription) -> CheckedGraph:
+    """Convert `estimator` to ONNX and check it answers like the estimator (`compile_estimator`:
+    the sample rows plus generated ones), at training time, so a server can serve the graph
+    without converting (or importing scikit-learn) at every start."""
+    schema = description.feature_schema
+    typed = None if schema.plain_numeric else schema
+    graphs: list[bytes] = []
+
+    def convert(model: Any, n_features: int) -> OnnxModel:
+        graphs.append(sklearn_to_onnx_bytes(model, n_features, typed))
+        return OnnxModel(graphs[-1])
+
+    outcome = compile_estimator(estimator, description, convert, typed)
+    agrees = outcome.model is not None
+    check = OnnxCheck(
+        agrees=agrees, rows=outcome.rows, tolerance=PROBA_TOLERANCE, detail=outcome.reason[:2000]
+    )
+    return CheckedGraph(check, graphs[-1] if agrees else None)
 
 
 def supported(estimator: Any) -> bool:
@@ -133,7 +164,7 @@ def _not_preprocessing(step: Any) -> str:
 
 def compile_estimator(
     estimator: Any,
-    card: ModelCard,
+    card: ModelDescription,
     convert: Converter = OnnxModel.from_sklearn,
     schema: InputSchema | None = None,
 ) -> Compiled:
@@ -161,11 +192,13 @@ def compile_estimator(
     except Exception as exc:  # a graph that converts but cannot run is as good as unsupported
         return Compiled(None, f"running the ONNX graph failed: {type(exc).__name__}: {exc}")
     if problem:
-        return Compiled(None, f"ONNX Runtime disagrees with scikit-learn: {problem}")
-    return Compiled(compiled, f"ONNX Runtime agrees with scikit-learn on {len(rows)} rows")
+        return Compiled(None, f"ONNX Runtime disagrees with scikit-learn: {problem}", len(rows))
+    return Compiled(
+        compiled, f"ONNX Runtime agrees with scikit-learn on {len(rows)} rows", len(rows)
+    )
 
 
-def agreement_rows(card: ModelCard, n: int = GENERATED_ROWS, seed: int = 0) -> Array:
+def agreement_rows(card: ModelDescription, n: int = GENERATED_ROWS, seed: int = 0) -> Array:
     """The card's sample rows plus `n` rows drawn around their range (10% margin each side)."""
     sample = np.asarray(card.sample.inputs, dtype=np.float64).reshape(-1, card.n_features)
     if len(sample):
@@ -179,7 +212,7 @@ def agreement_rows(card: ModelCard, n: int = GENERATED_ROWS, seed: int = 0) -> A
 
 
 def typed_agreement_rows(
-    card: ModelCard, schema: InputSchema, n: int = GENERATED_ROWS, seed: int = 0
+    card: ModelDescription, schema: InputSchema, n: int = GENERATED_ROWS, seed: int = 0
 ) -> Columns:
     """The card's sample rows plus `n` generated ones, typed by `schema`: numbers drawn around
     the sample's range (10% margin), every category seen in training and one never seen,

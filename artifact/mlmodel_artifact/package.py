@@ -773,7 +773,7 @@ def package_model(
 def _stage(
     model: Any, description: ModelDescription, staging: Path, formats: list[ModelFormat]
 ) -> ModelCard:
-    _, card = write_artifact(model, description, str(staging), formats)
+    _, card = write_artifact(model, description, str(staging), formats, check_onnx=True)
     _check_loads(staging, card)
     return card
 

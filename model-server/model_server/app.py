@@ -24,6 +24,7 @@ from starlette._utils import get_route_path
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
+from mlmodel_artifact.compiled import Converter
 from model_server import errors
 from model_server.dataplane import DataPlane
 from model_server.lifecycle import ModelLoader
@@ -41,7 +42,6 @@ from model_server.protocols import schemas, seed, v1, v2
 from model_server.protocols.common import BODY_READING, json_response
 from model_server.protocols.v1 import PREDICT_PATH as V1_PREDICT
 from model_server.protocols.v2 import INFER_PATHS as V2_INFER
-from model_server.runtimes.compiled import Converter
 from model_server.settings import LIVENESS_PATH, METRICS_PATH, READINESS_PATH, ServerSettings
 
 log = logging.getLogger("model_server")

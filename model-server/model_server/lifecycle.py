@@ -19,11 +19,11 @@ from mlmodel_artifact import (
     FeatureKind,
     ModelCard,
 )
+from mlmodel_artifact.compiled import Converter
 from mlmodel_artifact.schema import Value, sample_input
 from model_server.dataplane import DataPlane, run
 from model_server.metrics import Metrics
 from model_server.runtimes import Runtime, load_runtime
-from model_server.runtimes.compiled import Converter
 from model_server.settings import ServerSettings
 from model_server.storage import fetch_model
 

@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 from typing import Final
 
-from mlmodel_artifact import ModelFormat, fetch_artifact, parse_location
+from mlmodel_artifact import ModelCard, ModelFormat, fetch_artifact, parse_location
 from model_server.settings import ServerSettings
 
 # pvc://<claim>/<path> is mounted read-only here by the operator (it renders file:// URIs).
@@ -28,5 +28,37 @@ def fetch_model(settings: ServerSettings) -> Path:
     target = settings.workdir / "artifacts" / hashlib.sha256(uri.encode()).hexdigest()[:16]
     if not parse_location(uri).is_local:
         target.mkdir(parents=True, exist_ok=True)
-    formats = [ModelFormat(settings.model_format)] if settings.model_format else None
-    return Path(fetch_artifact(uri, target, formats))
+    return Path(fetch_artifact(uri, target, lambda card: [served_format(card, settings)]))
+
+
+def served_format(card: ModelCard, settings: ServerSettings) -> ModelFormat:
+    """Which of the artifact's model files this server loads.
+
+    MODEL_SERVER_MODEL_FORMAT when set. Else the ONNX file when the pin names it, or when the
+    artifact's ONNX form was checked against the model as it was written (`card.onnx_check`),
+    the compiled path is on and nothing is pinned: that file is served as is, without
+    converting and without importing scikit-learn. A pin on another file means that file (the
+    card is not pinned, so its word on the ONNX file is not enough). Else the card's primary.
+    """
+    if settings.model_format:
+        return ModelFormat(settings.model_format)
+    onnx_file = card.files.get(ModelFormat.ONNX)
+    if onnx_file is not None and card.format is not ModelFormat.ONNX:
+        pin = settings.model_sha256
+        if pin == onnx_file.sha256:
+            return ModelFormat.ONNX
+        checked = card.onnx_check is not None and card.onnx_check.agrees
+        if checked and pin is None and settings.compiled:
+            return ModelFormat.ONNX
+    return card.format
+
+
+def checked_onnx_skipped(card: ModelCard, settings: ServerSettings, fmt: ModelFormat) -> bool:
+    """Whether a checked ONNX file is left unused only because the pin names another file."""
+    checked = card.onnx_check is not None and card.onnx_check.agrees
+    return (
+        checked
+        and settings.compiled
+        and fmt is not ModelFormat.ONNX
+        and not (settings.model_format or settings.model_sha256 is None)
+    )

@@ -20,6 +20,12 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, PolynomialFeatures
 
 from mlmodel_artifact import FeatureKind, InputSchema, OnnxModel, write_artifact
+from mlmodel_artifact.compiled import (
+    PROBA_TOLERANCE,
+    UNSEEN_CATEGORY,
+    compile_estimator,
+    typed_agreement_rows,
+)
 from mlmodel_artifact.schema import (
     MISSING_CATEGORY,
     encode_rows,
@@ -29,12 +35,6 @@ from mlmodel_artifact.schema import (
 )
 from mlmodel_trainer.train import TrainConfig, TrainResult, train
 from model_server.runtimes import load_runtime
-from model_server.runtimes.compiled import (
-    PROBA_TOLERANCE,
-    UNSEEN_CATEGORY,
-    compile_estimator,
-    typed_agreement_rows,
-)
 from model_server.storage import fetch_model
 
 FAMILIES = ["random_forest", "xgboost", "lightgbm", "logistic_regression"]

@@ -31,8 +31,8 @@ from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from tritonclient.utils import InferenceServerException
 
 from mlmodel_artifact import write_artifact
+from mlmodel_artifact.compiled import PROBA_TOLERANCE
 from mlmodel_trainer.train import TrainConfig, TrainResult, train
-from model_server.runtimes.compiled import PROBA_TOLERANCE
 
 ROWS = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]])
 INFER = "/inference.GRPCInferenceService/ModelInfer"

@@ -21,7 +21,7 @@ from serverkit import Artifact
 from sklearn.ensemble import RandomForestClassifier
 
 from bench.server import venvs
-from model_server.runtimes.compiled import PROBA_TOLERANCE
+from mlmodel_artifact.compiled import PROBA_TOLERANCE
 
 ROWS = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]])
 SCRIPT = Path(__file__).with_name("kserve_clients.py")

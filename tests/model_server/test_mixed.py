@@ -24,9 +24,9 @@ from server_process import Server, serving
 from serverkit import Artifact
 
 from mlmodel_artifact import FeatureKind, InputSchema, write_artifact
+from mlmodel_artifact.compiled import PROBA_TOLERANCE
 from mlmodel_artifact.schema import frame_rows, normalize_frame
 from mlmodel_trainer.train import TrainConfig, train
-from model_server.runtimes.compiled import PROBA_TOLERANCE
 
 SMALL = {"n_estimators": 10}
 DATATYPE = {

@@ -15,10 +15,10 @@ from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 from sklearn.svm import SVC
 
 from mlmodel_artifact import ArtifactError, ModelFormat, OnnxModel, Task
+from mlmodel_artifact.compiled import compile_estimator, disagreement, supported
 from model_server.errors import InvalidInput
 from model_server.lifecycle import INLINE_ROWS_CAP, inline_rows, load_and_warm
 from model_server.runtimes import load_runtime
-from model_server.runtimes.compiled import compile_estimator, disagreement, supported
 from model_server.storage import fetch_model, local_uri
 
 ROWS = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]])

@@ -109,7 +109,7 @@ def test_every_estimator_round_trips_in_every_format_it_supports(
 ) -> None:
     dataset = "wine" if task is Task.CLASSIFICATION else "diabetes"
     result = train(TrainConfig(dataset=dataset, estimator=name, params=FAST.get(name, {})))
-    formats = [f for f in ModelFormat if f is not ModelFormat.ONNX or ESTIMATORS[name].onnx]
+    formats = list(ModelFormat)  # every estimator converts to ONNX now
     uri, card = write_artifact(result.model, result.description, str(tmp_path / name), formats)
     for fmt in formats:
         # load_model also checks the card's sample rows reproduce, and skops' allow-list; the
@@ -119,14 +119,13 @@ def test_every_estimator_round_trips_in_every_format_it_supports(
         assert_predicts_like(loaded.model, result, fmt)
 
 
-def test_onnx_exclusion_is_still_needed() -> None:
-    """hist_gradient_boosting is refused for ONNX up front because skl2onnx fails on it;
-    when this test fails, the converter was fixed: set onnx=True in the registry."""
-    import skl2onnx
-
+def test_hist_gradient_boosting_converts_to_an_agreeing_onnx_form(tmp_path: Path) -> None:
+    """skl2onnx used to fail on it ("Unable to create node"), so --format onnx was refused up
+    front; it converts now, and the graph answers like the model."""
     result = train(TrainConfig(estimator="hist_gradient_boosting", params={"max_iter": 5}))
-    with pytest.raises(ValueError, match="Unable to create node"):
-        skl2onnx.to_onnx(result.model, result.split.X_train[:1].astype(np.float32))
+    _, card = write_artifact(result.model, result.description, str(tmp_path / "h"), check_onnx=True)
+    assert card.onnx_check is not None and card.onnx_check.agrees, card.onnx_check
+    assert ModelFormat.ONNX in card.files
 
 
 def test_skops_file_holds_only_allow_listed_types(tmp_path: Path) -> None:

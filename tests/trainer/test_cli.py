@@ -42,6 +42,9 @@ def test_train_json_reports_metrics_uri_and_digest_of_what_was_written(
     assert (result["name"], result["task"]) == ("iris", "classification")
     assert result["estimator"] == "RandomForestClassifier"
     assert result["warnings"] == []
+    # compiled at training time: the ONNX form, checked against the forest, beside the primary
+    assert result["files"]["onnx"]["sha256"] == sha256_file(dest / "model.onnx")
+    assert result["onnx_check"]["agrees"] and result["onnx_check"]["rows"] > 0
 
 
 def test_train_prints_metrics_uri_and_sha256(
@@ -54,6 +57,9 @@ def test_train_prints_metrics_uri_and_sha256(
     assert f"held-out metrics: accuracy={card.metrics['accuracy']:.4f}" in out
     assert f"artifact: {dest}" in out
     assert f"sha256:   {sha256_file(dest / 'model.skops')}" in out
+    assert f"also:     model.onnx ({(dest / 'model.onnx').stat().st_size} bytes)" in out
+    assert "onnx:     ONNX Runtime agrees with scikit-learn on " in out
+    assert "pin model.onnx's sha256 (spec.model.sha256) to serve it without scikit-learn" in out
 
 
 def test_train_writes_every_requested_format_first_is_primary(
@@ -127,7 +133,12 @@ def test_verify_accepts_intact_artifact_and_pinned_digest(
                 "file": "model.skops",
                 "sha256": digest,
                 "size": len((tmp_path / "iris" / "model.skops").read_bytes()),
-            }
+            },
+            "onnx": {  # the ONNX form, written because it agreed with the forest
+                "file": "model.onnx",
+                "sha256": sha256_file(tmp_path / "iris" / "model.onnx"),
+                "size": len((tmp_path / "iris" / "model.onnx").read_bytes()),
+            },
         },
     }
 
@@ -182,7 +193,6 @@ def test_verify_fails_on_changed_model_file(
             ["train", "--csv", "{tmp}/prices.csv", "--target", "y", "--task", "classification"],
             "target 'y' has continuous values (e.g. 1.5)",
         ),
-        (["train", "--estimator", "hist_gradient_boosting", "--format", "onnx"], "ONNX"),
         (["inspect", "{tmp}/nothing"], "nothing"),
         (["verify", "ftp://host/x"], "unsupported URI scheme 'ftp'"),
     ],

@@ -25,7 +25,6 @@ from mlmodel_trainer.errors import TrainerError
 from mlmodel_trainer.estimators import (
     DEFAULT_ESTIMATOR,
     ESTIMATORS,
-    check_formats,
     parse_params,
 )
 from mlmodel_trainer.package import add_parser as _add_package
@@ -148,7 +147,6 @@ def run_train(args: argparse.Namespace) -> int:
         name=args.name,
     )
     formats = [ModelFormat(f) for f in args.formats] if args.formats else [ModelFormat.SKOPS]
-    check_formats(config.estimator, formats)
     if args.out is not None:
         _check_writable(args.out)
     result = train(config)
@@ -189,7 +187,9 @@ def _write(
     model: Any, description: ModelDescription, dest: str, formats: list[ModelFormat]
 ) -> tuple[str, ModelCard]:
     try:
-        written: tuple[str, ModelCard] = write_artifact(model, description, dest, formats)
+        written: tuple[str, ModelCard] = write_artifact(
+            model, description, dest, formats, check_onnx=True
+        )
     except (ValueError, TypeError, RuntimeError) as exc:
         # A converter (skl2onnx, skops) that cannot serialize this model raises its own errors.
         names = ", ".join(f.value for f in formats)

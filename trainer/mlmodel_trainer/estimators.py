@@ -35,8 +35,6 @@ class EstimatorSpec:
     regressor: type[BaseEstimator] | None
     # Defaults that differ from scikit-learn's, applied before the user's --param values.
     defaults: tuple[tuple[str, ParamValue], ...] = ()
-    # Whether skl2onnx can convert it (checked before training, so nobody waits for a failure).
-    onnx: bool = True
 
 
 ESTIMATORS: dict[str, EstimatorSpec] = {
@@ -51,7 +49,6 @@ ESTIMATORS: dict[str, EstimatorSpec] = {
     "hist_gradient_boosting": EstimatorSpec(
         ensemble.HistGradientBoostingClassifier,
         ensemble.HistGradientBoostingRegressor,
-        onnx=False,
     ),
     "decision_tree": EstimatorSpec(tree.DecisionTreeClassifier, tree.DecisionTreeRegressor),
     # Unscaled features converge slowly; 100 iterations (the library default) warns on most data.
@@ -147,17 +144,6 @@ def unwrap_labels(model: Any) -> Any:
         if name == LABEL_ENCODED_MEMBER:
             return member
     return model
-
-
-def check_formats(name: str, formats: Iterable[str]) -> None:
-    """Raise TrainerError if estimator `name` cannot be written in one of `formats`."""
-    spec = ESTIMATORS.get(name)
-    if spec is not None and not spec.onnx and "onnx" in formats:
-        usable = ", ".join(n for n, s in ESTIMATORS.items() if s.onnx)
-        raise TrainerError(
-            f"estimator {name!r} cannot be exported to ONNX; use --format skops or joblib, "
-            f"or an estimator that converts: {usable}"
-        )
 
 
 def parse_params(pairs: Iterable[str]) -> dict[str, ParamValue]:

@@ -22,6 +22,7 @@ def training_summary(
         "estimator": card.estimator,
         "format": card.format.value,
         "files": {fmt.value: f.model_dump(mode="json") for fmt, f in card.files.items()},
+        "onnx_check": card.onnx_check.model_dump(mode="json") if card.onnx_check else None,
         "metrics": card.metrics,
         "training": card.training.model_dump(mode="json"),
         "warnings": warnings,
@@ -46,7 +47,21 @@ def render_training(uri: str, card: ModelCard, built: str = "") -> str:
     for fmt, f in card.files.items():
         if fmt is not card.format:
             lines.append(f"also:     {f.file} ({f.size} bytes)  sha256 {f.sha256}")
+    lines.append(f"onnx:     {onnx_line(card)}")
     return "\n".join(lines)
+
+
+def onnx_line(card: ModelCard) -> str:
+    """What the card says of the ONNX form: checked (and how to serve it), or why not."""
+    check = card.onnx_check
+    if check is None:
+        return "not checked"
+    if not check.agrees:
+        return f"not written for serving: {check.detail}"
+    return (
+        f"{check.detail} (tolerance {check.tolerance:g}); pin model.onnx's sha256 "
+        "(spec.model.sha256) to serve it without scikit-learn"
+    )
 
 
 def render_card(uri: str, card: ModelCard) -> str:
@@ -73,6 +88,7 @@ def render_card(uri: str, card: ModelCard) -> str:
         ("versions", ", ".join(f"{k} {v}" for k, v in card.library_versions.items())),
         ("created", card.created_at.isoformat()),
         ("sample", f"{len(card.sample.inputs)} held-out rows with outputs {card.sample.outputs}"),
+        ("onnx", onnx_line(card)),
     ]
     lines = [f"{key + ':':<13}{value}" for key, value in rows]
     lines.append("files:")

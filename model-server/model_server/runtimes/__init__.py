@@ -17,15 +17,17 @@ from mlmodel_artifact import (
     OnnxModel,
     Task,
     check_digest,
+    compiled,
     takes_frame,
 )
+from mlmodel_artifact.compiled import Compiled
 from model_server.errors import ModelLoadError
-from model_server.runtimes import compiled, joblib, onnx, skops
+from model_server.runtimes import joblib, onnx, skops
 from model_server.runtimes.base import ModelInfo, Runtime
-from model_server.runtimes.compiled import Compiled
 from model_server.settings import ServerSettings
+from model_server.storage import checked_onnx_skipped, served_format
 
-__all__ = ["ModelInfo", "Runtime", "load_runtime", "preflight"]
+__all__ = ["ModelInfo", "Runtime", "load_runtime", "preflight", "served_format"]
 
 log = logging.getLogger("model_server")
 
@@ -41,7 +43,7 @@ def preflight(local_dir: Path, settings: ServerSettings) -> None:
     model file's digest matches the card and the pin (the parent of worker processes runs this
     once, so these failures are one log line, not one per worker)."""
     card = ModelCard.from_json((local_dir / MODEL_CARD_FILE).read_bytes(), settings.model_uri)
-    fmt = ModelFormat(settings.model_format) if settings.model_format else card.format
+    fmt = served_format(card, settings)
     if fmt is ModelFormat.JOBLIB:
         joblib.require_pin(settings)
     check_digest(local_dir, card, fmt, settings.model_uri, settings.model_sha256)
@@ -52,7 +54,7 @@ def load_runtime(
 ) -> Runtime:
     """Load the artifact in `local_dir` and wrap it; sklearn models try the compiled path."""
     card = ModelCard.from_json((local_dir / MODEL_CARD_FILE).read_bytes(), settings.model_uri)
-    fmt = ModelFormat(settings.model_format) if settings.model_format else card.format
+    fmt = served_format(card, settings)
     loaded = LOADERS[fmt](local_dir, settings)
     for warning in loaded.warnings:
         log.warning("%s", warning)
@@ -68,8 +70,18 @@ def load_runtime(
                 )
             typed = schema  # one input per feature: the typed path's object array
         proba = bool(loaded.model.has_proba)
-        info = _info(loaded, settings, "onnxruntime", False, proba, typed)
+        check = card.onnx_check
+        checked = check is not None and check.agrees and card.format is not ModelFormat.ONNX
+        if check is not None and checked:
+            log.info("serving the ONNX file checked as the artifact was written: %s", check.detail)
+        info = _info(loaded, settings, "onnxruntime", checked, proba, typed)
         return Runtime(loaded.model, info, fast=True)
+    if checked_onnx_skipped(card, settings, fmt):
+        log.info(
+            "the artifact's ONNX file was checked when it was written, but the pin names %s: "
+            "converting at start-up instead (pin model.onnx's sha256 to serve it directly)",
+            card.files[fmt].file,
+        )
     _single_threaded(loaded.model)
     proba = hasattr(loaded.model, "predict_proba")
     if settings.compiled:
