@@ -8,7 +8,7 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 export UV_LINK_MODE := copy
 RUN := uv run --frozen
 
-.PHONY: help setup browser test test-unit test-cluster lint demo bench bench-server images images-down cluster-up cluster-down
+.PHONY: help setup browser test test-unit test-cluster lint demo bench bench-server bench-startup images images-down cluster-up cluster-down
 .PHONY: devcluster-build devcluster-build-node demo-down e2e-deps
 
 help: ## list the targets
@@ -74,6 +74,9 @@ bench: $(BENCH_TARGETS) ## run every bench-* target
 bench-server: setup ## model server (HTTP, gRPC) vs seed Flask/gunicorn, MLServer, KServe, HTTP/gRPC floors (~20 min)
 	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(RUN) python -m bench.server
+
+bench-startup: setup ## cold start: process start -> ready and RSS per worker, ours (model.onnx / converting) vs MLServer, KServe (~4 min)
+	$(RUN) python -m bench.startup
 
 bench-images: setup ## image build times (cold/warm) and sizes vs the seed naive Dockerfile (~3 min)
 	$(RUN) python -m bench.images
