@@ -8,7 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from serverkit import IRIS_FEATURES, Artifact, describe, ready, settings_for, write
+from server_process import Server, serving
+from serverkit import (
+    IRIS_FEATURES,
+    Artifact,
+    describe,
+    ready,
+    server_env,
+    settings_for,
+    write,
+)
 from sklearn.datasets import load_diabetes, load_iris
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression, Ridge, RidgeClassifier
@@ -17,7 +26,9 @@ from sklearn.neighbors import KNeighborsClassifier
 from mlmodel_artifact import (
     ModelFormat,
     Task,
+    write_artifact,
 )
+from mlmodel_trainer.train import TrainConfig, TrainResult, train
 
 
 @pytest.fixture(scope="session")
@@ -123,3 +134,29 @@ def sklearn_client(
     workdir = tmp_path_factory.mktemp("sklearn-workdir")
     with ready(settings_for(iris_artifact, workdir, compiled=False)) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def iris_server(
+    iris_artifact: Artifact, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """The iris forest served by a real server process on loopback (HTTP and gRPC ports)."""
+    root = tmp_path_factory.mktemp("iris-server")
+    env = server_env(iris_artifact.uri, iris_artifact.card.sha256, "iris", root)
+    yield from serving(env, root / "server.log")
+
+
+@pytest.fixture(scope="session")
+def penguins() -> TrainResult:
+    """The trainer's mixed-type pipeline (ColumnTransformer -> small forest) on penguins."""
+    return train(TrainConfig(dataset="penguins", params={"n_estimators": 10}))
+
+
+@pytest.fixture(scope="session")
+def penguins_server(
+    penguins: TrainResult, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """The penguins pipeline served by a real server process on loopback."""
+    root = tmp_path_factory.mktemp("penguins-server")
+    uri, card = write_artifact(penguins.model, penguins.description, str(root / "model"))
+    yield from serving(server_env(uri, card.sha256, "penguins", root), root / "server.log")

@@ -130,3 +130,14 @@ def penguins_inputs(penguins: Any, infer_input: Any, n: int = 20) -> tuple[list[
         inputs.append(tensor)
     frame = normalize_frame(pd.DataFrame(rows, columns=schema.names), schema)
     return inputs, penguins.model.predict(frame).tolist()
+
+
+def server_env(uri: str, sha256: str, name: str, root: Path, **extra: str) -> dict[str, str]:
+    """MODEL_SERVER_* settings of a real server process for one artifact (pinned, named)."""
+    return {
+        "MODEL_SERVER_MODEL_URI": uri,
+        "MODEL_SERVER_MODEL_NAME": name,
+        "MODEL_SERVER_MODEL_SHA256": sha256,
+        "MODEL_SERVER_WORKDIR": str(root / "work"),
+        **extra,
+    }

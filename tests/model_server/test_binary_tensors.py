@@ -6,57 +6,22 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 import tritonclient.http as triton
-from server_process import Server, serving
-from serverkit import Artifact, penguins_inputs
+from server_process import Server
+from serverkit import penguins_inputs
 from sklearn.ensemble import RandomForestClassifier
 from tritonclient.utils import InferenceServerException
 
-from mlmodel_artifact import write_artifact
 from mlmodel_artifact.compiled import PROBA_TOLERANCE
-from mlmodel_trainer.train import TrainConfig, TrainResult, train
+from mlmodel_trainer.train import TrainResult
 from model_server import binary
 
 ROWS = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]])
-
-
-def serve(uri: str, sha256: str, name: str, root: Path) -> Iterator[Server]:
-    env = {
-        "MODEL_SERVER_MODEL_URI": uri,
-        "MODEL_SERVER_MODEL_NAME": name,
-        "MODEL_SERVER_MODEL_SHA256": sha256,
-        "MODEL_SERVER_WORKDIR": str(root / "work"),
-    }
-    yield from serving(env, root / "server.log")
-
-
-@pytest.fixture(scope="module")
-def iris_server(
-    iris_artifact: Artifact, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
-    card = iris_artifact.card
-    yield from serve(iris_artifact.uri, card.sha256, "iris", tmp_path_factory.mktemp("iris"))
-
-
-@pytest.fixture(scope="module")
-def penguins() -> TrainResult:
-    return train(TrainConfig(dataset="penguins", params={"n_estimators": 10}))
-
-
-@pytest.fixture(scope="module")
-def penguins_server(
-    penguins: TrainResult, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("penguins")
-    uri, card = write_artifact(penguins.model, penguins.description, str(root / "model"))
-    yield from serve(uri, card.sha256, "penguins", root)
 
 
 def client(server: Server) -> triton.InferenceServerClient:

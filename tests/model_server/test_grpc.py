@@ -24,51 +24,17 @@ import pytest
 import tritonclient.grpc as triton
 from prometheus_client.parser import text_string_to_metric_families
 from server_process import Server, free_port, serving, start, stop
-from serverkit import Artifact, penguins_inputs
+from serverkit import Artifact, penguins_inputs, server_env
 from sklearn.ensemble import RandomForestClassifier
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from tritonclient.utils import InferenceServerException
 
-from mlmodel_artifact import write_artifact
 from mlmodel_artifact.compiled import PROBA_TOLERANCE
-from mlmodel_trainer.train import TrainConfig, TrainResult, train
+from mlmodel_trainer.train import TrainResult
 
 ROWS = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]])
 INFER = "/inference.GRPCInferenceService/ModelInfer"
-
-
-def env_for(uri: str, sha256: str, name: str, root: Path, **extra: str) -> dict[str, str]:
-    return {
-        "MODEL_SERVER_MODEL_URI": uri,
-        "MODEL_SERVER_MODEL_NAME": name,
-        "MODEL_SERVER_MODEL_SHA256": sha256,
-        "MODEL_SERVER_WORKDIR": str(root / "work"),
-        **extra,
-    }
-
-
-@pytest.fixture(scope="module")
-def iris_server(
-    iris_artifact: Artifact, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("iris-grpc")
-    env = env_for(iris_artifact.uri, iris_artifact.card.sha256, "iris", root)
-    yield from serving(env, root / "server.log")
-
-
-@pytest.fixture(scope="module")
-def penguins() -> TrainResult:
-    return train(TrainConfig(dataset="penguins", params={"n_estimators": 10}))
-
-
-@pytest.fixture(scope="module")
-def penguins_server(
-    penguins: TrainResult, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("penguins-grpc")
-    uri, card = write_artifact(penguins.model, penguins.description, str(root / "model"))
-    yield from serving(env_for(uri, card.sha256, "penguins", root), root / "server.log")
 
 
 @pytest.fixture
@@ -281,7 +247,7 @@ def listening(port: int) -> bool:
 
 
 def test_grpc_port_zero_turns_grpc_off(iris_artifact: Artifact, tmp_path: Path) -> None:
-    env = env_for(iris_artifact.uri, iris_artifact.card.sha256, "iris", tmp_path)
+    env = server_env(iris_artifact.uri, iris_artifact.card.sha256, "iris", tmp_path)
     for server in serving({**env, "MODEL_SERVER_GRPC_PORT": "0"}, tmp_path / "off.log"):
         assert server.grpc_target == ""
         with server.client() as http:
@@ -292,7 +258,7 @@ def test_grpc_port_zero_turns_grpc_off(iris_artifact: Artifact, tmp_path: Path) 
 def test_two_workers_share_the_grpc_port(
     iris_artifact: Artifact, iris_forest: RandomForestClassifier, tmp_path: Path
 ) -> None:
-    env = env_for(
+    env = server_env(
         iris_artifact.uri, iris_artifact.card.sha256, "iris", tmp_path, MODEL_SERVER_WORKERS="2"
     )
     for server in serving(env, tmp_path / "workers.log"):
@@ -315,7 +281,7 @@ def test_a_grpc_port_in_use_stops_the_server(
         taken.bind(("127.0.0.1", free_port()))
         taken.listen()
         port = str(taken.getsockname()[1])
-        env = env_for(
+        env = server_env(
             iris_artifact.uri, iris_artifact.card.sha256, "iris", tmp_path,
             MODEL_SERVER_GRPC_PORT=port, MODEL_SERVER_WORKERS=workers,
         )  # fmt: skip
