@@ -43,8 +43,8 @@ demo-down: setup ## remove everything `make demo` made (the devcluster it starte
 e2e-deps: setup ## upstream Prometheus for the monitoring e2e test, built once into the cache (Debian's lacks Kubernetes SD)
 	$(RUN) python -m devcluster.prometheus build
 
-images: setup ## build mlmodel-server:dev and mlmodel-operator:dev on a private Docker engine
-	$(RUN) python -m devcluster.images build server operator
+images: setup ## build mlmodel-server:dev, mlmodel-server:slim and mlmodel-operator:dev on a private Docker engine
+	$(RUN) python -m devcluster.images build server server-slim operator
 
 images-down: ## stop the private Docker engine (images stay cached)
 	$(RUN) python -m devcluster.images down

@@ -65,7 +65,7 @@ def measure(tree: Path, from_scratch: bool) -> dict[str, object]:
     times["engine_start_s"] = _timed(engine.start)
     times["base_image_s"] = _timed(base.ensure_base_image)
     images = build.IMAGES
-    for name in ("server", "operator", "naive"):
+    for name in ("server", "server-slim", "operator", "naive"):
         times[f"{name}_cold_s"] = build.build_image(images[name], tree, paths.BASE_IMAGE)
     times["server_warm_unchanged_s"] = build.build_image(images["server"], tree, paths.BASE_IMAGE)
     with (tree / TOUCHED).open("a") as source:

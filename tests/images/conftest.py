@@ -36,6 +36,12 @@ def server_image(docker_engine: None) -> str:
 
 
 @pytest.fixture(scope="session")
+def slim_image(docker_engine: None) -> str:
+    """The tag of the built slim model server image (ONNX graphs only)."""
+    return _require_image(paths.SERVER_SLIM_IMAGE)
+
+
+@pytest.fixture(scope="session")
 def operator_image(docker_engine: None) -> str:
     """The tag of the built operator image."""
     return _require_image(paths.OPERATOR_IMAGE)

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import time
+
+import httpx
+import pytest
 
 from devcluster.images import engine
+
+READY_TIMEOUT_S = 120.0
+RESTRICTED = ("--read-only", "--cap-drop=ALL", "--security-opt=no-new-privileges")
 
 
 def free_port() -> int:
@@ -18,3 +25,45 @@ def free_port() -> int:
 def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Debian's docker CLI against the private engine, output captured."""
     return engine.docker(*args, check=check, capture=True)
+
+
+def serve_detached(image: str, artifact: object, name: str, *options: str) -> str:
+    """Start a server image on the host network (loopback, free HTTP and gRPC ports), the
+    artifact mounted read-only at /models/iris, with the restricted settings; its base URL."""
+    port, grpc_port = free_port(), free_port()
+    docker(
+        "run", "--detach", f"--name={name}",
+        "--network=host", *RESTRICTED, "--tmpfs=/tmp",
+        f"--volume={artifact}:/models/iris:ro",
+        "--env=MODEL_SERVER_HOST=127.0.0.1",
+        f"--env=MODEL_SERVER_PORT={port}",
+        f"--env=MODEL_SERVER_GRPC_PORT={grpc_port}",
+        "--env=MODEL_SERVER_MODEL_URI=file:///models/iris",
+        *options,
+        image,
+    )  # fmt: skip
+    return f"http://127.0.0.1:{port}"
+
+
+def wait_until_ready(base_url: str, container: str) -> None:
+    """Poll readiness until 200; fail with the container's logs if it exits or times out."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        state = docker("inspect", "--format", "{{.State.Running}}", container, check=False)
+        if state.stdout.strip() != "true":
+            logs = docker("logs", container, check=False)
+            pytest.fail(f"server container exited before ready:\n{logs.stdout}{logs.stderr}")
+        try:
+            response = httpx.get(f"{base_url}/v2/health/ready", timeout=2.0)
+            if response.status_code == 200:
+                return
+            last = f"HTTP {response.status_code}"
+        except httpx.TransportError as exc:
+            last = repr(exc)
+        time.sleep(0.25)
+    logs = docker("logs", container, check=False)
+    pytest.fail(
+        f"{base_url}/v2/health/ready not 200 within {READY_TIMEOUT_S:.0f}s (last: {last}); "
+        f"container logs:\n{logs.stdout}{logs.stderr}"
+    )

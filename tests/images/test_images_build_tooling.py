@@ -63,6 +63,9 @@ def test_build_command_uses_host_network_base_arg_and_ca_secret(tmp_path: Path) 
         assert f"--secret=id=ca,src={paths.HOST_CA_BUNDLE}" in argv
     assert not any(arg.startswith("--build-arg=") and "cert" in arg.lower() for arg in argv)
     assert argv[-1] == str(tmp_path / ".")
+    assert not any(arg.startswith("--build-arg=VARIANT") for arg in argv)  # full by default
+    slim = build.build_command(build.IMAGES["server-slim"], tmp_path, "local/base:1")
+    assert "--build-arg=VARIANT=slim" in slim and f"--tag={paths.SERVER_SLIM_IMAGE}" in slim
 
 
 def test_private_engine_paths_live_under_the_cache_not_tcp(

@@ -5,17 +5,21 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from pathlib import Path
 
 import httpx
 import pytest
-from images_testlib import docker, free_port
+from images_testlib import (
+    READY_TIMEOUT_S,
+    RESTRICTED,
+    docker,
+    serve_detached,
+    wait_until_ready,
+)
 
 from devcluster.images import engine
 
 pytestmark = pytest.mark.docker
-
-RESTRICTED = ("--read-only", "--cap-drop=ALL", "--security-opt=no-new-privileges")
-READY_TIMEOUT_S = 120.0
 
 
 def run_once(
@@ -29,7 +33,7 @@ def run_once(
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("image_fixture", ["server_image", "operator_image"])
+@pytest.mark.parametrize("image_fixture", ["server_image", "slim_image", "operator_image"])
 def test_image_runs_as_its_numeric_non_root_user(
     image_fixture: str, request: pytest.FixtureRequest
 ) -> None:
@@ -106,57 +110,57 @@ def test_server_image_can_be_saved_for_containerd_import(server_image: str) -> N
     assert "manifest.json" in listing.stdout.split()
 
 
-def _wait_until_ready(base_url: str, container: str) -> None:
-    """Poll readiness until 200; fail with the container's logs if it exits or times out."""
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    last = "no answer yet"
-    while time.monotonic() < deadline:
-        state = docker("inspect", "--format", "{{.State.Running}}", container, check=False)
-        if state.stdout.strip() != "true":
-            logs = docker("logs", container, check=False)
-            pytest.fail(f"server container exited before ready:\n{logs.stdout}{logs.stderr}")
-        try:
-            response = httpx.get(f"{base_url}/v2/health/ready", timeout=2.0)
-            if response.status_code == 200:
-                return
-            last = f"HTTP {response.status_code}"
-        except httpx.TransportError as exc:
-            last = repr(exc)
-        time.sleep(0.25)
-    logs = docker("logs", container, check=False)
-    pytest.fail(
-        f"{base_url}/v2/health/ready not 200 within {READY_TIMEOUT_S:.0f}s (last: {last}); "
-        f"container logs:\n{logs.stdout}{logs.stderr}"
-    )
-
-
+@pytest.mark.parametrize("image_fixture", ["server_image", "slim_image"])
 def test_server_image_serves_the_iris_artifact_to_a_client_outside_the_container(
-    server_image: str, iris_artifact: object, container_name: str
+    image_fixture: str, iris_artifact: Path, container_name: str, request: pytest.FixtureRequest
 ) -> None:
-    port = free_port()
-    docker(
-        "run", "--detach", f"--name={container_name}",
-        "--network=host", *RESTRICTED, "--tmpfs=/tmp",
-        f"--volume={iris_artifact}:/models/iris:ro",
-        "--env=MODEL_SERVER_HOST=127.0.0.1",
-        f"--env=MODEL_SERVER_PORT={port}",
-        "--env=MODEL_SERVER_MODEL_URI=file:///models/iris",
-        server_image,
-    )  # fmt: skip
-    base_url = f"http://127.0.0.1:{port}"
-    _wait_until_ready(base_url, container_name)
+    """Both images serve what `train` wrote (unpinned: its checked model.onnx, as is)."""
+    base_url = serve_detached(request.getfixturevalue(image_fixture), iris_artifact, container_name)
+    wait_until_ready(base_url, container_name)
 
     response = httpx.post(f"{base_url}/predict", json={"input": [5.1, 3.5, 1.4, 0.2]}, timeout=10)
 
     assert response.status_code == 200, response.text
     assert response.json() == {"prediction": 0}
+    meta = httpx.get(f"{base_url}/v2/models/iris", timeout=10).json()
+    assert (meta["parameters"]["format"], meta["platform"]) == ("onnx", "onnxruntime")
     user = docker("exec", container_name, "python", "-c", "import os; print(os.getuid())")
     assert user.stdout.strip() == "10001"
 
 
+@pytest.mark.parametrize("module", ["sklearn", "scipy", "pandas", "skl2onnx", "skops"])
+def test_slim_image_has_no_scikit_learn(slim_image: str, module: str) -> None:
+    result = run_once(slim_image, "-c", f"import {module}")
+    assert result.returncode != 0
+    assert f"No module named '{module}'" in result.stderr
+
+
+def test_slim_image_refuses_a_skops_pin_saying_what_to_do(
+    slim_image: str, iris_artifact: Path, container_name: str
+) -> None:
+    """Pinned to model.skops, the slim image cannot serve it: the process stops and says why."""
+    card = json.loads((iris_artifact / "model-card.json").read_text())
+    pin = f"--env=MODEL_SERVER_MODEL_SHA256={card['files']['skops']['sha256']}"
+    serve_detached(slim_image, iris_artifact, container_name, pin)
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    running = "true"
+    while running == "true" and time.monotonic() < deadline:
+        time.sleep(0.25)
+        state = docker("inspect", "--format", "{{.State.Running}}", container_name)
+        running = state.stdout.strip()
+    exit_code = docker("inspect", "--format", "{{.State.ExitCode}}", container_name).stdout
+    assert exit_code.strip() == "1"
+    logs = docker("logs", container_name, check=False)
+    assert "cannot load model.skops (the slim image serves ONNX graphs only)" in logs.stderr
+
+
 @pytest.mark.parametrize(
     ("image_fixture", "module"),
-    [("server_image", "model_server.app"), ("operator_image", "mlmodel_operator.main")],
+    [
+        ("server_image", "model_server.app"),
+        ("slim_image", "model_server.app"),
+        ("operator_image", "mlmodel_operator.main"),
+    ],
 )
 def test_image_has_no_world_writable_files_and_runs_under_another_uid(
     image_fixture: str, module: str, request: pytest.FixtureRequest

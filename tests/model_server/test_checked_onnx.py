@@ -162,3 +162,19 @@ def test_remote_artifacts_download_the_file_that_is_served(
     assert runtime.metadata.format == "onnx"
     downloaded = sorted(p.name for p in (tmp_path / "artifacts").glob("*/*"))
     assert downloaded == ["model-card.json", "model.onnx"]
+
+
+def test_without_scikit_learn_installed_a_skops_pin_is_refused_saying_what_to_do(
+    checked: Artifact, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the slim image does with an artifact pinned to its skops file (the images tier runs
+    the image itself; here the missing package is simulated)."""
+    from model_server.errors import ModelLoadError
+
+    monkeypatch.setitem(sys.modules, "skops", None)
+    monkeypatch.setitem(sys.modules, "skops.io", None)
+    pin = checked.card.files[ModelFormat.SKOPS].sha256
+    with pytest.raises(ModelLoadError) as refused:
+        load_and_warm(settings(checked, tmp_path, model_sha256=pin))
+    assert "cannot load model.skops (the slim image serves ONNX graphs only)" in str(refused.value)
+    assert "serve the artifact's model.onnx (pin its sha256" in str(refused.value)

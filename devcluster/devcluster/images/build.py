@@ -18,17 +18,22 @@ class ImageSpec:
     tag: str
     dockerfile: str
     context: str = "."
+    build_args: tuple[tuple[str, str], ...] = ()
 
 
 IMAGES: dict[str, ImageSpec] = {
     "server": ImageSpec("server", paths.SERVER_IMAGE, "Dockerfile.server"),
+    # ONNX graphs only (artifacts' checked model.onnx): no scikit-learn; MLOP_SLIM_IMAGE.
+    "server-slim": ImageSpec(
+        "server-slim", paths.SERVER_SLIM_IMAGE, "Dockerfile.server", ".", (("VARIANT", "slim"),)
+    ),
     "operator": ImageSpec("operator", paths.OPERATOR_IMAGE, "Dockerfile.operator"),
     # The seed guide's naive Dockerfile, only for the size comparison in bench/.
     "naive": ImageSpec(
         "naive", "mlmodel-seed-naive:dev", "bench/seed/Dockerfile.naive", "bench/seed"
     ),
 }
-DEFAULT_IMAGES = ("server", "operator")
+DEFAULT_IMAGES = ("server", "server-slim", "operator")
 BUILD_CACHE_KEEP = "6GB"
 
 
@@ -49,6 +54,7 @@ def build_command(spec: ImageSpec, root: Path, base_image: str) -> list[str]:
         "--network=host",  # the private engine has no bridge; RUN steps reach PyPI via the host
         "--progress=plain",
         f"--build-arg=BASE_IMAGE={base_image}",
+        *(f"--build-arg={key}={value}" for key, value in spec.build_args),
         f"--file={root / spec.dockerfile}",
         f"--tag={spec.tag}",
     ]

@@ -14,6 +14,7 @@ BASE_IMAGE = f"mlmodel-base/python:3.11-{BASE_VERSION}"
 BASE_PACKAGES = ("python3", "python3-venv", "python-is-python3", "ca-certificates", "libgomp1")
 
 SERVER_IMAGE = "mlmodel-server:dev"
+SERVER_SLIM_IMAGE = "mlmodel-server:slim"
 OPERATOR_IMAGE = "mlmodel-operator:dev"
 
 #: Debian's docker CLI and daemon (20.10); another `docker` earlier on PATH may lack BuildKit.

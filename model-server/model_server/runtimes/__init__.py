@@ -10,6 +10,7 @@ from typing import Any
 
 from mlmodel_artifact import (
     MODEL_CARD_FILE,
+    ArtifactError,
     InputSchema,
     LoadedModel,
     ModelCard,
@@ -55,7 +56,19 @@ def load_runtime(
     """Load the artifact in `local_dir` and wrap it; sklearn models try the compiled path."""
     card = ModelCard.from_json((local_dir / MODEL_CARD_FILE).read_bytes(), settings.model_uri)
     fmt = served_format(card, settings)
-    loaded = LOADERS[fmt](local_dir, settings)
+    try:
+        loaded = LOADERS[fmt](local_dir, settings)
+    except (ModuleNotFoundError, ArtifactError) as exc:
+        missing = exc if isinstance(exc, ModuleNotFoundError) else exc.__cause__
+        if not isinstance(missing, ModuleNotFoundError):
+            raise
+        # The slim image holds no scikit-learn, skops or joblib.
+        name = (missing.name or "a library").partition(".")[0]
+        raise ModelLoadError(
+            f"this server has no {name} installed, so it cannot load {card.files[fmt].file} "
+            "(the slim image serves ONNX graphs only): serve the artifact's model.onnx (pin its "
+            "sha256, or set MODEL_SERVER_MODEL_FORMAT=onnx) or use the full image"
+        ) from None
     for warning in loaded.warnings:
         log.warning("%s", warning)
     schema = loaded.card.feature_schema
