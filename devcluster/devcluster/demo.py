@@ -33,7 +33,12 @@ ARTIFACT_PREFIX: Final = "iris/v1"
 REPLICAS: Final = 2
 READY_TIMEOUT: Final = 300.0
 ROWS: Final = ((5.1, 3.5, 1.4, 0.2), (6.2, 2.9, 4.3, 1.3), (7.7, 3.0, 6.1, 2.3))
-IMAGES: Final = (mlstack.SERVER_IMAGE, mlstack.OPERATOR_IMAGE, mlstack.STORE_IMAGE)
+IMAGES: Final = (
+    mlstack.SERVER_IMAGE,
+    mlstack.SERVER_SLIM_IMAGE,
+    mlstack.OPERATOR_IMAGE,
+    mlstack.STORE_IMAGE,
+)
 
 
 def record_file() -> Path:

@@ -24,6 +24,7 @@ import yaml
 from devcluster import cluster as cluster_mod
 
 SERVER_IMAGE: Final = "mlmodel-server:dev"
+SERVER_SLIM_IMAGE: Final = "mlmodel-server:slim"  # MLOP_SLIM_IMAGE: spec.model.format onnx
 OPERATOR_IMAGE: Final = "mlmodel-operator:dev"
 STORE_IMAGE: Final = "mlmodel-artifact-store:dev"
 STORE_NAME: Final = "artifact-store"
@@ -122,7 +123,9 @@ def images_lock() -> Iterator[None]:
         yield
 
 
-def build_images(names: Sequence[str] = ("server", "operator", "artifact-store")) -> None:
+def build_images(
+    names: Sequence[str] = ("server", "server-slim", "operator", "artifact-store"),
+) -> None:
     """Build the project's images (and the demo's artifact store) on the private engine."""
     from devcluster.images import base, build, engine
 

@@ -39,6 +39,12 @@ class OperatorSettings(BaseSettings):
         min_length=1,
         description="Model server image used when spec.server.image is not set.",
     )
+    slim_image: str = Field(
+        default="mlmodel-server:slim",
+        description="Model server image for models served from their ONNX file "
+        "(spec.model.format: onnx) when spec.server.image is not set: ONNX Runtime without "
+        "scikit-learn, about half the size. Empty: MLOP_DEFAULT_IMAGE for those too.",
+    )
     # The server container's resources when spec.server.resources does not set them (per key:
     # a request or limit the user sets wins, the others keep these; see render/resources.py).
     # An empty value renders nothing for that key.

@@ -383,6 +383,21 @@ def test_default_image_comes_from_settings_unless_the_spec_names_one() -> None:
     assert container(render_deployment(pinned, custom))["image"] == "mine:2"
 
 
+def test_models_served_from_their_onnx_file_get_the_slim_image() -> None:
+    custom = OperatorSettings(default_image="full:1", slim_image="slim:1")
+    onnx = make_mlmodel({"model": {"uri": "s3://b/iris", "format": "onnx"}})
+    skops = make_mlmodel({"model": {"uri": "s3://b/iris", "format": "skops"}})
+    named = make_mlmodel(
+        {"model": {"uri": "s3://b/iris", "format": "onnx"}, "server": {"image": "mine:2"}}
+    )
+    assert container(render_deployment(onnx, custom))["image"] == "slim:1"
+    assert container(render_deployment(skops, custom))["image"] == "full:1"
+    assert container(render_deployment(named, custom))["image"] == "mine:2"
+    assert OperatorSettings().slim_image == "mlmodel-server:slim"
+    no_slim = OperatorSettings(default_image="full:1", slim_image="")
+    assert container(render_deployment(onnx, no_slim))["image"] == "full:1"
+
+
 def test_service_defaults_to_cluster_ip_on_port_80_and_grpc_on_9000(
     settings: OperatorSettings,
 ) -> None:

@@ -99,6 +99,14 @@ def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
     }
 
 
+def server_image(mlmodel: MLModel, settings: OperatorSettings) -> str:
+    """The operator's image for this model: the slim one (no scikit-learn) when the model is
+    served from its ONNX file (spec.model.format: onnx), else the default."""
+    if mlmodel.spec.model.format == "onnx" and settings.slim_image:
+        return settings.slim_image
+    return settings.default_image
+
+
 def render_container(
     mlmodel: MLModel, settings: OperatorSettings, resources: dict[str, Any]
 ) -> dict[str, Any]:
@@ -107,7 +115,7 @@ def render_container(
     server = mlmodel.spec.server
     container: dict[str, Any] = {
         "name": CONTAINER,
-        "image": server.image or settings.default_image,
+        "image": server.image or server_image(mlmodel, settings),
         "imagePullPolicy": "IfNotPresent",
         "ports": render_ports(mlmodel),
         "env": render_env(mlmodel),
