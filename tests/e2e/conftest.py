@@ -24,12 +24,20 @@ STORE_NAMESPACE = "e2e-artifacts"
 
 
 def _publish(store: str, prefix: str, **config: Any) -> Artifact:
-    from mlmodel_artifact import encode_rows, model_input, takes_frame, write_artifact
+    from mlmodel_artifact import (
+        ModelFormat,
+        encode_rows,
+        model_input,
+        takes_frame,
+        write_artifact,
+    )
     from mlmodel_artifact.schema import frame_rows
     from mlmodel_trainer import TrainConfig, train
 
     result = train(TrainConfig(**config))
-    uri, card = write_artifact(result.model, result.description, f"s3://{mlstack.BUCKET}/{prefix}")
+    dest = f"s3://{mlstack.BUCKET}/{prefix}"
+    uri, card = write_artifact(result.model, result.description, dest, check_onnx=True)
+    onnx = card.files.get(ModelFormat.ONNX)
     schema = card.feature_schema
     if schema.plain_numeric:
         rows: list[list[Any]] = [[float(v) for v in row] for row in result.split.X_test]
@@ -42,7 +50,12 @@ def _publish(store: str, prefix: str, **config: Any) -> Artifact:
         expected = [str(v) for v in result.model.predict(x)]
     features = tuple((f.name, f.kind.value) for f in schema.features)
     return Artifact(
-        uri=uri, sha256=str(card.sha256), rows=rows, expected=expected, features=features
+        uri=uri,
+        sha256=str(card.sha256),
+        rows=rows,
+        expected=expected,
+        features=features,
+        onnx_sha256=onnx.sha256 if onnx is not None else "",
     )
 
 
@@ -66,7 +79,12 @@ def stack(node_cluster: Any) -> Iterator[Stack]:
     mlstack.build_images(["artifact-store"])  # cached after the first build
     mlstack.load_images(
         node_cluster.state_dir,
-        [mlstack.SERVER_IMAGE, mlstack.OPERATOR_IMAGE, mlstack.STORE_IMAGE],
+        [
+            mlstack.SERVER_IMAGE,
+            mlstack.SERVER_SLIM_IMAGE,
+            mlstack.OPERATOR_IMAGE,
+            mlstack.STORE_IMAGE,
+        ],
     )
     mlstack.install_crd(kube)
     mlstack.install_operator(kube)

@@ -28,6 +28,7 @@ class Artifact:
     expected: list[Any]
     # name and kind ("numeric", "categorical", "boolean") of each feature, in order
     features: tuple[tuple[str, str], ...] = ()
+    onnx_sha256: str = ""  # the model.onnx checked when it was written ("" when none)
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
-from e2e_testlib import ConditionLog, Stack, predict_grpc, predict_named
+from e2e_testlib import SECRET, ConditionLog, Stack, predict_grpc, predict_named
 
 from devcluster import mlstack
 
@@ -25,6 +27,27 @@ def test_every_protocol_through_the_service_matches_the_trainers_held_out_predic
     assert mlm is not None
     assert mlm["status"]["modelDigest"] == stack.v1.sha256
     assert mlm["status"]["readyReplicas"] == 2
+
+
+@pytest.mark.timeout(420)
+def test_a_model_served_from_its_checked_onnx_file_runs_on_the_slim_image(
+    stack: Stack, model_ns: str
+) -> None:
+    """spec.model.format: onnx, pinned to model.onnx (checked when the trainer wrote it): the
+    operator picks MLOP_SLIM_IMAGE (no scikit-learn) and the pods answer like the trainer."""
+    assert stack.v1.onnx_sha256, "the e2e artifact has no checked model.onnx"
+    onnx = replace(stack.v1, sha256=stack.v1.onnx_sha256)
+    model = {"uri": onnx.uri, "sha256": onnx.sha256, "format": "onnx", "credentialsSecret": SECRET}
+    url = stack.deploy(model_ns, "iris-slim", onnx, extra_spec={"model": model})
+    images = stack.kube.run(
+        "-n", model_ns, "get", "pods", "-l", "app.kubernetes.io/instance=iris-slim",
+        "-o", "jsonpath={.items[*].spec.containers[*].image}",
+    ).stdout.split()  # fmt: skip
+    assert images and set(images) == {mlstack.SERVER_SLIM_IMAGE}
+    for protocol in mlstack.PROTOCOLS:
+        labels = mlstack.predict(url, protocol, "iris-slim", onnx.rows)
+        assert labels == onnx.expected, f"{protocol} disagrees with the trainer"
+    assert predict_grpc(stack.kube, model_ns, "iris-slim", onnx.rows) == onnx.expected
 
 
 @pytest.mark.timeout(420)
