@@ -141,6 +141,17 @@ class ModelCard(ModelDescription):
     # Written by `train` and `package` (absent in older cards, and when nothing was checked).
     onnx_check: OnnxCheck | None = None
 
+    @property
+    def checked_onnx(self) -> bool:
+        """Whether the artifact's model.onnx is a form of its primary model that agreed with
+        it when the artifact was written (so a server may serve it in the primary's place)."""
+        return (
+            self.format is not ModelFormat.ONNX
+            and ModelFormat.ONNX in self.files
+            and self.onnx_check is not None
+            and self.onnx_check.agrees
+        )
+
     @field_validator("files")
     @classmethod
     def _contract_file_names(

@@ -43,21 +43,17 @@ def served_format(card: ModelCard, settings: ServerSettings) -> ModelFormat:
     if settings.model_format:
         return ModelFormat(settings.model_format)
     onnx_file = card.files.get(ModelFormat.ONNX)
-    if onnx_file is not None and card.format is not ModelFormat.ONNX:
-        pin = settings.model_sha256
-        if pin == onnx_file.sha256:
-            return ModelFormat.ONNX
-        checked = card.onnx_check is not None and card.onnx_check.agrees
-        if checked and pin is None and settings.compiled:
-            return ModelFormat.ONNX
+    if onnx_file is not None and settings.model_sha256 == onnx_file.sha256:
+        return ModelFormat.ONNX
+    if card.checked_onnx and settings.model_sha256 is None and settings.compiled:
+        return ModelFormat.ONNX
     return card.format
 
 
 def checked_onnx_skipped(card: ModelCard, settings: ServerSettings, fmt: ModelFormat) -> bool:
     """Whether a checked ONNX file is left unused only because the pin names another file."""
-    checked = card.onnx_check is not None and card.onnx_check.agrees
     return (
-        checked
+        card.checked_onnx
         and settings.compiled
         and fmt is not ModelFormat.ONNX
         and not (settings.model_format or settings.model_sha256 is None)

@@ -241,11 +241,6 @@ def test_grpc_calls_are_counted_under_their_protocol(stub: Any, iris_server: Ser
     assert moved("model_server_predictions_total", {"protocol": "grpc"}) == 3
 
 
-def listening(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
-
-
 def test_grpc_port_zero_turns_grpc_off(iris_artifact: Artifact, tmp_path: Path) -> None:
     env = server_env(iris_artifact.uri, iris_artifact.card.sha256, "iris", tmp_path)
     for server in serving({**env, "MODEL_SERVER_GRPC_PORT": "0"}, tmp_path / "off.log"):

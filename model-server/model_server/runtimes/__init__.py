@@ -83,11 +83,12 @@ def load_runtime(
                 )
             typed = schema  # one input per feature: the typed path's object array
         proba = bool(loaded.model.has_proba)
-        check = card.onnx_check
-        checked = check is not None and check.agrees and card.format is not ModelFormat.ONNX
-        if check is not None and checked:
-            log.info("serving the ONNX file checked as the artifact was written: %s", check.detail)
-        info = _info(loaded, settings, "onnxruntime", checked, proba, typed)
+        if card.checked_onnx and card.onnx_check is not None:
+            log.info(
+                "serving the ONNX file checked as the artifact was written: %s",
+                card.onnx_check.detail,
+            )
+        info = _info(loaded, settings, "onnxruntime", card.checked_onnx, proba, typed)
         return Runtime(loaded.model, info, fast=True)
     if checked_onnx_skipped(card, settings, fmt):
         log.info(
