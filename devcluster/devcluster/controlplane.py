@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shlex
 import shutil
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from devcluster import (
     build,
@@ -293,11 +297,14 @@ def restart(
     names: tuple[str, ...] = RESTARTABLE,
     timeout: float = READY_TIMEOUT,
     log: Callable[[str], None] = print,
+    *,
+    while_stopped: Callable[[], None] | None = None,
 ) -> None:
     """Stop ``names`` (etcd and/or kube-apiserver) and start them again with the same flags.
 
     etcd keeps its data directory, so every object survives; clients see the API server go
-    away and come back on the same address. The API server is stopped first and started last.
+    away and come back on the same address. The API server is stopped first and started last;
+    ``while_stopped`` runs when all of ``names`` are down (e.g. :func:`compact_etcd`).
     """
     unknown = set(names) - set(RESTARTABLE)
     if unknown:
@@ -310,12 +317,42 @@ def restart(
         old = {p.name: p for p in current.procs if p.name in ordered}
         for name in reversed(ordered):
             procs.stop(old[name])
+        if while_stopped is not None:
+            while_stopped()
         for name in ordered:
             proc = procs.spawn(name, list(old[name].argv), layout.logs)
             current.procs = [proc if p.name == name else p for p in current.procs]
             state.save(layout, current)
             _wait_restarted(layout, current, proc, timeout)
     log(f"devcluster: restarted {', '.join(ordered)}")
+
+
+def compact_etcd(layout: Layout) -> int:
+    """Write a marker key, then compact etcd's history up to it; returns that revision.
+
+    What a real cluster's API server does every 5 minutes (``--etcd-compaction-interval``),
+    now: a watch resumed from any earlier resourceVersion gets 410 Gone, whether the API
+    server answers it from its watch cache or from etcd. The marker guarantees the revision
+    moved past every event a client could have seen, so the 410 is certain.
+    """
+    current = state.load(layout)
+    if current is None or "etcd" not in current.ports:
+        raise ClusterError(f"no running devcluster in {layout.root}")
+    gateway = f"http://{components.LOOPBACK}:{current.ports['etcd']}/v3/kv"
+    marker = base64.b64encode(b"/devcluster/compaction-marker").decode()
+    put = _etcd_call(f"{gateway}/put", {"key": marker, "value": marker})
+    revision = int(put["header"]["revision"])
+    _etcd_call(f"{gateway}/compaction", {"revision": str(revision), "physical": True})
+    return revision
+
+
+def _etcd_call(url: str, body: dict[str, object]) -> dict[str, Any]:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        answer: dict[str, Any] = json.loads(resp.read())
+    return answer
 
 
 def _wait_restarted(layout: Layout, current: State, proc: procs.Proc, timeout: float) -> None:

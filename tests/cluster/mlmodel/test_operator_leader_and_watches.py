@@ -171,10 +171,18 @@ def test_a_relist_after_410_recreates_a_deployment_deleted_in_the_gap_and_forget
     try:
         api.apps.delete_namespaced_deployment("kept", api.ns)
         delete(api, "dropped")
-        # A restarted API server's watch cache starts at the current revision: the operator's
-        # watches, resumed from before the deletes, get 410 Gone and must list again.
+        # The API server goes away (the operator's connections drop, whatever they buffered
+        # stays the last it saw) and etcd compacts its history meanwhile: the watches,
+        # resumed from before the deletes, get 410 Gone and must list again. (A restart
+        # alone is not enough: an API server whose watch cache is still filling serves a
+        # watch from etcd, which has every revision until it is compacted.)
         layout = controlplane.layout_for(api.cluster.kubeconfig.parent)
-        controlplane.restart(layout, ("kube-apiserver",), log=lambda _: None)
+        controlplane.restart(
+            layout,
+            ("kube-apiserver",),
+            log=lambda _: None,
+            while_stopped=lambda: controlplane.compact_etcd(layout),
+        )
     finally:
         operator.proc.send_signal(signal.SIGCONT)
 
