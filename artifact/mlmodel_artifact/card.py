@@ -152,6 +152,31 @@ class ModelCard(ModelDescription):
             and self.onnx_check.agrees
         )
 
+    def served_format(
+        self,
+        requested: ModelFormat | None = None,
+        pin: str | None = None,
+        *,
+        compiled: bool = True,
+    ) -> ModelFormat:
+        """Which of the artifact's files a model server loads (the rule the server follows,
+        and the operator reads to choose the pods' image).
+
+        The `requested` format when one is named. Else the ONNX file when the `pin` is its
+        digest, or when it was checked against the primary (`checked_onnx`), the compiled
+        path is on and nothing is pinned: it is served as is, with no scikit-learn. A pin on
+        another file means that file (the card is not pinned, so its word on the ONNX file
+        is not enough). Else the primary.
+        """
+        if requested is not None:
+            return requested
+        onnx_file = self.files.get(ModelFormat.ONNX)
+        if onnx_file is not None and pin == onnx_file.sha256:
+            return ModelFormat.ONNX
+        if self.checked_onnx and pin is None and compiled:
+            return ModelFormat.ONNX
+        return self.format
+
     @field_validator("files")
     @classmethod
     def _contract_file_names(

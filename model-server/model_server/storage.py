@@ -32,22 +32,11 @@ def fetch_model(settings: ServerSettings) -> Path:
 
 
 def served_format(card: ModelCard, settings: ServerSettings) -> ModelFormat:
-    """Which of the artifact's model files this server loads.
-
-    MODEL_SERVER_MODEL_FORMAT when set. Else the ONNX file when the pin names it, or when the
-    artifact's ONNX form was checked against the model as it was written (`card.onnx_check`),
-    the compiled path is on and nothing is pinned: that file is served as is, without
-    converting and without importing scikit-learn. A pin on another file means that file (the
-    card is not pinned, so its word on the ONNX file is not enough). Else the card's primary.
-    """
-    if settings.model_format:
-        return ModelFormat(settings.model_format)
-    onnx_file = card.files.get(ModelFormat.ONNX)
-    if onnx_file is not None and settings.model_sha256 == onnx_file.sha256:
-        return ModelFormat.ONNX
-    if card.checked_onnx and settings.model_sha256 is None and settings.compiled:
-        return ModelFormat.ONNX
-    return card.format
+    """Which of the artifact's model files this server loads: MODEL_SERVER_MODEL_FORMAT when
+    set, else by the card's rule (`ModelCard.served_format`: the checked ONNX file when nothing
+    else is pinned and the compiled path is on)."""
+    requested = ModelFormat(settings.model_format) if settings.model_format else None
+    return card.served_format(requested, settings.model_sha256, compiled=settings.compiled)
 
 
 def checked_onnx_skipped(card: ModelCard, settings: ServerSettings, fmt: ModelFormat) -> bool:

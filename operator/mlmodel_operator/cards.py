@@ -1,4 +1,8 @@
-"""Which model file an MLModel serves: the pinned sha256, or the digest its model card names.
+"""Which model file an MLModel serves: the pinned sha256, or the file its model card names.
+
+Unpinned, the card decides both the digest that rolls the pods and the file they load (by the
+rule the server follows, `ModelCard.served_format`): an artifact with a checked model.onnx is
+served from it, so its pods can run the slim image.
 
 The card's bytes are read by `cardfetch` (listed sources only, address rules, one deadline, a
 size cap) on a small pool of threads (`CardPool`: a bounded queue, one read per URI at a time),
@@ -34,7 +38,7 @@ from mlmodel_operator.settings import OperatorSettings
 from mlmodel_operator.status import Problem
 
 LOG = logging.getLogger("mlmodel_operator.cards")
-DigestReader = Callable[[str, str | None], str]
+CardSource = Callable[[str], ModelCard]
 CARD_REASONS: Final = frozenset(
     {
         "InvalidURI",
@@ -54,7 +58,9 @@ LOOKUPS_PER_READER: Final = 4
 
 @dataclass(frozen=True)
 class Resolved:
-    """The digest to roll out (None: unknown) and why it could not be refreshed, if so.
+    """The digest to roll out (None: unknown), the format of the file the pods load (None:
+    the operator cannot tell, e.g. a pinned digest without spec.model.format: the primary or
+    whichever file the pin names), and why they could not be refreshed, if so.
 
     `pending` is the future of a card read whose outcome is not known yet: the digest and
     problem are what status already said, and the MLModel should be reconciled again when
@@ -64,6 +70,7 @@ class Resolved:
     digest: str | None
     problem: Problem | None = None
     pending: Future[Any] | None = None
+    model_format: str | None = None
 
 
 class CardPending(Exception):
@@ -173,10 +180,10 @@ class _Entry:
 
 
 class CardReader:
-    """A DigestReader: each card URI read at most once per `ttl` seconds, through the pool.
+    """A CardSource: each card URI read at most once per `ttl` seconds, through the pool.
 
-    Reads are keyed by URI alone: the card is parsed once, and each caller's format picks its
-    digest from it. `check` refuses a URI before anything is queued (no source, bad URI:
+    Reads are keyed by URI alone: the card is parsed once, and each caller picks the file it
+    serves from it. `check` refuses a URI before anything is queued (no source, bad URI:
     nothing to remember). A caller waits at most `wait` seconds for a read in progress (the
     operator's reconciles: 0, never); while the outcome is still unknown it gets CardPending,
     whose future is done when the outcome is kept for the next call. At most `max_entries`
@@ -204,8 +211,8 @@ class CardReader:
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
 
-    def __call__(self, uri: str, model_format: str | None) -> str:
-        """The digest of the model file `model_format` (None: primary) of the card at `uri`."""
+    def __call__(self, uri: str) -> ModelCard:
+        """The card at `uri` (CardPending while it is being read; CardReadError if it failed)."""
         self.check(uri)
         entry, started = self._entry(uri)
         if started is not None:  # outside the lock: a done future runs the callback right here
@@ -218,7 +225,7 @@ class CardReader:
         outcome = entry.future.result()
         if isinstance(outcome, CardFailure):
             raise outcome.error()
-        return format_digest(outcome, model_format)
+        return outcome
 
     def close(self) -> None:
         """Let the pool's threads end (reads already queued still run)."""
@@ -276,21 +283,20 @@ def parse_card(body: bytes, uri: str) -> ModelCard:
         raise CardReadError("InvalidModelCard", exc.message) from exc
 
 
-def format_digest(card: ModelCard, model_format: str | None) -> str:
-    """sha256 of the model file the server will load: the card's primary or the named format."""
-    if model_format is None:
-        return str(card.sha256)
-    wanted = ModelFormat(model_format)
-    if wanted not in card.files:
+def served_file(card: ModelCard, model_format: str | None) -> tuple[ModelFormat, str]:
+    """The format and sha256 of the file an unpinned server loads: the named format, else the
+    card's choice (its checked ONNX form, else its primary)."""
+    served = card.served_format(ModelFormat(model_format) if model_format else None)
+    if served not in card.files:
         have = ", ".join(sorted(card.files))
-        message = f"the artifact has no {model_format} file (it has: {have})"
+        message = f"the artifact has no {served.value} file (it has: {have})"
         raise CardReadError("UnknownFormat", message, message)
-    return str(card.files[wanted].sha256)
+    return served, str(card.files[served].sha256)
 
 
 def card_digest(body: bytes, uri: str, model_format: str | None) -> str:
-    """sha256 of the model file the server will load, from a card's bytes."""
-    return format_digest(parse_card(body, uri), model_format)
+    """sha256 of the model file an unpinned server will load, from a card's bytes."""
+    return served_file(parse_card(body, uri), model_format)[1]
 
 
 def card_reader(settings: OperatorSettings) -> CardReader:
@@ -313,29 +319,39 @@ def card_reader(settings: OperatorSettings) -> CardReader:
     )
 
 
-def resolve_digest(mlmodel: MLModel, reader: DigestReader) -> Resolved:
-    """The digest pods must serve; on a card failure the last known one (pods are not rolled)."""
+def resolve_model(mlmodel: MLModel, reader: CardSource) -> Resolved:
+    """The digest pods must serve and the format of that file; on a card failure the last
+    known ones (pods are not rolled).
+
+    A pinned sha256 is served without reading the card (nothing the operator needs is there):
+    the format is then spec.model.format, or unknown. pvc:// cards are not mounted here.
+    """
     source = mlmodel.spec.model
     if source.sha256:
-        return Resolved(source.sha256)
+        return Resolved(source.sha256, model_format=source.format)
     if source.scheme == "pvc":
-        return Resolved(None)
+        return Resolved(None, model_format=source.format)
     known = mlmodel.status.model_digest
+    runtime = mlmodel.status.runtime
+    known_format = source.format or (runtime.model_format if runtime and known else None)
     try:
-        return Resolved(reader(source.uri, source.format))
+        served, digest = served_file(reader(source.uri), source.format)
     except CardPending as pending:
-        return Resolved(known, _as_before(mlmodel), pending.future)
+        return Resolved(known, _as_before(mlmodel), pending.future, known_format)
     except CardReadError as exc:
         if exc.reason == NOT_ALLOWED:
-            return Resolved(known, _not_tracked(mlmodel))
+            return Resolved(known, _not_tracked(mlmodel), model_format=known_format)
         shown = "" if exc.reason == "InvalidURI" else f" {source.uri}"  # may hold a password
-        return _unresolved(exc.reason, f"spec.model.uri{shown}: {exc.public}", known)
+        detail = f"spec.model.uri{shown}: {exc.public}"
+        return _unresolved(exc.reason, detail, known, known_format)
     except ArtifactError as exc:
-        return _unresolved(exc.reason, f"spec.model.uri {source.uri}: {exc.message}", known)
+        detail = f"spec.model.uri {source.uri}: {exc.message}"
+        return _unresolved(exc.reason, detail, known, known_format)
     except Exception as exc:  # never let a reader's bug stop the reconcile
         LOG.warning("model card of %s: unexpected %r", source.uri, exc)
         detail = f"spec.model.uri {source.uri}: {PUBLIC['ArtifactUnreachable']}"
-        return _unresolved("ArtifactUnreachable", detail, known)
+        return _unresolved("ArtifactUnreachable", detail, known, known_format)
+    return Resolved(digest, model_format=served.value)
 
 
 def _as_before(mlmodel: MLModel) -> Problem | None:
@@ -361,7 +377,7 @@ def _not_tracked(mlmodel: MLModel) -> Problem:
     )
 
 
-def _unresolved(reason: str, detail: str, known: str | None) -> Resolved:
+def _unresolved(reason: str, detail: str, known: str | None, known_format: str | None) -> Resolved:
     # Degraded, but not a reason to call running pods unready: they keep the known digest
     # (and a new MLModel's pods, which fetch the artifact themselves, report their own failure).
     keep = (
@@ -373,4 +389,4 @@ def _unresolved(reason: str, detail: str, known: str | None) -> Resolved:
         f"Cannot read the model card of {detail} ({reason}). {keep} "
         "Fix the URI or the artifact, or pin spec.model.sha256."
     )
-    return Resolved(known, Problem(reason, message, blocks_ready=False))
+    return Resolved(known, Problem(reason, message, blocks_ready=False), model_format=known_format)

@@ -34,7 +34,7 @@ from urllib3.exceptions import HTTPError
 
 from mlmodel_operator import contract, drift
 from mlmodel_operator.cache import ObjectCache
-from mlmodel_operator.cards import CardReader, DigestReader, card_reader, resolve_digest
+from mlmodel_operator.cards import CardReader, CardSource, card_reader, resolve_model
 from mlmodel_operator.kube import FIELD_MANAGER, Kube
 from mlmodel_operator.render import render, unwanted_kinds
 from mlmodel_operator.render.deployment import model_uri_in_pod
@@ -194,7 +194,7 @@ class Reconciler:
         kube: Kube,
         cache: ObjectCache,
         settings: OperatorSettings,
-        reader: DigestReader | None = None,
+        reader: CardSource | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         requeue: Callable[[ModelKey], None] | None = None,
     ) -> None:
@@ -257,14 +257,17 @@ class Reconciler:
         return Outcome(patch, problems=(problem,))
 
     def _reconcile(self, mlmodel: MLModel, previous: dict[str, Any]) -> Outcome:
-        resolved = resolve_digest(mlmodel, self.reader)
+        resolved = resolve_model(mlmodel, self.reader)
         if resolved.pending is not None and self.requeue is not None:
             key, requeue = (mlmodel.namespace, mlmodel.name), self.requeue
             resolved.pending.add_done_callback(lambda _: requeue(key))
         problems = [resolved.problem] if resolved.problem else []
         changes: list[Change] = []
         deployment: dict[str, Any] | None = None
-        for manifest in render(mlmodel, self.settings, digest=resolved.digest):
+        wanted = render(
+            mlmodel, self.settings, digest=resolved.digest, model_format=resolved.model_format
+        )
+        for manifest in wanted:
             if resolved.pending is not None and manifest["kind"] == "Deployment":
                 live, change, problem = self._until_card_read(mlmodel, manifest)
             else:
@@ -276,7 +279,12 @@ class Reconciler:
         changes += self._remove_unwanted(mlmodel)
         if deployment is not None:
             problems += self._pod_problems(mlmodel, deployment)
-        observed = Observed(deployment=deployment, digest=resolved.digest, problems=problems)
+        observed = Observed(
+            deployment=deployment,
+            digest=resolved.digest,
+            model_format=resolved.model_format,
+            problems=problems,
+        )
         status = derive_status(
             mlmodel,
             observed,

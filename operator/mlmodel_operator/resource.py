@@ -229,6 +229,17 @@ class Condition(_Frozen):
     last_transition_time: str
 
 
+class RuntimeStatus(_Frozen):
+    """status.runtime: what the pods run (the image) and load (the model file's format)."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="ignore", alias_generator=to_camel, populate_by_name=True
+    )
+
+    image: str | None = None
+    model_format: str | None = None
+
+
 class MLModelStatus(_Frozen):
     """status of an MLModel, as last written by the operator."""
 
@@ -245,6 +256,7 @@ class MLModelStatus(_Frozen):
     selector: str | None = None
     url: str | None = None
     model_digest: str | None = None
+    runtime: RuntimeStatus | None = None
     conditions: tuple[Condition, ...] = ()
 
 

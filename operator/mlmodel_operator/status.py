@@ -49,6 +49,7 @@ class Observed:
 
     deployment: Mapping[str, Any] | None = None
     digest: str | None = None
+    model_format: str | None = None  # of the file the pods load, when the operator knows it
     problems: Sequence[Problem] = field(default_factory=tuple)
 
 
@@ -317,7 +318,26 @@ def derive_status(
     digest = observed.digest or previous.get("modelDigest")
     if digest:
         status["modelDigest"] = digest
+    runtime = runtime_of(observed)
+    if runtime:
+        status["runtime"] = runtime
     return status
+
+
+def runtime_of(observed: Observed) -> dict[str, str]:
+    """status.runtime: the image in the Deployment's pod template (what its pods run once it
+    rolled out) and the format of the model file they load (omitted when unknown: a pinned
+    digest without spec.model.format is the primary's or whichever file it names)."""
+    runtime: dict[str, str] = {}
+    if observed.deployment is not None:
+        template = observed.deployment.get("spec", {}).get("template", {})
+        containers = template.get("spec", {}).get("containers") or [{}]
+        image = containers[0].get("image")
+        if image:
+            runtime["image"] = str(image)
+    if observed.model_format:
+        runtime["modelFormat"] = observed.model_format
+    return runtime
 
 
 def field_path(loc: Sequence[str | int]) -> str:
@@ -370,10 +390,17 @@ def degraded_patch(
 
 
 def status_patch(previous: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
-    """A merge patch turning `previous` into `desired`; empty when nothing changed."""
-    patch: dict[str, Any] = {
-        key: value for key, value in desired.items() if previous.get(key) != value
-    }
+    """A merge patch turning `previous` into `desired`; empty when nothing changed. (A merge
+    patch merges objects: a key gone from a nested object, like status.runtime's, is nulled.)"""
+    patch: dict[str, Any] = {}
+    for key, value in desired.items():
+        old = previous.get(key)
+        if old == value:
+            continue
+        if isinstance(old, Mapping) and isinstance(value, Mapping):
+            patch[key] = status_patch(old, value)
+        else:
+            patch[key] = value
     for key in previous:
         if key not in desired and key != "kopf":
             patch[key] = None

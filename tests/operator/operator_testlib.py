@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +45,10 @@ def sample_mlmodels() -> dict[str, dict[str, Any]]:
     return found
 
 
-def card_json(sha: str) -> bytes:
-    """A valid model card (the contract's schema) whose skops file has digest `sha`."""
-    return (
+def card_json(sha: str, *, onnx_sha: str | None = None, onnx_agrees: bool | None = None) -> bytes:
+    """A valid model card (the contract's schema) whose skops file has digest `sha`; with
+    `onnx_sha`, a model.onnx too, checked against it when `onnx_agrees` is given."""
+    card = json.loads(
         b'{"name":"m","task":"regression","estimator":"E","params":{},"feature_names":["a"],'
         b'"metrics":{},"training":{"dataset":"d","test_size":0.2,"seed":0,"n_train":1,'
         b'"n_test":1,"data_fingerprint":"' + b"0" * 64 + b'"},"sample":{"inputs":[[1.0]],'
@@ -54,3 +56,8 @@ def card_json(sha: str) -> bytes:
         b'{"file":"model.skops","sha256":"' + sha.encode() + b'","size":1}},'
         b'"library_versions":{},"created_at":"2026-01-01T00:00:00Z"}'
     )
+    if onnx_sha is not None:
+        card["files"]["onnx"] = {"file": "model.onnx", "sha256": onnx_sha, "size": 1}
+    if onnx_agrees is not None:
+        card["onnx_check"] = {"agrees": onnx_agrees, "rows": 8, "tolerance": 1e-5, "detail": ""}
+    return json.dumps(card).encode()

@@ -12,14 +12,15 @@ from concurrent.futures import Future
 import pytest
 from operator_testlib import card_json, make_mlmodel, mlmodel_body
 
-from mlmodel_artifact import ArtifactError
+from mlmodel_artifact import ArtifactError, ModelCard, ModelFormat
 from mlmodel_operator.cardfetch import CardReadError
 from mlmodel_operator.cards import (
     CardPending,
     CardPool,
     CardReader,
     card_digest,
-    resolve_digest,
+    resolve_model,
+    served_file,
 )
 from mlmodel_operator.resource import MLModel
 from mlmodel_operator.status import Observed, Problem, derive_conditions
@@ -27,18 +28,18 @@ from mlmodel_operator.status import Observed, Problem, derive_conditions
 SHA_A, SHA_B = "a" * 64, "b" * 64
 
 
-def reader_returning(digest: str):  # type: ignore[no-untyped-def]
-    calls: list[tuple[str, str | None]] = []
+def reader_returning(card: bytes):  # type: ignore[no-untyped-def]
+    calls: list[str] = []
 
-    def read(uri: str, model_format: str | None) -> str:
-        calls.append((uri, model_format))
-        return digest
+    def read(uri: str) -> ModelCard:
+        calls.append(uri)
+        return ModelCard.from_json(card, uri)
 
     return read, calls
 
 
-def raising(error: Exception) -> Callable[[str, str | None], str]:
-    def read(uri: str, model_format: str | None) -> str:
+def raising(error: Exception) -> Callable[[str], ModelCard]:
+    def read(uri: str) -> ModelCard:
         raise error
 
     return read
@@ -50,33 +51,73 @@ def with_known_digest(spec: dict[str, object], digest: str) -> MLModel:
     return MLModel.from_body(body)
 
 
-# --- resolve_digest ---------------------------------------------------------------------
+# --- resolve_model ---------------------------------------------------------------------
 
 
 def test_pinned_sha256_is_used_without_reading_the_card() -> None:
-    read, calls = reader_returning(SHA_B)
+    read, calls = reader_returning(card_json(SHA_B))
     mlmodel = make_mlmodel({"model": {"uri": "s3://b/iris", "sha256": SHA_A}})
-    assert resolve_digest(mlmodel, read).digest == SHA_A
+    assert resolve_model(mlmodel, read).digest == SHA_A
     assert calls == []
 
 
 def test_pvc_artifacts_are_not_read_by_the_operator() -> None:
-    read, calls = reader_returning(SHA_B)
-    resolved = resolve_digest(make_mlmodel({"model": {"uri": "pvc://models/iris"}}), read)
+    read, calls = reader_returning(card_json(SHA_B))
+    resolved = resolve_model(make_mlmodel({"model": {"uri": "pvc://models/iris"}}), read)
     assert (resolved.digest, resolved.problem, calls) == (None, None, [])
 
 
 def test_card_digest_of_the_requested_format_is_used() -> None:
-    read, calls = reader_returning(SHA_B)
+    read, calls = reader_returning(card_json(SHA_A, onnx_sha=SHA_B))
     mlmodel = make_mlmodel({"model": {"uri": "https://h/iris", "format": "onnx"}})
-    assert resolve_digest(mlmodel, read).digest == SHA_B
-    assert calls == [("https://h/iris", "onnx")]
+    resolved = resolve_model(mlmodel, read)
+    assert (resolved.digest, resolved.model_format) == (SHA_B, "onnx")
+    assert calls == ["https://h/iris"]
+    skops = make_mlmodel({"model": {"uri": "https://h/iris", "format": "skops"}})
+    assert (resolve_model(skops, read).digest, resolve_model(skops, read).model_format) == (
+        SHA_A,
+        "skops",
+    )
+
+
+@pytest.mark.parametrize(
+    ("onnx_sha", "agrees", "served"),
+    [
+        (SHA_B, True, ("onnx", SHA_B)),  # checked when written: served as is, no scikit-learn
+        (SHA_B, False, ("skops", SHA_A)),  # it disagreed: the primary
+        (SHA_B, None, ("skops", SHA_A)),  # never checked (an older card): the primary
+        (None, None, ("skops", SHA_A)),  # no ONNX form at all
+    ],
+)
+def test_unpinned_the_card_says_which_file_the_pods_load(
+    onnx_sha: str | None, agrees: bool | None, served: tuple[str, str]
+) -> None:
+    read, _ = reader_returning(card_json(SHA_A, onnx_sha=onnx_sha, onnx_agrees=agrees))
+    resolved = resolve_model(make_mlmodel({"model": {"uri": "https://h/iris"}}), read)
+    assert (resolved.model_format, resolved.digest) == served
+
+
+def test_pinned_the_format_is_only_what_the_spec_names() -> None:
+    # the card is not read for a pinned model: whether the pin names model.onnx is unknown
+    pinned = {"uri": "https://h/iris", "sha256": SHA_B}
+    read, calls = reader_returning(card_json(SHA_A, onnx_sha=SHA_B, onnx_agrees=True))
+    assert resolve_model(make_mlmodel({"model": pinned}), read).model_format is None
+    named = resolve_model(make_mlmodel({"model": {**pinned, "format": "onnx"}}), read)
+    assert (named.digest, named.model_format, calls) == (SHA_B, "onnx", [])
+
+
+def test_an_unreadable_card_keeps_the_known_format_with_the_known_digest() -> None:
+    body = mlmodel_body({"model": {"uri": "https://h/iris"}})
+    body["status"] = {"modelDigest": SHA_B, "runtime": {"image": "i", "modelFormat": "onnx"}}
+    error = CardReadError("ArtifactUnreachable", "refused")
+    resolved = resolve_model(MLModel.from_body(body), raising(error))
+    assert (resolved.digest, resolved.model_format) == (SHA_B, "onnx")  # the pods stay as they are
 
 
 def test_unreadable_card_keeps_the_known_digest_and_says_why_in_public_words() -> None:
     error = CardReadError("ArtifactUnreachable", "http://h:81: ConnectionRefusedError(111)")
     mlmodel = with_known_digest({"model": {"uri": "https://h/iris"}}, SHA_A)
-    resolved = resolve_digest(mlmodel, raising(error))
+    resolved = resolve_model(mlmodel, raising(error))
     assert resolved.digest == SHA_A
     assert resolved.problem is not None
     assert resolved.problem.reason == "ArtifactUnreachable"
@@ -91,7 +132,7 @@ def test_unreadable_card_keeps_the_known_digest_and_says_why_in_public_words() -
 def test_an_invalid_uri_is_not_echoed_into_status() -> None:
     # (the CRD and resource.py refuse user-info already; the reader refuses more, e.g. '..')
     uri = "https://h/models/../hunter2"
-    resolved = resolve_digest(
+    resolved = resolve_model(
         make_mlmodel({"model": {"uri": uri}}), raising(CardReadError("InvalidURI", uri))
     )
     assert resolved.problem is not None and resolved.problem.reason == "InvalidURI"
@@ -101,7 +142,7 @@ def test_an_invalid_uri_is_not_echoed_into_status() -> None:
 def test_a_source_not_allowed_is_a_note_not_a_degradation() -> None:
     error = CardReadError("ArtifactSourceNotAllowed", "http://h:80 is under no source")
     mlmodel = with_known_digest({"model": {"uri": "http://h/iris"}}, SHA_A)
-    resolved = resolve_digest(mlmodel, raising(error))
+    resolved = resolve_model(mlmodel, raising(error))
     assert resolved.digest == SHA_A  # the pods are not rolled because the admin said so
     note = resolved.problem
     assert note is not None and (note.reason, note.degrades, note.blocks_ready) == (
@@ -134,7 +175,7 @@ def test_an_invalid_card_keeps_the_parser_detail_for_the_log_only() -> None:
 
 
 def test_an_unexpected_reader_error_is_reported_without_its_text() -> None:
-    resolved = resolve_digest(
+    resolved = resolve_model(
         make_mlmodel({"model": {"uri": "https://h/iris"}}), raising(RuntimeError("SECRET"))
     )
     assert resolved.problem is not None and resolved.problem.reason == "ArtifactUnreachable"
@@ -143,7 +184,7 @@ def test_an_unexpected_reader_error_is_reported_without_its_text() -> None:
 
 def test_an_artifact_error_from_a_reader_keeps_its_reason() -> None:
     error = ArtifactError("https://h/iris", "ArtifactNotFound", "no model-card.json")
-    resolved = resolve_digest(make_mlmodel({"model": {"uri": "https://h/iris"}}), raising(error))
+    resolved = resolve_model(make_mlmodel({"model": {"uri": "https://h/iris"}}), raising(error))
     assert resolved.problem is not None and resolved.problem.reason == "ArtifactNotFound"
 
 
@@ -184,22 +225,23 @@ def reason_of(read: Callable[[], object]) -> CardReadError:
 def test_a_card_is_read_once_per_ttl(pool: CardPool) -> None:
     fake, now = Fake(), [0.0]
     cards = reader(fake, pool, now)
-    assert cards("s3://b/iris", None) == SHA_A
-    assert cards("s3://b/iris", "skops") == SHA_A
+    assert cards("s3://b/iris").sha256 == SHA_A
+    assert cards("s3://b/iris").sha256 == SHA_A
     now[0] = 9.9
-    assert cards("s3://b/iris", None) == SHA_A
+    assert cards("s3://b/iris").sha256 == SHA_A
     assert fake.calls == ["s3://b/iris"]  # one read per URI, whichever formats are asked for
     now[0] = 10.0
-    assert cards("s3://b/iris", "skops") == SHA_A
+    assert cards("s3://b/iris").sha256 == SHA_A
     assert len(fake.calls) == 2
 
 
 def test_formats_of_one_card_share_its_read_and_a_missing_one_is_named(pool: CardPool) -> None:
     fake, now = Fake(), [0.0]
     cards = reader(fake, pool, now)
-    assert cards("s3://b/iris", "skops") == SHA_A
-    assert reason_of(lambda: cards("s3://b/iris", "onnx")).reason == "UnknownFormat"
-    assert cards("s3://b/iris", None) == SHA_A
+    assert served_file(cards("s3://b/iris"), "skops") == (ModelFormat.SKOPS, SHA_A)
+    missing = reason_of(lambda: served_file(cards("s3://b/iris"), "onnx"))
+    assert missing.reason == "UnknownFormat"
+    assert served_file(cards("s3://b/iris"), None) == (ModelFormat.SKOPS, SHA_A)
     assert fake.calls == ["s3://b/iris"]
 
 
@@ -210,7 +252,7 @@ def test_a_failing_card_is_remembered_and_read_again_less_often(pool: CardPool) 
     for second in range(0, 200):
         now[0] = float(second)
         before = len(fake.calls)
-        assert reason_of(lambda: cards("s3://b/broken", None)).reason == "ArtifactNotFound"
+        assert reason_of(lambda: cards("s3://b/broken")).reason == "ArtifactNotFound"
         if len(fake.calls) > before:
             reads_at.append(second)
     # ttl 10: after 10 s, then 20 s, then every 40 s
@@ -219,7 +261,7 @@ def test_a_failing_card_is_remembered_and_read_again_less_often(pool: CardPool) 
 
 def test_a_remembered_failure_is_raised_fresh_each_time(pool: CardPool) -> None:
     cards = reader(Fake(), pool, [0.0])
-    errors = [reason_of(lambda: cards("s3://b/broken", None)) for _ in range(3)]
+    errors = [reason_of(lambda: cards("s3://b/broken")) for _ in range(3)]
     assert len({id(error) for error in errors}) == 3
     depths = [len(traceback.extract_tb(error.__traceback__)) for error in errors]
     assert depths[0] == depths[1] == depths[2]
@@ -229,10 +271,10 @@ def test_outcomes_are_bounded_least_recently_used_first(pool: CardPool) -> None:
     fake, now = Fake(), [0.0]
     cards = reader(fake, pool, now, max_entries=3)
     for name in ("a", "b", "c", "a", "d"):
-        cards(f"s3://b/{name}", None)
+        cards(f"s3://b/{name}")
     assert len(cards) == 3
-    cards("s3://b/a", None)  # kept: used recently
-    cards("s3://b/b", None)  # evicted: read again
+    cards("s3://b/a")  # kept: used recently
+    cards("s3://b/b")  # evicted: read again
     assert fake.calls == ["s3://b/a", "s3://b/b", "s3://b/c", "s3://b/d", "s3://b/b"]
 
 
@@ -243,7 +285,7 @@ def test_a_refused_uri_is_neither_queued_nor_remembered(pool: CardPool) -> None:
         raise CardReadError("ArtifactSourceNotAllowed", uri)
 
     cards = reader(fake, pool, [0.0], check=check)
-    assert reason_of(lambda: cards("http://h/iris", None)).reason == "ArtifactSourceNotAllowed"
+    assert reason_of(lambda: cards("http://h/iris")).reason == "ArtifactSourceNotAllowed"
     assert (fake.calls, len(cards)) == ([], 0)
 
 
@@ -258,14 +300,14 @@ def test_a_caller_that_does_not_wait_hears_pending_and_the_outcome_is_kept() -> 
     try:
         cards = CardReader(slow, pool, ttl=60)  # wait 0: the operator's reconciles never wait
         with pytest.raises(CardPending) as first:
-            cards("s3://b/iris", None)
+            cards("s3://b/iris")
         with pytest.raises(CardPending) as second:  # the same read, not a second one
-            cards("s3://b/iris", "skops")
+            cards("s3://b/iris")
         assert second.value.future is first.value.future
         assert not first.value.future.done()
         release.set()
         first.value.future.result(timeout=30)
-        assert cards("s3://b/iris", None) == SHA_A
+        assert cards("s3://b/iris").sha256 == SHA_A
         assert fake.calls == ["s3://b/iris"]  # the later call got the first read's outcome
     finally:
         release.set()
@@ -275,7 +317,7 @@ def test_a_caller_that_does_not_wait_hears_pending_and_the_outcome_is_kept() -> 
 def test_while_a_card_is_read_status_keeps_its_digest_and_what_it_said_about_the_card() -> None:
     pending: Future[object] = Future()
 
-    def reading(uri: str, model_format: str | None) -> str:
+    def reading(uri: str) -> ModelCard:
         raise CardPending(pending)
 
     body = mlmodel_body({"model": {"uri": "https://h/iris"}})
@@ -285,13 +327,13 @@ def test_while_a_card_is_read_status_keeps_its_digest_and_what_it_said_about_the
         "modelDigest": SHA_A,
         "conditions": [{**degraded, "message": said, "lastTransitionTime": "2026-01-01T00:00:00Z"}],
     }
-    resolved = resolve_digest(MLModel.from_body(body), reading)
+    resolved = resolve_model(MLModel.from_body(body), reading)
     assert resolved.digest == SHA_A and resolved.pending is pending
     assert resolved.problem is not None
     assert (resolved.problem.reason, resolved.problem.message) == ("ArtifactUnreachable", said)
     assert resolved.problem.blocks_ready is False
     # nothing said about the card before: nothing said while it is read
-    fresh = resolve_digest(with_known_digest({"model": {"uri": "https://h/iris"}}, SHA_A), reading)
+    fresh = resolve_model(with_known_digest({"model": {"uri": "https://h/iris"}}, SHA_A), reading)
     assert (fresh.digest, fresh.problem, fresh.pending) == (SHA_A, None, pending)
 
 
@@ -310,11 +352,11 @@ def test_busy_is_not_remembered() -> None:
         pool.submit("running", lambda: slow("running"))
         assert started.wait(30)  # the one thread is taken; the next read waits in the queue
         queued = pool.submit("queued", lambda: slow("queued"))
-        assert reason_of(lambda: cards("s3://b/iris", None)).reason == "ArtifactReadBusy"
+        assert reason_of(lambda: cards("s3://b/iris")).reason == "ArtifactReadBusy"
         assert len(cards) == 0
         release.set()
         queued.result(timeout=30)
-        assert cards("s3://b/iris", None) == SHA_A
+        assert cards("s3://b/iris").sha256 == SHA_A
     finally:
         release.set()
         pool.shutdown()

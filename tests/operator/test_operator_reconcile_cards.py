@@ -52,7 +52,7 @@ class BlockedCards:
     """A card source whose reads block until released; records when each read ended."""
 
     def __init__(self, sha: str = SHA_B) -> None:
-        self.sha = sha
+        self.card = card_json(sha)
         self.release = threading.Event()
         self.started = threading.Event()
         self.finished = threading.Event()
@@ -61,7 +61,7 @@ class BlockedCards:
         self.started.set()
         try:
             assert self.release.wait(30), "the test never released the read"
-            return card_json(self.sha)
+            return self.card
         finally:
             self.finished.set()
 
@@ -189,6 +189,48 @@ def test_while_the_same_uri_is_read_again_the_deployment_converges_with_the_know
     (deployment,) = [m for m in kube.applied if m["kind"] == "Deployment"]
     assert deployment["spec"]["replicas"] == 3  # a scale change does not wait for the card
     assert deployment["spec"]["template"]["metadata"]["annotations"][DIGEST_ANNOTATION] == SHA_A
+
+
+def test_a_card_with_a_checked_onnx_form_runs_its_pods_on_the_slim_image_from_the_start(
+    settings: OperatorSettings, blocked: BlockedCards, cards: CardReader
+) -> None:
+    """Unpinned, the pods load the card's checked model.onnx (the server's rule): they get the
+    slim image, the ONNX file's digest rolls them, status says so; created once, never first
+    on the full image. While the card is read again, they keep what they run."""
+    blocked.card = card_json(SHA_A, onnx_sha=SHA_B, onnx_agrees=True)
+    queue: WorkQueue[tuple[str, str]] = WorkQueue()
+    kube = FakeKube()
+    reconcile = reconciler(settings, cards, queue, kube)
+    body = mlmodel_body({"model": {"uri": "https://cards.test/iris"}})
+
+    reconcile_aside(reconcile, body)
+    assert "Deployment" not in kube.kinds()
+    blocked.release.set()
+    assert queue.get(timeout=30) == (KEY, "card")
+    queue.done(KEY)
+    outcome = reconcile.reconcile(body)
+    (deployment,) = [m for m in kube.applied if m["kind"] == "Deployment"]
+    template = deployment["spec"]["template"]
+    assert template["spec"]["containers"][0]["image"] == settings.slim_image
+    assert template["metadata"]["annotations"][DIGEST_ANNOTATION] == SHA_B
+    assert outcome.status_patch["modelDigest"] == SHA_B
+    assert outcome.status_patch["runtime"] == {"image": settings.slim_image, "modelFormat": "onnx"}
+
+    # the card is being read again (its ttl passed): the known format keeps the slim image
+    cache = ObjectCache()
+    cache.store("Deployment", {**deployment, "metadata": {**deployment["metadata"], "uid": "u"}})
+    again, rereading = BlockedCards(), reconciler(settings, cards, queue, FakeKube(), cache)
+    cards.read, cards.ttl = again, 0.0
+    scaled = mlmodel_body({"model": {"uri": "https://cards.test/iris"}, "replicas": 3})
+    scaled["status"] = {"modelDigest": SHA_B, "runtime": outcome.status_patch["runtime"]}
+    try:
+        reconcile_aside(rereading, scaled)
+        assert not again.finished.is_set()
+        (kept,) = [m for m in rereading.kube.applied if m["kind"] == "Deployment"]
+        assert kept["spec"]["replicas"] == 3
+        assert kept["spec"]["template"] == template
+    finally:
+        again.release.set()
 
 
 def test_a_reconciler_closes_only_the_card_reader_it_made(settings: OperatorSettings) -> None:

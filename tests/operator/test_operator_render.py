@@ -398,6 +398,21 @@ def test_models_served_from_their_onnx_file_get_the_slim_image() -> None:
     assert container(render_deployment(onnx, no_slim))["image"] == "full:1"
 
 
+def test_a_card_that_serves_its_checked_onnx_file_gets_the_slim_image() -> None:
+    custom = OperatorSettings(default_image="full:1", slim_image="slim:1")
+    unpinned = make_mlmodel({"model": {"uri": "s3://b/iris"}})
+
+    def image(mlmodel: MLModel, model_format: str | None) -> str:
+        rendered = by_kind(render(mlmodel, custom, digest="b" * 64, model_format=model_format))
+        return str(container(rendered["Deployment"])["image"])
+
+    assert image(unpinned, "onnx") == "slim:1"  # cards.resolve_model: the card's checked ONNX
+    assert image(unpinned, "skops") == "full:1"
+    assert image(unpinned, None) == "full:1"  # not known (yet): the image that serves any file
+    named = make_mlmodel({"model": {"uri": "s3://b/iris"}, "server": {"image": "mine:2"}})
+    assert image(named, "onnx") == "mine:2"
+
+
 def test_service_defaults_to_cluster_ip_on_port_80_and_grpc_on_9000(
     settings: OperatorSettings,
 ) -> None:

@@ -202,6 +202,18 @@ def test_a_blocking_problem_after_a_card_problem_still_makes_it_not_ready() -> N
     assert summary(status)["Ready"] == ("False", "ImagePullFailed")
 
 
+def test_runtime_says_the_template_image_and_the_format_the_pods_load() -> None:
+    live = deployment()
+    live["spec"]["template"] = {"spec": {"containers": [{"name": "server", "image": "slim:1"}]}}
+    status = derive(model(), Observed(deployment=live, digest="a" * 64, model_format="onnx"))
+    assert status["runtime"] == {"image": "slim:1", "modelFormat": "onnx"}
+    # a pinned digest without spec.model.format: which file it names is not known here
+    pinned = derive(model(), Observed(deployment=live, digest="a" * 64), status)
+    assert pinned["runtime"] == {"image": "slim:1"}
+    assert status_patch(status, pinned) == {"runtime": {"modelFormat": None}}
+    assert "runtime" not in derive(model(), Observed(deployment=None))
+
+
 def test_status_patch_removes_keys_that_went_away_and_ignores_kopf_state() -> None:
     previous = {"url": "http://old", "modelDigest": "x", "kopf": {"progress": {}}}
     assert status_patch(previous, {"url": "http://new"}) == {

@@ -44,11 +44,18 @@ def resolved_digest(mlmodel: MLModel, observed: str | None = None) -> str | None
 
 
 def render(
-    mlmodel: MLModel, settings: OperatorSettings, *, digest: str | None = None
+    mlmodel: MLModel,
+    settings: OperatorSettings,
+    *,
+    digest: str | None = None,
+    model_format: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Every child this MLModel wants, in apply order (Deployment, Service, HPA, PDB)."""
+    """Every child this MLModel wants, in apply order (Deployment, Service, HPA, PDB).
+
+    `digest` and `model_format` are what the model card said (cards.resolve_model): the file
+    the pods will load, when the operator knows it, picks their image."""
     wanted: list[dict[str, Any] | None] = [
-        render_deployment(mlmodel, settings, resolved_digest(mlmodel, digest)),
+        render_deployment(mlmodel, settings, resolved_digest(mlmodel, digest), model_format),
         render_service(mlmodel),
         render_hpa(mlmodel),
         render_pdb(mlmodel),

@@ -99,23 +99,31 @@ def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
     }
 
 
-def server_image(mlmodel: MLModel, settings: OperatorSettings) -> str:
-    """The operator's image for this model: the slim one (no scikit-learn) when the model is
-    served from its ONNX file (spec.model.format: onnx), else the default."""
-    if mlmodel.spec.model.format == "onnx" and settings.slim_image:
+def server_image(
+    mlmodel: MLModel, settings: OperatorSettings, model_format: str | None = None
+) -> str:
+    """The pods' image: spec.server.image; else the slim one (no scikit-learn) when the model
+    is served from its ONNX file (`model_format`: spec.model.format, or the model card's
+    checked ONNX form), else the default."""
+    if mlmodel.spec.server.image:
+        return mlmodel.spec.server.image
+    served = model_format or mlmodel.spec.model.format
+    if served == "onnx" and settings.slim_image:
         return settings.slim_image
     return settings.default_image
 
 
 def render_container(
-    mlmodel: MLModel, settings: OperatorSettings, resources: dict[str, Any]
+    mlmodel: MLModel,
+    settings: OperatorSettings,
+    resources: dict[str, Any],
+    model_format: str | None = None,
 ) -> dict[str, Any]:
     """The model server container: ports, probes (HTTP only), resources, restricted security,
     scratch mounts."""
-    server = mlmodel.spec.server
     container: dict[str, Any] = {
         "name": CONTAINER,
-        "image": server.image or server_image(mlmodel, settings),
+        "image": server_image(mlmodel, settings, model_format),
         "imagePullPolicy": "IfNotPresent",
         "ports": render_ports(mlmodel),
         "env": render_env(mlmodel),
@@ -159,7 +167,9 @@ def render_volumes(mlmodel: MLModel, scratch_limit: Quantity | None) -> list[dic
     return volumes
 
 
-def render_pod_spec(mlmodel: MLModel, settings: OperatorSettings) -> dict[str, Any]:
+def render_pod_spec(
+    mlmodel: MLModel, settings: OperatorSettings, model_format: str | None = None
+) -> dict[str, Any]:
     """The pod spec: one container, restricted pod security, the user's placement."""
     spec = mlmodel.spec
     resources = container_resources(mlmodel, settings)
@@ -172,7 +182,7 @@ def render_pod_spec(mlmodel: MLModel, settings: OperatorSettings) -> dict[str, A
             "fsGroup": RUN_AS_USER,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "containers": [render_container(mlmodel, settings, resources)],
+        "containers": [render_container(mlmodel, settings, resources, model_format)],
         "volumes": render_volumes(mlmodel, scratch_size_limit(resources)),
     }
     if spec.service_account_name:
@@ -189,7 +199,10 @@ def render_pod_spec(mlmodel: MLModel, settings: OperatorSettings) -> dict[str, A
 
 
 def render_deployment(
-    mlmodel: MLModel, settings: OperatorSettings, digest: str | None = None
+    mlmodel: MLModel,
+    settings: OperatorSettings,
+    digest: str | None = None,
+    model_format: str | None = None,
 ) -> dict[str, Any]:
     """The Deployment; without `replicas` while an HPA owns the count.
 
@@ -207,7 +220,10 @@ def render_deployment(
             "type": "RollingUpdate",
             "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
         },
-        "template": {"metadata": template_meta, "spec": render_pod_spec(mlmodel, settings)},
+        "template": {
+            "metadata": template_meta,
+            "spec": render_pod_spec(mlmodel, settings, model_format),
+        },
     }
     if not mlmodel.autoscaled:
         spec = {"replicas": mlmodel.spec.replicas, **spec}
