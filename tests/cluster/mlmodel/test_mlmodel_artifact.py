@@ -13,15 +13,25 @@ from mlmodel_harness import Api, OperatorProcess, card_server, wait_until
 from sklearn.datasets import load_iris
 from sklearn.tree import DecisionTreeClassifier
 
-from mlmodel_artifact import ModelDescription, Sample, Task, TrainingInfo, write_artifact
+from mlmodel_artifact import (
+    ModelCard,
+    ModelDescription,
+    ModelFormat,
+    Sample,
+    Task,
+    TrainingInfo,
+    write_artifact,
+)
 
 pytestmark = pytest.mark.cluster
 
 DIGEST_ANNOTATION = "mlops.dev/model-digest"
 
 
-def write_iris(dest: Path, depth: int) -> str:
-    """A real iris artifact at dest (a different tree depth gives a different file)."""
+def write_iris(dest: Path, depth: int, *, check_onnx: bool = False) -> str:
+    """A real iris artifact at dest (a different tree depth gives a different file); with
+    `check_onnx`, its model.onnx too, checked against the tree (what `mlmodel-train` writes).
+    Returns the primary file's sha256."""
     data = load_iris()
     model = DecisionTreeClassifier(max_depth=depth, random_state=0).fit(data.data, data.target)
     rows = data.data[::50]
@@ -38,8 +48,15 @@ def write_iris(dest: Path, depth: int) -> str:
         ),
         sample=Sample(inputs=rows.tolist(), outputs=model.predict(rows).tolist()),
     )
-    _, card = write_artifact(model, description, str(dest))
+    _, card = write_artifact(model, description, str(dest), check_onnx=check_onnx)
+    if check_onnx:
+        assert card.checked_onnx, card.onnx_check
     return str(card.sha256)
+
+
+def onnx_digest(directory: Path) -> str:
+    card = ModelCard.from_json((directory / "model-card.json").read_bytes(), str(directory))
+    return str(card.files[ModelFormat.ONNX].sha256)
 
 
 def template(api: Api, name: str) -> dict[str, Any]:
@@ -110,3 +127,49 @@ spec:
     assert api.mlmodel("iris")["status"]["modelDigest"] == second
     # the pods still serve the digest they verified: Ready follows them, not the card
     assert api.condition("iris", "Ready")["status"] == "True"
+
+
+def test_a_card_with_a_checked_onnx_form_puts_the_pods_on_the_slim_image(
+    api: Api, operator: OperatorProcess
+) -> None:
+    """Unpinned, the card decides which file the pods load: its checked model.onnx (no
+    scikit-learn needed: the slim image, that file's digest), and status.runtime says so
+    through the real API server's schema. A new artifact without a checked graph moves the
+    pods back to the full image and the primary file."""
+    server = card_server()
+    test_dir = uuid.uuid4().hex[:8]
+    root, base_url = server.root / test_dir, f"{server.base}/{test_dir}"
+    write_iris(root / "iris", depth=2, check_onnx=True)
+    checked = onnx_digest(root / "iris")
+    api.apply(f"""
+apiVersion: mlops.dev/v1alpha1
+kind: MLModel
+metadata: {{name: slim}}
+spec:
+  model: {{uri: "{base_url}/iris"}}
+  replicas: 1
+""")
+    wait_until(
+        "Ready on the slim image",
+        lambda: api.is_ready("slim") and served_digest(api, "slim") == checked,
+    )
+    assert template(api, "slim")["spec"]["containers"][0]["image"] == "mlmodel-server:slim"
+    status = api.mlmodel("slim")["status"]
+    assert status["modelDigest"] == checked
+    assert status["runtime"] == {"image": "mlmodel-server:slim", "modelFormat": "onnx"}
+
+    primary = write_iris(root / "iris", depth=4)  # no model.onnx: the full image converts it
+    wait_until(
+        "rolled to the full image and the primary file",
+        lambda: served_digest(api, "slim") == primary,
+        timeout=30,
+    )
+    assert template(api, "slim")["spec"]["containers"][0]["image"] == "mlmodel-server:dev"
+    wait_until(
+        "status.runtime follows",
+        lambda: (
+            api.mlmodel("slim")["status"].get("runtime")
+            == {"image": "mlmodel-server:dev", "modelFormat": "skops"}
+        ),
+        timeout=30,
+    )
