@@ -44,6 +44,9 @@ def test_a_model_served_from_its_checked_onnx_file_runs_on_the_slim_image(
         "-o", "jsonpath={.items[*].spec.containers[*].image}",
     ).stdout.split()  # fmt: skip
     assert images and set(images) == {mlstack.SERVER_SLIM_IMAGE}
+    mlm = stack.kube.get("mlm", "iris-slim", model_ns)
+    assert mlm is not None
+    assert mlm["status"]["runtime"] == {"image": mlstack.SERVER_SLIM_IMAGE, "modelFormat": "onnx"}
     for protocol in mlstack.PROTOCOLS:
         labels = mlstack.predict(url, protocol, "iris-slim", onnx.rows)
         assert labels == onnx.expected, f"{protocol} disagrees with the trainer"
