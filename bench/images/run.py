@@ -32,6 +32,7 @@ CONTEXT_PATHS = (
     "model-server",
     "operator",
     "devcluster/pyproject.toml",
+    "docker/slim_image.py",
     "bench/seed",
 )
 TOUCHED = "model-server/model_server/__init__.py"

@@ -178,3 +178,44 @@ def test_image_has_no_world_writable_files_and_runs_under_another_uid(
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "/opt/venv"
+
+
+@pytest.mark.parametrize("image_fixture", ["server_image", "slim_image"])
+def test_server_image_fetches_its_model_from_a_real_s3_compatible_server(
+    image_fixture: str,
+    iris_artifact: Path,
+    s3_env: str,
+    s3_server: str,
+    container_name: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+) -> None:
+    """The AWS SDK in the image (the slim one keeps only the botocore models S3 and the
+    credential chain load) downloads the artifact from moto's S3 server, pinned to model.onnx.
+    Only an empty directory is mounted, so S3 is the one place the model can come from."""
+    import boto3
+
+    empty = tmp_path / "empty"
+    empty.mkdir(mode=0o755)
+
+    s3 = boto3.client("s3")
+    for item in iris_artifact.iterdir():
+        s3.upload_file(str(item), s3_env, f"iris/v1/{item.name}")
+    card = json.loads((iris_artifact / "model-card.json").read_text())
+    base_url = serve_detached(
+        request.getfixturevalue(image_fixture), empty, container_name,
+        f"--env=MODEL_SERVER_MODEL_URI=s3://{s3_env}/iris/v1",
+        f"--env=MODEL_SERVER_MODEL_SHA256={card['files']['onnx']['sha256']}",
+        f"--env=AWS_ENDPOINT_URL={s3_server}",
+        "--env=AWS_ACCESS_KEY_ID=testing",
+        "--env=AWS_SECRET_ACCESS_KEY=testing",
+        "--env=AWS_DEFAULT_REGION=us-east-1",
+    )  # fmt: skip
+    wait_until_ready(base_url, container_name)
+
+    response = httpx.post(f"{base_url}/predict", json={"input": [5.1, 3.5, 1.4, 0.2]}, timeout=10)
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"prediction": 0}
+    meta = httpx.get(f"{base_url}/v2/models/iris", timeout=10).json()
+    assert (meta["parameters"]["format"], meta["platform"]) == ("onnx", "onnxruntime")
