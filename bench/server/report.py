@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench.server.servers import OURS, PENGUINS, SERVERS
+from bench.server.servers import OURS, PENGUINS, SERVERS, SKLEARN
 
 Row = dict[str, Any]
 CASE_KEYS = ((1, 1), (8, 1), (1, 100), (8, 100))  # (connections, rows)
@@ -22,6 +23,7 @@ def print_all(rows: list[Row], failures: list[str]) -> None:
     print_table(rows)
     print_ratios(rows)
     print_cpu_ratios(rows)
+    print_parts(rows)
     print_penguins(rows)
     print_v2_vs_json(rows)
     print_grpc(rows)
@@ -89,6 +91,22 @@ def _cpu_ratio(rows: list[Row], other: str, w: int, conns: int, n_rows: int) -> 
     if ours is None or theirs is None or not ours["cpu_us_per_req"]:
         return None
     return float(theirs["cpu_us_per_req"]) / float(ours["cpu_us_per_req"])
+
+
+def print_parts(rows: list[Row]) -> None:
+    """What the HTTP stack and the compiled path each contribute: our server with the compiled
+    path off (scikit-learn's predict on the same model as the peers) against each server, and
+    the compiled path (ONNX Runtime) against it."""
+    if not _workers(rows, SKLEARN):
+        return
+    title = f"HTTP stack alone: {SKLEARN} req/s divided by each server's (same workers)"
+    _print_ratio_table(rows, title, partial(_ratio, ours=SKLEARN))
+    _print_versus(
+        rows,
+        f"compiled path: req/s divided by {SKLEARN}'s (ONNX Runtime vs scikit-learn's predict)",
+        (OURS,),
+        SKLEARN,
+    )
 
 
 def print_penguins(rows: list[Row]) -> None:
@@ -186,11 +204,13 @@ def _batch_target(rows: list[Row], w: int) -> tuple[bool | None, str]:
     return worst >= 10.0, f"{text} (lowest {worst:,.2f}x vs {where})"
 
 
-def _ratio(rows: list[Row], other: str, w: int, conns: int, n_rows: int) -> float | None:
-    ours, theirs = _get(rows, OURS, w, conns, n_rows), _get(rows, other, w, conns, n_rows)
-    if ours is None or theirs is None or not theirs["rps"]:
+def _ratio(
+    rows: list[Row], other: str, w: int, conns: int, n_rows: int, ours: str = OURS
+) -> float | None:
+    mine, theirs = _get(rows, ours, w, conns, n_rows), _get(rows, other, w, conns, n_rows)
+    if mine is None or theirs is None or not theirs["rps"]:
         return None
-    return float(ours["rps"]) / float(theirs["rps"])
+    return float(mine["rps"]) / float(theirs["rps"])
 
 
 def _get(rows: Iterable[Row], server: str, w: int, conns: int, n_rows: int) -> Row | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench.server import protocols, venvs
@@ -14,6 +14,8 @@ from bench.server.procs import LOOPBACK, Launch, free_port
 APPS = Path(__file__).parent / "apps"
 SEED_APP = Path(__file__).parent.parent / "seed"
 OURS = "model-server"
+# Our server with the compiled path off: scikit-learn's own predict, the model the peers serve.
+SKLEARN = f"{OURS} (sklearn)"
 IRIS = "iris"
 PENGUINS = "penguins"  # the mixed-type pipeline: ColumnTransformer(impute, one-hot) -> forest
 
@@ -57,6 +59,12 @@ def _ours(model: Model, workers: int, port: int, scratch: Path) -> Launch:
         "MODEL_SERVER_WORKDIR": str(scratch / "model-server"),
     }
     return Launch([sys.executable, "-m", "model_server"], env, Path.cwd(), grpc_port)
+
+
+def _ours_sklearn(model: Model, workers: int, port: int, scratch: Path) -> Launch:
+    # MODEL_SERVER_COMPILED=false: no ONNX conversion, scikit-learn predicts (like the peers).
+    launch = _ours(model, workers, port, scratch)
+    return replace(launch, env={**launch.env, "MODEL_SERVER_COMPILED": "false"})
 
 
 def _floor(model: Model, workers: int, port: int, scratch: Path) -> Launch:
@@ -157,6 +165,8 @@ SERVERS: tuple[Server, ...] = (
         _ours,
         is_peer=False,
     ),
+    # The compiled path off: what the HTTP stack alone does with the peers' scikit-learn model.
+    Server(SKLEARN, "workspace", protocols.SEED, (1, 2), _ours_sklearn, is_peer=False),
     Server("http-floor", "workspace", protocols.SEED, (1, 2), _floor, False, answers_model=False),
     # What the gRPC rows are measured against: grpc.aio on uvloop answering a constant.
     Server(
