@@ -8,7 +8,7 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 export UV_LINK_MODE := copy
 RUN := uv run --frozen
 
-.PHONY: help setup browser test test-unit test-cluster lint demo bench bench-server bench-startup images images-down cluster-up cluster-down
+.PHONY: help setup browser test test-unit test-cluster lint demo bench bench-server bench-startup bench-startup-node images images-down cluster-up cluster-down
 .PHONY: devcluster-build devcluster-build-node demo-down e2e-deps
 
 help: ## list the targets
@@ -75,8 +75,11 @@ bench-server: setup ## model server (HTTP, gRPC) vs seed Flask/gunicorn, MLServe
 	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(RUN) python -m bench.server
 
-bench-startup: setup ## cold start: process start -> ready and RSS per worker, ours (model.onnx / converting) vs MLServer, KServe (~4 min)
+bench-startup: setup bench-startup-node ## cold start: process start -> ready and RSS per worker, ours (model.onnx / converting) vs MLServer, KServe (~4 min, after bench-startup-node)
 	$(RUN) python -m bench.startup
+
+bench-startup-node: devcluster-build-node images ## on the real node: MLModel apply -> Ready and scale 1 -> 4, vs a plain Deployment of the same pods (~5 min)
+	$(RUN) python -m bench.startup.node
 
 bench-images: setup ## image build times (cold/warm) and sizes vs the seed naive Dockerfile (~3 min)
 	$(RUN) python -m bench.images

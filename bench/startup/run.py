@@ -119,11 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     """Measure the selected servers; exit 1 if any of them could not be measured."""
     args = _parse_args(argv)
     chosen = [s for s in SUBJECTS if not args.only or s.name in args.only]
-    load_before = os.getloadavg()
-    busy, cores = load_before[0], os.cpu_count() or 1
-    print(f"[bench] load average {busy:.2f} on {cores} cores before start", flush=True)
-    if busy > cores / 2:
-        print("[bench] WARNING: other work is running; figures will be noisy", flush=True)
+    load_before = note_load()
     failures: list[str] = []
     samples: dict[str, list[Sample]] = {s.name: [] for s in chosen}
     imports: dict[str, Any] | None = None
@@ -180,6 +176,16 @@ def main(argv: list[str] | None = None) -> int:
     report.write(result, text, args.out)
     print(f"\nwrote {args.out} and {args.out.with_suffix('.txt')}")
     return 1 if failures else 0
+
+
+def note_load() -> tuple[float, float, float]:
+    """The load average now, printed, with a warning when other work keeps the cores busy."""
+    load = os.getloadavg()
+    busy, cores = load[0], os.cpu_count() or 1
+    print(f"[bench] load average {busy:.2f} on {cores} cores before start", flush=True)
+    if busy > cores / 2:
+        print("[bench] WARNING: other work is running; figures will be noisy", flush=True)
+    return load
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:

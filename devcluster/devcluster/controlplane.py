@@ -105,6 +105,19 @@ def up_with_retry(
     raise AssertionError("unreachable")
 
 
+def up_when_node_free(layout: Layout, wait_s: float, log: Callable[[str], None] = print) -> State:
+    """Start a cluster with the real node, waiting (at most ``wait_s``) while another
+    devcluster holds this machine's node (its owner stops it when done)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return up_with_retry(layout, UpOptions(node=True), log)
+        except ClusterError as exc:
+            if "a devcluster node already runs" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(2.0)
+
+
 def _check_binaries(options: UpOptions) -> None:
     names = config.CONTROL_PLANE_BINARIES + (config.NODE_BINARIES if options.node else ())
     missing = build.missing_binaries(names)

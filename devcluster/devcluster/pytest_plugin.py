@@ -8,7 +8,6 @@ instead of starting one. ``DEVCLUSTER_FAKE_NODES`` (default 2) sets the number o
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -90,14 +89,4 @@ def _up_when_the_node_is_free(layout: Layout) -> None:
     """Start the node cluster, waiting (bounded) while another one holds this machine's node."""
     from devcluster import controlplane
 
-    deadline = time.monotonic() + NODE_WAIT_S
-    while True:
-        try:
-            controlplane.up_with_retry(
-                layout, controlplane.UpOptions(node=True), log=lambda _: None
-            )
-            return
-        except controlplane.ClusterError as exc:
-            if "a devcluster node already runs" not in str(exc) or time.monotonic() > deadline:
-                raise
-        time.sleep(2.0)  # poll: the other node cluster's owner stops it when it is done
+    controlplane.up_when_node_free(layout, NODE_WAIT_S, log=lambda _: None)
