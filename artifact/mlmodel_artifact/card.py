@@ -8,6 +8,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mlmodel_artifact.drift import DriftReference
 from mlmodel_artifact.errors import ArtifactError
 from mlmodel_artifact.schema import InputSchema, Value
 
@@ -82,12 +83,20 @@ class ModelDescription(BaseModel):
     sample: Sample
     # Absent in cards written before it existed: then every feature is a required number.
     input_schema: InputSchema | None = None
+    # How training rows and held-out outputs fall into bins: what a server's drift metrics
+    # compare with (absent in older cards: then the server reports no drift).
+    drift_reference: DriftReference | None = None
 
     @model_validator(mode="after")
     def _schema_matches_features(self) -> ModelDescription:
         if self.input_schema is not None and self.input_schema.names != self.feature_names:
             raise ValueError(
                 "input_schema lists features other than feature_names (or in another order)"
+            )
+        reference = self.drift_reference
+        if reference is not None and [f.name for f in reference.features] != self.feature_names:
+            raise ValueError(
+                "drift_reference lists features other than feature_names (or in another order)"
             )
         return self
 
