@@ -36,6 +36,7 @@ from mlmodel_artifact.schema import FeatureKind, InputSchema
 
 if TYPE_CHECKING:
     import numpy as np
+    import pandas as pd
 
 Label = int | float | str
 
@@ -266,6 +267,25 @@ def drift_reference(
             for f, column in zip(schema.features, columns, strict=True)
         ],
         outputs=None if outputs is None else output_reference(outputs, class_labels),
+    )
+
+
+def reference_from_frame(
+    schema: InputSchema,
+    frame: pd.DataFrame,
+    outputs: Any,
+    class_labels: Sequence[Label] | None,
+) -> DriftReference:
+    """`drift_reference` from a frame of feature columns (typed as the server types requests,
+    `normalize_frame`) and the model's outputs on held-out rows (None: no output reference)."""
+    import numpy as np
+
+    from mlmodel_artifact.schema import normalize_frame
+
+    typed = normalize_frame(frame, schema)
+    columns = [typed[f.name].to_numpy() for f in schema.features]
+    return drift_reference(
+        schema, columns, None if outputs is None else np.asarray(outputs), class_labels
     )
 
 

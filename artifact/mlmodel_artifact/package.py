@@ -42,6 +42,7 @@ from mlmodel_artifact.card import (
     TrainingInfo,
 )
 from mlmodel_artifact.digest import sha256_file
+from mlmodel_artifact.drift import reference_from_frame
 from mlmodel_artifact.errors import ArtifactError
 from mlmodel_artifact.schema import (
     MAX_CATEGORIES,
@@ -414,6 +415,13 @@ def describe(
         ),
         sample=_card_sample(model, schema, rows, frame, sample_rows, task, predictions),
         input_schema=schema,
+        # from the sample (the only data package sees) and the model's answers to it
+        drift_reference=reference_from_frame(
+            schema,
+            frame,
+            predictions,
+            class_labels if task is Task.CLASSIFICATION else None,
+        ),
     )
 
 

@@ -151,6 +151,21 @@ def test_a_pipeline_on_a_mixed_type_frame_is_saved_with_its_schema(tmp_path: Pat
     np.testing.assert_array_equal(loaded.model.predict(served), pipeline.predict(served))
     assert card.metrics["accuracy"] == accuracy_score(y, pipeline.predict(served))
 
+    # the drift reference comes from the sample (all package sees) and the model's answers
+    reference = card.drift_reference
+    assert reference is not None
+    by_name = {f.name: f for f in reference.features}
+    assert by_name["colour"].categories == sorted(
+        by_name["colour"].categories or [], key=lambda c: -int((frame["colour"] == c).sum())
+    )
+    assert by_name["sold"].labels == ["false", "true", "__missing__"]
+    assert by_name["size"].shares[-1] == pytest.approx(frame["size"].isna().mean())
+    assert reference.outputs is not None and reference.outputs.classes == ["no", "yes"]
+    predicted = pipeline.predict(served)
+    assert reference.outputs.shares[:2] == pytest.approx(
+        [float((predicted == "no").mean()), float((predicted == "yes").mean())]
+    )
+
 
 def _rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """The frame's rows as a request sends them (None for gaps, Python scalars)."""

@@ -198,3 +198,25 @@ def test_convergence_warnings_are_collected_not_printed() -> None:
     )
     assert any(w.startswith("ConvergenceWarning:") for w in result.warnings)
     assert all("\n" not in w for w in result.warnings)
+
+
+@pytest.mark.parametrize("dataset", ["iris", "diabetes", "penguins"])
+def test_the_card_carries_the_training_rows_and_held_out_outputs_as_the_drift_reference(
+    dataset: str,
+) -> None:
+    result = train(TrainConfig(dataset=dataset, params=FAST))
+    d = result.description
+    reference = d.drift_reference
+    assert reference is not None
+    assert [f.name for f in reference.features] == d.feature_names
+    for feature, schema_feature in zip(reference.features, d.feature_schema.features, strict=True):
+        assert feature.kind is schema_feature.kind
+        assert feature.rows == d.training.n_train  # the training rows, not the held-out ones
+        assert sum(feature.shares) == pytest.approx(1.0)
+    outputs = reference.outputs
+    assert outputs is not None and outputs.rows == d.training.n_test
+    if d.task is Task.CLASSIFICATION:
+        assert outputs.classes == d.class_labels
+    else:
+        assert outputs.edges is not None and len(outputs.edges) == 9
+    assert sum(outputs.shares) == pytest.approx(1.0)

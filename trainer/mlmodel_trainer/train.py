@@ -14,6 +14,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from mlmodel_artifact import InputSchema, ModelDescription, Task, TrainingInfo, infer_schema
+from mlmodel_artifact.drift import reference_from_frame
 from mlmodel_trainer.data import Dataset, fingerprint, load_builtin, load_csv
 from mlmodel_trainer.errors import TrainerError
 from mlmodel_trainer.estimators import (
@@ -94,16 +95,17 @@ def train(config: TrainConfig) -> TrainResult:
     sample = _collect_warnings(
         caught, lambda: held_out_sample(model, split.X_test, config.sample_rows, data.schema)
     )
-    train_schema = infer_schema(
-        _frame(split.X_train, data.feature_names), [f.kind for f in data.schema.features]
-    )
+    train_frame = _frame(split.X_train, data.feature_names)
+    train_schema = infer_schema(train_frame, [f.kind for f in data.schema.features])
+    input_schema = _with_kinds(train_schema, data.schema)
+    class_labels = _class_labels(final_estimator(model), task)
     description = ModelDescription(
         name=name,
         task=task,
         estimator=type(estimator).__name__,
         params=json_safe_params(estimator.get_params(deep=False)),
         feature_names=data.feature_names,
-        class_labels=_class_labels(final_estimator(model), task),
+        class_labels=class_labels,
         metrics=compute_metrics(task, split.y_test, predictions),
         training=TrainingInfo(
             dataset=data.name,
@@ -116,7 +118,9 @@ def train(config: TrainConfig) -> TrainResult:
             ),
         ),
         sample=sample,
-        input_schema=_with_kinds(train_schema, data.schema),
+        input_schema=input_schema,
+        # the training rows' bins, and the held-out predictions': what drift is measured against
+        drift_reference=reference_from_frame(input_schema, train_frame, predictions, class_labels),
     )
     return TrainResult(
         model=model,
