@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import base64
-import json
 import os
 import shlex
 import shutil
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from devcluster import (
     build,
@@ -353,19 +350,10 @@ def compact_etcd(layout: Layout) -> int:
         raise ClusterError(f"no running devcluster in {layout.root}")
     gateway = f"http://{components.LOOPBACK}:{current.ports['etcd']}/v3/kv"
     marker = base64.b64encode(b"/devcluster/compaction-marker").decode()
-    put = _etcd_call(f"{gateway}/put", {"key": marker, "value": marker})
+    put = health.post_json(f"{gateway}/put", {"key": marker, "value": marker})
     revision = int(put["header"]["revision"])
-    _etcd_call(f"{gateway}/compaction", {"revision": str(revision), "physical": True})
+    health.post_json(f"{gateway}/compaction", {"revision": str(revision), "physical": True})
     return revision
-
-
-def _etcd_call(url: str, body: dict[str, object]) -> dict[str, Any]:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=10) as resp:
-        answer: dict[str, Any] = json.loads(resp.read())
-    return answer
 
 
 def _wait_restarted(layout: Layout, current: State, proc: procs.Proc, timeout: float) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import ssl
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from devcluster import procs
 
@@ -44,6 +46,16 @@ def http_get(
             return int(resp.status), resp.read().decode(errors="replace")
     except urllib.error.HTTPError as exc:
         return int(exc.code), exc.read().decode(errors="replace")
+
+
+def post_json(url: str, body: object, timeout: float = 10.0) -> dict[str, Any]:
+    """POST ``body`` as JSON to a plain-HTTP ``url``; the decoded JSON answer (errors raise)."""
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        answer: dict[str, Any] = json.loads(response.read())
+    return answer
 
 
 def wait_for(

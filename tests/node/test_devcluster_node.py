@@ -20,6 +20,7 @@ import pytest
 from kubernetes import client
 
 from devcluster.cluster import KubectlError, NodeCluster
+from devcluster.health import post_json
 
 pytestmark = pytest.mark.node
 
@@ -156,22 +157,13 @@ def test_model_server_pods_run_with_pod_ips_and_pass_readiness(
         assert ready and ready[0].status == "True"
 
 
-def _post_json(url: str, body: dict[str, Any]) -> dict[str, Any]:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        answer: dict[str, Any] = json.loads(response.read())
-        return answer
-
-
 def test_clusterip_service_answers_a_prediction_from_the_host(
     node_cluster: NodeCluster, served: str
 ) -> None:
     service = client.CoreV1Api(node_cluster.api).read_namespaced_service("iris", served)
     cluster_ip = service.spec.cluster_ip
     assert cluster_ip.startswith("10.96.")
-    answer = _post_json(f"http://{cluster_ip}/predict", {"input": IRIS_ROW})
+    answer = post_json(f"http://{cluster_ip}/predict", {"input": IRIS_ROW})
     assert set(answer) == {"prediction"}
     assert answer["prediction"] in (0, "0", "setosa")  # the row is a textbook setosa
 
