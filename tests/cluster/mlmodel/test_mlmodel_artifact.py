@@ -59,6 +59,18 @@ def onnx_digest(directory: Path) -> str:
     return str(card.files[ModelFormat.ONNX].sha256)
 
 
+def apply_unpinned(api: Api, name: str, uri: str) -> None:
+    """An MLModel of one replica serving `uri`, nothing pinned: the card decides."""
+    api.apply(f"""
+apiVersion: mlops.dev/v1alpha1
+kind: MLModel
+metadata: {{name: {name}}}
+spec:
+  model: {{uri: "{uri}"}}
+  replicas: 1
+""")
+
+
 def template(api: Api, name: str) -> dict[str, Any]:
     deployment = api.deployment(name)
     assert deployment is not None
@@ -83,14 +95,7 @@ def test_new_artifact_at_the_same_uri_rolls_the_pods_and_a_broken_one_does_not(
     test_dir = uuid.uuid4().hex[:8]
     root, base_url = server.root / test_dir, f"{server.base}/{test_dir}"
     first = write_iris(root / "iris", depth=1)
-    api.apply(f"""
-apiVersion: mlops.dev/v1alpha1
-kind: MLModel
-metadata: {{name: iris}}
-spec:
-  model: {{uri: "{base_url}/iris"}}
-  replicas: 1
-""")
+    apply_unpinned(api, "iris", f"{base_url}/iris")
     wait_until(
         "Ready serving the first artifact",
         lambda: api.is_ready("iris") and served_digest(api, "iris") == first,
@@ -141,14 +146,7 @@ def test_a_card_with_a_checked_onnx_form_puts_the_pods_on_the_slim_image(
     root, base_url = server.root / test_dir, f"{server.base}/{test_dir}"
     write_iris(root / "iris", depth=2, check_onnx=True)
     checked = onnx_digest(root / "iris")
-    api.apply(f"""
-apiVersion: mlops.dev/v1alpha1
-kind: MLModel
-metadata: {{name: slim}}
-spec:
-  model: {{uri: "{base_url}/iris"}}
-  replicas: 1
-""")
+    apply_unpinned(api, "slim", f"{base_url}/iris")
     wait_until(
         "Ready on the slim image",
         lambda: api.is_ready("slim") and served_digest(api, "slim") == checked,
