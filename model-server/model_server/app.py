@@ -27,6 +27,7 @@ from starlette.requests import ClientDisconnect
 from mlmodel_artifact.compiled import Converter
 from model_server import errors
 from model_server.dataplane import DataPlane
+from model_server.drift import DriftMonitor
 from model_server.lifecycle import ModelLoader
 from model_server.metrics import (
     CLIENT_GONE,
@@ -38,6 +39,7 @@ from model_server.metrics import (
     Scope,
     Send,
 )
+from model_server.protocols import drift as drift_routes
 from model_server.protocols import schemas, seed, v1, v2
 from model_server.protocols.common import BODY_READING, json_response
 from model_server.protocols.v1 import PREDICT_PATH as V1_PREDICT
@@ -99,13 +101,15 @@ def create_app(
     (the CLI's processes do; in-process test apps need not bind a port).
     """
     metrics = Metrics()
-    plane = DataPlane(on_rows=metrics.observe_rows, max_rows=settings.max_rows)
+    drift = DriftMonitor(settings.drift_window, metrics.registry)
+    plane = DataPlane(on_rows=metrics.observe_rows, max_rows=settings.max_rows, drift=drift)
     loader = ModelLoader(settings, plane, metrics, on_load_failure, convert, local_dir)
     deadlines = BodyDeadlines(settings.body_timeout_seconds)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         watchdog = asyncio.create_task(deadlines.watch(), name="body-deadlines")
+        drift_task = asyncio.create_task(drift.watch(), name="drift") if drift.size else None
         if load_before_serving:
             await asyncio.to_thread(loader.load)
         else:
@@ -119,6 +123,8 @@ def create_app(
         if grpc_server is not None:
             await grpc_server.stop(v2_grpc.GRACE_SECONDS)
         watchdog.cancel()
+        if drift_task is not None:
+            drift_task.cancel()
         plane.close()
 
     # /docs and /redoc load their JavaScript and CSS from the server itself (DOCS_ASSETS), not
@@ -135,7 +141,7 @@ def create_app(
     app.state.plane = plane
     app.state.metrics = metrics
     _install_error_handlers(app)
-    routers = [protocol.router(plane) for protocol in (seed, v1, v2)]
+    routers = [protocol.router(plane) for protocol in (seed, v1, v2, drift_routes)]
     for router in routers:
         app.include_router(router)
 
@@ -149,6 +155,7 @@ def create_app(
         responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
     )
     async def metrics_text() -> Response:
+        drift.refresh()  # this worker's drift gauges, current at the scrape
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 

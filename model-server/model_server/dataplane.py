@@ -17,6 +17,7 @@ import orjson
 from threadpoolctl import threadpool_limits
 
 from mlmodel_artifact.schema import JSON_KINDS
+from model_server.drift import DriftMonitor
 from model_server.errors import InvalidInput, ModelNotFound, ModelNotReady, PayloadTooLarge
 from model_server.runtimes.base import Array, ModelInfo, Runtime
 
@@ -54,8 +55,12 @@ class DataPlane:
         self,
         on_rows: Callable[[str, int], None] | None = None,
         max_rows: int = DEFAULT_MAX_ROWS,
+        drift: DriftMonitor | None = None,
     ) -> None:
         self._runtime: Runtime | None = None
+        self.drift = drift
+        # drift.observe while the drift window is on (None: no drift work per request)
+        self._observe: Callable[[Any, Array], None] | None = None
         self._not_ready = "the model is still loading"
         self._on_rows = on_rows
         self.max_rows = max_rows
@@ -68,7 +73,10 @@ class DataPlane:
         return self._runtime is not None
 
     def attach(self, runtime: Runtime) -> None:
-        """Start serving `runtime`."""
+        """Start serving `runtime` (and monitoring its drift, when on)."""
+        if self.drift is not None:
+            self.drift.start(runtime.metadata, runtime.drift_reference)
+            self._observe = self.drift.observe if self.drift.active else None
         self._runtime = runtime
 
     def fail(self, message: str) -> None:
@@ -178,6 +186,8 @@ class DataPlane:
             result = await self.run_in_thread(lambda: run(runtime, x, probabilities))
         if self._on_rows is not None:
             self._on_rows(protocol, len(x))
+        if self._observe is not None:
+            self._observe(x, result.labels)
         return result
 
 

@@ -42,6 +42,7 @@ def load_and_warm(
     runtime = load_runtime(local_dir, settings, convert)
     card = ModelCard.from_json((local_dir / MODEL_CARD_FILE).read_bytes(), settings.model_uri)
     warm_up(runtime, warm_up_input(card, runtime))
+    runtime.drift_reference = card.drift_reference
     return runtime
 
 

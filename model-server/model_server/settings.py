@@ -127,6 +127,15 @@ class ServerSettings(BaseSettings):
         description="Serve tree ensembles and linear models through ONNX Runtime after checking "
         "it agrees with scikit-learn; off serves plain scikit-learn.",
     )
+    drift_window: int = Field(
+        default=1000,
+        ge=0,
+        le=1_000_000,
+        description="Rows in the drift window: the most recent rows (inputs and outputs) each "
+        "worker compares with the model card's training reference (PSI per feature and of the "
+        "outputs, missing shares, in /metrics and GET /v2/models/{name}/drift); 0 turns drift "
+        "monitoring off. Env MODEL_SERVER_DRIFT_WINDOW.",
+    )
     workdir: Path = Field(
         default=Path("/tmp/model-server"),
         description="Writable directory for downloaded artifacts and multiprocess metrics.",

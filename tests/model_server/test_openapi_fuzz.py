@@ -92,7 +92,8 @@ def operations(served: tuple[str, TestClient]) -> dict[str, Any]:
 
 
 def test_the_fuzzer_sees_every_documented_operation(operations: dict[str, Any]) -> None:
-    assert len(operations) == 15
+    assert len(operations) == 17
+    assert "GET /v2/models/{name}/drift" in operations
     assert "POST /v1/models/{name}:predict" in operations
 
 

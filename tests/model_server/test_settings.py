@@ -76,6 +76,10 @@ def test_cli_defaults_stay_on_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
         (["--model-uri", "/m", "--port", "70000"], "invalid setting port (MODEL_SERVER_PORT)"),
         (["--model-uri", "/m", "--model-format", "pickle"], "model_format"),
         (["--model-uri", "/m", "--log-level", "loud"], "log_level"),
+        (
+            ["--model-uri", "/m", "--drift-window", "-1"],
+            "invalid setting drift_window (MODEL_SERVER_DRIFT_WINDOW)",
+        ),
     ],
 )
 def test_invalid_settings_exit_2_naming_the_variable(
@@ -119,6 +123,15 @@ def test_uvicorn_does_not_cap_connections_and_runs_the_header_deadline_protocol(
     assert protocol.keywords == {"header_timeout": 2.5}
     # Worker processes receive the options pickled.
     assert pickle.loads(pickle.dumps(protocol)).keywords == {"header_timeout": 2.5}
+
+
+def test_the_drift_window_defaults_to_1000_rows_and_0_turns_it_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert ServerSettings(model_uri="/m").drift_window == 1000
+    monkeypatch.setenv("MODEL_SERVER_DRIFT_WINDOW", "0")
+    assert load_settings(["--model-uri", "/m"]).drift_window == 0
+    assert load_settings(["--model-uri", "/m", "--drift-window", "250"]).drift_window == 250
 
 
 def test_an_empty_pin_means_not_pinned(monkeypatch: pytest.MonkeyPatch) -> None:

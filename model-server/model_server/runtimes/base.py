@@ -9,6 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mlmodel_artifact import FeatureKind, InputSchema
+from mlmodel_artifact.drift import DriftReference
 from model_server.errors import InvalidInput
 
 Array = npt.NDArray[Any]
@@ -85,6 +86,8 @@ class Runtime:
         self.fast = fast
         self.inline_rows = INLINE_MAX_ROWS if fast else 0
         self._both = getattr(model, "predict_both", None)
+        # The card's drift reference (set at load): what the drift window is compared with.
+        self.drift_reference: DriftReference | None = None
 
     @property
     def metadata(self) -> ModelInfo:
