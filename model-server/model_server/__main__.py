@@ -114,6 +114,7 @@ def serve_single(settings: ServerSettings) -> int:
     import uvicorn
 
     from model_server.app import create_app
+    from model_server.lifecycle import freeze_imports
 
     failed: list[str] = []
 
@@ -123,6 +124,7 @@ def serve_single(settings: ServerSettings) -> int:
 
     app = create_app(settings, on_load_failure=stop, grpc=True)
     server = uvicorn.Server(uvicorn.Config(app, **uvicorn_options(settings)))
+    freeze_imports()
     server.run()
     return 1 if failed or not server.started else 0
 
@@ -180,6 +182,7 @@ def port_free(host: str, port: int) -> bool:
 def worker_app() -> Any:
     """App factory run inside each worker process (settings come from the parent's env)."""
     from model_server.app import create_app
+    from model_server.lifecycle import freeze_imports
 
     settings = ServerSettings()  # type: ignore[call-arg]  # every field comes from the env
     configure_logging(settings.log_level)
@@ -189,13 +192,15 @@ def worker_app() -> Any:
         os._exit(STARTUP_FAILURE)
 
     fetched = os.environ.get(FETCHED_DIR_ENV)
-    return create_app(
+    app = create_app(
         settings,
         on_load_failure=exit_worker,
         local_dir=Path(fetched) if fetched else None,
         load_before_serving=True,
         grpc=True,
     )
+    freeze_imports()
+    return app
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -101,8 +101,21 @@ def settle_heap() -> None:
 
     The imported libraries and the model are ~200k long-lived objects; a full collection over
     them takes ~60 ms, a pause that lands on whichever request triggers it (p99 latency).
+    Where `freeze_imports` ran first, this collection walks only what the load made.
     """
     gc.collect()
+    gc.freeze()
+
+
+def freeze_imports() -> None:
+    """Before the load, move the imported libraries and the app out of the collector's sight.
+
+    For the server's own processes (the CLI calls it once its imports are done): nothing among
+    those objects is garbage yet (a full collection at that point finds none, measured on the
+    iris server) but walking ~70k of them costs 60-120 ms, which `settle_heap` would spend
+    between the model being loaded and the server being ready. Frozen first, that collection
+    walks only the objects the load made (under 1 ms).
+    """
     gc.freeze()
 
 
