@@ -156,9 +156,13 @@ class Bench:
         return got
 
     def _get_mlm(self, name: str) -> dict[str, Any]:
+        """The MLModel now; a Degraded one (a pod that cannot load the model) stops the run."""
         got: dict[str, Any] = self.custom.get_namespaced_custom_object(
             GROUP, VERSION, self.ns, PLURAL, name
         )
+        degraded = mlstack.condition(got, "Degraded")
+        if degraded.get("status") == "True":
+            raise StackError(f"MLModel {name} Degraded: {degraded.get('message')}")
         return got
 
     def _ready_replicas(self, name: str) -> int:
@@ -184,7 +188,8 @@ class Bench:
         apply_seen = seen - sent
         mlm, dep = self.get("mlm", name), self.get("deployment", name)
         (first,) = self.pods(dep)
-        apply = tl.apply_stages(mlm, first, dep)
+        apply = tl.apply_stages(mlm, first, dep, self.log(first))
+        server = {"apply": self.server_start(first)}
 
         def all_ready() -> bool:
             got = self._get_mlm(name)
@@ -197,14 +202,18 @@ class Bench:
         )
         seen = self._wait(f"MLModel {name} {SCALE_TO}/{SCALE_TO} ready", all_ready)
         mlm, dep = self.get("mlm", name), self.get("deployment", name)
+        new = self.new_pods(dep, first)
         scale = tl.scale_stages(
             tl.whole_second(sent),
-            self.new_pods(dep, first),
+            new,
             self.replicaset(dep),
             deployment_scaled=tl.managed_time(dep, "", exclude=CONTROLLERS),
             mlmodel_status=tl.managed_time(mlm, "status"),
+            logs=[self.log(p) for p in new],
         )
-        return {"apply": apply, "scale": scale, "seen": {"apply": apply_seen, "scale": seen - sent}}
+        server["scale"] = max(self.server_start(p) for p in new)
+        seen_s = {"apply": apply_seen, "scale": seen - sent}
+        return {"apply": apply, "scale": scale, "seen": seen_s, "server": server}
 
     def floor(self, name: str) -> dict[str, Any]:
         """A plain Deployment with the warm-up's pod template: apply -> Ready, scale -> Ready."""
@@ -225,17 +234,21 @@ class Bench:
         apply_seen = seen - sent
         dep = self.get("deployment", name)
         (first,) = self.pods(dep)
-        apply = tl.apply_stages(dep, first)
+        apply = tl.apply_stages(dep, first, log=self.log(first))
+        server = {"apply": self.server_start(first)}
         sent = time.time()
         self.apps.patch_namespaced_deployment_scale(name, self.ns, {"spec": {"replicas": SCALE_TO}})
         seen = self._wait(
             f"Deployment {name} {SCALE_TO} ready", lambda: self._ready_replicas(name) == SCALE_TO
         )
         dep = self.get("deployment", name)
+        new = self.new_pods(dep, first)
         scale = tl.scale_stages(
-            tl.whole_second(sent), self.new_pods(dep, first), self.replicaset(dep)
+            tl.whole_second(sent), new, self.replicaset(dep), logs=[self.log(p) for p in new]
         )
-        return {"apply": apply, "scale": scale, "seen": {"apply": apply_seen, "scale": seen - sent}}
+        server["scale"] = max(self.server_start(p) for p in new)
+        seen_s = {"apply": apply_seen, "scale": seen - sent}
+        return {"apply": apply, "scale": scale, "seen": seen_s, "server": server}
 
     # --- objects ---------------------------------------------------------------------------
 
@@ -256,6 +269,18 @@ class Bench:
         """The Deployment's pods that are not being deleted."""
         pods = self._items("pods", self.selector(dep))
         return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+
+    def log(self, pod: dict[str, Any]) -> str:
+        """The pod's container log with the runtime's timestamps (nanoseconds)."""
+        name = pod["metadata"]["name"]
+        return self.kube.run("logs", name, "-n", self.ns, "--timestamps").stdout
+
+    def server_start(self, pod: dict[str, Any]) -> float:
+        """In the pod: the server's first log line -> its model-ready line (runtime's clock)."""
+        times = tl.log_times(self.log(pod))
+        if times["first"] is None or times["ready"] is None:
+            raise StackError(f"no model-ready line in the log of {pod['metadata']['name']}")
+        return times["ready"] - times["first"]
 
     def new_pods(self, dep: dict[str, Any], first: dict[str, Any]) -> list[dict[str, Any]]:
         """The pods the scale-up added."""
@@ -414,6 +439,7 @@ def build_result(
             "apply": tl.summarize([r["apply"] for r in runs]),
             "scale": tl.summarize([r["scale"] for r in runs]),
             "seen": {k: tl.stats([r["seen"][k] for r in runs]) for k in ("apply", "scale")},
+            "server": {k: tl.stats([r["server"][k] for r in runs]) for k in ("apply", "scale")},
             "rounds": runs,
         }
         for who, runs in rounds.items()

@@ -27,6 +27,7 @@ APPLY_STAGES = {
     "pod_scheduled": "Pod scheduled (PodScheduled)",
     "sandbox_ready": "sandbox + network ready (PodReadyToStartContainers)",
     "container_started": "container started (state.running.startedAt)",
+    "server_ready_logged": "server ready: its log line (container log time, sub-second)",
     "pod_ready": "Pod Ready (Ready condition)",
     "mlmodel_ready": "MLModel Ready (Ready condition)",
 }
@@ -37,6 +38,7 @@ SCALE_STAGES = {
     "pods_scheduled": "last new Pod scheduled",
     "sandboxes_ready": "last new Pod's sandbox ready",
     "containers_started": "last new container started",
+    "servers_ready_logged": "last new server ready (its log line)",
     "all_ready": "last new Pod Ready: all 4 Ready",
     "mlmodel_status": "MLModel status written (operator's last status write)",
 }
@@ -100,15 +102,47 @@ def managed_time(
     return max(known) if known else None
 
 
-def pod_times(pod: Obj) -> dict[str, float | None]:
-    """A pod's own timestamps, absolute."""
-    return {
+def pod_times(pod: Obj, log: str | None = None) -> dict[str, float | None]:
+    """A pod's own timestamps, absolute; with its container log (`kubectl logs --timestamps`)
+    also when the server logged that its model was ready."""
+    times = {
         "pod_created": created(pod),
         "pod_scheduled": condition_time(pod, "PodScheduled"),
         "sandbox_ready": condition_time(pod, "PodReadyToStartContainers"),
         "container_started": started(pod),
         "pod_ready": condition_time(pod, "Ready"),
     }
+    if log is not None:
+        times["server_ready_logged"] = log_times(log)["ready"]
+    return times
+
+
+def log_times(log: str) -> dict[str, float | None]:
+    """From a container log with the runtime's timestamps (RFC 3339, nanoseconds): its first
+    line and the model server's `model '...' ready in X s` line, as epoch seconds."""
+    first = ready = None
+    for line in log.splitlines():
+        stamp, _, text = line.partition(" ")
+        try:
+            when = ts(_microseconds(stamp))
+        except ValueError:
+            continue
+        first = when if first is None else first
+        if ready is None and READY_LINE in text and "' ready in " in text:
+            ready = when
+    return {"first": first, "ready": ready}
+
+
+READY_LINE = "model_server: model '"
+
+
+def _microseconds(stamp: str) -> str:
+    """An RFC 3339 time with at most 6 fractional digits (datetime takes no more)."""
+    head, dot, rest = stamp.partition(".")
+    if not dot:
+        return stamp
+    digits = rest.rstrip("Z")
+    return f"{head}.{digits[:6]}{'Z' if rest.endswith('Z') else ''}"
 
 
 def offsets(t0: float | None, times: Mapping[str, float | None], order: Iterable[str]) -> Stages:
@@ -120,10 +154,12 @@ def offsets(t0: float | None, times: Mapping[str, float | None], order: Iterable
     }
 
 
-def apply_stages(root: Obj, pod: Obj, deployment: Obj | None = None) -> Stages:
+def apply_stages(
+    root: Obj, pod: Obj, deployment: Obj | None = None, log: str | None = None
+) -> Stages:
     """apply -> Ready. `root` is what was applied (the MLModel, or the plain Deployment) and
     gives t0 (its creationTimestamp); `deployment` is the MLModel's child, when there is one."""
-    times: dict[str, float | None] = dict(pod_times(pod))
+    times: dict[str, float | None] = dict(pod_times(pod, log))
     if deployment is not None:
         times["deployment_created"] = created(deployment)
         times["mlmodel_ready"] = condition_time(root, "Ready")
@@ -136,9 +172,11 @@ def scale_stages(
     replicaset: Obj,
     deployment_scaled: float | None = None,
     mlmodel_status: float | None = None,
+    logs: Sequence[str] | None = None,
 ) -> Stages:
-    """Scale request (t0) -> every new pod Ready: the last new pod's time of each stage."""
-    per_pod = [pod_times(p) for p in new_pods]
+    """Scale request (t0) -> every new pod Ready: the last new pod's time of each stage
+    (`logs`: the new pods' container logs, in the same order)."""
+    per_pod = [pod_times(p, None if logs is None else logs[i]) for i, p in enumerate(new_pods)]
 
     def last(key: str) -> float | None:
         values = [t[key] for t in per_pod]
@@ -150,6 +188,7 @@ def scale_stages(
         "pods_scheduled": last("pod_scheduled"),
         "sandboxes_ready": last("sandbox_ready"),
         "containers_started": last("container_started"),
+        **({"servers_ready_logged": last("server_ready_logged")} if logs is not None else {}),
         "all_ready": last("pod_ready"),
     }
     if deployment_scaled is not None or mlmodel_status is not None:
@@ -165,7 +204,8 @@ APPLY_CHAIN = (
     ("-> scheduled", "pod_scheduled", "scheduler"),
     ("-> sandbox", "sandbox_ready", "kubelet, containerd, CNI"),
     ("-> container started", "container_started", "kubelet, containerd"),
-    ("-> Pod Ready", "pod_ready", "server start, then the kubelet's probes"),
+    ("-> server ready", "server_ready_logged", "interpreter, imports, model fetch and load"),
+    ("-> Pod Ready", "pod_ready", "the kubelet's startup and readiness probes"),
     ("-> MLModel Ready", "mlmodel_ready", "operator"),
 )
 SCALE_CHAIN = (
@@ -173,7 +213,8 @@ SCALE_CHAIN = (
     ("-> ReplicaSet", "replicaset_scaled", "controller-manager"),
     ("-> last Pod created", "pods_created", "controller-manager"),
     ("-> last started", "containers_started", "scheduler, kubelet, containerd"),
-    ("-> last Ready", "all_ready", "server start, then the kubelet's probes"),
+    ("-> last server ready", "servers_ready_logged", "server start"),
+    ("-> last Ready", "all_ready", "the kubelet's probes"),
     ("-> MLModel status", "mlmodel_status", "operator"),
 )
 
@@ -302,6 +343,14 @@ def render(result: dict[str, Any]) -> str:
     add(f"  {'':<66}{'ours':>20}{'floor':>20}")
     for key, label in (("apply", "apply -> Ready seen"), ("scale", "scale -> all Ready seen")):
         o, f = ours["seen"][key], floor["seen"][key]
+        add(f"  {label:<66}{_cell2(o):>20}{_cell2(f):>20}")
+    add("")
+    add(
+        "in the pod (the container runtime's log timestamps, ns): the server's first log line "
+        "-> its model-ready line"
+    )
+    for key, label in (("apply", "apply: the one pod"), ("scale", "scale: the slowest new pod")):
+        o, f = ours["server"][key], floor["server"][key]
         add(f"  {label:<66}{_cell2(o):>20}{_cell2(f):>20}")
     add("")
     add("ratios ours / floor (medians, same run; 1.00 = no overhead over a plain Deployment)")

@@ -64,7 +64,8 @@ def test_apply_stages_of_an_mlmodel_are_offsets_from_its_creation() -> None:
         "pod_ready": 6.0,
         "mlmodel_ready": 7.0,
     }
-    assert list(stages) == list(tl.APPLY_STAGES)  # printed in the order things happen
+    # printed in the order things happen; the log stage only when a log was given
+    assert list(stages) == [k for k in tl.APPLY_STAGES if k != "server_ready_logged"]
 
 
 def test_a_plain_deployment_has_no_operator_stages_and_an_unready_pod_no_ready_time() -> None:
@@ -128,3 +129,21 @@ def test_where_the_time_goes_chains_the_stages_a_side_has() -> None:
     line = tl.chain(part, tl.APPLY_CHAIN)
     assert line.startswith("t0 -> Pod +0.0 s (controller-manager); -> container started +1.0 s")
     assert "-> Pod Ready +5.0 s" in line and "Deployment" not in line
+
+
+def test_the_container_log_gives_the_server_start_to_the_microsecond() -> None:
+    log = (
+        "2026-01-01T00:00:01.500000123Z INFO:     Started server process [1]\n"
+        "2026-01-01T00:00:01.900000000Z 2026-01-01 00:00:01,899 INFO model_server: serving\n"
+        "2026-01-01T00:00:02.250000999Z 2026-01-01 00:00:02,250 INFO model_server: model "
+        "'iris' ready in 0.66 s: RandomForestClassifier onnx, sha256 ab\n"
+        "not a timestamped line\n"
+    )
+    times = tl.log_times(log)
+    base = tl.ts("2026-01-01T00:00:00Z")
+    assert base is not None and times["first"] is not None and times["ready"] is not None
+    assert round(times["first"] - base, 6) == 1.5 and round(times["ready"] - base, 6) == 2.25
+    assert tl.log_times("INFO: no stamps")["ready"] is None
+    pod = _pod("p", *["2026-01-01T00:00:00Z"] * 4, "2026-01-01T00:00:05Z")
+    root = {"metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"}}
+    assert tl.apply_stages(root, pod, log=log)["server_ready_logged"] == 2.25
