@@ -11,6 +11,7 @@ reference.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,17 @@ import pytest
 import tritonclient.grpc as triton
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
-from server_process import Server
-from serverkit import IRIS_FEATURES, Artifact, describe, penguins_inputs, ready, settings_for, write
+from server_process import Server, start, stop, wait_ready
+from serverkit import (
+    IRIS_FEATURES,
+    Artifact,
+    describe,
+    penguins_inputs,
+    ready,
+    server_env,
+    settings_for,
+    write,
+)
 from sklearn.ensemble import RandomForestClassifier
 
 from mlmodel_artifact import ModelFormat, Task
@@ -290,7 +300,11 @@ def test_an_error_while_binning_stops_drift_not_requests(
 # --- a mixed-type model: categories, booleans, missing values -------------------------------
 
 
-def test_categories_and_missing_values_are_counted(penguins: TrainResult, tmp_path: Path) -> None:
+@pytest.mark.parametrize("compiled", [True, False], ids=["onnx-object-array", "sklearn-frame"])
+def test_categories_and_missing_values_are_counted(
+    penguins: TrainResult, tmp_path: Path, compiled: bool
+) -> None:
+    """On the compiled path the model takes an object array, on scikit-learn a DataFrame."""
     from mlmodel_artifact import write_artifact
 
     uri, card = write_artifact(penguins.model, penguins.description, str(tmp_path / "model"))
@@ -310,12 +324,17 @@ def test_categories_and_missing_values_are_counted(penguins: TrainResult, tmp_pa
                 "year": 2007 + i % 3,
             }
         )
-    with ready(settings_for(Artifact(uri, card), tmp_path / "work", drift_window=window)) as client:
+    settings = settings_for(
+        Artifact(uri, card), tmp_path / "work", drift_window=window, compiled=compiled
+    )
+    with ready(settings) as client:
         for start in range(0, len(rows), 11):
             answer = client.post("/predict", json={"inputs": rows[start : start + 11]})
             assert answer.status_code == 200, answer.text
         body = report(client, card.name)
         found = gauges(client)
+        runtime = client.app.state.plane.runtime().metadata.runtime
+        assert runtime == ("onnxruntime" if compiled else "sklearn")
     kept = rows[-window:]
     assert body["rows"] == window
     for ref, feature in zip(reference.features, body["features"], strict=True):
@@ -360,3 +379,44 @@ def test_grpc_and_rest_both_feed_the_window(penguins_server: Server, penguins: T
         found = gauges(http)
         assert found[("model_server_drift_window_rows", "")] == after["rows"] > 0
         assert ("model_server_feature_missing_share", "sex") in found
+
+
+def test_several_workers_export_the_largest_window_values(
+    penguins: TrainResult, tmp_path: Path
+) -> None:
+    """Each worker keeps its own window; /metrics (multiprocess mode) shows one sample per
+    feature, the largest of the workers' (multiprocess_mode max), refreshed every 0.5 s."""
+    from mlmodel_artifact import write_artifact
+
+    uri, card = write_artifact(penguins.model, penguins.description, str(tmp_path / "model"))
+    env = server_env(
+        uri,
+        card.sha256,
+        "penguins",
+        tmp_path,
+        MODEL_SERVER_WORKERS="2",
+        MODEL_SERVER_DRIFT_WINDOW="60",
+    )
+    row = {
+        "island": "Atlantis", "bill_length_mm": None, "bill_depth_mm": 18.5,
+        "flipper_length_mm": 201.0, "body_mass_g": 4000.0, "sex": "male", "year": 2009,
+    }  # fmt: skip
+    server = start(env, tmp_path / "server.log")
+    try:
+        wait_ready(server)
+        for _ in range(40):  # a new connection each time, so both workers get requests
+            with server.client() as client:
+                answer = client.post("/predict", json={"inputs": [row] * 5})
+                assert answer.status_code == 200, answer.text
+        time.sleep(3 * server_drift.UPDATE_SECONDS)  # every worker refreshes its gauges
+        with server.client() as client:
+            text = client.get("/metrics").text
+            found = gauges(client)
+    finally:
+        assert stop(server) == 0, server.output()
+    assert found[("model_server_drift_window_rows", "")] == 60
+    assert found[("model_server_feature_missing_share", "bill_length_mm")] == 1.0
+    assert found[("model_server_feature_drift_psi", "island")] > 0.25  # all "other"
+    psi_lines = [line for line in text.splitlines() if line.startswith(DRIFT_METRICS[0] + "{")]
+    assert len(psi_lines) == len(card.feature_names)  # one per feature, no pid label
+    assert all("pid" not in line for line in psi_lines)
