@@ -8,7 +8,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench.server.servers import OURS, PENGUINS, SERVERS, SKLEARN
+from bench.server.servers import DRIFT_OFF, OURS, PENGUINS, SERVERS, SKLEARN
 
 Row = dict[str, Any]
 CASE_KEYS = ((1, 1), (8, 1), (1, 100), (8, 100))  # (connections, rows)
@@ -25,6 +25,7 @@ def print_all(rows: list[Row], failures: list[str]) -> None:
     print_cpu_ratios(rows)
     print_parts(rows)
     print_penguins(rows)
+    print_drift(rows)
     print_v2_vs_json(rows)
     print_grpc(rows)
     print_targets(rows)
@@ -114,6 +115,14 @@ def print_penguins(rows: list[Row]) -> None:
     theirs = f"kserve ({PENGUINS})"
     ours = (f"{OURS} ({PENGUINS})", f"{OURS} (v2, {PENGUINS})")
     _print_versus(rows, f"{PENGUINS} pipeline: req/s divided by {theirs}'s", ours, theirs)
+
+
+def print_drift(rows: list[Row]) -> None:
+    """What drift monitoring costs: our server (drift window on, 1000 rows) against the same
+    server with MODEL_SERVER_DRIFT_WINDOW=0 (the issue's budget: at least 0.95x at c8, 1 row)."""
+    _print_versus(
+        rows, f"drift monitoring: req/s divided by {DRIFT_OFF}'s (on vs off)", (OURS,), DRIFT_OFF
+    )
 
 
 def print_v2_vs_json(rows: list[Row]) -> None:

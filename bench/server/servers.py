@@ -16,6 +16,8 @@ SEED_APP = Path(__file__).parent.parent / "seed"
 OURS = "model-server"
 # Our server with the compiled path off: scikit-learn's own predict, the model the peers serve.
 SKLEARN = f"{OURS} (sklearn)"
+# Our server with drift monitoring off: what the drift window costs the request path.
+DRIFT_OFF = f"{OURS} (drift off)"
 IRIS = "iris"
 PENGUINS = "penguins"  # the mixed-type pipeline: ColumnTransformer(impute, one-hot) -> forest
 
@@ -65,6 +67,12 @@ def _ours_sklearn(model: Model, workers: int, port: int, scratch: Path) -> Launc
     # MODEL_SERVER_COMPILED=false: no ONNX conversion, scikit-learn predicts (like the peers).
     launch = _ours(model, workers, port, scratch)
     return replace(launch, env={**launch.env, "MODEL_SERVER_COMPILED": "false"})
+
+
+def _ours_drift_off(model: Model, workers: int, port: int, scratch: Path) -> Launch:
+    # MODEL_SERVER_DRIFT_WINDOW=0: no drift window; the `model-server` row has it on (1000 rows).
+    launch = _ours(model, workers, port, scratch)
+    return replace(launch, env={**launch.env, "MODEL_SERVER_DRIFT_WINDOW": "0"})
 
 
 def _floor(model: Model, workers: int, port: int, scratch: Path) -> Launch:
@@ -167,6 +175,8 @@ SERVERS: tuple[Server, ...] = (
     ),
     # The compiled path off: what the HTTP stack alone does with the peers' scikit-learn model.
     Server(SKLEARN, "workspace", protocols.SEED, (1, 2), _ours_sklearn, is_peer=False),
+    # Drift monitoring off: the `model-server` row divided by this one is what drift costs.
+    Server(DRIFT_OFF, "workspace", protocols.SEED, (1,), _ours_drift_off, is_peer=False),
     Server("http-floor", "workspace", protocols.SEED, (1, 2), _floor, False, answers_model=False),
     # What the gRPC rows are measured against: grpc.aio on uvloop answering a constant.
     Server(
