@@ -268,6 +268,13 @@ def ratio(ours: dict[str, Any] | None, floor: dict[str, Any] | None) -> float | 
     return round(ours["median"] / floor["median"], 2)
 
 
+def overlap(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool | None:
+    """Whether two min-max ranges over the rounds overlap (a ratio is then within the noise)."""
+    if not a or not b:
+        return None
+    return bool(a["min"] <= b["max"] and b["min"] <= a["max"])
+
+
 def write(result: dict[str, Any], text: str, path: Path) -> None:
     """The figures as JSON at `path`, the printout beside it as .txt."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -347,7 +354,7 @@ def render(result: dict[str, Any]) -> str:
     add("")
     add(
         "in the pod (the container runtime's log timestamps, ns): the server's first log line "
-        "-> its model-ready line"
+        "(uvicorn's, after the interpreter and imports) -> its model-ready line"
     )
     for key, label in (("apply", "apply: the one pod"), ("scale", "scale: the slowest new pod")):
         o, f = ours["server"][key], floor["server"][key]
@@ -358,6 +365,7 @@ def render(result: dict[str, Any]) -> str:
         add(
             f"  {r['what']:<58} {r['ours']:>6.2f} s / {r['floor']:>5.2f} s = "
             f"{'-' if r['ratio'] is None else format(r['ratio'], '.2f')}"
+            + ("  (min-max ranges overlap: within the noise)" if r.get("ranges_overlap") else "")
         )
     if result.get("where"):
         add("")
@@ -403,6 +411,7 @@ def ratios(result: dict[str, Any]) -> list[dict[str, Any]]:
             "ours": None if o is None else o["median"],
             "floor": None if f is None else f["median"],
             "ratio": ratio(o, f),
+            "ranges_overlap": overlap(o, f),
         }
         for what, o, f in pairs
         if o is not None and f is not None

@@ -122,6 +122,8 @@ def test_medians_over_rounds_skip_unknown_values_and_ratios_divide_medians() -> 
     assert tl.ratio(summary["a"], summary["b"]) == 1.67
     assert tl.ratio(summary["a"], None) is None
     assert tl.ratio(summary["a"], {"median": 0.0}) is None
+    assert tl.overlap(summary["a"], summary["b"]) is False  # 5-6 against 2-4
+    assert tl.overlap(summary["a"], {"min": 4.0, "max": 5.0}) is True
 
 
 def test_where_the_time_goes_chains_the_stages_a_side_has() -> None:
