@@ -334,7 +334,7 @@ class DriftMonitor:
     async def watch(self) -> None:
         """Refresh every UPDATE_SECONDS (the app's lifespan runs and cancels this): the gauges
         of a worker that does not serve the scrape stay current too."""
-        while True:
+        while self.off_reason is None:  # ends once monitoring is off (no reference, an error)
             await asyncio.sleep(UPDATE_SECONDS)
             if self._window is not None:
                 self.refresh()

@@ -192,6 +192,8 @@ def test_openapi_documents_every_route_with_its_exact_path(iris_client: TestClie
         "/v2/models/{name}/versions/{version}/ready",
         "/v2/models/{name}/infer",
         "/v2/models/{name}/versions/{version}/infer",
+        "/v2/models/{name}/drift",
+        "/v2/models/{name}/versions/{version}/drift",
         "/metrics",
         "/",
     }
