@@ -134,9 +134,9 @@ def serve_workers(settings: ServerSettings) -> int:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
-    from model_server.lifecycle import describe
-    from model_server.runtimes import preflight
-    from model_server.storage import fetch_model
+    # Only what fetching and checking need: this process serves nothing, and each worker
+    # imports the rest itself (numpy, ONNX Runtime, the app).
+    from model_server.storage import describe, fetch_model, preflight
 
     try:
         local_dir = fetch_model(settings)

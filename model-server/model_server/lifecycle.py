@@ -14,7 +14,6 @@ import numpy as np
 
 from mlmodel_artifact import (
     MODEL_CARD_FILE,
-    ArtifactError,
     Feature,
     FeatureKind,
     ModelCard,
@@ -25,7 +24,7 @@ from model_server.dataplane import DataPlane, run
 from model_server.metrics import Metrics
 from model_server.runtimes import Runtime, load_runtime
 from model_server.settings import ServerSettings
-from model_server.storage import fetch_model
+from model_server.storage import describe, fetch_model
 
 log = logging.getLogger("model_server")
 
@@ -117,13 +116,6 @@ def freeze_imports() -> None:
     walks only the objects the load made (under 1 ms).
     """
     gc.freeze()
-
-
-def describe(exc: BaseException) -> str:
-    """One line saying what failed: artifact errors carry their reason and URI already."""
-    if isinstance(exc, ArtifactError):
-        return f"[{exc.reason}] {exc}"
-    return f"{type(exc).__name__}: {exc}"
 
 
 class ModelLoader:

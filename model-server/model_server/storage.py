@@ -1,4 +1,8 @@
-"""Model URI -> local artifact directory (download and digest rules live in mlmodel_artifact)."""
+"""Model URI -> local artifact directory (download and digest rules live in mlmodel_artifact).
+
+Also what the parent of worker processes checks before it starts them (`preflight`): this
+module imports no numpy, ONNX Runtime or metrics, so that parent stays small (issue 16).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,16 @@ import hashlib
 from pathlib import Path
 from typing import Final
 
-from mlmodel_artifact import ModelCard, ModelFormat, fetch_artifact, parse_location
+from mlmodel_artifact import (
+    MODEL_CARD_FILE,
+    ArtifactError,
+    ModelCard,
+    ModelFormat,
+    check_digest,
+    fetch_artifact,
+    parse_location,
+)
+from mlmodel_artifact import require_pin as require_artifact_pin
 from model_server.settings import ServerSettings
 
 # pvc://<claim>/<path> is mounted read-only here by the operator (it renders file:// URIs).
@@ -47,3 +60,30 @@ def checked_onnx_skipped(card: ModelCard, settings: ServerSettings, fmt: ModelFo
         and fmt is not ModelFormat.ONNX
         and not (settings.model_format or settings.model_sha256 is None)
     )
+
+
+def preflight(local_dir: Path, settings: ServerSettings) -> None:
+    """What can be checked without deserializing: the card parses, the format is allowed, the
+    model file's digest matches the card and the pin (the parent of worker processes runs this
+    once, so these failures are one log line, not one per worker)."""
+    card = ModelCard.from_json((local_dir / MODEL_CARD_FILE).read_bytes(), settings.model_uri)
+    fmt = served_format(card, settings)
+    if fmt is ModelFormat.JOBLIB:
+        require_joblib_pin(settings)
+    check_digest(local_dir, card, fmt, settings.model_uri, settings.model_sha256)
+
+
+def require_joblib_pin(settings: ServerSettings) -> None:
+    """A pickle runs code when loaded: refuse it unless the operator of this server pinned it.
+
+    The pin is only ever MODEL_SERVER_MODEL_SHA256 / --model-sha256 as given to the process,
+    never the card's digest; load_model then compares it with the file's actual sha256.
+    """
+    require_artifact_pin(ModelFormat.JOBLIB, settings.model_sha256, settings.model_uri)
+
+
+def describe(exc: BaseException) -> str:
+    """One line saying what failed: artifact errors carry their reason and URI already."""
+    if isinstance(exc, ArtifactError):
+        return f"[{exc.reason}] {exc}"
+    return f"{type(exc).__name__}: {exc}"

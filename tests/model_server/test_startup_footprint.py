@@ -1,10 +1,15 @@
-"""The CLI's processes freeze what their imports made before the model loads, so the collection
-that settles the heap after the load walks only what the load made (issue 16: the milliseconds
-between loaded and ready)."""
+"""What the CLI's processes spend before they serve (issue 16).
+
+They freeze what their imports made before the model loads, so the collection that settles the
+heap after the load walks only what the load made (the milliseconds between loaded and ready);
+and the parent of worker processes, which serves nothing, imports only what fetching and
+checking the artifact need (its resident memory is shared out over the workers)."""
 
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,3 +51,23 @@ def test_serve_single_freezes_the_imports_before_the_server_runs(
     gc.unfreeze()
     assert cli.serve_single(settings_for(iris_artifact, tmp_path, grpc_port=0)) == 0
     assert seen and seen[0] > 0
+
+
+PARENT = """
+import sys
+from uvicorn.supervisors import Multiprocess
+from model_server.__main__ import load_settings, serve_workers
+Multiprocess.run = lambda self: print(sorted(m for m in {heavy!r} if m in sys.modules))
+argv = ["--model-uri", {uri!r}, "--workdir", {workdir!r}, "--workers", "2", "--port", "0"]
+sys.exit(serve_workers(load_settings([*argv, "--grpc-port", "0"])))
+"""
+
+
+def test_the_parent_of_workers_imports_nothing_only_a_worker_needs(
+    iris_artifact: Artifact, tmp_path: Path
+) -> None:
+    heavy = ("numpy", "onnxruntime", "onnx", "prometheus_client", "fastapi", "grpc")
+    code = PARENT.format(uri=iris_artifact.uri, workdir=str(tmp_path), heavy=heavy)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

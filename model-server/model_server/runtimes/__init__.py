@@ -17,7 +17,6 @@ from mlmodel_artifact import (
     ModelFormat,
     OnnxModel,
     Task,
-    check_digest,
     compiled,
     takes_frame,
 )
@@ -26,7 +25,7 @@ from model_server.errors import ModelLoadError
 from model_server.runtimes import joblib, onnx, skops
 from model_server.runtimes.base import ModelInfo, Runtime
 from model_server.settings import ServerSettings
-from model_server.storage import checked_onnx_skipped, served_format
+from model_server.storage import checked_onnx_skipped, preflight, served_format
 
 __all__ = ["ModelInfo", "Runtime", "load_runtime", "preflight", "served_format"]
 
@@ -37,17 +36,6 @@ LOADERS: dict[ModelFormat, Callable[[Path, ServerSettings], LoadedModel]] = {
     ModelFormat.JOBLIB: joblib.load,
     ModelFormat.ONNX: onnx.load,
 }
-
-
-def preflight(local_dir: Path, settings: ServerSettings) -> None:
-    """What can be checked without deserializing: the card parses, the format is allowed, the
-    model file's digest matches the card and the pin (the parent of worker processes runs this
-    once, so these failures are one log line, not one per worker)."""
-    card = ModelCard.from_json((local_dir / MODEL_CARD_FILE).read_bytes(), settings.model_uri)
-    fmt = served_format(card, settings)
-    if fmt is ModelFormat.JOBLIB:
-        joblib.require_pin(settings)
-    check_digest(local_dir, card, fmt, settings.model_uri, settings.model_sha256)
 
 
 def load_runtime(

@@ -5,17 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from mlmodel_artifact import LoadedModel, ModelFormat, load_model
-from mlmodel_artifact import require_pin as require_artifact_pin
 from model_server.settings import ServerSettings
+from model_server.storage import require_joblib_pin as require_pin
 
-
-def require_pin(settings: ServerSettings) -> None:
-    """A pickle runs code when loaded: refuse it unless the operator of this server pinned it.
-
-    The pin is only ever MODEL_SERVER_MODEL_SHA256 / --model-sha256 as given to the process,
-    never the card's digest; load_model then compares it with the file's actual sha256.
-    """
-    require_artifact_pin(ModelFormat.JOBLIB, settings.model_sha256, settings.model_uri)
+__all__ = ["load", "require_pin"]
 
 
 def load(local_dir: Path, settings: ServerSettings) -> LoadedModel:
