@@ -1,11 +1,17 @@
-"""``python -m devcluster.prometheus build``: the upstream Prometheus server, built from its module.
+"""``python -m devcluster.prometheus build``: upstream Prometheus and promtool, from the module.
 
 Debian's ``prometheus`` package is built without Kubernetes service discovery ("Kubernetes support
 has been completely removed", its NEWS file says), and the monitoring e2e test must discover the
 model pods the way a user's Prometheus does. So the project builds the real server from the Go
-module proxy, pinned by ``devcluster/prometheus/go.mod`` and ``go.sum``, into
-``~/.cache/mlmodel-operator/prometheus-<version>/bin/prometheus`` (with its Go caches beside it),
-once per version.
+module proxy, pinned by ``devcluster/prometheus/go.mod`` and ``go.sum``, and ``promtool`` (which
+checks the shipped alert rules and the dashboard's queries) in the same ``go build``, into
+``~/.cache/mlmodel-operator/prometheus-<version>/bin-<recipe>/`` (with the Go caches beside it),
+once per version and recipe.
+
+Only Kubernetes service discovery is compiled in (``remove_all_sd`` drops every discovery plugin
+but the file and HTTP ones, ``enable_kubernetes_sd`` keeps Kubernetes': build constraints of
+upstream's ``plugins/plugin_*.go``), which is all the shipped ``prometheus.yml`` uses and saves
+compiling the cloud providers' SDKs.
 """
 
 from __future__ import annotations
@@ -23,7 +29,14 @@ from devcluster import config
 VERSION: Final = "v0.315.1"
 """The Go module version of github.com/prometheus/prometheus (Prometheus 3.15.1)."""
 
-PACKAGE: Final = "github.com/prometheus/prometheus/cmd/prometheus"
+PACKAGES: Final = (
+    "github.com/prometheus/prometheus/cmd/prometheus",
+    "github.com/prometheus/prometheus/cmd/promtool",
+)
+TAGS: Final = ("remove_all_sd", "enable_kubernetes_sd")
+RECIPE: Final = "2-k8s-sd"
+"""Names the binaries' directory: change it whenever PACKAGES or TAGS change, so a cache built
+by an older recipe (before 2: the server alone, every discovery plugin) is rebuilt."""
 
 
 def module_dir() -> Path:
@@ -32,19 +45,37 @@ def module_dir() -> Path:
 
 
 def cache_dir() -> Path:
-    """The version-keyed cache: the binary and the Go build and module caches."""
+    """The version-keyed cache: the binaries and the Go build and module caches."""
     return config.cache_root() / f"prometheus-{VERSION}"
 
 
+def bin_dir() -> Path:
+    """Where this recipe's binaries live."""
+    return cache_dir() / f"bin-{RECIPE}"
+
+
 def binary() -> Path:
-    """Where the built server lives (it may not exist yet)."""
-    return cache_dir() / "bin" / "prometheus"
+    """The Prometheus server (it may not exist yet)."""
+    return bin_dir() / "prometheus"
+
+
+def promtool() -> Path:
+    """promtool (it may not exist yet)."""
+    return bin_dir() / "promtool"
+
+
+def built() -> bool:
+    """Whether every binary of this recipe is in the cache."""
+    return all((bin_dir() / Path(package).name).exists() for package in PACKAGES)
 
 
 def build() -> Path:
-    """Build the server unless the cached binary exists; returns its path."""
-    target = binary()
-    if target.exists():
+    """Build the server and promtool unless this recipe's binaries exist; returns their directory.
+
+    One ``go build`` for both binaries: the packages they share compile once.
+    """
+    target = bin_dir()
+    if built():
         return target
     cache = cache_dir()
     env = {
@@ -55,9 +86,9 @@ def build() -> Path:
         "GOFLAGS": "-mod=readonly",
         "CGO_ENABLED": "0",
     }
-    tmp = target.with_suffix(".tmp")
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    argv = ["go", "build", "-trimpath", "-o", str(tmp), PACKAGE]
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    argv = ["go", "build", "-trimpath", "-tags", ",".join(TAGS), "-o", f"{tmp}/", *PACKAGES]
     log = cache / "build.log"
     started = time.monotonic()
     with log.open("w") as out:
@@ -65,8 +96,13 @@ def build() -> Path:
     if proc.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
         raise RuntimeError(f"building Prometheus {VERSION} failed (log {log}):\n{tail}")
-    os.replace(tmp, target)
-    print(f"prometheus: built {PACKAGE}@{VERSION} in {time.monotonic() - started:.0f}s ({target})")
+    target.mkdir(exist_ok=True)
+    for package in PACKAGES:
+        name = Path(package).name
+        os.replace(tmp / name, target / name)
+    tmp.rmdir()
+    seconds = time.monotonic() - started
+    print(f"prometheus: built prometheus and promtool {VERSION} in {seconds:.0f}s ({target})")
     return target
 
 
@@ -76,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=("build", "path"))
     args = parser.parse_args(argv)
     if args.command == "path":
-        print(binary())
-        return 0 if binary().exists() else 3
+        print(bin_dir())
+        return 0 if built() else 3
     try:
         print(build())
     except (RuntimeError, OSError) as exc:
