@@ -21,7 +21,7 @@ setup: ## install uv (from PyPI) and the locked Python workspace
 	uv sync --frozen --all-packages --compile-bytecode
 
 test-unit: setup browser ## tests that need no cluster, no containers (under a minute)
-	$(RUN) pytest -m "not cluster and not node and not docker" tests
+	$(RUN) pytest -m "not cluster and not node and not docker and not prometheus" tests
 
 test: setup browser images devcluster-build-node e2e-deps ## the whole suite: every tier that exists (builds the images first)
 	$(RUN) pytest tests

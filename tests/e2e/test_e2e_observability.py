@@ -4,7 +4,6 @@ the model pods through Kubernetes service discovery with the shipped scrape conf
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -13,14 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from e2e_testlib import ROW, Stack, free_port
+from e2e_prometheus import prometheus, query, scrape_config
+from e2e_testlib import ROW, Stack
 
 from devcluster import mlstack
 
 pytestmark = pytest.mark.node
 
-MONITORING = Path(__file__).resolve().parents[2] / "operator" / "deploy" / "monitoring"
 AUTOSCALING = {
     "minReplicas": 1,
     "maxReplicas": 3,
@@ -142,71 +140,6 @@ def test_sustained_load_scales_the_model_up_through_the_hpa_and_back_down_after(
 
 
 # --- monitoring --------------------------------------------------------------------------------
-
-
-def prometheus_binary() -> str:
-    """Upstream Prometheus built by `make e2e-deps` (Debian's has no Kubernetes SD); required."""
-    from devcluster import prometheus as build
-
-    path = build.binary()
-    assert path.exists(), f"Prometheus is not built ({path}): run `make e2e-deps`"
-    return str(path)
-
-
-def scrape_config(kubeconfig: Path, namespace: str) -> dict[str, Any]:
-    """The shipped prometheus.yml, pointed at this cluster from the host, 1 s scrapes."""
-    config = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
-    config["global"].update(scrape_interval="1s", scrape_timeout="1s")
-    (job,) = config["scrape_configs"]
-    job.update(scrape_interval="1s", scrape_timeout="1s")
-    for sd in job["kubernetes_sd_configs"]:
-        sd["kubeconfig_file"] = str(kubeconfig)
-        sd["namespaces"] = {"names": [namespace]}
-    return dict(config)
-
-
-@contextmanager
-def prometheus(config: dict[str, Any], workdir: Path) -> Iterator[str]:
-    """A real Prometheus on 127.0.0.1; yields its base URL."""
-    port = free_port()
-    (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
-    log = (workdir / "prometheus.log").open("w")
-    proc = subprocess.Popen(
-        [
-            prometheus_binary(),
-            f"--config.file={workdir / 'prometheus.yml'}",
-            f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-
-        def ready() -> bool:
-            assert proc.poll() is None, (workdir / "prometheus.log").read_text()[-2000:]
-            try:
-                return mlstack.http("GET", f"{url}/-/ready")[0] == 200
-            except OSError:
-                return False
-
-        mlstack.wait_for("Prometheus to be ready", ready, 60, interval=0.5)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
-
-
-def query(url: str, promql: str) -> list[dict[str, Any]]:
-    """An instant PromQL query's result vector."""
-    import urllib.parse
-
-    status, body = mlstack.http("GET", f"{url}/api/v1/query?query={urllib.parse.quote(promql)}")
-    assert status == 200, body
-    result: list[dict[str, Any]] = body["data"]["result"]
-    return result
 
 
 @pytest.mark.timeout(420)
