@@ -328,9 +328,11 @@ def test_categories_and_missing_values_are_counted(
         Artifact(uri, card), tmp_path / "work", drift_window=window, compiled=compiled
     )
     with ready(settings) as client:
-        for start in range(0, len(rows), 11):
-            answer = client.post("/predict", json={"inputs": rows[start : start + 11]})
+        labels: list[Any] = []
+        for start in range(0, len(rows), 23):
+            answer = client.post("/predict", json={"inputs": rows[start : start + 23]})
             assert answer.status_code == 200, answer.text
+            labels += answer.json()["predictions"]
         body = report(client, card.name)
         found = gauges(client)
         runtime = client.app.state.plane.runtime().metadata.runtime
@@ -351,6 +353,12 @@ def test_categories_and_missing_values_are_counted(
         psi = textbook_psi(ref.shares, expected)
         assert feature["psi"] == pytest.approx(psi, abs=1e-6)
         assert found[("model_server_feature_drift_psi", ref.name)] == pytest.approx(psi, abs=1e-6)
+    assert reference.outputs is not None and reference.outputs.classes is not None
+    expected = class_shares(labels[-window:], reference.outputs.classes)
+    np.testing.assert_allclose(body["outputs"]["window_shares"], expected, atol=1e-12)
+    assert body["outputs"]["psi"] == pytest.approx(
+        textbook_psi(reference.outputs.shares, expected), abs=1e-6
+    )
     island = body["features"][0]
     assert island["bins"] == [*(reference.features[0].categories or []), OTHER_BIN, MISSING_BIN]
     assert island["window_shares"][-2] == pytest.approx(0.25)  # Atlantis: the other bin
