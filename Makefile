@@ -78,7 +78,7 @@ bench-server: setup ## model server (HTTP, gRPC) vs seed Flask/gunicorn, MLServe
 bench-startup: setup bench-startup-node ## cold start: process start -> ready and RSS per worker, ours (model.onnx / converting) vs MLServer, KServe (~4 min, after bench-startup-node)
 	$(RUN) python -m bench.startup
 
-bench-startup-node: devcluster-build-node images ## on the real node: MLModel apply -> Ready and scale 1 -> 4, vs a plain Deployment of the same pods (~5 min)
+bench-startup-node: devcluster-build-node images ## on the real node: MLModel apply -> Ready and scale 1 -> 4, vs a plain Deployment of the same pods (~7 min: cluster up, 5 rounds, teardown)
 	$(RUN) python -m bench.startup.node
 
 bench-images: setup ## image build times (cold/warm) and sizes vs the seed naive Dockerfile (~3 min)
