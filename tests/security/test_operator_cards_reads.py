@@ -34,7 +34,7 @@ from mlmodel_operator.cardfetch import (
     parse_sources,
     source_for,
 )
-from mlmodel_operator.cards import CardPool, CardReader, resolve_digest
+from mlmodel_operator.cards import CardPool, CardReader, resolve_model
 from mlmodel_operator.resource import MLModel
 
 SHA = "c" * 64
@@ -604,7 +604,7 @@ def test_other_cards_are_read_while_several_tarpits_are_active(server: Server) -
             for i in range(3)
         ]
         for index in range(6):
-            assert cards(f"{server.base}/good{index}", None) == f"{index:x}" * 64
+            assert cards(f"{server.base}/good{index}").sha256 == f"{index:x}" * 64
         assert not any(future.done() for future in slow), "the tarpits were still trickling"
         for future in slow:
             with pytest.raises(CardReadError, match="deadline"):
@@ -639,11 +639,11 @@ def test_concurrent_reads_of_one_card_make_one_request(server: Server) -> None:
     uri = f"{server.base}/iris"
     try:
         with ThreadPoolExecutor(8) as callers:
-            results = [callers.submit(cards, uri, fmt) for fmt in [None] * 6 + ["skops"] * 2]
+            results = [callers.submit(cards, uri) for _ in range(8)]
             for _ in range(8):
                 assert joined.acquire(timeout=30)
             release.set()
-            assert [r.result(timeout=30) for r in results] == [SHA] * 8
+            assert [r.result(timeout=30).sha256 for r in results] == [SHA] * 8
     finally:
         release.set()
         pool.shutdown()
@@ -749,7 +749,7 @@ def test_status_names_the_reason_never_the_upstream_answer(
         server.routes["/iris/model-card.json"] = route
     reader = policy(f"{server.base}/")
     cards = CardReader(reader.read, CardPool(1, 4), ttl=60, wait=10, check=reader.check)
-    problem = resolve_digest(mlmodel(f"{server.base}/iris"), cards).problem
+    problem = resolve_model(mlmodel(f"{server.base}/iris"), cards).problem
     assert problem is not None and problem.reason == reason
     for leak in ("SECRET", "500", "404", "302", "HTTP", "Errno", "refused", "127.0.0.1:1"):
         assert leak not in problem.message.replace(server.base, "<uri>"), problem.message
@@ -764,7 +764,7 @@ def test_a_closed_port_and_a_tarpit_read_the_same_in_status(server: Server) -> N
     cards = CardReader(reader.read, CardPool(3, 4), ttl=60, wait=10, check=reader.check)
     messages = set()
     for uri in (f"{server.base}/slow", f"{server.base}/err", f"{closed}/slow"):
-        problem = resolve_digest(mlmodel(uri), cards).problem
+        problem = resolve_model(mlmodel(uri), cards).problem
         assert problem is not None and problem.reason == "ArtifactUnreachable"
         messages.add(problem.message.replace(uri, "<uri>"))
     assert len(messages) == 1, messages
