@@ -303,6 +303,8 @@ def report(
         "  Prometheus     operator/deploy/monitoring/prometheus.yml (Kubernetes service "
         "discovery of model pods)"
     )
+    print("  Alert rules    operator/deploy/monitoring/alert-rules.yaml (drift, no traffic)")
+    print(f"  Drift          {base_url}/v2/models/{MODEL}/drift")
     print("  Grafana        operator/deploy/monitoring/grafana-dashboard.json")
     print(f"\nKUBECONFIG={target.kubeconfig}   (kubectl -n {NAMESPACE} get mlm,deploy,pods,svc)")
     print(f"Demo done in {progress.elapsed():.0f}s. Remove everything with `make demo-down`.")
