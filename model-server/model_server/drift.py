@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -52,8 +53,9 @@ PSI_MODERATE: Final = 0.1
 PSI_MAJOR: Final = 0.25
 # Gauges are recomputed at most this often (and at each scrape), never per request.
 UPDATE_SECONDS: Final = 0.5
-# Pending (not yet binned) rows are binned on the request path once this many wait (or the
-# window's worth, if smaller): it bounds their memory between updates.
+# Pending (not yet binned) rows older than the last window's worth are dropped unbinned (the
+# window would evict them before anyone looks); with a window bigger than this, the pending rows
+# are binned on the request path once this many wait, which bounds their memory.
 FLUSH_ROWS: Final = 4096
 OFF_BY_SETTING: Final = "drift monitoring is off (MODEL_SERVER_DRIFT_WINDOW is 0)"
 
@@ -83,7 +85,6 @@ class DriftWindow:
         self.counts = np.zeros(self.n_bins, dtype=np.int64)
         self.rows = 0  # rows in the window
         self.position = 0  # the slot the next row goes to
-        self.seen = 0  # rows ever added
 
     def add(self, features: list[Array], outputs: Array | None) -> None:
         """Bin one batch (a column per feature, the outputs) and slide the window over it."""
@@ -108,7 +109,6 @@ class DriftWindow:
         self.counts += np.bincount(new.ravel().astype(np.intp), minlength=self.n_bins)
         self.position = int((self.position + take) % self.size)
         self.rows = min(self.rows + take, self.size)
-        self.seen += n
 
     def feature_counts(self, j: int) -> Array:
         """Rows per bin of feature j (the missing bin last)."""
@@ -255,9 +255,10 @@ class DriftMonitor:
         self._window: DriftWindow | None = None
         self._gauges: DriftGauges | None = None
         self._info: ModelInfo | None = None
-        self._pending: list[tuple[Any, Array]] = []
+        # requests not binned yet: (input, outputs, rows), at most a window's worth + one
+        self._pending: deque[tuple[Any, Array, int]] = deque()
         self._pending_rows = 0
-        self._flush_rows = max(1, min(window, FLUSH_ROWS))
+        self.seen = 0  # rows observed since the model was loaded
         self._dirty = False
 
     @property
@@ -288,7 +289,8 @@ class DriftMonitor:
         try:
             self._info = info
             self._window = DriftWindow(reference, self.size)
-            self._pending, self._pending_rows = [], 0
+            self._pending.clear()
+            self._pending_rows = self.seen = 0
             if self._gauges is None:  # an app whose lifespan runs again loads again
                 self._gauges = DriftGauges(self._registry)
             self._gauges.show(snapshot(self._window), self.min_rows)
@@ -310,12 +312,19 @@ class DriftMonitor:
                 # call): its rows now, as one object array (~40 us), since reading many small
                 # frames later would stall the event loop (~0.15 ms a row, all at once).
                 x = x.to_numpy(dtype=object)
-            self._pending.append((x, labels))
-            self._pending_rows += len(labels)
+            n = len(labels)
+            pending = self._pending
+            pending.append((x, labels, n))
+            self._pending_rows += n
+            self.seen += n
+            # Rows a window's worth of newer ones follows would be evicted unseen: drop them
+            # unbinned. Under load most rows go this way, at O(1) each.
+            while self._pending_rows - pending[0][2] >= self.size:
+                self._pending_rows -= pending.popleft()[2]
         except Exception as exc:  # never into a request: stop monitoring instead
             self._stop(exc)
             return
-        if self._pending_rows >= self._flush_rows:
+        if self._pending_rows >= FLUSH_ROWS:
             self.flush()
 
     def flush(self) -> None:
@@ -323,7 +332,7 @@ class DriftMonitor:
         window = self._window
         if window is None or not self._pending:
             return
-        pending, self._pending, self._pending_rows = self._pending, [], 0
+        pending, self._pending, self._pending_rows = list(self._pending), deque(), 0
         try:
             features, outputs = self._batch(pending, window.size)
             window.add(features, outputs)
@@ -352,12 +361,13 @@ class DriftMonitor:
             if self._window is not None:
                 self.refresh()
 
-    def report(self) -> dict[str, Any]:
+    def report(self) -> dict[str, Any] | None:
         """GET .../drift: the window, and per feature and for the outputs the bins, reference
-        and window shares, PSI (null below min_rows rows)."""
+        and window shares, PSI (null below min_rows rows); None when off (see off_reason)."""
         self.refresh()
         window, info = self._window, self._info
-        assert window is not None and info is not None, "only reported while active"
+        if window is None or info is None:
+            return None
         found = snapshot(window)
         enough = found.rows >= self.min_rows
         features = [
@@ -387,19 +397,19 @@ class DriftMonitor:
             "model_version": info.version,
             "window": window.size,
             "rows": found.rows,
-            "rows_seen": window.seen,
+            "rows_seen": self.seen,
             "min_rows": self.min_rows,
             "thresholds": {"moderate": PSI_MODERATE, "major": PSI_MAJOR},
             "features": features,
             "outputs": outputs,
         }
 
-    def _batch(self, pending: list[tuple[Any, Array]], keep: int) -> tuple[list[Array], Array]:
+    def _batch(self, pending: list[tuple[Any, Array, int]], keep: int) -> tuple[list[Array], Array]:
         """The pending requests as one column per feature and the outputs (last `keep` rows)."""
         assert self._info is not None
         names = self._info.feature_names
-        outputs = np.concatenate([np.ravel(labels) for _, labels in pending])
-        inputs = [x for x, _ in pending]
+        outputs = np.concatenate([np.ravel(labels) for _, labels, _ in pending])
+        inputs = [x for x, _, _ in pending]
         matrix = inputs[0] if len(inputs) == 1 else np.concatenate(inputs)
         matrix = matrix[-keep:]
         columns = [matrix[:, j] for j in range(len(names))]
@@ -414,4 +424,4 @@ class DriftMonitor:
             f"drift monitoring stopped after an unexpected error: {type(exc).__name__}: {exc}"
         )
         self._window = None
-        self._pending, self._pending_rows = [], 0
+        self._pending, self._pending_rows = deque(), 0

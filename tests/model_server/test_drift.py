@@ -285,7 +285,7 @@ def test_an_error_while_binning_stops_drift_not_requests(
 
     monkeypatch.setattr(server_drift, "feature_bins", broken)
     with ready(settings_for(iris_drift_artifact, tmp_path, drift_window=5)) as client:
-        for _ in range(7):  # the 5th row flushes (the window's worth): binning fails there
+        for _ in range(7):  # binning happens later (at the page, a scrape, the 0.5 s tick)
             answer = client.post("/predict", json={"input": [5.1, 3.5, 1.4, 0.2]})
             assert answer.status_code == 200
         answer = client.get("/v2/models/iris-drift/drift")
@@ -428,3 +428,37 @@ def test_several_workers_export_the_largest_window_values(
     psi_lines = [line for line in text.splitlines() if line.startswith(DRIFT_METRICS[0] + "{")]
     assert len(psi_lines) == len(card.feature_names)  # one per feature, no pid label
     assert all("pid" not in line for line in psi_lines)
+
+
+@pytest.mark.parametrize("window", [7, 1000, server_drift.FLUSH_ROWS + 904])
+def test_the_window_holds_exactly_the_last_rows_whatever_the_batches(window: int) -> None:
+    """Rows a window's worth of newer ones follows are dropped unbinned; a window bigger than
+    FLUSH_ROWS bins on the request path: either way the window is the last `window` rows."""
+    from prometheus_client import CollectorRegistry
+
+    from model_server.runtimes.base import ModelInfo
+
+    training = RNG.normal(0.0, 1.0, (400, 2))
+    reference = drift_reference(
+        InputSchema.numeric(["a", "b"]), [training[:, 0], training[:, 1]], None, None
+    )
+    info = ModelInfo(
+        name="m", version="1", format="onnx", digest="0" * 64, task="regression",
+        estimator="x", feature_names=("a", "b"), class_labels=None, runtime="onnxruntime",
+        compiled=True,
+    )  # fmt: skip
+    monitor = server_drift.DriftMonitor(window, CollectorRegistry())
+    monitor.start(info, reference)
+    sent = []
+    for size in [1, 3, 700, 1, 2500, 13, 4000, 2, 1, 1, 90, 3000, 5]:
+        rows = RNG.normal(0.5, 2.0, (size, 2))
+        sent.append(rows)
+        monitor.observe(rows, np.zeros(size))
+    body = monitor.report()
+    assert body is not None
+    everything = np.concatenate(sent)
+    assert body["rows"] == min(window, len(everything)) and body["rows_seen"] == len(everything)
+    for j, ref in enumerate(reference.features):
+        expected = histogram_shares(everything[-window:, j], ref.edges or [])
+        np.testing.assert_allclose(body["features"][j]["window_shares"], expected, atol=1e-12)
+        assert body["features"][j]["psi"] == pytest.approx(textbook_psi(ref.shares, expected))

@@ -90,8 +90,8 @@ def router(plane: DataPlane) -> APIRouter:
 
 
 def _report(monitor: DriftMonitor | None) -> object:
-    if monitor is None:
-        raise ModelNotFound("drift monitoring is off")
-    if not monitor.active:
-        raise ModelNotFound(monitor.off_reason or "drift monitoring is off")
-    return monitor.report()
+    found = None if monitor is None else monitor.report()
+    if found is None:
+        reason = None if monitor is None else monitor.off_reason
+        raise ModelNotFound(reason or "drift monitoring is off")
+    return found
