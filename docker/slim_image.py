@@ -31,6 +31,10 @@ from pathlib import Path
 BOTOCORE_SERVICES = ("s3", "sts", "sso", "sso-oidc", "signin")
 # boto3's resource models: only boto3.resource() reads them; keep S3's.
 BOTO3_RESOURCES = ("s3",)
+# onnx (and ml_dtypes, which only onnx imports): the scikit-learn -> ONNX conversion needs
+# them, which the slim image does not do; the server checks a graph (external data, operator
+# domains) through protobuf alone (mlmodel_artifact.onnx_proto) and never imports them.
+CONVERSION_ONLY = ("onnx", "ml_dtypes")
 # Build and type-checking inputs that nothing imports at run time.
 SOURCE_SUFFIXES = (".c", ".cc", ".cpp", ".h", ".hpp", ".pyx", ".pxd", ".pyi")
 # numpy's build helpers (f2py and, on Python < 3.12, numpy.distutils), its C headers, and the
@@ -130,6 +134,12 @@ def trim_venv(venv: Path) -> None:
     report(
         "boto3 resource models except s3",
         remove(p for p in resources.iterdir() if p.is_dir() and p.name not in BOTO3_RESOURCES),
+    )
+    report(
+        f"{', '.join(CONVERSION_ONLY)} (conversion only; the server checks graphs via protobuf)",
+        remove(
+            p for name in CONVERSION_ONLY for p in (site / name, *site.glob(f"{name}-*.dist-info"))
+        ),
     )
     numpy = site / "numpy"
     report("numpy build helpers and headers", remove(numpy / p for p in NUMPY_BUILD_ONLY))

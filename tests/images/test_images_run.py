@@ -128,7 +128,9 @@ def test_server_image_serves_the_iris_artifact_to_a_client_outside_the_container
     assert user.stdout.strip() == "10001"
 
 
-@pytest.mark.parametrize("module", ["sklearn", "scipy", "pandas", "skl2onnx", "skops"])
+@pytest.mark.parametrize(
+    "module", ["sklearn", "scipy", "pandas", "skl2onnx", "skops", "onnx", "ml_dtypes"]
+)
 def test_slim_image_has_no_scikit_learn(slim_image: str, module: str) -> None:
     result = run_once(slim_image, "-c", f"import {module}")
     assert result.returncode != 0
