@@ -19,6 +19,7 @@ ENV_PORT: Final = "MODEL_SERVER_PORT"
 ENV_GRPC_PORT: Final = "MODEL_SERVER_GRPC_PORT"
 ENV_WORKERS: Final = "MODEL_SERVER_WORKERS"
 ENV_LOG_LEVEL: Final = "MODEL_SERVER_LOG_LEVEL"
+ENV_DRIFT_WINDOW: Final = "MODEL_SERVER_DRIFT_WINDOW"
 
 # Inside the pod the server listens on every interface of the pod's own network namespace.
 POD_LISTEN_HOST: Final = "0.0.0.0"

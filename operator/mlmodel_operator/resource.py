@@ -152,6 +152,7 @@ class Server(_Frozen):
 
     image: str | None = None
     workers: int = 1
+    drift_window: int | None = None
     port: int = 8080
     grpc_port: int = 8081
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -398,6 +398,16 @@ def test_models_served_from_their_onnx_file_get_the_slim_image() -> None:
     assert container(render_deployment(onnx, no_slim))["image"] == "full:1"
 
 
+def test_the_drift_window_reaches_the_server_only_when_set(settings: OperatorSettings) -> None:
+    def env(server: dict[str, object]) -> dict[str, str]:
+        mlmodel = make_mlmodel({"model": {"uri": "s3://b/iris"}, "server": server})
+        return env_of(render_deployment(mlmodel, settings))
+
+    assert "MODEL_SERVER_DRIFT_WINDOW" not in env({})  # the server's default (1000)
+    assert env({"driftWindow": 0})["MODEL_SERVER_DRIFT_WINDOW"] == "0"
+    assert env({"driftWindow": 5000})["MODEL_SERVER_DRIFT_WINDOW"] == "5000"
+
+
 def test_a_card_that_serves_its_checked_onnx_file_gets_the_slim_image() -> None:
     custom = OperatorSettings(default_image="full:1", slim_image="slim:1")
     unpinned = make_mlmodel({"model": {"uri": "s3://b/iris"}})

@@ -84,6 +84,8 @@ def render_env(mlmodel: MLModel) -> list[dict[str, Any]]:
         {"name": contract.ENV_WORKERS, "value": str(server.workers)},
         {"name": contract.ENV_LOG_LEVEL, "value": server.log_level},
     ]
+    if server.drift_window is not None:  # only when set: the server's default otherwise
+        env.append({"name": contract.ENV_DRIFT_WINDOW, "value": str(server.drift_window)})
     for var in server.env:
         env.append(var.model_dump(by_alias=True, exclude_none=True, mode="json"))
     return env

@@ -66,6 +66,11 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str]] = [
     ),
     ("privileged port", {**with_model(), "server": {"port": 80}}, "spec.server.port"),
     ("zero workers", {**with_model(), "server": {"workers": 0}}, "spec.server.workers"),
+    (
+        "negative drift window",
+        {**with_model(), "server": {"driftWindow": -1}},
+        "spec.server.driftWindow",
+    ),
     ("log level", {**with_model(), "server": {"logLevel": "loud"}}, "spec.server.logLevel"),
     (
         "bad quantity",
