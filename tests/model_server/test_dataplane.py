@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -17,6 +19,7 @@ from model_server.dataplane import (
     rows_matrix,
 )
 from model_server.errors import InvalidInput, PayloadTooLarge
+from model_server.runtimes.base import ModelInfo, Runtime
 from model_server.tensors import tensors_matrix
 
 FEATURES = ("a", "b", "c")
@@ -246,3 +249,44 @@ def test_keyed_rows_with_commas_in_strings_fit_the_separator_budget() -> None:
     garbage = b'{"inputs": [' + b'"",' * 100_000 + b'""]}'
     with pytest.raises(PayloadTooLarge):
         check_separators(garbage, 3, max_rows=1000, strings=1)
+
+
+class _Overlap:
+    """A model whose predict sleeps (releasing the GIL) and records how many ran at once."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running = 0
+        self.most = 0
+
+    def predict(self, x: Any) -> Any:
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        time.sleep(0.05)
+        with self.lock:
+            self.running -= 1
+        return np.zeros(len(x))
+
+
+@pytest.mark.parametrize(("fast", "most"), [(False, 1), (True, 4)])
+def test_scikit_learn_predicts_take_turns_and_compiled_ones_run_side_by_side(
+    fast: bool, most: int
+) -> None:
+    model = _Overlap()
+    info = ModelInfo(
+        name="m", version="1", format="skops", digest="0" * 64, task="regression",
+        estimator="E", feature_names=("a",), class_labels=None, runtime="r", compiled=fast,
+    )  # fmt: skip
+    runtime = Runtime(model, info, fast=fast)
+    runtime.inline_rows = 0  # every batch goes to a thread
+    plane = DataPlane()
+
+    async def eight() -> None:
+        x = np.zeros((1, 1))
+        calls = [plane.predict(runtime, x, probabilities=False, protocol="seed") for _ in range(8)]
+        await asyncio.gather(*calls)
+
+    asyncio.run(eight())
+    plane.close()
+    assert model.most == most  # PREDICT_THREADS threads for a compiled model
