@@ -20,7 +20,7 @@ setup: ## install uv (from PyPI) and the locked Python workspace
 	@# and scikit-learn from source on import (seconds per server process the tests start)
 	uv sync --frozen --all-packages --compile-bytecode
 
-test-unit: setup browser ## tests that need no cluster, no containers (under a minute)
+test-unit: setup browser ## tests that need no cluster, no containers (~5 min on 2 cores)
 	$(RUN) pytest -m "not cluster and not node and not docker and not prometheus" tests
 
 test: setup browser images devcluster-build-node e2e-deps ## the whole suite: every tier that exists (builds the images first)
