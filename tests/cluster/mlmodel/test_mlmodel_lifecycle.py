@@ -61,8 +61,11 @@ def test_create_makes_owned_children_and_reports_ready(api: Api, operator: Opera
         "selector",
         "url",
         "modelDigest",
+        "runtime",
         "conditions",
     }
+    # pinned without spec.model.format: which file the pin names is not the operator's to know
+    assert status["runtime"] == {"image": template["spec"]["containers"][0]["image"]}
     events = wait_until(
         "Created events", lambda: [e for e in api.events_for("iris") if e.startswith("Created")]
     )
