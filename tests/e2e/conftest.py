@@ -15,48 +15,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from e2e_testlib import SECRET, Artifact, Stack, unique
+from e2e_testlib import SECRET, Artifact, Stack, publish, unique
 
 from devcluster import mlstack
 from devcluster.mlstack import Kube
 
 STORE_NAMESPACE = "e2e-artifacts"
-
-
-def _publish(store: str, prefix: str, **config: Any) -> Artifact:
-    from mlmodel_artifact import (
-        ModelFormat,
-        encode_rows,
-        model_input,
-        takes_frame,
-        write_artifact,
-    )
-    from mlmodel_artifact.schema import frame_rows
-    from mlmodel_trainer import TrainConfig, train
-
-    result = train(TrainConfig(**config))
-    dest = f"s3://{mlstack.BUCKET}/{prefix}"
-    uri, card = write_artifact(result.model, result.description, dest, check_onnx=True)
-    onnx = card.files.get(ModelFormat.ONNX)
-    schema = card.feature_schema
-    if schema.plain_numeric:
-        rows: list[list[Any]] = [[float(v) for v in row] for row in result.split.X_test]
-        expected = [int(v) for v in result.model.predict(result.split.X_test)]
-    else:
-        # held-out rows plus every nullable feature left out: the in-memory model's answers
-        rows = frame_rows(result.split.X_test, schema)  # type: ignore[assignment]
-        rows.append([None if f.nullable else rows[0][j] for j, f in enumerate(schema.features)])
-        x = model_input(encode_rows(schema, rows), takes_frame(result.model))
-        expected = [str(v) for v in result.model.predict(x)]
-    features = tuple((f.name, f.kind.value) for f in schema.features)
-    return Artifact(
-        uri=uri,
-        sha256=str(card.sha256),
-        rows=rows,
-        expected=expected,
-        features=features,
-        onnx_sha256=onnx.sha256 if onnx is not None else "",
-    )
 
 
 def _corrupt_copy(v1: Artifact, prefix: str) -> Artifact:
@@ -96,14 +60,10 @@ def stack(node_cluster: Any) -> Iterator[Stack]:
             env.delenv(key, raising=False)
         for key, value in mlstack.store_env(store).items():
             env.setenv(key, value)
-        v1 = _publish(store, "e2e/iris/v1")
-        v2 = _publish(
-            store, "e2e/iris/v2", estimator="logistic_regression", params={"max_iter": 500}
-        )
+        v1 = publish("e2e/iris/v1")
+        v2 = publish("e2e/iris/v2", estimator="logistic_regression", params={"max_iter": 500})
         corrupt = _corrupt_copy(v1, "e2e/iris/corrupt")
-        penguins = _publish(
-            store, "e2e/penguins/v1", dataset="penguins", params={"n_estimators": 20}
-        )
+        penguins = publish("e2e/penguins/v1", dataset="penguins", params={"n_estimators": 20})
     assert v1.sha256 != v2.sha256
     yield Stack(kube=kube, store=store, v1=v1, v2=v2, corrupt=corrupt, penguins=penguins)
     kube.run("delete", "namespace", STORE_NAMESPACE, "--wait=false", check=False)

@@ -42,9 +42,12 @@ def scrape_config(kubeconfig: Path, namespace: str) -> dict[str, Any]:
 
 
 @contextmanager
-def prometheus(config: dict[str, Any], workdir: Path) -> Iterator[str]:
-    """A real Prometheus on 127.0.0.1; yields its base URL."""
-    port = free_port()
+def prometheus(
+    config: dict[str, Any], workdir: Path, host: str = "127.0.0.1", port: int | None = None
+) -> Iterator[str]:
+    """A real Prometheus on `host` (loopback, or the node's address for pods to reach it);
+    yields its base URL."""
+    port = port or free_port()
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
     log = (workdir / "prometheus.log").open("w")
     proc = subprocess.Popen(
@@ -52,12 +55,12 @@ def prometheus(config: dict[str, Any], workdir: Path) -> Iterator[str]:
             prometheus_binary(),
             f"--config.file={workdir / 'prometheus.yml'}",
             f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
+            f"--web.listen-address={host}:{port}",
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://{host}:{port}"
     try:
 
         def ready() -> bool:

@@ -277,3 +277,42 @@ def predict_grpc(
     tensor.set_data_from_numpy(x)
     result = client.infer(name, [tensor], client_timeout=30)
     return list(result.as_numpy("predict").tolist())
+
+
+def publish(prefix: str, **config: Any) -> Artifact:
+    """Train with `config`, write the artifact (with its checked ONNX form) to the store under
+    `prefix` (the store's AWS_* variables must be set), and what the model predicts on its
+    held-out rows."""
+    from mlmodel_artifact import (
+        ModelFormat,
+        encode_rows,
+        model_input,
+        takes_frame,
+        write_artifact,
+    )
+    from mlmodel_artifact.schema import frame_rows
+    from mlmodel_trainer import TrainConfig, train
+
+    result = train(TrainConfig(**config))
+    dest = f"s3://{mlstack.BUCKET}/{prefix}"
+    uri, card = write_artifact(result.model, result.description, dest, check_onnx=True)
+    onnx = card.files.get(ModelFormat.ONNX)
+    schema = card.feature_schema
+    if schema.plain_numeric:
+        rows: list[list[Any]] = [[float(v) for v in row] for row in result.split.X_test]
+        expected = [int(v) for v in result.model.predict(result.split.X_test)]
+    else:
+        # held-out rows plus every nullable feature left out: the in-memory model's answers
+        rows = frame_rows(result.split.X_test, schema)  # type: ignore[assignment]
+        rows.append([None if f.nullable else rows[0][j] for j, f in enumerate(schema.features)])
+        x = model_input(encode_rows(schema, rows), takes_frame(result.model))
+        expected = [str(v) for v in result.model.predict(x)]
+    features = tuple((f.name, f.kind.value) for f in schema.features)
+    return Artifact(
+        uri=uri,
+        sha256=str(card.sha256),
+        rows=rows,
+        expected=expected,
+        features=features,
+        onnx_sha256=onnx.sha256 if onnx is not None else "",
+    )
