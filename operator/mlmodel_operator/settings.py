@@ -135,6 +135,14 @@ class OperatorSettings(BaseSettings):
         default=10_000, ge=1, description="Card outcomes remembered (least recently used go)."
     )
 
+    prometheus_url: str = Field(
+        default="",
+        description="Base URL of the Prometheus HTTP API that candidate analysis queries "
+        "(e.g. http://prometheus.monitoring:9090), scraping the model pods with the shipped "
+        "prometheus.yml (labels namespace and mlmodel). Empty: the analysis reads the /metrics "
+        "of the model pods itself.",
+    )
+
     # --- talking to the API server (informer.py, kube.py)
     request_timeout_seconds: float = Field(
         default=30.0,
@@ -207,6 +215,17 @@ class OperatorSettings(BaseSettings):
             raise ValueError(
                 f"not a source prefix ({exc.detail}): use e.g. https://host/path/"
             ) from exc
+        return value
+
+    @field_validator("prometheus_url")
+    @classmethod
+    def _check_prometheus_url(cls, value: str) -> str:
+        # the analysis queries only this address: refuse at start what it could not use
+        from mlmodel_operator.analysis_metrics import parse_prometheus_url
+
+        value = value.strip()
+        if value:
+            parse_prometheus_url(value)  # ValueError names what is wrong
         return value
 
     @model_validator(mode="after")

@@ -95,3 +95,35 @@ def test_a_source_the_reader_could_not_match_stops_the_operator(
     monkeypatch.setenv("MLOP_ARTIFACT_SOURCES", f"https://,{prefix}")
     with pytest.raises(ValidationError, match="artifact_sources"):
         OperatorSettings()
+
+
+def test_prometheus_url_is_unset_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLOP_PROMETHEUS_URL", raising=False)
+    assert OperatorSettings().prometheus_url == ""
+
+
+@pytest.mark.parametrize(
+    "url", ["http://prometheus.monitoring:9090", "https://prom.example.com/prometheus/"]
+)
+def test_prometheus_url_is_an_http_base_url(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("MLOP_PROMETHEUS_URL", f" {url} ")
+    assert OperatorSettings().prometheus_url == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "prometheus:9090",
+        "ftp://prometheus/",
+        "s3://bucket/",
+        "http://user:pw@prometheus:9090",
+        "http://prometheus:9090/?x=1",
+        "http://prometheus:9090/#top",
+    ],
+)
+def test_a_prometheus_url_the_analysis_could_not_query_stops_the_operator(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("MLOP_PROMETHEUS_URL", url)
+    with pytest.raises(ValidationError, match="prometheus_url"):
+        OperatorSettings()

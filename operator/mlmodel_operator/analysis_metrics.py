@@ -1,0 +1,431 @@
+"""Where candidate analysis reads its numbers: Prometheus, or the model pods' own /metrics.
+
+One interface, `MetricsSource.measure(scope, since)`, two implementations:
+
+- `PrometheusSource` (MLOP_PROMETHEUS_URL): instant queries to `/api/v1/query` over the window
+  since the step started (at least one scrape interval), on the labels `namespace` and
+  `mlmodel` that the shipped scrape config (operator/deploy/monitoring/prometheus.yml) gives
+  every model pod's series (`QUERIES` below).
+- `PodMetricsSource`: `GET http://<podIP>:<port>/metrics` of the ready pods of the Deployment's
+  current pod template (`scrape_targets` picks them from the operator's own pod list), counters
+  summed over the pods and the p99 taken from the summed histogram buckets the way Prometheus'
+  `histogram_quantile` does (`bucket_quantile`). A canary step changes the pod template, so its
+  pods start with it and their counters are the step's; in shadow mode the pods stay, and a
+  round's counters are everything since they started.
+
+Both are bounded the way model-card reads are (they share `cardfetch`'s HTTP): one deadline per
+request for connect and read (`timeout`, 5 s) and one for the whole measurement (`budget`), the
+body capped at `max_bytes` (4 MiB) while streaming, redirects refused, no compression, and only
+the configured Prometheus URL or pod IP literals the operator listed itself (link-local and
+metadata addresses never), so the operator never fetches an address a user wrote. A failure is
+an `Unmeasured` with a sentence for status; the detail goes to the operator's log. `measure`
+never raises.
+
+The metric names and labels are the model server's (docs/rollouts.md, "Server metrics"); this
+module is the one place the operator names them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import json
+import logging
+import math
+import time
+import urllib.parse
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final, Protocol
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from mlmodel_operator import cardfetch
+from mlmodel_operator.analysis import Measurement, MeasureResult, Unmeasured
+
+LOG = logging.getLogger("mlmodel_operator.analysis_metrics")
+
+# --- the server's metrics (docs/rollouts.md); names exact -------------------------------
+
+REQUESTS: Final = "model_server_version_requests_total"  # {version, role, kind, outcome}
+DURATION: Final = "model_server_version_duration_seconds"  # histogram {version, role}
+DURATION_BUCKET: Final = f"{DURATION}_bucket"
+COMPARED: Final = "model_server_candidate_compared_rows_total"
+AGREED: Final = "model_server_candidate_agreed_rows_total"
+READY: Final = "model_server_version_ready"  # gauge {version, role}: 1 loaded
+ROLE: Final = "role"
+CANDIDATE: Final = "candidate"
+STABLE: Final = "stable"
+OUTCOME: Final = "outcome"
+ERROR: Final = "error"
+LE: Final = "le"
+QUANTILE: Final = 0.99
+# The labels the shipped scrape config puts on every model pod's series.
+NAMESPACE_LABEL: Final = "namespace"
+MLMODEL_LABEL: Final = "mlmodel"
+
+TIMEOUT_SECONDS: Final = 5.0
+BUDGET_SECONDS: Final = 15.0
+MAX_BYTES: Final = 4 << 20
+MIN_WINDOW_SECONDS: Final = 15.0  # the shipped prometheus.yml's scrape_interval
+METRICS_PATH: Final = "/metrics"
+METRICS_ACCEPT: Final = "text/plain;version=0.0.4"  # the classic text format, not OpenMetrics
+
+
+# --- the interface ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PodTarget:
+    """A model pod to scrape: its name (for messages) and the address the API server gave it."""
+
+    name: str
+    ip: str
+    port: int
+
+    def __post_init__(self) -> None:
+        ipaddress.ip_address(self.ip)  # a literal only: nothing is looked up
+        if not 0 < self.port < 65536:
+            raise ValueError(f"pod {self.name}: port {self.port} out of range")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Whose metrics: the MLModel, and (for PodMetricsSource) its pods to scrape."""
+
+    namespace: str
+    mlmodel: str
+    pods: tuple[PodTarget, ...] = ()
+
+
+class MetricsSource(Protocol):
+    """Reads a candidate's metrics; never raises (failures are Unmeasured)."""
+
+    def measure(self, scope: Scope, since: datetime) -> MeasureResult:
+        """The candidate's metrics from `since` (the step's start) until now."""
+        ...
+
+
+def source_from_settings(settings: Any) -> MetricsSource:
+    """PrometheusSource when MLOP_PROMETHEUS_URL is set, else PodMetricsSource."""
+    url = getattr(settings, "prometheus_url", "")
+    return PrometheusSource(url) if url else PodMetricsSource()
+
+
+# --- bounded GETs -----------------------------------------------------------------------
+
+
+class _FetchFailed(Exception):
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(detail)
+
+
+def _refuse_redirect(url: cardfetch.Url) -> cardfetch.Hop:
+    raise cardfetch.CardReadError("ArtifactUnreachable", f"redirect to {url} not followed")
+
+
+def _get(url: cardfetch.Url, accept: str, seconds: float, max_bytes: int) -> bytes:
+    """GET `url` (an admin-configured host or a pod IP), within `seconds`, at most `max_bytes`."""
+    if seconds <= 0:
+        raise _FetchFailed(f"{url.origin}: no time left in the measurement's budget")
+    deadline = cardfetch.Deadline(seconds)
+    cardfetch.WATCHDOG.watch(deadline)
+    try:
+        hop = cardfetch.Hop(url, host_named=True, headers={"Accept": accept})
+        return cardfetch.fetch(hop, _refuse_redirect, deadline=deadline, max_bytes=max_bytes)
+    except cardfetch.CardReadError as exc:
+        raise _FetchFailed(exc.detail) from exc
+    finally:
+        deadline.finish()
+
+
+# --- Prometheus -------------------------------------------------------------------------
+
+
+def parse_prometheus_url(text: str) -> cardfetch.Url:
+    """MLOP_PROMETHEUS_URL parsed: http(s), a host, optionally a path prefix; no user-info,
+    query or fragment. ValueError says what is wrong."""
+    try:
+        url = cardfetch.Url.parse(text.strip())
+    except cardfetch.CardReadError as exc:
+        raise ValueError(f"not a Prometheus URL ({exc.detail}): use e.g. http://host:9090") from exc
+    if url.scheme not in ("http", "https"):
+        raise ValueError(f"not a Prometheus URL (scheme {url.scheme}): use http:// or https://")
+    return url
+
+
+def _selector(scope: Scope, **labels: str) -> str:
+    matchers = {NAMESPACE_LABEL: scope.namespace, MLMODEL_LABEL: scope.mlmodel, **labels}
+    # PromQL's double-quoted strings take JSON's escapes for quotes and backslashes
+    return "{" + ",".join(f"{k}={json.dumps(v)}" for k, v in matchers.items()) + "}"
+
+
+def queries(scope: Scope, window: str) -> dict[str, str]:
+    """The PromQL of one measurement, by what it measures; `window` a range like `120000ms`."""
+    cand = _selector(scope, **{ROLE: CANDIDATE})
+    errors = _selector(scope, **{ROLE: CANDIDATE, OUTCOME: ERROR})
+    stable = _selector(scope, **{ROLE: STABLE})
+    model = _selector(scope)
+
+    def p99(selector: str) -> str:
+        inner = f"sum by ({LE}) (increase({DURATION_BUCKET}{selector}[{window}]))"
+        return f"histogram_quantile({QUANTILE}, {inner})"
+
+    return {
+        "requests": f"sum(increase({REQUESTS}{cand}[{window}]))",
+        "errors": f"sum(increase({REQUESTS}{errors}[{window}]))",
+        "p99_candidate": p99(cand),
+        "p99_stable": p99(stable),
+        "compared": f"sum(increase({COMPARED}{model}[{window}]))",
+        "agreed": f"sum(increase({AGREED}{model}[{window}]))",
+        "candidate_ready": f"min({READY}{cand})",
+    }
+
+
+class PrometheusSource:
+    """Measures through the Prometheus HTTP API at one admin-configured URL."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = TIMEOUT_SECONDS,
+        budget: float = BUDGET_SECONDS,
+        max_bytes: int = MAX_BYTES,
+        min_window: float = MIN_WINDOW_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.url = parse_prometheus_url(url)
+        self.timeout = timeout
+        self.budget = budget
+        self.max_bytes = max_bytes
+        self.min_window = min_window
+        self.clock = clock
+
+    def measure(self, scope: Scope, since: datetime) -> MeasureResult:
+        """Seven instant queries at the same evaluation time, over the window since `since`."""
+        now = self.clock()
+        window_ms = math.ceil(max(now - since.timestamp(), self.min_window) * 1000)
+        values: dict[str, float | None] = {}
+        ends = time.monotonic() + self.budget
+        try:
+            for name, promql in queries(scope, f"{window_ms}ms").items():
+                seconds = min(self.timeout, ends - time.monotonic())
+                values[name] = self._query(promql, now, seconds)
+        except _FetchFailed as exc:
+            LOG.info("Prometheus query for %s/%s failed: %s", scope.namespace, scope.mlmodel, exc)
+            return Unmeasured("Prometheus (MLOP_PROMETHEUS_URL) could not be queried")
+
+        def count(name: str) -> int:
+            value = values[name]
+            return round(value) if value is not None else 0
+
+        requests, compared = count("requests"), count("compared")
+        ready = values["candidate_ready"]
+        return Measurement(
+            requests=requests,
+            # increase() extrapolates each series alone: keep the parts within their wholes
+            errors=min(count("errors"), requests),
+            p99_candidate=values["p99_candidate"],
+            p99_stable=values["p99_stable"],
+            compared=compared,
+            agreed=min(count("agreed"), compared),
+            candidate_ready=None if ready is None else ready >= 1,
+        )
+
+    def _query(self, promql: str, at: float, seconds: float) -> float | None:
+        """An instant query's single value (None: no series, or NaN)."""
+        base = self.url.path.rstrip("/")
+        query = urllib.parse.urlencode({"query": promql, "time": f"{at:.3f}"})
+        url = cardfetch.Url(
+            self.url.scheme, self.url.host, self.url.port, f"{base}/api/v1/query", query
+        )
+        body = _get(url, "application/json", seconds, self.max_bytes)
+        try:
+            doc = json.loads(body)
+            data = doc["data"]
+            if doc.get("status") != "success" or data["resultType"] != "vector":
+                raise ValueError(f"status {doc.get('status')}, type {data.get('resultType')}")
+            result = data["result"]
+            if not result:
+                return None
+            if len(result) != 1:
+                raise ValueError(f"{len(result)} series where one was expected")
+            value = float(result[0]["value"][1])
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+            raise _FetchFailed(f"{self.url.origin}: not a query result ({exc!r})") from exc
+        return value if math.isfinite(value) else None
+
+
+# --- the pods ---------------------------------------------------------------------------
+
+
+def scrape_targets(
+    deployment: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]
+) -> tuple[PodTarget, ...]:
+    """The pods to scrape: ready, not terminating, not on the host's network, created by a
+    ReplicaSet of this Deployment from its current pod template (the template's annotations
+    and server container env on the pod), with an IP; the port is the template's `http`
+    container port. Sorted by pod name."""
+    meta = deployment.get("metadata") or {}
+    template = (deployment.get("spec") or {}).get("template") or {}
+    annotations = (template.get("metadata") or {}).get("annotations") or {}
+    container, port = _http_container(template)
+    if container is None or port is None:
+        return ()
+    targets = []
+    for pod in pods:
+        pod_meta = pod.get("metadata") or {}
+        spec = pod.get("spec") or {}
+        status = pod.get("status") or {}
+        owned = any(
+            ref.get("kind") == "ReplicaSet"
+            and ref.get("controller")
+            and str(ref.get("name", "")).startswith(f"{meta.get('name')}-")
+            for ref in pod_meta.get("ownerReferences") or []
+        )
+        ready = any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in status.get("conditions") or []
+        )
+        pod_annotations = pod_meta.get("annotations") or {}
+        same_template = all(pod_annotations.get(k) == v for k, v in annotations.items()) and any(
+            c.get("name") == container.get("name") and c.get("env") == container.get("env")
+            for c in spec.get("containers") or []
+        )
+        if (
+            not owned
+            or not ready
+            or not same_template
+            or pod_meta.get("deletionTimestamp")
+            or spec.get("hostNetwork")
+            or not status.get("podIP")
+        ):
+            continue
+        try:
+            targets.append(PodTarget(str(pod_meta.get("name", "")), str(status["podIP"]), port))
+        except ValueError:
+            continue
+    return tuple(sorted(targets, key=lambda t: t.name))
+
+
+def _http_container(template: Mapping[str, Any]) -> tuple[Mapping[str, Any] | None, int | None]:
+    for container in (template.get("spec") or {}).get("containers") or []:
+        for port in container.get("ports") or []:
+            if port.get("name") == "http" and isinstance(port.get("containerPort"), int):
+                return container, int(port["containerPort"])
+    return None, None
+
+
+def bucket_quantile(q: float, buckets: Mapping[float, float]) -> float | None:
+    """Prometheus' `histogram_quantile` over cumulative buckets (upper bound -> count), as
+    promql/quantile.go's BucketQuantile computes it; None where that gives NaN (no +Inf bucket,
+    fewer than two buckets, no observations)."""
+    bounds = sorted(buckets)
+    if len(bounds) < 2 or bounds[-1] != math.inf:
+        return None
+    counts = list(itertools.accumulate((buckets[b] for b in bounds), max))  # never falling
+    observations = counts[-1]
+    if observations == 0:
+        return None
+    rank = q * observations
+    last = len(bounds) - 1
+    b = next((i for i in range(last) if counts[i] >= rank), last)
+    if b == last:  # in the +Inf bucket: the highest finite bound
+        return bounds[-2]
+    if b == 0 and bounds[0] <= 0:
+        return bounds[0]
+    start, below = (bounds[b - 1], counts[b - 1]) if b > 0 else (0.0, 0.0)
+    return start + (bounds[b] - start) * ((rank - below) / (counts[b] - below))
+
+
+@dataclass
+class _Sums:
+    """The pods' samples, summed."""
+
+    requests: float = 0.0
+    errors: float = 0.0
+    compared: float = 0.0
+    agreed: float = 0.0
+    buckets: dict[str, dict[float, float]] = field(
+        default_factory=lambda: {CANDIDATE: {}, STABLE: {}}
+    )
+    loaded: list[bool | None] = field(default_factory=list)  # per pod: candidate ready?
+
+    def add(self, text: str) -> None:
+        """Add one pod's exposition text (ValueError when it does not parse)."""
+        ready: list[float] = []
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                name, labels, value = sample.name, sample.labels, float(sample.value)
+                role = labels.get(ROLE)
+                if name == REQUESTS and role == CANDIDATE:
+                    self.requests += value
+                    if labels.get(OUTCOME) == ERROR:
+                        self.errors += value
+                elif name == DURATION_BUCKET and role in self.buckets:
+                    per_bound = self.buckets[role]
+                    bound = float(labels[LE])
+                    per_bound[bound] = per_bound.get(bound, 0.0) + value
+                elif name == COMPARED:
+                    self.compared += value
+                elif name == AGREED:
+                    self.agreed += value
+                elif name == READY and role == CANDIDATE:
+                    ready.append(value)
+        self.loaded.append(min(ready) >= 1 if ready else None)
+
+    def measurement(self) -> Measurement:
+        """The sums as a Measurement."""
+        requests, compared = round(self.requests), round(self.compared)
+        candidate_ready = None
+        if False in self.loaded:
+            candidate_ready = False
+        elif self.loaded and all(self.loaded):
+            candidate_ready = True
+        return Measurement(
+            requests=requests,
+            errors=min(round(self.errors), requests),
+            p99_candidate=bucket_quantile(QUANTILE, self.buckets[CANDIDATE]),
+            p99_stable=bucket_quantile(QUANTILE, self.buckets[STABLE]),
+            compared=compared,
+            agreed=min(round(self.agreed), compared),
+            candidate_ready=candidate_ready,
+        )
+
+
+class PodMetricsSource:
+    """Measures by scraping the pods of `Scope.pods` (see `scrape_targets`)."""
+
+    def __init__(
+        self,
+        *,
+        timeout: float = TIMEOUT_SECONDS,
+        budget: float = BUDGET_SECONDS,
+        max_bytes: int = MAX_BYTES,
+    ) -> None:
+        self.timeout = timeout
+        self.budget = budget
+        self.max_bytes = max_bytes
+
+    def measure(self, scope: Scope, since: datetime) -> MeasureResult:
+        """Every pod's counters, summed (`since` is not used: the pods started with the step)."""
+        if not scope.pods:
+            return Unmeasured("no ready pod of the current pod template to read metrics from")
+        sums = _Sums()
+        ends = time.monotonic() + self.budget
+        for pod in scope.pods:
+            url = cardfetch.Url("http", pod.ip, pod.port, METRICS_PATH)
+            try:
+                seconds = min(self.timeout, ends - time.monotonic())
+                body = _get(url, METRICS_ACCEPT, seconds, self.max_bytes)
+                sums.add(body.decode("utf-8"))
+            except _FetchFailed as exc:
+                LOG.info("metrics of pod %s/%s: %s", scope.namespace, pod.name, exc.detail)
+                return Unmeasured(f"the metrics of pod {pod.name} could not be read")
+            except (ValueError, KeyError, UnicodeDecodeError) as exc:
+                LOG.info("metrics of pod %s/%s do not parse: %r", scope.namespace, pod.name, exc)
+                return Unmeasured(f"the metrics of pod {pod.name} are not Prometheus text")
+        return sums.measurement()
