@@ -354,6 +354,102 @@ def resolve_model(mlmodel: MLModel, reader: CardSource) -> Resolved:
     return Resolved(digest, model_format=served.value)
 
 
+@dataclass(frozen=True)
+class CandidateResolved:
+    """What the operator knows of spec.candidate's artifact this round.
+
+    Rendered (`problem` None, `hold` False): `digest` is the one that marks the pod template
+    (the pin, else the card's served file; None: unknown, a pvc:// or unlisted source without a
+    pin) and `model_format` the file the pods load (None: unknown). `problem`: the candidate is
+    missing, tampered or unreadable, and nothing of it is rendered. `hold`: its outcome is not
+    known this round (the card is being read, `pending`, or the operator's read queue is
+    full): the Deployment is left as it is. A pvc:// candidate, or one from a source the
+    operator does not read (MLOP_ARTIFACT_SOURCES), is rendered unchecked: the pods check it.
+    """
+
+    digest: str | None = None
+    model_format: str | None = None
+    problem: Problem | None = None
+    hold: bool = False
+    pending: Future[Any] | None = None
+
+    @property
+    def rendered(self) -> bool:
+        """Whether the candidate goes into the pod template this round."""
+        return self.problem is None and not self.hold
+
+
+def resolve_candidate(mlmodel: MLModel, reader: CardSource) -> CandidateResolved | None:
+    """spec.candidate's artifact, read like the stable's (None: no spec.candidate).
+
+    Unlike the stable's, the card is read for a pinned candidate too, and the pin must name
+    one of its files (else ArtifactDigestMismatch): a candidate that is missing, tampered or
+    unreadable is not rendered at all, so the stable keeps serving exactly as it did. The pin
+    stays the only pin the pods get (render_candidate_env).
+    """
+    candidate = mlmodel.spec.candidate
+    if candidate is None:
+        return None
+    source = candidate.model
+    if source.scheme == "pvc":  # not mounted here: the pods check it
+        return CandidateResolved(source.sha256, source.format)
+    shown = f"spec.candidate.model.uri {source.uri}"
+    try:
+        card = reader(source.uri)
+        if source.sha256:
+            return _pinned_candidate(card, source.sha256, source.format, shown)
+        served, digest = served_file(card, source.format)
+    except CardPending as pending:
+        return CandidateResolved(hold=True, pending=pending.future)
+    except CardReadError as exc:
+        if exc.reason == NOT_ALLOWED:  # like the stable's: rendered, the pods check it
+            return CandidateResolved(source.sha256, source.format)
+        if exc.reason == "ArtifactReadBusy":  # the operator's own queue: try again later
+            return CandidateResolved(hold=True, problem=_candidate_problem(exc.reason, exc.public))
+        where = "spec.candidate.model.uri" if exc.reason == "InvalidURI" else shown
+        return CandidateResolved(problem=_candidate_problem(exc.reason, exc.public, where))
+    except ArtifactError as exc:
+        return CandidateResolved(problem=_candidate_problem(exc.reason, exc.message, shown))
+    except Exception as exc:  # never let a reader's bug stop the reconcile
+        LOG.warning("candidate card of %s: unexpected %r", source.uri, exc)
+        public = PUBLIC["ArtifactUnreachable"]
+        return CandidateResolved(problem=_candidate_problem("ArtifactUnreachable", public, shown))
+    return CandidateResolved(digest, served.value)
+
+
+def _pinned_candidate(
+    card: ModelCard, pin: str, model_format: str | None, shown: str
+) -> CandidateResolved:
+    """A pinned candidate whose card was read: the pin must be the digest of the named
+    format's file, or (no format) of one of its files, which is then the one served."""
+    files = {fmt.value: str(entry.sha256) for fmt, entry in card.files.items()}
+    if model_format is not None:
+        matches = [model_format] if files.get(model_format) == pin else []
+    else:
+        matches = [fmt for fmt, sha in files.items() if sha == pin]
+    if matches:
+        return CandidateResolved(pin, matches[0])
+    listed = ", ".join(f"{fmt} {sha[:12]}…" for fmt, sha in sorted(files.items()))
+    named = f"its {model_format} file" if model_format else "any of its files"
+    detail = (
+        f"spec.candidate.model.sha256 {pin[:12]}… is not the digest of {named} "
+        f"(the card at {shown.removeprefix('spec.candidate.model.uri ')} lists {listed}): the "
+        "artifact changed or the pin is wrong"
+    )
+    return CandidateResolved(problem=_candidate_problem("ArtifactDigestMismatch", detail))
+
+
+def _candidate_problem(reason: str, detail: str, where: str | None = None) -> Problem:
+    said = f"Cannot read the candidate's model card at {where}: {detail}" if where else detail
+    return Problem(
+        reason,
+        f"{said.rstrip('.')} ({reason}). Nothing of the candidate is rendered: the stable "
+        "serves every request as before. Fix spec.candidate.model or the artifact.",
+        blocks_ready=False,
+        degrades=False,
+    )
+
+
 def _as_before(mlmodel: MLModel) -> Problem | None:
     """While a card is being read, status says about it what it said before (no flap)."""
     for condition in mlmodel.status.conditions:

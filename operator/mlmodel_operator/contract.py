@@ -20,6 +20,18 @@ ENV_GRPC_PORT: Final = "MODEL_SERVER_GRPC_PORT"
 ENV_WORKERS: Final = "MODEL_SERVER_WORKERS"
 ENV_LOG_LEVEL: Final = "MODEL_SERVER_LOG_LEVEL"
 ENV_DRIFT_WINDOW: Final = "MODEL_SERVER_DRIFT_WINDOW"
+# The candidate version (issue 17, docs/rollouts.md): rendered only while a candidate is served.
+ENV_CANDIDATE_URI: Final = "MODEL_SERVER_CANDIDATE_URI"
+ENV_CANDIDATE_SHA256: Final = "MODEL_SERVER_CANDIDATE_SHA256"
+ENV_CANDIDATE_FORMAT: Final = "MODEL_SERVER_CANDIDATE_FORMAT"
+ENV_CANDIDATE_VERSION: Final = "MODEL_SERVER_CANDIDATE_VERSION"
+ENV_CANDIDATE_MODE: Final = "MODEL_SERVER_CANDIDATE_MODE"
+ENV_CANDIDATE_PERCENT: Final = "MODEL_SERVER_CANDIDATE_PERCENT"
+ENV_STICKY_HEADER: Final = "MODEL_SERVER_STICKY_HEADER"
+# The version strings the pods report (Model-Version header, metrics' `version` label): the
+# stable keeps the server's default, the candidate gets this one.
+STABLE_VERSION: Final = "1"
+CANDIDATE_VERSION: Final = "candidate"
 
 # Inside the pod the server listens on every interface of the pod's own network namespace.
 POD_LISTEN_HOST: Final = "0.0.0.0"
@@ -33,3 +45,5 @@ READINESS_PATH: Final = "/v2/health/ready"
 # Read-only root filesystem: downloads go to an emptyDir at /tmp; pvc:// claims mount here.
 SCRATCH_DIR: Final = "/tmp"
 PVC_MOUNT_PATH: Final = "/mnt/models"
+# A pvc:// candidate on another claim than the stable's is mounted here.
+CANDIDATE_PVC_MOUNT_PATH: Final = "/mnt/candidate"

@@ -21,6 +21,7 @@ worker retries the MLModel with backoff.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,22 +35,46 @@ from urllib3.exceptions import HTTPError
 
 from mlmodel_operator import contract, drift
 from mlmodel_operator.cache import ObjectCache
-from mlmodel_operator.cards import CardReader, CardSource, card_reader, resolve_model
+from mlmodel_operator.candidate import (
+    ANALYSIS_FIELDS,
+    AnalysisResult,
+    AnalysisRound,
+    Analyzer,
+    CandidatePlan,
+    Health,
+    effective_percent,
+    without_engine,
+)
+from mlmodel_operator.cards import (
+    CandidateResolved,
+    CardReader,
+    CardSource,
+    card_reader,
+    resolve_candidate,
+    resolve_model,
+)
 from mlmodel_operator.kube import FIELD_MANAGER, Kube
 from mlmodel_operator.render import render, unwanted_kinds
-from mlmodel_operator.render.deployment import model_uri_in_pod
+from mlmodel_operator.render.deployment import candidate_uri_in_pod, model_uri_in_pod
 from mlmodel_operator.resource import KIND, MLModel
 from mlmodel_operator.settings import OperatorSettings
 from mlmodel_operator.status import (
+    CandidateObserved,
     Observed,
     Problem,
     degraded_patch,
     derive_status,
     invalid_spec_problem,
     pod_problem,
+    ready_share,
     rollout_of,
     status_patch,
 )
+
+LOG = logging.getLogger("mlmodel_operator.reconcile")
+# Ready pods per version ("stable", "candidate") as the pods report them
+# (model_server_version_ready); None when they could not be read.
+VersionReadiness = Callable[[MLModel], Mapping[str, int] | None]
 
 APPLY_REFUSED: Final = "ApplyRefused"
 # Answers that refuse the request itself: bad request, forbidden (admission webhooks, quota, a
@@ -59,6 +84,7 @@ APPLY_REFUSED: Final = "ApplyRefused"
 # throttling, 5xx, no answer at all) is taken as passing: ApiCallFailed, retried with backoff.
 REFUSED_STATUS_CODES: Final = frozenset({400, 403, 405, 406, 413, 415, 422})
 _MESSAGE_MAX: Final = 1024  # of the API server's message, in a condition
+ANALYSIS_RETRY_SECONDS: Final = 30.0  # after an analyzer raised
 
 
 @dataclass(frozen=True)
@@ -93,6 +119,10 @@ class Outcome:
     changes: tuple[Change, ...] = ()
     problems: tuple[Problem, ...] = field(default_factory=tuple)
     retry: bool = False
+    # Events beyond child writes (reason, message, type): the candidate's steps and outcome.
+    events: tuple[tuple[str, str, str], ...] = ()
+    # Reconcile this MLModel again after this many seconds (a candidate analysis in progress).
+    requeue_after: float | None = None
 
 
 def is_controlled_by(child: Mapping[str, Any], mlmodel: MLModel) -> bool:
@@ -181,12 +211,24 @@ def _apply_refused(kind: str, mlmodel: MLModel, failed: ApiCallFailed) -> Proble
 ModelKey = tuple[str, str]  # (namespace, name)
 
 
+def candidate_key(mlmodel: MLModel, resolved: CandidateResolved) -> str:
+    """Changes whenever what the pods load as the candidate does: its URI, digest and format."""
+    source = mlmodel.spec.candidate.model if mlmodel.spec.candidate else None
+    uri = source.uri if source else ""
+    return f"{uri}|{resolved.digest or ''}|{resolved.model_format or ''}"
+
+
 class Reconciler:
     """Reconciles MLModels; one instance per operator process, shared by all handlers.
 
     `requeue` queues an MLModel's key again (the work queue's add); it is called when a card
     read a reconcile did not wait for is done. Without a `reader`, the Reconciler makes its
     own from the settings and `close()` ends its threads.
+
+    `analyzer` judges candidates with spec.candidate.analysis (candidate.Analyzer; without
+    one, `without_engine` holds them at the first step). `version_ready` reads the pods'
+    model_server_version_ready per version; without it, CandidateReady and the per-version
+    readyReplicas are derived from the Deployment (status.derive_candidate).
     """
 
     def __init__(
@@ -197,6 +239,8 @@ class Reconciler:
         reader: CardSource | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         requeue: Callable[[ModelKey], None] | None = None,
+        analyzer: Analyzer | None = None,
+        version_ready: VersionReadiness | None = None,
     ) -> None:
         self.kube = kube
         self.cache = cache
@@ -207,6 +251,8 @@ class Reconciler:
         self.reader = reader
         self.clock = clock
         self.requeue = requeue
+        self.analyzer: Analyzer = analyzer or without_engine
+        self.version_ready = version_ready
 
     def close(self) -> None:
         """End the threads of the card reader this Reconciler made (none when given one)."""
@@ -257,19 +303,29 @@ class Reconciler:
         return Outcome(patch, problems=(problem,))
 
     def _reconcile(self, mlmodel: MLModel, previous: dict[str, Any]) -> Outcome:
+        now = self.clock()
         resolved = resolve_model(mlmodel, self.reader)
-        if resolved.pending is not None and self.requeue is not None:
+        candidate = resolve_candidate(mlmodel, self.reader)
+        if self.requeue is not None:
             key, requeue = (mlmodel.namespace, mlmodel.name), self.requeue
-            resolved.pending.add_done_callback(lambda _: requeue(key))
+            for pending in (resolved.pending, candidate.pending if candidate else None):
+                if pending is not None:
+                    pending.add_done_callback(lambda _: requeue(key))
         problems = [resolved.problem] if resolved.problem else []
         changes: list[Change] = []
         deployment: dict[str, Any] | None = None
+        plan, seen = self._candidate(mlmodel, candidate, previous, now)
         wanted = render(
-            mlmodel, self.settings, digest=resolved.digest, model_format=resolved.model_format
+            mlmodel,
+            self.settings,
+            digest=resolved.digest,
+            model_format=resolved.model_format,
+            candidate=plan,
         )
+        hold = candidate is not None and candidate.hold
         for manifest in wanted:
-            if resolved.pending is not None and manifest["kind"] == "Deployment":
-                live, change, problem = self._until_card_read(mlmodel, manifest)
+            if manifest["kind"] == "Deployment" and (resolved.pending is not None or hold):
+                live, change, problem = self._until_card_read(mlmodel, manifest, hold)
             else:
                 live, change, problem = self._converge(mlmodel, manifest)
             changes += [change] if change else []
@@ -284,29 +340,103 @@ class Reconciler:
             digest=resolved.digest,
             model_format=resolved.model_format,
             problems=problems,
+            candidate=seen,
         )
         status = derive_status(
             mlmodel,
             observed,
             previous,
             cluster_domain=self.settings.cluster_domain,
-            now=self.clock(),
+            now=now,
         )
         retry = any(problem.reason == APPLY_REFUSED for problem in problems)
-        return Outcome(status_patch(previous, status), tuple(changes), tuple(problems), retry)
+        analysis = seen.analysis if seen is not None else None
+        return Outcome(
+            status_patch(previous, status),
+            tuple(changes),
+            tuple(problems),
+            retry,
+            events=analysis.events if analysis else (),
+            requeue_after=analysis.requeue_after if analysis else None,
+        )
+
+    def _candidate(
+        self,
+        mlmodel: MLModel,
+        resolved: CandidateResolved | None,
+        previous: Mapping[str, Any],
+        now: datetime,
+    ) -> tuple[CandidatePlan | None, CandidateObserved | None]:
+        """What the pods get of spec.candidate (None: nothing) and what status says of it.
+
+        With analysis, the analyzer decides the phase and step from the state status carries,
+        and the share follows from them (effective_percent), so renderer and analysis agree.
+        """
+        spec = mlmodel.spec.candidate
+        uri = candidate_uri_in_pod(mlmodel)
+        if spec is None or resolved is None or uri is None:
+            return None, None
+        if not resolved.rendered:
+            seen = CandidateObserved(
+                False, uri, resolved.digest, resolved.problem, hold=resolved.hold
+            )
+            return None, seen
+        analysis: AnalysisResult | None = None
+        if spec.analysis is None:
+            percent = effective_percent(spec)
+        else:
+            live = self.cache.get("Deployment", mlmodel.namespace, mlmodel.name)
+            before = previous.get("candidate")
+            round_ = AnalysisRound(
+                mlmodel=mlmodel,
+                previous=before if isinstance(before, Mapping) else None,
+                candidate_key=candidate_key(mlmodel, resolved),
+                ready_share=ready_share(mlmodel, live, uri, resolved.digest),
+                now=now,
+            )
+            analysis = self._analyze(round_)
+            percent = effective_percent(spec, analysis.phase, analysis.step)
+        loaded = None
+        if self.version_ready is not None:
+            try:
+                loaded = self.version_ready(mlmodel)
+            except Exception as exc:  # derive from the Deployment instead
+                LOG.warning(
+                    "MLModel %s/%s: pods not read: %r", mlmodel.namespace, mlmodel.name, exc
+                )
+        plan = CandidatePlan(percent, resolved.digest, resolved.model_format)
+        seen = CandidateObserved(True, uri, resolved.digest, analysis=analysis, loaded=loaded)
+        return plan, seen
+
+    def _analyze(self, round_: AnalysisRound) -> AnalysisResult:
+        """The analyzer's result; if it fails, the state status carries, kept as it was."""
+        try:
+            return self.analyzer(round_)
+        except Exception as exc:
+            meta = round_.mlmodel
+            LOG.warning("MLModel %s/%s: analysis failed: %r", meta.namespace, meta.name, exc)
+            before = dict(round_.previous or {})
+            fields: dict[str, Any] = {k: before[k] for k in ANALYSIS_FIELDS if k in before}
+            phase = str(fields.setdefault("phase", "Progressing"))
+            step = fields.setdefault("step", 0)
+            health = Health("Unknown", "AnalysisError", f"The analysis failed this round: {exc}")
+            step = step if isinstance(step, int) and not isinstance(step, bool) else 0
+            return AnalysisResult(phase, step, fields, health, requeue_after=ANALYSIS_RETRY_SECONDS)
 
     def _until_card_read(
-        self, mlmodel: MLModel, manifest: dict[str, Any]
+        self, mlmodel: MLModel, manifest: dict[str, Any], hold: bool = False
     ) -> tuple[dict[str, Any] | None, Change | None, Problem | None]:
-        """The Deployment while its card is being read.
+        """The Deployment while its card (or its candidate's, `hold`) is being read.
 
         When it already serves this URI, the last known digest is the one to keep: converge as
         usual. When it does not exist yet or serves another URI, the digest for this URI is not
         known: leave it as it is until the read is done (and the MLModel queued again), so a
-        new URI rolls the pods once, with its card's digest, not twice.
+        new URI rolls the pods once, with its card's digest, not twice. While the candidate's
+        outcome is not known it is left as it is too: a candidate the pods run stays, one they
+        do not run yet is added once, when its card has been read.
         """
         live = self.cache.get("Deployment", mlmodel.namespace, mlmodel.name)
-        if live is not None and _served_uri(live) == model_uri_in_pod(mlmodel):
+        if not hold and live is not None and _served_uri(live) == model_uri_in_pod(mlmodel):
             return self._converge(mlmodel, manifest)
         if live is not None and not is_controlled_by(live, mlmodel):
             return None, None, _not_owned("Deployment", mlmodel)

@@ -7,8 +7,9 @@ so a field added to one and not the other fails the unit tests).
 
 from __future__ import annotations
 
+import itertools
 import re
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -74,13 +75,40 @@ SERVICE_GRPC_PORT_CLASH: Final = (
     "spec.service.grpcPort must differ from spec.service.port (or be 0, which turns gRPC off)"
 )
 
+# The CRD's CEL messages for spec.candidate (crds/mlmodel.yaml).
+CANDIDATE_EQUALS_MODEL: Final = (
+    "spec.candidate.model must differ from spec.model: another uri, or another sha256 pin (the "
+    "same uri with neither pinned, or with the same pin, is the same model)"
+)
+CANDIDATE_CREDENTIALS: Final = (
+    "spec.candidate.model.credentialsSecret must be unset or equal to "
+    "spec.model.credentialsSecret: the pods have one set of credentials, which both versions "
+    "are read with"
+)
+STEPS_NOT_ASCENDING: Final = (
+    "spec.candidate.analysis.steps must be strictly ascending (each step a larger share than the "
+    "one before)"
+)
+INTERVAL_TOO_SHORT: Final = "spec.candidate.analysis.interval must be at least 10s"
+INTERVAL_PATTERN: Final = r"^[0-9]+(s|m|h)$"
+MIN_INTERVAL_SECONDS: Final = 10
+# An HTTP header name (RFC 9110 token); the server lower-cases it for gRPC metadata.
+STICKY_HEADER_PATTERN: Final = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
+_UNIT_SECONDS: Final = {"s": 1, "m": 60, "h": 3600}
 
-def uri_problem(uri: str) -> str | None:
-    """The CRD's message for the first rule `uri` breaks, or None when it passes them all."""
+
+def uri_problem(uri: str, field: str = "spec.model") -> str | None:
+    """The CRD's message for the first rule `uri` breaks, or None when it passes them all
+    (`field`: the object holding the uri, as the CRD's messages for it name it)."""
     for pattern, must_match, message in URI_RULES:
         if (pattern.search(uri) is not None) != must_match:
-            return message
+            return message.replace("spec.model.", f"{field}.")
     return None
+
+
+def interval_seconds(interval: str) -> int:
+    """`30s`, `2m`, `1h` in seconds (the CRD's pattern ^[0-9]+(s|m|h)$)."""
+    return int(interval[:-1]) * _UNIT_SECONDS[interval[-1]]
 
 
 class ModelSource(_Frozen):
@@ -108,6 +136,62 @@ class ModelSource(_Frozen):
         """Split `pvc://<claim>/<path>` into the claim name and the path inside it."""
         claim, _, path = self.uri.removeprefix("pvc://").partition("/")
         return claim, path
+
+
+class CandidateModelSource(ModelSource):
+    """spec.candidate.model: the same schema and rules as spec.model, named as its own."""
+
+    @field_validator("uri")
+    @classmethod
+    def _check_uri(cls, uri: str) -> str:
+        problem = uri_problem(uri, "spec.candidate.model")
+        if problem:
+            raise ValueError(problem)
+        return uri
+
+
+Step = Annotated[int, Field(ge=1, le=100)]
+
+
+class Analysis(_Frozen):
+    """spec.candidate.analysis: walk the canary share through `steps`, judged by the bounds."""
+
+    steps: tuple[Step, ...] = Field(min_length=1, max_length=10)
+    interval: str = Field(max_length=8, pattern=INTERVAL_PATTERN)
+    max_error_rate: float | None = Field(default=None, ge=0, le=1)
+    max_latency_ratio: float | None = Field(default=None, gt=0)
+    min_agreement: float | None = Field(default=None, ge=0, le=1)
+
+    @field_validator("steps")
+    @classmethod
+    def _ascending(cls, steps: tuple[int, ...]) -> tuple[int, ...]:
+        if any(later <= earlier for earlier, later in itertools.pairwise(steps)):
+            raise ValueError(STEPS_NOT_ASCENDING)
+        return steps
+
+    @field_validator("interval")
+    @classmethod
+    def _long_enough(cls, interval: str) -> str:
+        if interval_seconds(interval) < MIN_INTERVAL_SECONDS:
+            raise ValueError(INTERVAL_TOO_SHORT)
+        return interval
+
+    @property
+    def interval_seconds(self) -> int:
+        """How long each step holds, in seconds."""
+        return interval_seconds(self.interval)
+
+
+class Candidate(_Frozen):
+    """spec.candidate: a second version served beside spec.model (docs/rollouts.md)."""
+
+    model: CandidateModelSource
+    mode: Literal["canary", "shadow"] = "canary"
+    traffic_percent: int = Field(default=0, ge=0, le=100)
+    sticky_header: str | None = Field(
+        default=None, min_length=1, max_length=128, pattern=STICKY_HEADER_PATTERN
+    )
+    analysis: Analysis | None = None
 
 
 class Autoscaling(_Frozen):
@@ -193,6 +277,7 @@ class MLModelSpec(_Frozen):
     """spec of an MLModel."""
 
     model: ModelSource
+    candidate: Candidate | None = None
     replicas: int = 1
     autoscaling: Autoscaling | None = None
     server: Server = Server()
@@ -211,6 +296,20 @@ class MLModelSpec(_Frozen):
         # (validation ratcheting), and turning gRPC off in spec.service is enough to serve it.
         if self.service.grpc and self.server.grpc_port == self.server.port:
             raise ValueError(SERVER_GRPC_PORT_CLASH)
+        return self
+
+    @model_validator(mode="after")
+    def _candidate_is_another_model(self) -> MLModelSpec:
+        # The CRD's two rules on spec, checked again as the URI rules are.
+        candidate = self.candidate
+        if candidate is None:
+            return self
+        same_uri = candidate.model.uri == self.model.uri
+        if same_uri and candidate.model.sha256 == self.model.sha256:  # both None: unpinned
+            raise ValueError(CANDIDATE_EQUALS_MODEL)
+        secret = candidate.model.credentials_secret
+        if secret is not None and secret != self.model.credentials_secret:
+            raise ValueError(CANDIDATE_CREDENTIALS)
         return self
 
     @property
@@ -241,6 +340,45 @@ class RuntimeStatus(_Frozen):
     model_format: str | None = None
 
 
+class _Observed(_Frozen):
+    # Status is the operator's own writing: fields it no longer writes are ignored.
+    model_config = ConfigDict(
+        frozen=True, extra="ignore", alias_generator=to_camel, populate_by_name=True
+    )
+
+
+class VersionStatus(_Observed):
+    """status.candidate.stable / .candidate: the version's digest and pods that serve it."""
+
+    digest: str | None = None
+    ready_replicas: int | None = None
+
+
+class MeasuredStatus(_Observed):
+    """status.candidate.measured: what the analysis measured over the current step."""
+
+    requests: int | None = None
+    error_rate: str | None = None
+    latency_ratio: str | None = None
+    agreement: str | None = None
+
+
+class CandidateStatus(_Observed):
+    """status.candidate: where the candidate rollout is (docs/rollouts.md)."""
+
+    mode: str | None = None
+    traffic_percent: int | None = None
+    phase: str | None = None
+    step: int | None = None
+    step_started_at: str | None = None
+    evaluated_at: str | None = None
+    analysis_key: str | None = None
+    message: str | None = None
+    stable: VersionStatus | None = None
+    candidate: VersionStatus | None = None
+    measured: MeasuredStatus | None = None
+
+
 class MLModelStatus(_Frozen):
     """status of an MLModel, as last written by the operator."""
 
@@ -258,6 +396,7 @@ class MLModelStatus(_Frozen):
     url: str | None = None
     model_digest: str | None = None
     runtime: RuntimeStatus | None = None
+    candidate: CandidateStatus | None = None
     conditions: tuple[Condition, ...] = ()
 
 

@@ -13,7 +13,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from mlmodel_operator.render.meta import selector_string
+from mlmodel_operator import contract
+from mlmodel_operator.candidate import (
+    ANALYSIS_FIELDS,
+    CANDIDATE_HEALTHY,
+    CANDIDATE_READY,
+    NO_ANALYSIS,
+    NOT_SERVED,
+    PHASE_SERVING,
+    AnalysisResult,
+)
+from mlmodel_operator.render.meta import CANDIDATE_DIGEST_ANNOTATION, selector_string
 from mlmodel_operator.render.service import service_url
 from mlmodel_operator.resource import MLModel
 
@@ -44,6 +54,28 @@ class Problem:
 
 
 @dataclass(frozen=True)
+class CandidateObserved:
+    """What the operator knows of spec.candidate this round.
+
+    `rendered`: it is in the pod template wanted this round; else `problem` says why not (its
+    card is missing, tampered or unreadable), or `hold` is True (its card's outcome is not
+    known yet: the Deployment was left as it is and status keeps what it said). `digest`: the
+    one marking the template (None: unknown). `uri_in_pod`: MODEL_SERVER_CANDIDATE_URI.
+    `analysis`: this round's analysis (None without spec.candidate.analysis, or when it was not
+    evaluated). `loaded`: ready pods per role ("stable", "candidate") as the pods report them
+    (model_server_version_ready); None: not read, derived from the Deployment instead.
+    """
+
+    rendered: bool
+    uri_in_pod: str
+    digest: str | None = None
+    problem: Problem | None = None
+    hold: bool = False
+    analysis: AnalysisResult | None = None
+    loaded: Mapping[str, int] | None = None
+
+
+@dataclass(frozen=True)
 class Observed:
     """What the operator saw this round, beyond the MLModel itself."""
 
@@ -51,6 +83,7 @@ class Observed:
     digest: str | None = None
     model_format: str | None = None  # of the file the pods load, when the operator knows it
     problems: Sequence[Problem] = field(default_factory=tuple)
+    candidate: CandidateObserved | None = None  # None: no spec.candidate
 
 
 @dataclass(frozen=True)
@@ -295,8 +328,15 @@ def derive_status(
 ) -> dict[str, Any]:
     """The whole status subresource for this round (camelCase, as stored)."""
     rollout = None if observed.deployment is None else rollout_of(mlmodel, observed.deployment)
+    wanted = derive_conditions(mlmodel, observed, rollout)
+    candidate_status: dict[str, Any] | None = None
+    if mlmodel.spec.candidate is not None and observed.candidate is not None:
+        candidate_status, candidate_conditions = derive_candidate(
+            mlmodel, observed, rollout, previous
+        )
+        wanted += candidate_conditions
     conditions = stamp_conditions(
-        derive_conditions(mlmodel, observed, rollout),
+        wanted,
         previous.get("conditions") or [],
         mlmodel.generation,
         now,
@@ -321,7 +361,210 @@ def derive_status(
     runtime = runtime_of(observed)
     if runtime:
         status["runtime"] = runtime
+    if candidate_status is not None:
+        status["candidate"] = candidate_status
     return status
+
+
+# --- the candidate (issue 17, docs/rollouts.md) ---
+
+
+def template_env(deployment: Mapping[str, Any] | None) -> dict[str, str]:
+    """The server container's env values in a Deployment's pod template (valueFrom: "")."""
+    template = ((deployment or {}).get("spec") or {}).get("template") or {}
+    containers: Sequence[Mapping[str, Any]] = (template.get("spec") or {}).get("containers") or []
+    if not containers:
+        return {}
+    return {
+        str(env.get("name")): str(env.get("value", ""))
+        for env in containers[0].get("env") or []
+        if isinstance(env, Mapping)
+    }
+
+
+def template_share(
+    deployment: Mapping[str, Any] | None, uri_in_pod: str, digest: str | None
+) -> int | None:
+    """The candidate share in a Deployment's pod template when the template serves this
+    candidate (its URI and, when known, its digest); None when it serves none or another."""
+    env = template_env(deployment)
+    if env.get(contract.ENV_CANDIDATE_URI) != uri_in_pod:
+        return None
+    template = ((deployment or {}).get("spec") or {}).get("template") or {}
+    annotations = (template.get("metadata") or {}).get("annotations") or {}
+    if digest is not None and annotations.get(CANDIDATE_DIGEST_ANNOTATION) != digest:
+        return None
+    try:
+        return int(env.get(contract.ENV_CANDIDATE_PERCENT, "0"))
+    except ValueError:
+        return None
+
+
+def ready_share(
+    mlmodel: MLModel, deployment: Mapping[str, Any] | None, uri_in_pod: str, digest: str | None
+) -> int | None:
+    """The share at which every pod is updated and ready with this candidate (the template
+    serves it and its rollout is complete); None while pods roll or it serves another one."""
+    if deployment is None or not rollout_of(mlmodel, deployment).complete:
+        return None
+    return template_share(deployment, uri_in_pod, digest)
+
+
+def derive_candidate(
+    mlmodel: MLModel, observed: Observed, rollout: Rollout | None, previous: Mapping[str, Any]
+) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """status.candidate and the CandidateReady and CandidateHealthy conditions (unstamped)."""
+    spec = mlmodel.spec.candidate
+    seen = observed.candidate
+    assert spec is not None and seen is not None
+    before = previous.get("candidate")
+    before = dict(before) if isinstance(before, Mapping) else None
+    if seen.hold:
+        return _held(mlmodel, seen, previous, before)
+    share = _running_share(mlmodel, observed, rollout, seen, before)
+    status: dict[str, Any] = {"mode": spec.mode, "trafficPercent": share}
+    if spec.analysis is None:
+        status["phase"] = PHASE_SERVING
+        health = NO_ANALYSIS
+    elif seen.analysis is not None:
+        fields = seen.analysis.fields
+        status.update({key: fields[key] for key in ANALYSIS_FIELDS if key in fields})
+        health = seen.analysis.health
+    else:  # not rendered: keep where the analysis was, until it can go on
+        kept = {key: before[key] for key in ANALYSIS_FIELDS if before and key in before}
+        status.update(kept or {"phase": "Progressing", "step": 0})
+        health = NOT_SERVED
+    stable_ready, candidate_ready = _ready_per_version(mlmodel, observed, rollout, seen)
+    status["stable"] = _version(observed.digest or previous.get("modelDigest"), stable_ready)
+    status["candidate"] = _version(seen.digest, candidate_ready)
+    ready = _candidate_ready(mlmodel, observed, rollout, seen, candidate_ready)
+    healthy = _condition(CANDIDATE_HEALTHY, True, health.reason, health.message)
+    healthy["status"] = health.status
+    return status, [ready, healthy]
+
+
+def _version(digest: Any, ready: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"digest": str(digest)} if digest else {}
+    out["readyReplicas"] = ready
+    return out
+
+
+def _held(
+    mlmodel: MLModel,
+    seen: CandidateObserved,
+    previous: Mapping[str, Any],
+    before: dict[str, Any] | None,
+) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """While the candidate's card is being read: status says what it said before."""
+    spec = mlmodel.spec.candidate
+    assert spec is not None
+    kept = {
+        str(c.get("type")): {k: str(c[k]) for k in ("type", "status", "reason", "message")}
+        for c in previous.get("conditions") or []
+        if c.get("type") in (CANDIDATE_READY, CANDIDATE_HEALTHY)
+    }
+    why = seen.problem or Problem(
+        "ReadingModelCard",
+        "The candidate's model card is being read; the pods are left as they are.",
+    )
+    unknown = {"type": CANDIDATE_READY, "status": "Unknown", "reason": why.reason}
+    ready = kept.get(CANDIDATE_READY) or {**unknown, "message": why.message}
+    health = NO_ANALYSIS if spec.analysis is None else Problem("ReadingModelCard", why.message)
+    healthy = kept.get(CANDIDATE_HEALTHY) or {
+        "type": CANDIDATE_HEALTHY,
+        "status": "Unknown",
+        "reason": health.reason,
+        "message": health.message,
+    }
+    status = before or {"mode": spec.mode, "trafficPercent": 0}
+    if "phase" not in status:
+        status["phase"] = PHASE_SERVING if spec.analysis is None else "Progressing"
+    return status, [ready, healthy]
+
+
+def _running_share(
+    mlmodel: MLModel,
+    observed: Observed,
+    rollout: Rollout | None,
+    seen: CandidateObserved,
+    before: Mapping[str, Any] | None,
+) -> int:
+    """The share the pods run now: the template's once its rollout is complete; while it rolls,
+    what status said before (the pods have not all moved); 0 when no pod serves it."""
+    spec = mlmodel.spec.candidate
+    if spec is None or spec.mode == "shadow" or observed.deployment is None:
+        return 0
+    share = template_share(observed.deployment, seen.uri_in_pod, seen.digest)
+    if share is None:
+        return 0
+    if rollout is not None and rollout.complete:
+        return share
+    kept = (before or {}).get("trafficPercent")
+    return kept if isinstance(kept, int) and not isinstance(kept, bool) else 0
+
+
+def _ready_per_version(
+    mlmodel: MLModel, observed: Observed, rollout: Rollout | None, seen: CandidateObserved
+) -> tuple[int, int]:
+    """Ready pods per version. From the pods' model_server_version_ready when read; otherwise
+    from the Deployment: every ready pod serves the stable (readiness waits for it), and the
+    candidate counts the ready pods that surely run the template holding it (all of them once
+    its rollout is complete; while it rolls, at least ready - old pods)."""
+    if rollout is None:
+        return 0, 0
+    if seen.loaded is not None:
+        return int(seen.loaded.get("stable", 0)), int(seen.loaded.get("candidate", 0))
+    stable = rollout.ready
+    if (
+        not seen.rendered
+        or template_share(observed.deployment, seen.uri_in_pod, seen.digest) is None
+    ):
+        return stable, 0
+    if rollout.complete:
+        return stable, rollout.ready
+    return stable, max(0, rollout.ready - max(0, rollout.replicas - rollout.updated))
+
+
+def _candidate_ready(
+    mlmodel: MLModel,
+    observed: Observed,
+    rollout: Rollout | None,
+    seen: CandidateObserved,
+    candidate_ready: int,
+) -> dict[str, str]:
+    """CandidateReady: every updated pod loaded the candidate (from the pods' metrics when
+    read; otherwise: every pod runs the template that holds it and is ready)."""
+    if seen.problem is not None:
+        return _condition(CANDIDATE_READY, False, seen.problem.reason, seen.problem.message)
+    if rollout is None:
+        message = f"Deployment {mlmodel.name} does not exist yet."
+        return _condition(CANDIDATE_READY, False, "DeploymentMissing", message)
+    if rollout.desired == 0:
+        message = "spec.replicas is 0: no pod serves the candidate."
+        return _condition(CANDIDATE_READY, False, "ScaledToZero", message)
+    carried = template_share(observed.deployment, seen.uri_in_pod, seen.digest) is not None
+    if not (carried and rollout.complete):
+        message = (
+            f"{rollout.updated}/{rollout.desired} pods updated to the template with the "
+            "candidate; waiting for the rollout to finish."
+        )
+        return _condition(CANDIDATE_READY, False, "RollingOut", message)
+    if seen.loaded is None:
+        message = (
+            f"All {rollout.desired} pods run the template with the candidate and are ready "
+            "(derived from the Deployment; whether each pod loaded it, it reports in "
+            'model_server_version_ready{role="candidate"}).'
+        )
+        return _condition(CANDIDATE_READY, True, "CandidateRolledOut", message)
+    if candidate_ready >= rollout.desired:
+        message = f"All {rollout.desired} pods loaded the candidate (model_server_version_ready)."
+        return _condition(CANDIDATE_READY, True, "CandidateLoaded", message)
+    message = (
+        f"{candidate_ready}/{rollout.desired} pods loaded the candidate "
+        "(model_server_version_ready); the others answer from the stable. See their logs, or "
+        "GET /v2/models/<name>/versions/candidate/ready on a pod, for why."
+    )
+    return _condition(CANDIDATE_READY, False, "CandidateNotLoaded", message)
 
 
 def runtime_of(observed: Observed) -> dict[str, str]:

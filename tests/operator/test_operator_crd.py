@@ -93,11 +93,16 @@ def test_scale_subresource_reads_the_selector_from_status(crd: dict[str, Any]) -
     }
 
 
-def test_printer_columns_show_ready_replicas_model_url_and_age(crd: dict[str, Any]) -> None:
+def test_printer_columns_show_ready_replicas_model_candidate_url_and_age(
+    crd: dict[str, Any],
+) -> None:
     columns = [
         c["name"] for c in version(crd)["additionalPrinterColumns"] if c.get("priority", 0) == 0
     ]
-    assert columns == ["Ready", "Replicas", "Model", "URL", "Age"]
+    assert columns == ["Ready", "Replicas", "Model", "Candidate", "Phase", "URL", "Age"]
+    paths = {c["name"]: c["jsonPath"] for c in version(crd)["additionalPrinterColumns"]}
+    assert paths["Candidate"] == ".status.candidate.trafficPercent"
+    assert paths["Phase"] == ".status.candidate.phase"
 
 
 @pytest.mark.parametrize("sample", sorted(sample_mlmodels()))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mlmodel_operator.candidate import CandidatePlan
 from mlmodel_operator.render.deployment import render_deployment
 from mlmodel_operator.render.hpa import render_hpa
 from mlmodel_operator.render.pdb import render_pdb
@@ -49,13 +50,17 @@ def render(
     *,
     digest: str | None = None,
     model_format: str | None = None,
+    candidate: CandidatePlan | None = None,
 ) -> list[dict[str, Any]]:
     """Every child this MLModel wants, in apply order (Deployment, Service, HPA, PDB).
 
     `digest` and `model_format` are what the model card said (cards.resolve_model): the file
-    the pods will load, when the operator knows it, picks their image."""
+    the pods will load, when the operator knows it, picks their image. `candidate` is what the
+    pods get of spec.candidate (None: nothing, e.g. its card could not be read)."""
     wanted: list[dict[str, Any] | None] = [
-        render_deployment(mlmodel, settings, resolved_digest(mlmodel, digest), model_format),
+        render_deployment(
+            mlmodel, settings, resolved_digest(mlmodel, digest), model_format, candidate
+        ),
         render_service(mlmodel),
         render_hpa(mlmodel),
         render_pdb(mlmodel),

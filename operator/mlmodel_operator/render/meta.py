@@ -10,6 +10,8 @@ APP_NAME: Final = "mlmodel-server"
 COMPONENT: Final = "model-server"
 MANAGED_BY: Final = "mlmodel-operator"
 DIGEST_ANNOTATION: Final = "mlops.dev/model-digest"
+# The candidate's digest (pin, else its card's) while one is rendered: a new one rolls the pods.
+CANDIDATE_DIGEST_ANNOTATION: Final = "mlops.dev/candidate-digest"
 LABEL_NAME: Final = "app.kubernetes.io/name"
 LABEL_INSTANCE: Final = "app.kubernetes.io/instance"
 LABEL_COMPONENT: Final = "app.kubernetes.io/component"
