@@ -9,7 +9,7 @@ export UV_LINK_MODE := copy
 RUN := uv run --frozen
 
 .PHONY: help setup browser test test-unit test-cluster lint demo bench bench-server bench-startup bench-startup-node images images-down cluster-up cluster-down
-.PHONY: devcluster-build devcluster-build-node demo-down e2e-deps
+.PHONY: devcluster-build devcluster-build-node demo-down e2e-deps kind-build
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
@@ -65,6 +65,9 @@ cluster-up: devcluster-build$(if $(CLUSTER_NODE),-node) ## start the local clust
 
 cluster-down: setup ## stop every process cluster-up started
 	$(DEVCLUSTER) down
+
+kind-build: setup ## kind (pinned) and the node image kindest/node:v1.36.2 on the private engine, from local builds
+	$(RUN) python -m devcluster.kindnode build
 
 # --- benchmarks: timings live here, never in `make test`
 BENCH_TARGETS := $(shell sed -nE 's/^(bench-[a-zA-Z0-9_-]+):.*/\1/p' $(MAKEFILE_LIST))
