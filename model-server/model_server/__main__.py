@@ -20,8 +20,11 @@ from model_server.settings import ENV_PREFIX, KEEP_ALIVE_SECONDS, ServerSettings
 
 log = logging.getLogger("model_server")
 
-# Set by the parent for its worker processes: the artifact directory it already fetched.
+# Set by the parent for its worker processes: the artifact directory it already fetched, and
+# the candidate's (or why fetching or checking the candidate failed).
 FETCHED_DIR_ENV: Final = "MODEL_SERVER_INTERNAL_FETCHED_DIR"
+CANDIDATE_DIR_ENV: Final = "MODEL_SERVER_INTERNAL_CANDIDATE_DIR"
+CANDIDATE_ERROR_ENV: Final = "MODEL_SERVER_INTERNAL_CANDIDATE_ERROR"
 STARTUP_FAILURE: Final = 3  # uvicorn's code for "worker failed to start": the parent stops
 
 
@@ -69,6 +72,10 @@ def load_settings(argv: Sequence[str] | None) -> ServerSettings:
     except ValidationError as exc:
         for error in exc.errors():
             field = ".".join(str(p) for p in error["loc"])
+            if not field:  # a rule between settings: its message names them
+                message = str(error["msg"]).removeprefix("Value error, ")
+                print(f"mlmodel-server: invalid settings: {message}", file=sys.stderr)
+                continue
             env = f"MODEL_SERVER_{field.upper()}"
             print(
                 f"mlmodel-server: invalid setting {field} ({env}): {error['msg']}", file=sys.stderr
@@ -144,6 +151,7 @@ def serve_workers(settings: ServerSettings) -> int:
     except Exception as exc:
         log.error("model load failed: %s", describe(exc))
         return 1
+    candidate_env = fetch_candidate(settings)
     if settings.grpc_port and not port_free(settings.host, settings.grpc_port):
         # The workers share the port (SO_REUSEPORT), which would let them share it with
         # another process of this user too: refuse a port already taken instead.
@@ -153,6 +161,7 @@ def serve_workers(settings: ServerSettings) -> int:
     metrics_dir = tempfile.mkdtemp(prefix="metrics-", dir=settings.workdir)
     os.environ.update(settings.to_env())
     os.environ[FETCHED_DIR_ENV] = str(local_dir)
+    os.environ.update(candidate_env)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     config = uvicorn.Config(
         "model_server.__main__:worker_app",
@@ -167,6 +176,27 @@ def serve_workers(settings: ServerSettings) -> int:
         shutil.rmtree(metrics_dir, ignore_errors=True)
     failed = any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes)
     return 1 if failed else 0
+
+
+def fetch_candidate(settings: ServerSettings) -> dict[str, str]:
+    """The candidate fetched and checked once, for the workers: its directory, or why it
+    failed (one log line here; the workers then serve the stable alone, never exit for it)."""
+    if settings.candidate_uri is None:
+        return {}
+    from model_server.storage import describe, fetch_model, preflight
+
+    candidate = settings.candidate_settings()
+    try:
+        local_dir = fetch_model(candidate)
+        preflight(local_dir, candidate)
+    except Exception as exc:
+        message = describe(exc)
+        log.error(
+            "candidate load failed: %s; version %r serves every request",
+            message, settings.model_version,
+        )  # fmt: skip
+        return {CANDIDATE_ERROR_ENV: message}
+    return {CANDIDATE_DIR_ENV: str(local_dir)}
 
 
 def port_free(host: str, port: int) -> bool:
@@ -192,12 +222,15 @@ def worker_app() -> Any:
         os._exit(STARTUP_FAILURE)
 
     fetched = os.environ.get(FETCHED_DIR_ENV)
+    candidate_dir = os.environ.get(CANDIDATE_DIR_ENV)
     app = create_app(
         settings,
         on_load_failure=exit_worker,
         local_dir=Path(fetched) if fetched else None,
         load_before_serving=True,
         grpc=True,
+        candidate_dir=Path(candidate_dir) if candidate_dir else None,
+        candidate_error=os.environ.get(CANDIDATE_ERROR_ENV),
     )
     freeze_imports()
     return app

@@ -45,6 +45,7 @@ from model_server.protocols.common import BODY_READING, json_response
 from model_server.protocols.v1 import PREDICT_PATH as V1_PREDICT
 from model_server.protocols.v2 import INFER_PATHS as V2_INFER
 from model_server.settings import LIVENESS_PATH, METRICS_PATH, READINESS_PATH, ServerSettings
+from model_server.versions import STABLE, Versions
 
 log = logging.getLogger("model_server")
 
@@ -88,6 +89,8 @@ def create_app(
     local_dir: Path | None = None,
     load_before_serving: bool = False,
     grpc: bool = False,
+    candidate_dir: Path | None = None,
+    candidate_error: str | None = None,
 ) -> FastAPI:
     """Build the app; its lifespan starts loading the model in the background.
 
@@ -98,18 +101,30 @@ def create_app(
     before the model is ready: with several workers on one socket, a request then never lands
     on a worker that is still loading (the workers that are up take it). `grpc` also serves
     the protocol over gRPC on settings.grpc_port (unless 0) in the same loop and data plane
-    (the CLI's processes do; in-process test apps need not bind a port).
+    (the CLI's processes do; in-process test apps need not bind a port). With a candidate
+    (settings.candidate_uri, docs/rollouts.md), `candidate_dir` / `candidate_error` are what
+    the parent of worker processes found when it fetched it.
     """
     metrics = Metrics()
+    metrics.versions.loading(settings.model_version, STABLE)
     drift = DriftMonitor(settings.drift_window, metrics.registry)
-    plane = DataPlane(on_rows=metrics.observe_rows, max_rows=settings.max_rows, drift=drift)
-    loader = ModelLoader(settings, plane, metrics, on_load_failure, convert, local_dir)
+    versions = Versions(settings, metrics.versions) if settings.candidate_uri else None
+    plane = DataPlane(
+        on_rows=metrics.observe_rows, max_rows=settings.max_rows, drift=drift, versions=versions
+    )
+    loader = ModelLoader(
+        settings, plane, metrics, on_load_failure, convert, local_dir,
+        candidate_dir, candidate_error,
+    )  # fmt: skip
     deadlines = BodyDeadlines(settings.body_timeout_seconds)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         watchdog = asyncio.create_task(deadlines.watch(), name="body-deadlines")
         drift_task = asyncio.create_task(drift.watch(), name="drift") if drift.size else None
+        copies_task = None
+        if versions is not None:  # shadow and agreement copies, off the request path
+            copies_task = asyncio.create_task(versions.copies.run(), name="copies")
         if load_before_serving:
             await asyncio.to_thread(loader.load)
         else:
@@ -125,6 +140,8 @@ def create_app(
         watchdog.cancel()
         if drift_task is not None:
             drift_task.cancel()
+        if copies_task is not None:
+            copies_task.cancel()
         plane.close()
 
     # /docs and /redoc load their JavaScript and CSS from the server itself (DOCS_ASSETS), not

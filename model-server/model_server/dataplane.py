@@ -20,8 +20,10 @@ from mlmodel_artifact.schema import JSON_KINDS
 from model_server.drift import DriftMonitor
 from model_server.errors import InvalidInput, ModelNotFound, ModelNotReady, PayloadTooLarge
 from model_server.runtimes.base import Array, ModelInfo, Runtime
+from model_server.versions import Attempt, Headers, Versions
 
 T = TypeVar("T")
+E = TypeVar("E")
 PREDICT_THREADS: Final = 4  # scikit-learn holds the GIL for much of a call; a few suffice
 # Bodies up to this size are parsed on the event loop (~0.25 ms for 16 KiB of numbers, about
 # ten thread hand-offs); bigger ones in a thread, so probes are answered meanwhile.
@@ -56,8 +58,13 @@ class DataPlane:
         on_rows: Callable[[str, int], None] | None = None,
         max_rows: int = DEFAULT_MAX_ROWS,
         drift: DriftMonitor | None = None,
+        versions: Versions | None = None,
     ) -> None:
         self._runtime: Runtime | None = None
+        # The stable version and a candidate (docs/rollouts.md) when one is configured; routing
+        # between them (`_rollout`) only while the candidate is loaded.
+        self.versions = versions
+        self._rollout: Versions | None = None
         self.drift = drift
         # drift.observe while the drift window is on (None: no drift work per request)
         self._observe: Callable[[Any, Array], None] | None = None
@@ -73,11 +80,17 @@ class DataPlane:
         """True once a runtime is attached (loaded and warmed up)."""
         return self._runtime is not None
 
-    def attach(self, runtime: Runtime) -> None:
-        """Start serving `runtime` (and monitoring its drift, when on)."""
+    def attach(
+        self, runtime: Runtime, candidate: Runtime | None = None, failure: str | None = None
+    ) -> None:
+        """Start serving `runtime` (and monitoring its drift, when on), and beside it the
+        `candidate` when it loaded (or record why it did not: `failure`)."""
         if self.drift is not None:
             self.drift.start(runtime.metadata, runtime.drift_reference)
             self._observe = self.drift.observe if self.drift.active else None
+        if self.versions is not None:
+            self.versions.attach(runtime, candidate, failure)
+            self._rollout = self.versions if candidate is not None else None
         self._runtime = runtime
 
     def fail(self, message: str) -> None:
@@ -109,16 +122,50 @@ class DataPlane:
         return self._runtime
 
     def runtime_named(self, name: str, version: str | None = None) -> Runtime:
-        """The runtime if `name` (and `version`) is what this server serves, else 404."""
+        """The runtime if `name` (and `version`) is what this server serves, else 404.
+
+        Without a version, the stable's; the candidate's version gives the candidate, or 503
+        saying why it is not loaded."""
         runtime = self.runtime()
         info = runtime.metadata
         if name != info.name:
             raise ModelNotFound(f"no model named {name!r}; this server serves {info.name!r}")
         if version is not None and version != info.version:
-            raise ModelNotFound(
-                f"model {name!r} has no version {version!r}; it serves version {info.version!r}"
-            )
+            versions = self.versions
+            if versions is not None and version == versions.candidate.version:
+                return versions.candidate_runtime(name)
+            served = f"version {info.version!r}"
+            if versions is not None:
+                served = f"versions {info.version!r} and {versions.candidate.version!r}"
+            raise ModelNotFound(f"model {name!r} has no version {version!r}; it serves {served}")
         return runtime
+
+    def version_names(self) -> list[str]:
+        """The versions served now: the stable's, and the candidate's while it is loaded."""
+        if self._rollout is not None:
+            return self._rollout.names()
+        return [self.runtime().metadata.version]
+
+    async def answer(
+        self,
+        runtime: Runtime,
+        attempt: Attempt[E],
+        protocol: str,
+        headers: Headers = (),
+        explicit: bool = False,
+    ) -> tuple[E, Prediction, Runtime]:
+        """Where every protocol's prediction goes: `attempt` (decode for a runtime + predict)
+        on the version that answers, and that version's runtime (Model-Version).
+
+        Without a loaded candidate, `attempt(runtime)` and nothing else. With one, the routing
+        of docs/rollouts.md (`Versions.answer`): `explicit` when the request named `runtime`'s
+        version; `headers` (HTTP headers, or a callable giving gRPC metadata) for the sticky
+        header."""
+        rollout = self._rollout
+        if rollout is None:
+            extra, result = await attempt(runtime, protocol)
+            return extra, result, runtime
+        return await rollout.answer(runtime, attempt, protocol, headers, explicit)
 
     async def decode(
         self,
@@ -173,7 +220,7 @@ class DataPlane:
         )
 
     async def predict(
-        self, runtime: Runtime, x: Array, *, probabilities: bool, protocol: str
+        self, runtime: Runtime, x: Array, *, probabilities: bool, protocol: str | None
     ) -> Prediction:
         """Run the model on the event loop when it is cheap, else in a thread.
 
@@ -184,6 +231,7 @@ class DataPlane:
         predict, so threads would only take turns, and switching costs CPU (RandomForest(100),
         one row at 8 connections: 18 ms of CPU a request with 4 at once, 11.5 ms one at a time).
         The requests waiting for their turn are bounded by the in-flight limit.
+        `protocol` None is a copy (docs/rollouts.md): not counted by protocol, no drift.
         """
         if len(x) <= runtime.inline_rows:
             result = run(runtime, x, probabilities)
@@ -194,9 +242,11 @@ class DataPlane:
                 self._gil_bound = asyncio.Semaphore(1)
             async with self._gil_bound:
                 result = await self.run_in_thread(lambda: run(runtime, x, probabilities))
+        if protocol is None:  # a copy predicted for comparison, not an answer
+            return result
         if self._on_rows is not None:
             self._on_rows(protocol, len(x))
-        if self._observe is not None:
+        if self._observe is not None and runtime is self._runtime:  # the stable's answers
             self._observe(x, result.labels)
         return result
 

@@ -21,6 +21,7 @@ from mlmodel_artifact import (
 from mlmodel_artifact.compiled import Converter
 from mlmodel_artifact.schema import Value, sample_input
 from model_server.dataplane import DataPlane, run
+from model_server.errors import ModelLoadError
 from model_server.metrics import Metrics
 from model_server.runtimes import Runtime, load_runtime
 from model_server.settings import ServerSettings
@@ -119,7 +120,13 @@ def freeze_imports() -> None:
 
 
 class ModelLoader:
-    """Loads the model in a daemon thread and attaches it to the data plane when ready."""
+    """Loads the model (then the candidate, when one is set) in a daemon thread and attaches
+    them to the data plane when ready.
+
+    `candidate_dir` is the candidate's artifact directory already fetched and checked (by the
+    parent of worker processes), `candidate_error` why that failed: the candidate is then not
+    tried again.
+    """
 
     def __init__(
         self,
@@ -129,6 +136,8 @@ class ModelLoader:
         on_failure: Callable[[str], None] | None = None,
         convert: Converter | None = None,
         local_dir: Path | None = None,
+        candidate_dir: Path | None = None,
+        candidate_error: str | None = None,
     ) -> None:
         self._settings = settings
         self._plane = plane
@@ -136,6 +145,8 @@ class ModelLoader:
         self._on_failure = on_failure
         self._convert = convert
         self._local_dir = local_dir
+        self._candidate_dir = candidate_dir
+        self._candidate_error = candidate_error
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -155,13 +166,39 @@ class ModelLoader:
             if self._on_failure is not None:
                 self._on_failure(message)
             return
+        info = runtime.metadata
+        candidate, failure = None, None
+        if self._settings.candidate_uri is not None:
+            candidate, failure = self.load_candidate(info.name)
         settle_heap()
         seconds = time.perf_counter() - start
-        info = runtime.metadata
         self._metrics.model_loaded(info, seconds)
-        self._plane.attach(runtime)
+        self._plane.attach(runtime, candidate, failure)
         log.info(
             "model %r ready in %.2f s: %s %s, sha256 %s, runtime %s, inline up to %d rows",
             info.name, seconds, info.estimator, info.format, info.digest, info.runtime,
             runtime.inline_rows,
         )  # fmt: skip
+
+    def load_candidate(self, name: str) -> tuple[Runtime | None, str | None]:
+        """The candidate, loaded like the stable model and served under its `name`; or None
+        and the one-line reason it failed (logged; the stable then serves every request)."""
+        settings = self._settings.candidate_settings(name)
+        try:
+            if self._candidate_error is not None:
+                raise ModelLoadError(self._candidate_error)
+            candidate = load_and_warm(settings, self._convert, self._candidate_dir)
+        except Exception as exc:  # a candidate never stops the server: the stable serves on
+            message = self._candidate_error or describe(exc)
+            log.error(
+                "candidate load failed: %s; version %r serves every request",
+                message, self._settings.model_version,
+            )  # fmt: skip
+            return None, message
+        info = candidate.metadata
+        log.info(
+            "candidate version %r of model %r loaded (%s mode): %s %s, sha256 %s, runtime %s",
+            info.version, name, self._settings.candidate_mode, info.estimator, info.format,
+            info.digest, info.runtime,
+        )  # fmt: skip
+        return candidate, None

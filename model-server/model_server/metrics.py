@@ -1,4 +1,5 @@
-"""Prometheus metrics: requests by route and status, predictions, model load, model info.
+"""Prometheus metrics: requests by route and status, predictions, model load, model info, and
+per model version (stable, candidate: docs/rollouts.md).
 
 With several worker processes, PROMETHEUS_MULTIPROC_DIR (set by the parent before the workers
 start) makes every worker write its samples to files there, and /metrics sums them.
@@ -81,6 +82,7 @@ class Metrics:
             multiprocess_mode="max",
         )
         self._children: dict[tuple[str, str, str, int | str], tuple[Any, Any]] = {}
+        self.versions = VersionMetrics(self.registry)
 
     def observe_request(
         self, route: str, method: str, status: int | str, seconds: float, protocol: str = HTTP
@@ -103,6 +105,7 @@ class Metrics:
         """Record the load duration and the model's identity."""
         self.load_seconds.set(seconds)
         self.info.labels(info.name, info.format, info.digest, info.runtime).set(1)
+        self.versions.loaded(info.version, "stable", info.digest, info.format)
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""
@@ -111,6 +114,76 @@ class Metrics:
             MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             return generate_latest(registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class VersionMetrics:
+    """The per-version families of docs/rollouts.md (names exact: the operator's analysis and
+    the e2e tests read them). Without a candidate only `version_info` and `version_ready` get
+    samples (the stable's): nothing is recorded per request then."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.info = Gauge(
+            "model_server_version_info",
+            "1 per loaded version of the model; role is stable or candidate.",
+            ["version", "role", "digest", "format"],
+            registry=registry,
+            multiprocess_mode="max",
+        )
+        self.ready = Gauge(
+            "model_server_version_ready",
+            "1 when the version is loaded, 0 while loading or after it failed to load.",
+            ["version", "role"],
+            registry=registry,
+            multiprocess_mode="max",
+        )
+        self.requests = Counter(
+            "model_server_version_requests",
+            "Requests a version predicted while a candidate is served, by kind (answer: meant "
+            "to answer the client; copy: a shadow or agreement copy) and outcome (ok, error).",
+            ["version", "role", "kind", "outcome"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "model_server_version_duration_seconds",
+            "Decode + predict time of a version (answers and copies that succeeded).",
+            ["version", "role"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.predictions = Counter(
+            "model_server_version_predictions",
+            "Rows a version predicted, by output label (classification: at most 100 labels, "
+            'then "other"; regression: "").',
+            ["version", "role", "label"],
+            registry=registry,
+        )
+        self.compared = Counter(
+            "model_server_candidate_compared_rows",
+            "Rows both versions predicted (copies that finished).",
+            registry=registry,
+        )
+        self.agreed = Counter(
+            "model_server_candidate_agreed_rows",
+            "Of the compared rows, those where both versions gave the same label (regression: "
+            "within 1e-6 + 1e-3 * |stable|).",
+            registry=registry,
+        )
+        self.dropped = Counter(
+            "model_server_candidate_copies_dropped",
+            "Copies not predicted: queue_full (MODEL_SERVER_SHADOW_QUEUE) or budget (copies "
+            "used 5 % of the last second's wall time).",
+            ["reason"],
+            registry=registry,
+        )
+
+    def loading(self, version: str, role: str) -> None:
+        """A version is configured and not loaded (yet): ready 0."""
+        self.ready.labels(version, role).set(0)
+
+    def loaded(self, version: str, role: str, digest: str, format: str) -> None:
+        """A version is loaded and warmed up: its info, and ready 1."""
+        self.info.labels(version, role, digest, format).set(1)
+        self.ready.labels(version, role).set(1)
 
 
 class MetricsMiddleware:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Final, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX: Final = "MODEL_SERVER_"
@@ -24,6 +24,13 @@ METRICS_PATH: Final = "/metrics"
 KEEP_ALIVE_SECONDS: Final = 5
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+ModelFormatName = Literal["skops", "joblib", "onnx"]
+CandidateMode = Literal["canary", "shadow"]
+# A version is a path segment, an HTTP header value and a gRPC metadata value: keep it plain.
+VERSION_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._+-]*$"
+# An HTTP header name (RFC 9110 token); gRPC metadata keys are its lower-case form.
+HEADER_NAME_PATTERN: Final = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
+SHA256_PATTERN: Final = r"^[0-9a-f]{64}$"
 
 
 class ServerSettings(BaseSettings):
@@ -49,19 +56,77 @@ class ServerSettings(BaseSettings):
     model_version: str = Field(
         default="1",
         min_length=1,
-        description="Version served under /v2/models/{name}/versions/{version}.",
+        max_length=128,
+        pattern=VERSION_PATTERN,
+        description="Version served under /v2/models/{name}/versions/{version} (letters, "
+        "digits, '.', '_', '+', '-').",
     )
     model_sha256: str | None = Field(
         default=None,
-        pattern=r"^[0-9a-f]{64}$",
+        pattern=SHA256_PATTERN,
         description="Expected sha256 of the primary model file; loading fails unless it "
         "matches. Required for joblib artifacts (a pickle runs code on load). "
         "Env MODEL_SERVER_MODEL_SHA256.",
     )
-    model_format: Literal["skops", "joblib", "onnx"] | None = Field(
+    model_format: ModelFormatName | None = Field(
         default=None,
         description="Which of the artifact's model files to load; defaults to the card's "
         "primary format.",
+    )
+    candidate_uri: str | None = Field(
+        default=None,
+        description="A second version of the model served beside the stable one "
+        "(docs/rollouts.md): its artifact URI, same forms as model_uri. Unset: no candidate, "
+        "and none of the candidate_*, sticky_header and shadow_queue settings apply. "
+        "Env MODEL_SERVER_CANDIDATE_URI.",
+    )
+    candidate_sha256: str | None = Field(
+        default=None,
+        pattern=SHA256_PATTERN,
+        description="Pin of the candidate's model file (the rules of model_sha256). "
+        "Env MODEL_SERVER_CANDIDATE_SHA256.",
+    )
+    candidate_format: ModelFormatName | None = Field(
+        default=None,
+        description="Which of the candidate's model files to load (the rules of model_format). "
+        "Env MODEL_SERVER_CANDIDATE_FORMAT.",
+    )
+    candidate_version: str = Field(
+        default="candidate",
+        min_length=1,
+        max_length=128,
+        pattern=VERSION_PATTERN,
+        description="The candidate's version string; must differ from model_version. "
+        "Env MODEL_SERVER_CANDIDATE_VERSION.",
+    )
+    candidate_mode: CandidateMode = Field(
+        default="canary",
+        description="canary: the candidate answers candidate_percent of the requests; shadow: "
+        "the stable answers every request and the candidate predicts a copy. "
+        "Env MODEL_SERVER_CANDIDATE_MODE.",
+    )
+    candidate_percent: int = Field(
+        default=0,
+        ge=0,
+        le=100,
+        description="The canary share in percent, 0-100 (exact per process; ignored in shadow "
+        "mode). Env MODEL_SERVER_CANDIDATE_PERCENT.",
+    )
+    sticky_header: str | None = Field(
+        default=None,
+        max_length=256,
+        pattern=HEADER_NAME_PATTERN,
+        description="A header name (HTTP; gRPC metadata key in lower case): requests carrying "
+        "it are split by a hash of its value, so one value always gets the same version. "
+        "Env MODEL_SERVER_STICKY_HEADER.",
+    )
+    shadow_queue: int = Field(
+        default=64,
+        ge=0,
+        le=100_000,
+        description="Copies (shadow, and canary agreement) waiting for the other version's "
+        "prediction; when full a copy is dropped and counted (0: every copy is dropped). "
+        "Env MODEL_SERVER_SHADOW_QUEUE.",
     )
     host: str = Field(
         default="127.0.0.1",
@@ -141,12 +206,50 @@ class ServerSettings(BaseSettings):
         description="Writable directory for downloaded artifacts and multiprocess metrics.",
     )
 
-    @field_validator("model_sha256", mode="before")
+    @field_validator(
+        "model_sha256",
+        "candidate_uri",
+        "candidate_sha256",
+        "candidate_format",
+        "sticky_header",
+        mode="before",
+    )
     @classmethod
-    def _empty_pin_is_no_pin(cls, value: object) -> object:
-        # The operator renders the variable empty for an unpinned model (so that nothing in the
-        # pod's envFrom can set it); empty means "not pinned".
+    def _empty_is_unset(cls, value: object) -> object:
+        # The operator renders the pin empty for an unpinned model (so that nothing in the
+        # pod's envFrom can set it); empty means "not pinned", and for the candidate's
+        # settings "not set".
         return None if value == "" else value
+
+    @field_validator("candidate_mode", mode="before")
+    @classmethod
+    def _lower_mode(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _candidate_differs(self) -> ServerSettings:
+        if self.candidate_uri is not None and self.candidate_version == self.model_version:
+            raise ValueError(
+                f"MODEL_SERVER_CANDIDATE_VERSION ({self.candidate_version!r}) must differ from "
+                f"MODEL_SERVER_MODEL_VERSION ({self.model_version!r}): the versions name who "
+                "answered"
+            )
+        return self
+
+    def candidate_settings(self, name: str | None = None) -> ServerSettings:
+        """The settings that load the candidate like a stable model: its URI, pin, format and
+        version in the model_* fields, served under `name` (the stable model's)."""
+        assert self.candidate_uri is not None  # only called when a candidate is set
+        return self.model_copy(
+            update={
+                "model_uri": self.candidate_uri,
+                "model_sha256": self.candidate_sha256,
+                "model_format": self.candidate_format,
+                "model_version": self.candidate_version,
+                "model_name": name if name is not None else self.model_name,
+                "candidate_uri": None,
+            }
+        )
 
     @field_validator("log_level", mode="before")
     @classmethod

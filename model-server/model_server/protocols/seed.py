@@ -8,11 +8,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from model_server.dataplane import DataPlane, row_matrix, rows_matrix
+from model_server.dataplane import DataPlane, Prediction, row_matrix, rows_matrix
 from model_server.errors import InvalidInput
 from model_server.protocols import schemas
 from model_server.protocols.common import json_response, parse_object, read_body, value, values
-from model_server.runtimes.base import Array, ModelInfo
+from model_server.runtimes.base import Array, ModelInfo, Runtime
 from model_server.typed import typed_row, typed_rows
 
 PREDICT_PATH = "/predict"
@@ -31,12 +31,20 @@ def router(plane: DataPlane) -> APIRouter:
     )
     async def predict(request: Request) -> Response:
         raw = await read_body(request)
-        runtime = plane.runtime()
-        single, x = await plane.decode_rows(raw, runtime.metadata, decode, decode_typed)
-        result = await plane.predict(runtime, x, probabilities=False, protocol="seed")
+
+        async def attempt(runtime: Runtime, protocol: str | None) -> tuple[bool, Prediction]:
+            single, x = await plane.decode_rows(raw, runtime.metadata, decode, decode_typed)
+            return single, await plane.predict(runtime, x, probabilities=False, protocol=protocol)
+
+        single, result, answered = await plane.answer(
+            plane.runtime(), attempt, "seed", request.scope["headers"]
+        )
         if single:
-            return json_response({"prediction": value(result.labels, 0)})
-        return json_response({"predictions": values(result.labels)})
+            response = json_response({"prediction": value(result.labels, 0)})
+        else:
+            response = json_response({"predictions": values(result.labels)})
+        response.raw_headers.append(answered.version_header)
+        return response
 
     return api
 

@@ -8,10 +8,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from model_server.dataplane import DataPlane, rows_matrix
+from model_server.dataplane import DataPlane, Prediction, rows_matrix
 from model_server.protocols import schemas
 from model_server.protocols.common import flag, json_response, parse_object, read_body, values
-from model_server.runtimes.base import Array, ModelInfo
+from model_server.runtimes.base import Array, ModelInfo, Runtime
 from model_server.typed import typed_rows
 
 PREFIX = "/v1"
@@ -56,13 +56,20 @@ def router(plane: DataPlane) -> APIRouter:
     )
     async def predict(name: str, request: Request) -> Response:
         raw = await read_body(request)
-        runtime = plane.runtime_named(name)
-        x, proba = await plane.decode_rows(raw, runtime.metadata, decode, decode_typed)
-        result = await plane.predict(runtime, x, probabilities=proba, protocol="v1")
+
+        async def attempt(runtime: Runtime, protocol: str | None) -> tuple[None, Prediction]:
+            x, proba = await plane.decode_rows(raw, runtime.metadata, decode, decode_typed)
+            return None, await plane.predict(runtime, x, probabilities=proba, protocol=protocol)
+
+        _, result, answered = await plane.answer(
+            plane.runtime_named(name), attempt, "v1", request.scope["headers"]
+        )
         answer: dict[str, Any] = {"predictions": values(result.labels)}
         if result.probabilities is not None:
             answer["probabilities"] = values(result.probabilities)
-        return json_response(answer)
+        response = json_response(answer)
+        response.raw_headers.append(answered.version_header)
+        return response
 
     return api
 

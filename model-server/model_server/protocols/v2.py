@@ -53,18 +53,24 @@ def router(plane: DataPlane) -> APIRouter:
 
     @api.get("/models/{name}", summary="Model metadata", responses=meta)
     async def model(name: str) -> Response:
-        return json_response(model_metadata(plane.runtime_named(name).metadata))
+        info = plane.runtime_named(name).metadata
+        return json_response(model_metadata(info, plane.version_names()))
 
     @api.get("/models/{name}/versions/{version}", summary="Model metadata", responses=meta)
     async def model_version(name: str, version: str) -> Response:
-        return json_response(model_metadata(plane.runtime_named(name, version).metadata))
+        info = plane.runtime_named(name, version).metadata
+        return json_response(model_metadata(info, plane.version_names()))
 
     @api.get("/models/{name}/ready", summary="Model readiness", responses=ok)
     async def model_ready(name: str) -> Response:
         plane.runtime_named(name)
         return json_response({"name": name, "ready": True})
 
-    @api.get("/models/{name}/versions/{version}/ready", summary="Model readiness", responses=ok)
+    @api.get(
+        "/models/{name}/versions/{version}/ready",
+        summary="Model version readiness: a candidate that failed to load is 503 saying why",
+        responses=ok,
+    )
     async def model_version_ready(name: str, version: str) -> Response:
         plane.runtime_named(name, version)
         return json_response({"name": name, "ready": True})
@@ -79,11 +85,11 @@ def router(plane: DataPlane) -> APIRouter:
 
     @api.post(INFER, summary="Inference", **infer_doc)
     async def infer(name: str, request: Request) -> Response:
-        return await _infer(plane, plane.runtime_named(name), request)
+        return await _infer(plane, name, None, request)
 
-    @api.post(INFER_VERSION, summary="Inference", **infer_doc)
+    @api.post(INFER_VERSION, summary="Inference by that version only", **infer_doc)
     async def infer_version(name: str, version: str, request: Request) -> Response:
-        return await _infer(plane, plane.runtime_named(name, version), request)
+        return await _infer(plane, name, version, request)
 
     return api
 
@@ -97,25 +103,46 @@ def server_metadata() -> dict[str, Any]:
     }
 
 
-async def _infer(plane: DataPlane, runtime: Runtime, request: Request) -> Response:
+Decoded = tuple[list[str], str | None, set[str] | bool]  # outputs, id, binary outputs
+
+
+async def _infer(
+    plane: DataPlane, model_name: str, version: str | None, request: Request
+) -> Response:
+    runtime = plane.runtime_named(
+        model_name, version
+    )  # a wrong name is 404 before the body is read
     raw = await read_body(request)
-    info = runtime.metadata
-    split = binary.header_length(request.scope["headers"], len(raw))
-    x, wanted, request_id, as_binary = await plane.decode(
-        raw,
-        info.n_features,
-        lambda body: decode(body, info, plane.max_rows, split),
-        info.string_features,
-        None if split is None else raw[:split],
+    headers = request.scope["headers"]
+    split = binary.header_length(headers, len(raw))
+    text = None if split is None else raw[:split]
+
+    async def attempt(runtime: Runtime, protocol: str | None) -> tuple[Decoded, Prediction]:
+        info = runtime.metadata
+        x, wanted, request_id, as_binary = await plane.decode(
+            raw,
+            info.n_features,
+            lambda body: decode(body, info, plane.max_rows, split),
+            info.string_features,
+            text,
+        )
+        proba = "predict_proba" in wanted
+        result = await plane.predict(runtime, x, probabilities=proba, protocol=protocol)
+        return (wanted, request_id, as_binary), result
+
+    decoded, result, answered = await plane.answer(
+        runtime, attempt, "v2", headers, explicit=version is not None
     )
-    proba = "predict_proba" in wanted
-    result = await plane.predict(runtime, x, probabilities=proba, protocol="v2")
+    wanted, request_id, as_binary = decoded
+    info = answered.metadata
     answer: dict[str, Any] = {"model_name": info.name, "model_version": info.version}
     if request_id is not None:
         answer["id"] = request_id
     if not as_binary:
         answer["outputs"] = [output_tensor(name, result) for name in wanted]
-        return json_response(answer)
+        response = json_response(answer)
+        response.raw_headers.append(answered.version_header)
+        return response
     outputs, blobs = [], []
     for name in wanted:
         if as_binary is True or name in as_binary:
@@ -126,11 +153,13 @@ async def _infer(plane: DataPlane, runtime: Runtime, request: Request) -> Respon
             outputs.append(output_tensor(name, result))
     answer["outputs"] = outputs
     content, head = binary.binary_body(answer, blobs)
-    return Response(
+    response = Response(
         content,
         media_type="application/octet-stream",
         headers={"Inference-Header-Content-Length": str(head)},
     )
+    response.raw_headers.append(answered.version_header)
+    return response
 
 
 def decode(
@@ -217,8 +246,8 @@ def datatype(array: Array) -> str:
     return kind if kind == "BOOL" else f"{kind}{array.dtype.itemsize * 8}"
 
 
-def model_metadata(info: ModelInfo) -> dict[str, Any]:
-    """The V2 model metadata document."""
+def model_metadata(info: ModelInfo, versions: list[str] | None = None) -> dict[str, Any]:
+    """The V2 model metadata document (`versions`: those served, default the model's own)."""
     outputs = [{"name": "predict", "datatype": _label_type(info), "shape": [-1]}]
     if info.has_proba:
         n_classes = len(info.class_labels) if info.class_labels else -1
@@ -226,7 +255,7 @@ def model_metadata(info: ModelInfo) -> dict[str, Any]:
         outputs.append({"name": "predict_proba", "datatype": proba_type, "shape": [-1, n_classes]})
     return {
         "name": info.name,
-        "versions": [info.version],
+        "versions": versions or [info.version],
         "platform": info.runtime,
         "inputs": model_inputs(info),
         "outputs": outputs,

@@ -24,17 +24,18 @@ import grpc
 import numpy as np
 
 from model_server import binary, errors
-from model_server.dataplane import DataPlane
+from model_server.dataplane import DataPlane, Prediction
 from model_server.grpc_v2 import grpc_predict_v2_pb2 as pb
 from model_server.grpc_v2 import grpc_predict_v2_pb2_grpc as pb_grpc
 from model_server.metrics import Metrics
 from model_server.protocols import v2
-from model_server.runtimes.base import Array
+from model_server.runtimes.base import Array, Runtime
 from model_server.settings import KEEP_ALIVE_SECONDS, ServerSettings
 
 log = logging.getLogger("model_server")
 
 PROTOCOL: Final = "grpc"  # the metrics' protocol label
+VERSION_KEY: Final = "model-version"  # initial metadata: the version that answered
 SERVICE: Final = "/inference.GRPCInferenceService/"
 ERROR_CODE: Final[dict[type[errors.ServerError], grpc.StatusCode]] = {
     errors.MalformedRequest: grpc.StatusCode.INVALID_ARGUMENT,
@@ -130,10 +131,14 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
 
     @rpc
     async def ModelReady(self, request: Any, context: Any) -> Any:
-        """Whether the named model is ready; NOT_FOUND for a model this server does not serve."""
+        """Whether the named model (version) is ready; NOT_FOUND for a model or version this
+        server does not serve; false for a candidate that failed to load."""
         if not self.plane.ready:
             return pb.ModelReadyResponse(ready=False)
-        self.plane.runtime_named(request.name, request.version or None)
+        try:
+            self.plane.runtime_named(request.name, request.version or None)
+        except errors.ModelNotReady:
+            return pb.ModelReadyResponse(ready=False)
         return pb.ModelReadyResponse(ready=True)
 
     @rpc
@@ -146,7 +151,7 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelMetadata(self, request: Any, context: Any) -> Any:
         """The model's inputs and outputs, as in the REST metadata document."""
         runtime = self.plane.runtime_named(request.name, request.version or None)
-        meta = v2.model_metadata(runtime.metadata)
+        meta = v2.model_metadata(runtime.metadata, self.plane.version_names())
         tensor = pb.ModelMetadataResponse.TensorMetadata
         return pb.ModelMetadataResponse(
             name=meta["name"],
@@ -160,17 +165,28 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
 
     @rpc
     async def ModelInfer(self, request: Any, context: Any) -> Any:
-        """A prediction, answered in the form the inputs came in (raw or typed contents)."""
+        """A prediction, answered in the form the inputs came in (raw or typed contents);
+        initial metadata `model-version` and the reply's model_version say who answered."""
         plane = self.plane
-        runtime = plane.runtime_named(request.model_name, request.model_version or None)
-        info = runtime.metadata
+        version = request.model_version or None
+        runtime = plane.runtime_named(request.model_name, version)
+        size = request.ByteSize()
 
-        def decode() -> tuple[Any, list[str]]:
-            return v2.model_input(request_body(request, plane.max_rows), info, plane.max_rows)
+        async def attempt(runtime: Runtime, protocol: str | None) -> tuple[list[str], Prediction]:
+            info = runtime.metadata
 
-        x, wanted = await plane.offload(request.ByteSize(), decode)
-        proba = "predict_proba" in wanted
-        result = await plane.predict(runtime, x, probabilities=proba, protocol=PROTOCOL)
+            def decode() -> tuple[Any, list[str]]:
+                return v2.model_input(request_body(request, plane.max_rows), info, plane.max_rows)
+
+            x, wanted = await plane.offload(size, decode)
+            proba = "predict_proba" in wanted
+            return wanted, await plane.predict(runtime, x, probabilities=proba, protocol=protocol)
+
+        wanted, result, answered = await plane.answer(
+            runtime, attempt, PROTOCOL, context.invocation_metadata, explicit=version is not None
+        )
+        info = answered.metadata
+        await context.send_initial_metadata(((VERSION_KEY, info.version),))
         reply = pb.ModelInferResponse(
             model_name=info.name, model_version=info.version, id=request.id
         )

@@ -86,6 +86,8 @@ class Runtime:
         self.fast = fast
         self.inline_rows = INLINE_MAX_ROWS if fast else 0
         self._both = getattr(model, "predict_both", None)
+        # The response header saying which version answered (docs/rollouts.md), made once.
+        self.version_header = (b"model-version", info.version.encode("ascii"))
         # The card's drift reference (set at load): what the drift window is compared with.
         self.drift_reference: DriftReference | None = None
 

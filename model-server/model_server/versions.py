@@ -1,0 +1,424 @@
+"""Two versions of the model in one process: the stable one and a candidate (docs/rollouts.md).
+
+`Versions` holds both runtimes and decides, per request, which one answers:
+
+- a request naming a version (V2 `/versions/{v}/infer`, gRPC `model_version`) is answered by
+  that version only;
+- canary: a request carrying the sticky header goes to the candidate when the bucket of its
+  value (`sticky_bucket`) is below `percent * 100`; any other request by `Split`, an exact
+  share per process (error diffusion, not chance);
+- shadow: the stable answers, and the candidate predicts a copy of the request;
+- a candidate that fails while answering is answered for by the stable (`Versions.answer`).
+
+Copies (shadow, and in canary the stable's prediction of what the candidate answered, so both
+modes measure agreement) run on one background task (`Copies.run`) from a bounded queue and
+within a time budget: at most 5 % of the wall time, refilled continuously and held to a second's
+worth (a token bucket). A copy that does not fit is dropped and counted, never queued without
+bound.
+
+Protocols give the plane an `Attempt`: "decode the request for this runtime and predict", a
+closure over the request body, so the stable, the candidate, a fallback and a copy all decode
+and predict a request exactly as that protocol does. A copy's attempt gets `protocol=None`,
+which the data plane reads as "not an answer": no rows counted by protocol, no drift.
+Nothing here runs per request unless a candidate is loaded (`DataPlane.answer`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
+
+import numpy as np
+
+from model_server.errors import InvalidInput, MalformedRequest, ModelNotReady, PayloadTooLarge
+from model_server.metrics import VersionMetrics
+from model_server.runtimes.base import Array, Runtime
+
+if TYPE_CHECKING:
+    from model_server.dataplane import Prediction
+    from model_server.settings import ServerSettings
+
+log = logging.getLogger("model_server")
+
+E = TypeVar("E")
+# decode the request for `runtime` and predict; `protocol` None marks a copy (not an answer)
+Attempt = Callable[[Runtime, str | None], Awaitable[tuple[E, "Prediction"]]]
+# HTTP headers (lower-case bytes names and values) or a callable giving gRPC metadata
+Headers = Iterable[tuple[Any, Any]] | Callable[[], Iterable[tuple[Any, Any]]]
+
+STABLE: Final = "stable"
+CANDIDATE: Final = "candidate"
+CANARY: Final = "canary"
+SHADOW: Final = "shadow"
+ANSWER: Final = "answer"
+COPY: Final = "copy"
+OK: Final = "ok"
+ERROR: Final = "error"
+QUEUE_FULL: Final = "queue_full"
+BUDGET: Final = "budget"
+BUCKETS: Final = 10_000  # sticky buckets: a share of p percent is buckets below p * 100
+BUDGET_SHARE: Final = 0.05  # copies may use this share of the wall time
+BUDGET_WINDOW_S: Final = 1.0  # ... held to this window's worth (5 % of one second: 50 ms)
+MAX_LABELS: Final = 100  # label values per version in model_server_version_predictions_total
+OTHER_LABEL: Final = "other"
+AGREE_ABS: Final = 1e-6  # regression: values agree within AGREE_ABS + AGREE_REL * |stable|
+AGREE_REL: Final = 1e-3
+# Errors that say the request itself is wrong: when the stable refuses the request with one of
+# these after the candidate failed, the failure is not held against the candidate.
+CLIENT_ERRORS: Final = (MalformedRequest, InvalidInput, PayloadTooLarge)
+
+
+def sticky_bucket(value: bytes) -> int:
+    """The bucket (0-9999) of a sticky header value: the first 8 bytes of its BLAKE2b digest
+    as a big-endian integer, modulo 10,000. The same on every pod and at every share, so a
+    value inside the candidate's share at 10 % stays inside it at 25 %."""
+    digest = hashlib.blake2b(value, digest_size=8).digest()
+    return int.from_bytes(digest, "big") % BUCKETS
+
+
+class Split:
+    """An exact share without chance: request n (counted from 0) goes to the candidate when
+    floor((n + 1) * p / 100) > floor(n * p / 100), so every 100 requests in a row hold exactly
+    p candidate ones, spread evenly. The pattern repeats every 100 requests, so n is kept
+    modulo 100."""
+
+    def __init__(self, percent: int) -> None:
+        self.percent = percent
+        self._n = 0
+
+    def next(self) -> bool:
+        """Whether the next request goes to the candidate."""
+        n, p = self._n, self.percent
+        self._n = (n + 1) % 100
+        return (n + 1) * p // 100 > n * p // 100
+
+
+class Version:
+    """One served version: its runtime once loaded (or why it failed) and its metric series."""
+
+    def __init__(self, role: str, version: str, metrics: VersionMetrics) -> None:
+        self.role = role
+        self.version = version
+        self.runtime: Runtime | None = None
+        self.failure: str | None = None
+        self._metrics = metrics
+        self._requests: dict[tuple[str, str], Any] = {}
+        self._duration = metrics.duration.labels(version, role)
+        self._labels: dict[Any, Any] = {}
+        self.regression = False
+        metrics.loading(version, role)
+
+    def attach(self, runtime: Runtime) -> None:
+        """Loaded and warmed up: serve it."""
+        info = runtime.metadata
+        self.regression = info.task == "regression"
+        self.runtime = runtime
+        self._metrics.loaded(self.version, self.role, info.digest, info.format)
+
+    def fail(self, message: str) -> None:
+        """It failed to load: `message` is the one-line reason (ready stays 0)."""
+        self.failure = message
+
+    def count(self, kind: str, outcome: str) -> None:
+        """One request of `kind` (answer, copy) ended with `outcome` (ok, error)."""
+        child = self._requests.get((kind, outcome))
+        if child is None:
+            child = self._metrics.requests.labels(self.version, self.role, kind, outcome)
+            self._requests[(kind, outcome)] = child
+        child.inc()
+
+    def succeeded(self, kind: str, seconds: float, labels: Array) -> None:
+        """A prediction of `kind` took `seconds` (decode + predict) and answered `labels`."""
+        self.count(kind, OK)
+        self._duration.observe(seconds)
+        if self.regression:
+            self._label_child("").inc(len(labels))
+            return
+        values, counts = np.unique(labels, return_counts=True)
+        for label, count in zip(values.tolist(), counts.tolist(), strict=True):
+            self._label_child(label).inc(count)
+
+    def _label_child(self, label: Any) -> Any:
+        child = self._labels.get(label)
+        if child is None:
+            name = str(label) if len(self._labels) < MAX_LABELS else OTHER_LABEL
+            child = self._metrics.predictions.labels(self.version, self.role, name)
+            if name != OTHER_LABEL:
+                self._labels[label] = child
+        return child
+
+
+@dataclass(frozen=True)
+class Copy(Generic[E]):
+    """A request another version predicts off the request path, to compare with the answer."""
+
+    version: Version  # the one that predicts the copy
+    attempt: Attempt[E]
+    answered: Array  # the labels the client got
+    stable_answered: bool  # whether those were the stable's (shadow) or the candidate's
+
+
+def agreeing_rows(stable: Array, candidate: Array, regression: bool) -> int:
+    """Rows where both versions gave the same label (regression: the candidate's value within
+    1e-6 + 1e-3 * |stable's|)."""
+    if regression:
+        s = np.asarray(stable, dtype=np.float64)
+        c = np.asarray(candidate, dtype=np.float64)
+        return int(np.count_nonzero(np.abs(c - s) <= AGREE_ABS + AGREE_REL * np.abs(s)))
+    if stable.dtype.kind in "biuf" and candidate.dtype.kind in "biuf":
+        return int(np.count_nonzero(stable == candidate))
+    return sum(a == b for a, b in zip(stable.tolist(), candidate.tolist(), strict=True))
+
+
+class Copies:
+    """The bounded queue of copies and the one task that predicts them, within the budget.
+
+    A copy is dropped (and counted, by reason) when the queue already holds `limit` copies
+    (`queue_full`), or when copies have used up their budget (`budget`): BUDGET_SHARE of the
+    wall time, accrued continuously and held to BUDGET_WINDOW_S's worth, each copy charged its
+    wall time (decode + predict, thread hand-offs included). So under load copies stop, the
+    queue never grows beyond `limit`, and the loop time they take from answers is bounded.
+    `clock` is injectable for tests.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        metrics: VersionMetrics,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.limit = limit
+        self._metrics = metrics
+        self._clock = clock
+        self._queue: deque[Copy[Any]] = deque()
+        self._wake: asyncio.Event | None = None
+        self._capacity = BUDGET_SHARE * BUDGET_WINDOW_S
+        self._allowance = self._capacity
+        self._at = clock()
+        self._dropped = {reason: metrics.dropped.labels(reason) for reason in (QUEUE_FULL, BUDGET)}
+        self.stable_regression = False  # the stable's task decides how rows are compared
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def offer(self, copy: Copy[Any]) -> None:
+        """Queue a copy, or drop and count it."""
+        if len(self._queue) >= self.limit:
+            self._dropped[QUEUE_FULL].inc()
+            return
+        if self._refill() <= 0:
+            self._dropped[BUDGET].inc()
+            return
+        self._queue.append(copy)
+        if self._wake is not None:
+            self._wake.set()
+
+    def _refill(self) -> float:
+        now = self._clock()
+        elapsed, self._at = now - self._at, now
+        self._allowance = min(self._capacity, self._allowance + elapsed * BUDGET_SHARE)
+        return self._allowance
+
+    async def run(self) -> None:
+        """Predict queued copies one at a time, forever (the app's lifespan cancels this)."""
+        self._wake = asyncio.Event()
+        while True:
+            while not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+            await self.run_one()
+
+    async def run_one(self) -> None:
+        """Predict the oldest queued copy (or drop it when the budget is spent meanwhile)."""
+        copy = self._queue.popleft()
+        if self._refill() <= 0:
+            self._dropped[BUDGET].inc()
+            return
+        start = self._clock()
+        try:
+            await self._predict(copy)
+        finally:
+            self._allowance -= self._clock() - start
+
+    async def _predict(self, copy: Copy[Any]) -> None:
+        version = copy.version
+        runtime = version.runtime
+        assert runtime is not None  # copies are offered only while both versions are loaded
+        start = time.perf_counter()
+        try:
+            _, result = await copy.attempt(runtime, None)
+            labels = result.labels
+            if len(labels) != len(copy.answered):
+                raise InvalidInput(
+                    f"{len(labels)} rows predicted for a request answered with {len(copy.answered)}"
+                )
+        except Exception as exc:  # a copy never fails anything but its own count
+            version.count(COPY, ERROR)
+            log.debug("copy predicted by version %r failed: %s", version.version, exc)
+            return
+        version.succeeded(COPY, time.perf_counter() - start, labels)
+        if copy.stable_answered:
+            stable, candidate = copy.answered, labels
+        else:
+            stable, candidate = labels, copy.answered
+        self._metrics.compared.inc(len(labels))
+        agreed = agreeing_rows(stable, candidate, self.stable_regression)
+        if agreed:
+            self._metrics.agreed.inc(agreed)
+
+
+class Versions:
+    """The stable version, the candidate, and the routing between them (docs/rollouts.md)."""
+
+    def __init__(self, settings: ServerSettings, metrics: VersionMetrics) -> None:
+        self.mode = settings.candidate_mode
+        self.percent = settings.candidate_percent
+        self.stable = Version(STABLE, settings.model_version, metrics)
+        self.candidate = Version(CANDIDATE, settings.candidate_version, metrics)
+        self.copies = Copies(settings.shadow_queue, metrics)
+        self._canary = self.mode == CANARY and self.percent > 0
+        self._shadow = self.mode == SHADOW
+        self._split = Split(self.percent)
+        self._threshold = self.percent * BUCKETS // 100
+        sticky = settings.sticky_header
+        self._sticky_str = sticky.lower() if sticky else None  # gRPC metadata keys
+        self._sticky_bytes = self._sticky_str.encode() if self._sticky_str else None  # HTTP
+        self._failure_logged = False
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the candidate is loaded (and requests are routed between the two)."""
+        return self.candidate.runtime is not None
+
+    def attach(self, stable: Runtime, candidate: Runtime | None, failure: str | None) -> None:
+        """Both versions are loaded, or the candidate failed with `failure`."""
+        self.stable.attach(stable)
+        self.copies.stable_regression = self.stable.regression
+        if candidate is not None:
+            self.candidate.attach(candidate)
+        elif failure is not None:
+            self.candidate.fail(failure)
+
+    def names(self) -> list[str]:
+        """The versions served now (the V2 metadata's `versions`)."""
+        return [v.version for v in (self.stable, self.candidate) if v.runtime is not None]
+
+    def candidate_runtime(self, name: str) -> Runtime:
+        """The candidate for a request naming its version, or ModelNotReady saying why not."""
+        runtime = self.candidate.runtime
+        if runtime is None:
+            version = self.candidate.version
+            if self.candidate.failure is not None:
+                raise ModelNotReady(
+                    f"version {version!r} of model {name!r} failed to load: "
+                    f"{self.candidate.failure}"
+                )
+            raise ModelNotReady(f"version {version!r} of model {name!r} is still loading")
+        return runtime
+
+    def to_candidate(self, headers: Headers) -> bool:
+        """Whether a request that names no version goes to the candidate (canary only)."""
+        if not self._canary:
+            return False
+        if self._sticky_bytes is not None:
+            value = self._sticky_value(headers)
+            if value is not None:
+                return sticky_bucket(value) < self._threshold
+        return self._split.next()
+
+    def _sticky_value(self, headers: Headers) -> bytes | None:
+        pairs = headers() if callable(headers) else headers
+        for key, value in pairs:
+            if key == self._sticky_bytes or key == self._sticky_str:
+                return value if isinstance(value, bytes) else str(value).encode()
+        return None
+
+    async def answer(
+        self,
+        runtime: Runtime,
+        attempt: Attempt[E],
+        protocol: str,
+        headers: Headers,
+        explicit: bool,
+    ) -> tuple[E, Prediction, Runtime]:
+        """Answer a request (the plane's `answer` while a candidate is loaded): the part the
+        attempt returns besides the prediction, the prediction, and the runtime that made it.
+
+        `runtime` is the version the request named when `explicit`, else the stable's.
+        """
+        if explicit:
+            version = self.candidate if runtime is self.candidate.runtime else self.stable
+            extra, result = await self._answer(version, attempt, protocol)
+            return extra, result, runtime
+        if self.to_candidate(headers):
+            candidate = self.candidate
+            try:
+                extra, result = await self._timed(candidate, attempt, protocol)
+            except Exception as failure:
+                return await self._fall_back(attempt, protocol, failure)
+            self.copies.offer(Copy(self.stable, attempt, result.labels, stable_answered=False))
+            assert candidate.runtime is not None
+            return extra, result, candidate.runtime
+        extra, result = await self._answer(self.stable, attempt, protocol)
+        if self._shadow:
+            self.copies.offer(Copy(self.candidate, attempt, result.labels, stable_answered=True))
+        assert self.stable.runtime is not None
+        return extra, result, self.stable.runtime
+
+    async def _answer(
+        self, version: Version, attempt: Attempt[E], protocol: str
+    ) -> tuple[E, Prediction]:
+        try:
+            return await self._timed(version, attempt, protocol)
+        except Exception:
+            version.count(ANSWER, ERROR)
+            raise
+
+    async def _timed(
+        self, version: Version, attempt: Attempt[E], protocol: str
+    ) -> tuple[E, Prediction]:
+        runtime = version.runtime
+        assert runtime is not None
+        start = time.perf_counter()
+        extra, result = await attempt(runtime, protocol)
+        version.succeeded(ANSWER, time.perf_counter() - start, result.labels)
+        return extra, result
+
+    async def _fall_back(
+        self, attempt: Attempt[E], protocol: str, failure: Exception
+    ) -> tuple[E, Prediction, Runtime]:
+        """The candidate failed: the stable answers (or its error is the client's answer).
+
+        The failure counts as the candidate's error, unless the stable refuses the request
+        too as the client's mistake (malformed, invalid, too large): then it was the request.
+        """
+        try:
+            extra, result = await self._timed(self.stable, attempt, protocol)
+        except CLIENT_ERRORS:
+            self.stable.count(ANSWER, ERROR)
+            raise
+        except Exception:
+            self.stable.count(ANSWER, ERROR)
+            self._candidate_failed(failure)
+            raise
+        self._candidate_failed(failure)
+        assert self.stable.runtime is not None
+        return extra, result, self.stable.runtime
+
+    def _candidate_failed(self, failure: Exception) -> None:
+        self.candidate.count(ANSWER, ERROR)
+        if not self._failure_logged:  # once per process: the counter says how often
+            self._failure_logged = True
+            log.warning(
+                "candidate version %r failed a request, the stable version %r answered it "
+                "(logged once; model_server_version_requests_total counts them): %s",
+                self.candidate.version,
+                self.stable.version,
+                getattr(failure, "message", None) or f"{type(failure).__name__}: {failure}",
+            )
