@@ -1,0 +1,750 @@
+"""Where the analysis reads metrics (mlmodel_operator.analysis_metrics): the pods' /metrics and
+Prometheus, against real HTTP servers on loopback serving the model server's exposition text.
+
+The tests marked `prometheus` run the project's Prometheus build (`make e2e-deps`): it scrapes
+a loopback server serving fixed text (first all zeros, then fixed counts, labels namespace and
+mlmodel from static_configs) and the source's PromQL must give exactly what the text implies.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import re
+import subprocess
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from mlmodel_operator.analysis import Measurement, Unmeasured
+from mlmodel_operator.analysis_metrics import (
+    METRICS_ACCEPT,
+    PodMetricsSource,
+    PodTarget,
+    PrometheusSource,
+    Scope,
+    bucket_quantile,
+    queries,
+    scrape_targets,
+    source_from_settings,
+)
+from mlmodel_operator.settings import OperatorSettings
+
+BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+SINCE = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+
+
+# --- the model server's exposition text --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """What one pod counted, as the model server counts it (docs/rollouts.md)."""
+
+    answered: int = 0  # candidate answers, ok
+    failed: int = 0  # candidate answers that failed
+    copies: int = 0  # candidate copies (shadow / agreement), ok
+    stable: int = 0  # stable answers (not the candidate's)
+    candidate_latencies: tuple[float, ...] = ()
+    stable_latencies: tuple[float, ...] = ()
+    compared: int = 0
+    agreed: int = 0
+    candidate_ready: int = 1
+
+
+def exposition(pods: dict[str, Traffic], *, zero: bool = False) -> str:
+    """The text a model server's /metrics serves; with more than one pod, each series has a
+    `pod` label (one scrape target standing for several pods). `zero`: the same series, all 0."""
+    registry = CollectorRegistry()
+    extra = ["pod"] if len(pods) > 1 else []
+    requests = Counter(
+        "model_server_version_requests",
+        "requests",
+        ["version", "role", "kind", "outcome", *extra],
+        registry=registry,
+    )
+    duration = Histogram(
+        "model_server_version_duration_seconds",
+        "duration",
+        ["version", "role", *extra],
+        buckets=BUCKETS,
+        registry=registry,
+    )
+    compared = Counter("model_server_candidate_compared_rows", "c", extra, registry=registry)
+    agreed = Counter("model_server_candidate_agreed_rows", "a", extra, registry=registry)
+    ready = Gauge("model_server_version_ready", "r", ["version", "role", *extra], registry=registry)
+    for pod, t in pods.items():
+        p = [pod] if extra else []
+        counts = [
+            (requests.labels("2", "candidate", "answer", "ok", *p), t.answered),
+            (requests.labels("2", "candidate", "answer", "error", *p), t.failed),
+            (requests.labels("2", "candidate", "copy", "ok", *p), t.copies),
+            (requests.labels("1", "stable", "answer", "ok", *p), t.stable),
+            (compared.labels(*p) if p else compared, t.compared),
+            (agreed.labels(*p) if p else agreed, t.agreed),
+        ]
+        for child, n in counts:
+            if n and not zero:
+                child.inc(n)
+        for role, version, latencies in (
+            ("candidate", "2", t.candidate_latencies),
+            ("stable", "1", t.stable_latencies),
+        ):
+            child = duration.labels(version, role, *p)
+            for seconds in () if zero else latencies:
+                child.observe(seconds)
+        ready.labels("1", "stable", *p).set(1)
+        ready.labels("2", "candidate", *p).set(t.candidate_ready)
+    text = generate_latest(registry).decode()
+    # the server runs prometheus_client in multiprocess mode, which writes no _created samples
+    return "".join(line + "\n" for line in text.splitlines() if "_created" not in line)
+
+
+POD_A = Traffic(
+    answered=30,
+    failed=2,
+    copies=8,
+    stable=300,
+    candidate_latencies=(0.003,) * 50,
+    stable_latencies=(0.003,) * 100,
+    compared=30,
+    agreed=28,
+)
+POD_B = Traffic(
+    answered=50,
+    failed=5,
+    copies=5,
+    stable=250,
+    candidate_latencies=(0.003,) * 48 + (0.02,) * 2,
+    stable_latencies=(0.003,) * 100,
+    compared=20,
+    agreed=19,
+)
+# What the two pods' text implies: 100 candidate requests (both kinds), 7 errors; candidate
+# latencies summed: 98 in (0.002, 0.005], 2 in (0.01, 0.025]: the 99th of 100 is halfway into
+# the latter; stable: 200 in (0.002, 0.005], rank 198. (Each pod's own p99 is something else:
+# 0.00497 and 0.02125; only the summed buckets give these.)
+EXPECTED = Measurement(
+    requests=100,
+    errors=7,
+    p99_candidate=0.01 + (0.025 - 0.01) * (1 / 2),
+    p99_stable=0.002 + (0.005 - 0.002) * (198 / 200),
+    compared=50,
+    agreed=47,
+    candidate_ready=True,
+)
+
+
+# --- loopback HTTP servers ---------------------------------------------------------------
+
+Respond = Callable[[http.server.BaseHTTPRequestHandler], None]
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: _Server
+
+    def do_GET(self) -> None:
+        self.server.seen.append((self.path, dict(self.headers.items())))
+        self.server.respond(self)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    def __init__(self, respond: Respond) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.respond = respond
+        self.seen: list[tuple[str, dict[str, str]]] = []
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a reader that gave up (as the tests want) resets the connection: not news
+
+
+def answer(body: bytes | str, status: int = 200, ctype: str = METRICS_ACCEPT) -> Respond:
+    data = body.encode() if isinstance(body, str) else body
+
+    def respond(h: http.server.BaseHTTPRequestHandler) -> None:
+        h.send_response(status)
+        h.send_header("Content-Type", ctype)
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        h.wfile.write(data)
+
+    return respond
+
+
+@dataclass
+class Loopback:
+    """Starts loopback servers for one test and stops them (releasing any that hang)."""
+
+    release: threading.Event = field(default_factory=threading.Event)
+    servers: list[_Server] = field(default_factory=list)
+
+    def serve(self, respond: Respond) -> _Server:
+        server = _Server(respond)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.servers.append(server)
+        return server
+
+    def pod(self, respond: Respond, name: str = "iris-1") -> tuple[_Server, PodTarget]:
+        server = self.serve(respond)
+        return server, PodTarget(name, "127.0.0.1", server.port)
+
+    def close(self) -> None:
+        self.release.set()
+        for server in self.servers:
+            server.shutdown()
+            server.server_close()
+
+
+@pytest.fixture
+def loopback() -> Iterator[Loopback]:
+    servers = Loopback()
+    try:
+        yield servers
+    finally:
+        servers.close()
+
+
+def scope(*pods: PodTarget) -> Scope:
+    return Scope("ns-a", "iris", tuple(pods))
+
+
+# --- the pods' /metrics ------------------------------------------------------------------
+
+
+def test_pod_counters_are_summed_and_p99_taken_from_the_summed_buckets(
+    loopback: Loopback,
+) -> None:
+    server_a, pod_a = loopback.pod(answer(exposition({"a": POD_A})), "iris-a")
+    server_b, pod_b = loopback.pod(answer(exposition({"b": POD_B})), "iris-b")
+    measured = PodMetricsSource().measure(scope(pod_a, pod_b), SINCE)
+    assert measured == EXPECTED
+    for server in (server_a, server_b):
+        ((path, headers),) = server.seen
+        assert path == "/metrics"
+        assert headers["Accept"] == METRICS_ACCEPT
+
+
+def test_a_pod_whose_candidate_did_not_load_says_so(loopback: Loopback) -> None:
+    _, pod_a = loopback.pod(answer(exposition({"a": POD_A})), "iris-a")
+    not_loaded = Traffic(candidate_ready=0, stable=10, stable_latencies=(0.003,))
+    _, pod_b = loopback.pod(answer(exposition({"b": not_loaded})), "iris-b")
+    measured = PodMetricsSource().measure(scope(pod_a, pod_b), SINCE)
+    assert isinstance(measured, Measurement) and measured.candidate_ready is False
+    assert measured.requests == 40
+
+
+def test_a_server_without_candidate_metrics_measures_nothing(loopback: Loopback) -> None:
+    _, pod = loopback.pod(answer('model_server_requests_total{route="/predict"} 5\n'))
+    assert PodMetricsSource().measure(scope(pod), SINCE) == Measurement(0, 0, None, None, 0, 0)
+
+
+def test_no_pods_to_scrape_is_unmeasured() -> None:
+    measured = PodMetricsSource().measure(scope(), SINCE)
+    assert measured == Unmeasured("no ready pod of the current pod template to read metrics from")
+
+
+def test_a_body_over_the_cap_is_refused(loopback: Loopback) -> None:
+    big = exposition({"a": POD_A}) + "# padding\n" * ((5 << 20) // 10)
+    assert len(big) > 4 << 20
+    _, pod = loopback.pod(answer(big))
+    assert PodMetricsSource().measure(scope(pod), SINCE) == Unmeasured(
+        "the metrics of pod iris-1 could not be read"
+    )
+
+
+def test_a_body_over_the_cap_without_a_length_is_refused_while_reading(
+    loopback: Loopback,
+) -> None:
+    def endless(h: http.server.BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.end_headers()
+        chunk = b"# padding padding padding\n" * 4096
+        try:
+            while not loopback.release.is_set():
+                h.wfile.write(chunk)
+        except OSError:
+            pass  # the reader gave up, as it should
+
+    _, pod = loopback.pod(endless)
+    measured = PodMetricsSource(max_bytes=1 << 20).measure(scope(pod), SINCE)
+    assert measured == Unmeasured("the metrics of pod iris-1 could not be read")
+
+
+@pytest.mark.parametrize("when", ["before the headers", "after the headers", "mid-body"])
+def test_a_pod_that_hangs_is_given_up_on(loopback: Loopback, when: str) -> None:
+    def hang(h: http.server.BaseHTTPRequestHandler) -> None:
+        if when != "before the headers":
+            h.send_response(200)
+            h.send_header("Content-Length", "100000")
+            h.end_headers()
+        if when == "mid-body":
+            h.wfile.write(b"# a start\n")
+            h.wfile.flush()
+        loopback.release.wait()
+
+    _, pod = loopback.pod(hang)
+    measured = PodMetricsSource(timeout=0.5).measure(scope(pod), SINCE)
+    assert measured == Unmeasured("the metrics of pod iris-1 could not be read")
+
+
+def test_a_pod_that_trickles_is_given_up_on_at_the_deadline(loopback: Loopback) -> None:
+    def trickle(h: http.server.BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.end_headers()
+        try:
+            while not loopback.release.wait(0.05):
+                h.wfile.write(b"#")
+                h.wfile.flush()
+        except OSError:
+            pass
+
+    _, pod = loopback.pod(trickle)
+    measured = PodMetricsSource(timeout=0.5).measure(scope(pod), SINCE)
+    assert measured == Unmeasured("the metrics of pod iris-1 could not be read")
+
+
+def test_a_redirect_is_not_followed(loopback: Loopback) -> None:
+    elsewhere = loopback.serve(answer(exposition({"a": POD_A})))
+
+    def redirect(h: http.server.BaseHTTPRequestHandler) -> None:
+        h.send_response(302)
+        h.send_header("Location", f"http://127.0.0.1:{elsewhere.port}/metrics")
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+
+    _, pod = loopback.pod(redirect)
+    measured = PodMetricsSource().measure(scope(pod), SINCE)
+    assert measured == Unmeasured("the metrics of pod iris-1 could not be read")
+    assert elsewhere.seen == []
+
+
+@pytest.mark.parametrize(
+    ("respond", "reason"),
+    [
+        (answer("oops", status=500), "could not be read"),
+        (answer(b"\xff\xfe not utf-8"), "are not Prometheus text"),
+        (answer("garbage here\n"), "are not Prometheus text"),
+        (
+            answer('model_server_version_requests_total{role="candidate" 1\n'),
+            "are not Prometheus text",
+        ),
+        (  # a bucket without its bound
+            answer('model_server_version_duration_seconds_bucket{role="stable"} 3\n'),
+            "are not Prometheus text",
+        ),
+    ],
+)
+def test_a_bad_answer_is_unmeasured(loopback: Loopback, respond: Respond, reason: str) -> None:
+    _, pod = loopback.pod(respond)
+    measured = PodMetricsSource().measure(scope(pod), SINCE)
+    assert isinstance(measured, Unmeasured) and measured.reason.endswith(reason)
+
+
+def test_one_bad_pod_makes_the_whole_measurement_unmeasured(loopback: Loopback) -> None:
+    _, good = loopback.pod(answer(exposition({"a": POD_A})), "iris-a")
+    _, bad = loopback.pod(answer("", status=503), "iris-b")
+    measured = PodMetricsSource().measure(scope(good, bad), SINCE)
+    assert measured == Unmeasured("the metrics of pod iris-b could not be read")
+
+
+def test_a_link_local_pod_address_is_never_fetched() -> None:
+    pod = PodTarget("iris-1", "169.254.169.254", 80)
+    measured = PodMetricsSource().measure(scope(pod), SINCE)
+    assert measured == Unmeasured("the metrics of pod iris-1 could not be read")
+
+
+@pytest.mark.parametrize(("ip", "port"), [("iris.example.com", 8080), ("10.0.0.1", 0)])
+def test_a_pod_target_is_an_ip_literal_and_a_port(ip: str, port: int) -> None:
+    with pytest.raises(ValueError):
+        PodTarget("iris-1", ip, port)
+
+
+# --- which pods -------------------------------------------------------------------------
+
+ENV = [{"name": "MODEL_SERVER_CANDIDATE_PERCENT", "value": "25"}]
+DEPLOYMENT: dict[str, Any] = {
+    "metadata": {"name": "iris", "namespace": "ns-a"},
+    "spec": {
+        "template": {
+            "metadata": {"annotations": {"mlops.dev/model-digest": "d1"}},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "server",
+                        "env": ENV,
+                        "ports": [
+                            {"name": "http", "containerPort": 8080},
+                            {"name": "grpc", "containerPort": 8081},
+                        ],
+                    }
+                ]
+            },
+        }
+    },
+}
+
+
+def pod(name: str, **changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "metadata": {
+            "name": name,
+            "annotations": {"mlops.dev/model-digest": "d1", "other": "x"},
+            "ownerReferences": [{"kind": "ReplicaSet", "name": "iris-5d9f", "controller": True}],
+        },
+        "spec": {"containers": [{"name": "server", "env": ENV}]},
+        "status": {
+            "podIP": f"10.1.0.{len(name)}",
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    }
+    for path, value in changes.items():
+        *parents, leaf = path.split("__")
+        target = body
+        for key in parents:
+            target = target[key]
+        target[leaf] = value
+    return body
+
+
+def test_scrape_targets_are_the_ready_pods_of_the_current_template() -> None:
+    pods = [
+        pod("iris-b"),
+        pod("iris-a"),
+        pod("old-env", spec__containers=[{"name": "server", "env": [{"name": "X", "value": "1"}]}]),
+        pod("old-digest", metadata__annotations={"mlops.dev/model-digest": "d0"}),
+        pod("unready", status__conditions=[{"type": "Ready", "status": "False"}]),
+        pod("leaving", metadata__deletionTimestamp="2026-03-01T12:00:00Z"),
+        pod("host-net", spec__hostNetwork=True),
+        pod("no-ip", status__podIP=""),
+        pod("bad-ip", status__podIP="node-1"),
+        pod("not-owned", metadata__ownerReferences=[]),
+        pod(
+            "other-rs",
+            metadata__ownerReferences=[{"kind": "ReplicaSet", "name": "web-1", "controller": True}],
+        ),
+    ]
+    targets = scrape_targets(DEPLOYMENT, pods)
+    assert targets == (PodTarget("iris-a", "10.1.0.6", 8080), PodTarget("iris-b", "10.1.0.6", 8080))
+
+
+def test_no_http_port_no_targets() -> None:
+    deployment = json.loads(json.dumps(DEPLOYMENT))
+    deployment["spec"]["template"]["spec"]["containers"][0]["ports"] = []
+    assert scrape_targets(deployment, [pod("iris-a")]) == ()
+
+
+# --- histogram_quantile ------------------------------------------------------------------
+
+
+def test_bucket_quantile_is_prometheus_histogram_quantile() -> None:
+    inf = float("inf")
+    assert bucket_quantile(0.99, {0.005: 98, 0.01: 98, 0.025: 100, inf: 100}) == (
+        0.01 + (0.025 - 0.01) * (1 / 2)
+    )
+    assert bucket_quantile(0.5, {1.0: 10, 2.0: 20, inf: 20}) == 1.0  # the first bucket from 0
+    assert bucket_quantile(0.99, {1.0: 1, 2.0: 2, inf: 100}) == 2.0  # in +Inf: highest bound
+    assert bucket_quantile(0.5, {1.0: 6, 2.0: 4, inf: 10}) == pytest.approx(5 / 6)  # monotonic
+    assert bucket_quantile(0.99, {1.0: 0, inf: 0}) is None  # no observations
+    assert bucket_quantile(0.99, {1.0: 5, 2.0: 5}) is None  # no +Inf bucket
+    assert bucket_quantile(0.99, {inf: 5}) is None  # one bucket
+    assert bucket_quantile(0.99, {}) is None
+
+
+# --- Prometheus: the queries and the HTTP, against a fake -------------------------------
+
+
+def fake_prometheus(values: dict[str, str | None]) -> Respond:
+    """Answers each of the source's queries with values[what it measures] (None: no series)."""
+    by_query = {promql: name for name, promql in queries(scope(), "W").items()}
+
+    def respond(h: http.server.BaseHTTPRequestHandler) -> None:
+        params = urllib.parse.parse_qs(urllib.parse.urlsplit(h.path).query)
+        value = values[by_query[re.sub(r"\[[0-9]+ms\]", "[W]", params["query"][0])]]
+        result = [] if value is None else [{"metric": {}, "value": [1.0, value]}]
+        doc = {"status": "success", "data": {"resultType": "vector", "result": result}}
+        answer(json.dumps(doc), ctype="application/json")(h)
+
+    return respond
+
+
+def test_the_promql() -> None:
+    assert queries(scope(), "60000ms") == {
+        "requests": 'sum(increase(model_server_version_requests_total{namespace="ns-a",'
+        'mlmodel="iris",role="candidate"}[60000ms]))',
+        "errors": 'sum(increase(model_server_version_requests_total{namespace="ns-a",'
+        'mlmodel="iris",role="candidate",outcome="error"}[60000ms]))',
+        "p99_candidate": "histogram_quantile(0.99, sum by (le) (increase("
+        'model_server_version_duration_seconds_bucket{namespace="ns-a",mlmodel="iris",'
+        'role="candidate"}[60000ms])))',
+        "p99_stable": "histogram_quantile(0.99, sum by (le) (increase("
+        'model_server_version_duration_seconds_bucket{namespace="ns-a",mlmodel="iris",'
+        'role="stable"}[60000ms])))',
+        "compared": 'sum(increase(model_server_candidate_compared_rows_total{namespace="ns-a",'
+        'mlmodel="iris"}[60000ms]))',
+        "agreed": 'sum(increase(model_server_candidate_agreed_rows_total{namespace="ns-a",'
+        'mlmodel="iris"}[60000ms]))',
+        "candidate_ready": 'min(model_server_version_ready{namespace="ns-a",mlmodel="iris",'
+        'role="candidate"})',
+    }
+    quoted = Scope('we"ird', "a\\b")
+    assert 'namespace="we\\"ird",mlmodel="a\\\\b"' in queries(quoted, "1s")["requests"]
+
+
+def test_prometheus_results_become_a_measurement(loopback: Loopback) -> None:
+    values = {
+        "requests": "100.4",  # increase() extrapolates: counts are rounded
+        "errors": "7",
+        "p99_candidate": "0.0175",
+        "p99_stable": "NaN",  # no stable observations
+        "compared": "50",
+        "agreed": "50.6",  # never more than compared
+        "candidate_ready": "1",
+    }
+    server = loopback.serve(fake_prometheus(values))
+    now = SINCE.timestamp() + 60
+    source = PrometheusSource(f"http://127.0.0.1:{server.port}/", clock=lambda: now)
+    assert source.measure(scope(), SINCE) == Measurement(100, 7, 0.0175, None, 50, 50, True)
+    assert len(server.seen) == 7
+    for path, headers in server.seen:
+        params = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)
+        assert urllib.parse.urlsplit(path).path == "/api/v1/query"
+        assert params["time"] == [f"{now:.3f}"]
+        assert headers["Accept"] == "application/json"
+
+
+def test_no_series_means_no_traffic(loopback: Loopback) -> None:
+    server = loopback.serve(fake_prometheus(dict.fromkeys(queries(scope(), "1s"))))
+    source = PrometheusSource(f"http://127.0.0.1:{server.port}", clock=lambda: SINCE.timestamp())
+    assert source.measure(scope(), SINCE) == Measurement(0, 0, None, None, 0, 0, None)
+
+
+def test_the_window_is_the_time_since_the_step_started_and_at_least_a_scrape_interval(
+    loopback: Loopback,
+) -> None:
+    windows = []
+
+    def record(h: http.server.BaseHTTPRequestHandler) -> None:
+        promql = urllib.parse.parse_qs(urllib.parse.urlsplit(h.path).query)["query"][0]
+        windows.append(promql.partition("[")[2].partition("]")[0])
+        doc = {"status": "success", "data": {"resultType": "vector", "result": []}}
+        answer(json.dumps(doc))(h)
+
+    server = loopback.serve(record)
+    url = f"http://127.0.0.1:{server.port}/prom"
+    PrometheusSource(url, clock=lambda: SINCE.timestamp() + 90.5).measure(scope(), SINCE)
+    PrometheusSource(url, clock=lambda: SINCE.timestamp() + 2).measure(scope(), SINCE)
+    assert windows[:6] == ["90500ms"] * 6 and windows[7:13] == ["15000ms"] * 6
+    assert {path.partition("?")[0] for path, _ in server.seen} == {"/prom/api/v1/query"}
+
+
+@pytest.mark.parametrize(
+    "respond",
+    [
+        answer("no", status=503),
+        answer("not json", ctype="application/json"),
+        answer(json.dumps({"status": "error", "error": "bad"})),
+        answer(json.dumps({"status": "success", "data": {"resultType": "matrix", "result": []}})),
+        answer(
+            json.dumps(
+                {
+                    "status": "success",
+                    "data": {"resultType": "vector", "result": [{"value": [1, "1"]}] * 2},
+                }
+            )
+        ),
+        answer(b"{" + b" " * (5 << 20) + b"}", ctype="application/json"),  # over the cap
+    ],
+)
+def test_a_bad_prometheus_answer_is_unmeasured(loopback: Loopback, respond: Respond) -> None:
+    server = loopback.serve(respond)
+    source = PrometheusSource(f"http://127.0.0.1:{server.port}")
+    assert source.measure(scope(), SINCE) == Unmeasured(
+        "Prometheus (MLOP_PROMETHEUS_URL) could not be queried"
+    )
+    assert len(server.seen) == 1  # the first failure ends the measurement
+
+
+def test_a_hanging_prometheus_is_given_up_on(loopback: Loopback) -> None:
+    server = loopback.serve(lambda h: loopback.release.wait() and None)
+    source = PrometheusSource(f"http://127.0.0.1:{server.port}", timeout=0.5)
+    assert isinstance(source.measure(scope(), SINCE), Unmeasured)
+
+
+def test_prometheus_redirects_are_not_followed(loopback: Loopback) -> None:
+    elsewhere = loopback.serve(fake_prometheus(dict.fromkeys(queries(scope(), "1s"))))
+
+    def redirect(h: http.server.BaseHTTPRequestHandler) -> None:
+        h.send_response(307)
+        h.send_header("Location", f"http://127.0.0.1:{elsewhere.port}{h.path}")
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+
+    server = loopback.serve(redirect)
+    assert isinstance(
+        PrometheusSource(f"http://127.0.0.1:{server.port}").measure(scope(), SINCE), Unmeasured
+    )
+    assert elsewhere.seen == []
+
+
+def test_the_source_follows_the_setting() -> None:
+    assert isinstance(source_from_settings(OperatorSettings(prometheus_url="")), PodMetricsSource)
+    source = source_from_settings(OperatorSettings(prometheus_url="http://prom.monitoring:9090"))
+    assert isinstance(source, PrometheusSource)
+    assert str(source.url) == "http://prom.monitoring:9090/"
+
+
+# --- Prometheus: the real one ------------------------------------------------------------
+
+
+def prometheus_binary() -> str:
+    """Prometheus from the project's build (`make e2e-deps`); required for these tests."""
+    from devcluster import prometheus as build
+
+    path = build.binary()
+    assert path.exists(), f"Prometheus is not built ({path}): run `make e2e-deps`"
+    return str(path)
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.load(response)
+
+
+def wait_for(what: str, check: Callable[[], bool], seconds: float = 120) -> None:
+    """Poll until check() holds; fail (naming what) if it does not within `seconds`."""
+    ends = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < ends, f"gave up waiting for {what}"
+        time.sleep(0.2)
+
+
+class Toggle:
+    """Serves the all-zero text at the first scrape, then `text` at every later one."""
+
+    def __init__(self, zero: str, text: str) -> None:
+        self.zero, self.text, self.served = zero, text, 0
+
+    def __call__(self, h: http.server.BaseHTTPRequestHandler) -> None:
+        body = self.zero if self.served == 0 else self.text
+        self.served += 1
+        answer(body)(h)
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path, loopback: Loopback) -> Iterator[str]:
+    """A real Prometheus scraping, every second: the model `ns-a/iris` (two pods' series in
+    one target) and two decoys with other labels and far more traffic."""
+    pods = {"a": POD_A, "b": POD_B}
+    decoy = {"x": Traffic(answered=1000, failed=900, compared=1000, agreed=1)}
+    targets = []
+    for namespace, mlmodel, traffic in (
+        ("ns-a", "iris", pods),
+        ("ns-b", "iris", decoy),
+        ("ns-a", "other", decoy),
+    ):
+        server = loopback.serve(Toggle(exposition(traffic, zero=True), exposition(traffic)))
+        targets.append(
+            {
+                "targets": [f"127.0.0.1:{server.port}"],
+                "labels": {"namespace": namespace, "mlmodel": mlmodel},
+            }
+        )
+    config = {
+        "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+        "scrape_configs": [{"job_name": "models", "static_configs": targets}],
+    }
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    with socket_port() as port, (tmp_path / "prometheus.log").open("w") as log:
+        proc = subprocess.Popen(
+            [
+                prometheus_binary(),
+                f"--config.file={tmp_path / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp_path / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+
+            def ready() -> bool:
+                assert proc.poll() is None, (tmp_path / "prometheus.log").read_text()[-2000:]
+                try:
+                    with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as response:
+                        return bool(response.status == 200)
+                except OSError:
+                    return False
+
+            wait_for("Prometheus to be ready", ready)
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+class socket_port:
+    """A free loopback port (a context manager, for symmetry with the process it serves)."""
+
+    def __enter__(self) -> int:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def samples(url: str, series: str) -> list[tuple[float, float]]:
+    """The raw samples Prometheus holds of one series (timestamp, value)."""
+    query = urllib.parse.urlencode({"query": f"{series}[10m]"})
+    result = get_json(f"{url}/api/v1/query?{query}")["data"]["result"]
+    assert len(result) <= 1, result
+    return [(float(t), float(v)) for t, v in result[0]["values"]] if result else []
+
+
+@pytest.mark.prometheus
+def test_prometheus_source_measures_what_the_scraped_text_implies(prometheus: str) -> None:
+    series = 'model_server_candidate_compared_rows_total{namespace="ns-a",mlmodel="iris",pod="a"}'
+    # the first scrape saw zeros and at least two more saw the counts
+    wait_for("three scrapes of ns-a/iris", lambda: len(samples(prometheus, series)) >= 3)
+    seen = samples(prometheus, series)
+    first, last = seen[0][0], seen[-1][0]
+    assert seen[0][1] == 0 and seen[-1][1] == POD_A.compared
+    # Measured exactly at the last scrape, over a window opening just before the first: the
+    # counters rose from 0 inside the window and nothing is extrapolated past its ends, so
+    # increase() is exactly the scraped counts.
+    source = PrometheusSource(prometheus, clock=lambda: last, min_window=1)
+    since = datetime.fromtimestamp(first - 0.5, UTC)
+    measured = source.measure(Scope("ns-a", "iris"), since)
+    assert measured == EXPECTED
+
+
+@pytest.mark.prometheus
+def test_prometheus_source_without_series_for_the_model_measures_no_traffic(
+    prometheus: str,
+) -> None:
+    series = 'model_server_candidate_compared_rows_total{namespace="ns-b",mlmodel="iris"}'
+    wait_for("two scrapes of ns-b/iris", lambda: len(samples(prometheus, series)) >= 2)
+    source = PrometheusSource(prometheus, min_window=60)
+    measured = source.measure(Scope("ns-c", "iris"), datetime.now(UTC))
+    assert measured == Measurement(0, 0, None, None, 0, 0, None)
