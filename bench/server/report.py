@@ -8,7 +8,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench.server.servers import DRIFT_OFF, OURS, PENGUINS, SERVERS, SKLEARN
+from bench.server.servers import DRIFT_OFF, OURS, PENGUINS, SERVERS, SHADOW, SKLEARN
 
 Row = dict[str, Any]
 CASE_KEYS = ((1, 1), (8, 1), (1, 100), (8, 100))  # (connections, rows)
@@ -26,6 +26,7 @@ def print_all(rows: list[Row], failures: list[str]) -> None:
     print_parts(rows)
     print_penguins(rows)
     print_drift(rows)
+    print_shadow(rows)
     print_v2_vs_json(rows)
     print_grpc(rows)
     print_targets(rows)
@@ -123,6 +124,25 @@ def print_drift(rows: list[Row]) -> None:
     _print_versus(
         rows, f"drift monitoring: req/s divided by {DRIFT_OFF}'s (on vs off)", (OURS,), DRIFT_OFF
     )
+
+
+def print_shadow(rows: list[Row]) -> None:
+    """What a shadow candidate costs the answers (issue 17's budget: latency within 5 % at c8):
+    p50 and p99 of the shadow row divided by the plain row's, and req/s, per case."""
+    if not _workers(rows, SHADOW):
+        return
+    print(
+        f"\nshadow candidate: {SHADOW} divided by {OURS} (same workers; latency: lower is better)"
+    )
+    print(f"{'case':<22}{'req/s':>10}{'p50':>10}{'p99':>10}")
+    for w in _workers(rows, SHADOW):
+        for c, n in CASE_KEYS:
+            a, b = _get(rows, SHADOW, w, c, n), _get(rows, OURS, w, c, n)
+            if a is None or b is None or not b["rps"]:
+                continue
+            cells = [a["rps"] / b["rps"], a["p50_ms"] / b["p50_ms"], a["p99_ms"] / b["p99_ms"]]
+            case = f"w={w} c={c} rows={n}"
+            print(f"{case:<22}" + "".join(f"{x:>9.2f}x" for x in cells))
 
 
 def print_v2_vs_json(rows: list[Row]) -> None:

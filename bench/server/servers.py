@@ -18,6 +18,7 @@ OURS = "model-server"
 SKLEARN = f"{OURS} (sklearn)"
 # Our server with drift monitoring off: what the drift window costs the request path.
 DRIFT_OFF = f"{OURS} (drift off)"
+SHADOW = f"{OURS} (shadow)"  # the same model loaded again as a shadow candidate
 IRIS = "iris"
 PENGUINS = "penguins"  # the mixed-type pipeline: ColumnTransformer(impute, one-hot) -> forest
 
@@ -73,6 +74,20 @@ def _ours_drift_off(model: Model, workers: int, port: int, scratch: Path) -> Lau
     # MODEL_SERVER_DRIFT_WINDOW=0: no drift window; the `model-server` row has it on (1000 rows).
     launch = _ours(model, workers, port, scratch)
     return replace(launch, env={**launch.env, "MODEL_SERVER_DRIFT_WINDOW": "0"})
+
+
+def _ours_shadow(model: Model, workers: int, port: int, scratch: Path) -> Launch:
+    # A shadow candidate (docs/rollouts.md): the same artifact loaded again, predicting a copy
+    # of every request off the request path within its time budget; the `model-server` row
+    # has none. Same model, so the copy costs what a real candidate of its kind would.
+    launch = _ours(model, workers, port, scratch)
+    env = {
+        **launch.env,
+        "MODEL_SERVER_CANDIDATE_URI": str(model.artifact),
+        "MODEL_SERVER_CANDIDATE_SHA256": model.artifact_sha256,
+        "MODEL_SERVER_CANDIDATE_MODE": "shadow",
+    }
+    return replace(launch, env=env)
 
 
 def _floor(model: Model, workers: int, port: int, scratch: Path) -> Launch:
@@ -177,6 +192,8 @@ SERVERS: tuple[Server, ...] = (
     Server(SKLEARN, "workspace", protocols.SEED, (1, 2), _ours_sklearn, is_peer=False),
     # Drift monitoring off: the `model-server` row divided by this one is what drift costs.
     Server(DRIFT_OFF, "workspace", protocols.SEED, (1,), _ours_drift_off, is_peer=False),
+    # A shadow candidate on: the `model-server` row divided by this one is what shadowing costs.
+    Server(SHADOW, "workspace", protocols.SEED, (1,), _ours_shadow, is_peer=False),
     Server("http-floor", "workspace", protocols.SEED, (1, 2), _floor, False, answers_model=False),
     # What the gRPC rows are measured against: grpc.aio on uvloop answering a constant.
     Server(
