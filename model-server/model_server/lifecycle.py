@@ -21,7 +21,6 @@ from mlmodel_artifact import (
 from mlmodel_artifact.compiled import Converter
 from mlmodel_artifact.schema import Value, sample_input
 from model_server.dataplane import DataPlane, run
-from model_server.errors import ModelLoadError
 from model_server.metrics import Metrics
 from model_server.runtimes import Runtime, load_runtime
 from model_server.settings import ServerSettings
@@ -183,13 +182,13 @@ class ModelLoader:
     def load_candidate(self, name: str) -> tuple[Runtime | None, str | None]:
         """The candidate, loaded like the stable model and served under its `name`; or None
         and the one-line reason it failed (logged; the stable then serves every request)."""
+        if self._candidate_error is not None:  # the parent of the workers logged it
+            return None, self._candidate_error
         settings = self._settings.candidate_settings(name)
         try:
-            if self._candidate_error is not None:
-                raise ModelLoadError(self._candidate_error)
             candidate = load_and_warm(settings, self._convert, self._candidate_dir)
         except Exception as exc:  # a candidate never stops the server: the stable serves on
-            message = self._candidate_error or describe(exc)
+            message = describe(exc)
             log.error(
                 "candidate load failed: %s; version %r serves every request",
                 message, self._settings.model_version,

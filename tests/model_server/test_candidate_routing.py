@@ -1,0 +1,171 @@
+"""The routing arithmetic of candidate rollouts (docs/rollouts.md), without a server: the exact
+canary split, the sticky buckets, the copy queue's bound and time budget, row agreement."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import Any
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+
+from model_server.dataplane import Prediction
+from model_server.metrics import VersionMetrics
+from model_server.runtimes.base import Runtime
+from model_server.versions import (
+    BUDGET_SHARE,
+    CANDIDATE,
+    STABLE,
+    Copies,
+    Copy,
+    Split,
+    Version,
+    agreeing_rows,
+    sticky_bucket,
+)
+
+
+def documented_bucket(value: str) -> int:
+    """docs/rollouts.md's formula, written out independently of the server's code."""
+    digest = hashlib.blake2b(value.encode(), digest_size=8).digest()
+    return int.from_bytes(digest[:8], byteorder="big") % 10_000
+
+
+@pytest.mark.parametrize("percent", range(101))
+def test_the_split_gives_exactly_the_percent_of_every_hundred_requests(percent: int) -> None:
+    split = Split(percent)
+    picks = [split.next() for _ in range(1000)]
+    assert sum(picks) == 10 * percent
+    for start in range(0, 901, 37):  # any 100 requests in a row, not only aligned ones
+        assert sum(picks[start : start + 100]) == percent
+    # the documented rule, request n counted from 0
+    assert picks == [(n + 1) * percent // 100 > n * percent // 100 for n in range(1000)]
+
+
+def test_sticky_buckets_follow_the_documented_hash_and_grow_with_the_share() -> None:
+    values = [f"user-{i}" for i in range(5000)]
+    assert [sticky_bucket(v.encode()) for v in values] == [documented_bucket(v) for v in values]
+    inside = {p: {v for v in values if documented_bucket(v) < p * 100} for p in (10, 25, 50)}
+    assert inside[10] <= inside[25] <= inside[50]  # a value inside at 10 % stays inside at 25 %
+    for p, chosen in inside.items():
+        assert abs(len(chosen) / len(values) - p / 100) < 0.02, (p, len(chosen))
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def loaded_version(role: str, metrics: VersionMetrics, labels: list[int]) -> Version:
+    version = Version(role, "1" if role == STABLE else "c", metrics)
+    version.runtime = object()  # type: ignore[assignment]  # only passed to the attempt
+    return version
+
+
+def attempt_returning(labels: list[int], clock: FakeClock | None = None, seconds: float = 0.0):
+    async def attempt(runtime: Runtime, protocol: str | None) -> tuple[None, Prediction]:
+        assert protocol is None  # a copy is never an answer
+        if clock is not None:
+            clock.now += seconds
+        return None, Prediction(np.array(labels), None)
+
+    return attempt
+
+
+def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    return registry.get_sample_value(name, labels) or 0.0
+
+
+def test_a_full_queue_drops_the_copy_and_counts_it() -> None:
+    registry = CollectorRegistry()
+    metrics = VersionMetrics(registry)
+    candidate = loaded_version(CANDIDATE, metrics, [])
+    copies = Copies(2, metrics, clock=FakeClock())  # no worker runs: the queue only fills
+    for _ in range(5):
+        copies.offer(Copy(candidate, attempt_returning([1]), np.array([1]), stable_answered=True))
+    assert len(copies) == 2
+    assert sample(registry, "model_server_candidate_copies_dropped_total", reason="queue_full") == 3
+    zero = Copies(0, metrics, clock=FakeClock())  # MODEL_SERVER_SHADOW_QUEUE=0: no copies at all
+    zero.offer(Copy(candidate, attempt_returning([1]), np.array([1]), stable_answered=True))
+    assert len(zero) == 0
+    assert sample(registry, "model_server_candidate_copies_dropped_total", reason="queue_full") == 4
+
+
+def test_copies_stop_once_they_used_five_percent_of_the_wall_time() -> None:
+    registry = CollectorRegistry()
+    metrics = VersionMetrics(registry)
+    candidate = loaded_version(CANDIDATE, metrics, [])
+    clock = FakeClock()
+    copies = Copies(100, metrics, clock=clock)
+
+    def offer(seconds: float) -> None:
+        attempt = attempt_returning([1, 2], clock, seconds)
+        copies.offer(Copy(candidate, attempt, np.array([1, 1]), stable_answered=True))
+
+    async def drain() -> None:
+        while len(copies):
+            await copies.run_one()
+
+    # a second's worth of budget (50 ms): one 40 ms copy fits, then 20 ms more goes over
+    offer(0.040)
+    offer(0.020)
+    offer(0.020)
+    asyncio.run(drain())
+    dropped = "model_server_candidate_copies_dropped_total"
+    assert sample(registry, "model_server_version_requests_total", version="c", role=CANDIDATE,
+                  kind="copy", outcome="ok") == 2  # fmt: skip
+    assert sample(registry, dropped, reason="budget") == 1
+    # 60 ms charged against 50 banked plus the 3 ms earned meanwhile (5 % of 60 ms): 7 ms
+    # over, which 5 % of the wall time pays back in 140 ms; until then copies are refused
+    clock.now += 0.100
+    offer(0.001)
+    assert sample(registry, dropped, reason="budget") == 2 and len(copies) == 0
+    clock.now += 0.050
+    offer(0.001)
+    assert len(copies) == 1
+    asyncio.run(drain())
+    assert sample(registry, "model_server_candidate_compared_rows_total") == 6
+    assert sample(registry, "model_server_candidate_agreed_rows_total") == 3
+    # never more than a second's worth (50 ms) banked, however long copies were idle: of ten
+    # 10 ms copies in a row, five spend it, the sixth runs on what they earned (2.5 ms) and
+    # the rest are refused
+    clock.now += 3600
+    ok = {"version": "c", "role": CANDIDATE, "kind": "copy", "outcome": "ok"}
+    ran = sample(registry, "model_server_version_requests_total", **ok)
+    for _ in range(10):
+        offer(0.010)
+        asyncio.run(drain())
+    assert sample(registry, "model_server_version_requests_total", **ok) - ran == 6
+    assert sample(registry, dropped, reason="budget") == 2 + 4
+    assert BUDGET_SHARE == 0.05
+
+
+def test_a_copy_that_fails_counts_as_that_versions_copy_error_and_compares_nothing() -> None:
+    registry = CollectorRegistry()
+    metrics = VersionMetrics(registry)
+    stable = loaded_version(STABLE, metrics, [])
+    copies = Copies(4, metrics, clock=FakeClock())
+
+    async def broken(runtime: Any, protocol: str | None) -> Any:
+        raise ValueError("no")
+
+    copies.offer(Copy(stable, broken, np.array([1]), stable_answered=False))
+    asyncio.run(copies.run_one())
+    assert sample(registry, "model_server_version_requests_total", version="1", role=STABLE,
+                  kind="copy", outcome="error") == 1  # fmt: skip
+    assert sample(registry, "model_server_candidate_compared_rows_total") == 0
+
+
+def test_rows_agree_on_equal_labels_or_regression_values_within_the_tolerance() -> None:
+    assert agreeing_rows(np.array([0, 1, 2, 2]), np.array([0, 2, 2, 1]), regression=False) == 2
+    names = np.array(["setosa", "virginica"], dtype=object)
+    assert agreeing_rows(names, np.array(["setosa", "setosa"], dtype=object), False) == 1
+    assert agreeing_rows(np.array([1, 0]), np.array(["1", "0"], dtype=object), False) == 0
+    stable = np.array([100.0, 100.0, 0.0, 0.0])
+    candidate = np.array([100.1, 100.2, 5e-7, 2e-6])  # 1e-6 + 1e-3 * 100 = 0.100001
+    assert agreeing_rows(stable, candidate, regression=True) == 2
