@@ -38,6 +38,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
+from mlmodel_operator.candidate import Health
+
 MIN_REQUESTS: Final = 20
 """Candidate requests (both kinds) a step needs before any bound is judged."""
 MIN_COMPARED_ROWS: Final = 20
@@ -182,7 +184,6 @@ class Rollout:
         if self.mode == "shadow":
             return f"round {step + 1} of {n} (shadow)"
         return f"step {step + 1} of {n}"
-
 
 
 @dataclass(frozen=True)
@@ -356,22 +357,6 @@ def share_of(rollout: Rollout, state: State) -> int:
     if isinstance(state, Failed):
         return 0
     return rollout.share(state.step)
-
-
-@dataclass(frozen=True)
-class Health:
-    """The CandidateHealthy condition: True when every bound holds, False when one broke,
-    Unknown before enough data."""
-
-    status: Literal["True", "False", "Unknown"]
-    reason: str
-    message: str
-
-
-NO_ANALYSIS: Final = Health(
-    "Unknown", "NoAnalysis", "spec.candidate.analysis is not set: nothing judges the candidate"
-)
-"""CandidateHealthy of a candidate without analysis."""
 
 
 def health_of(rollout: Rollout, state: State) -> Health:

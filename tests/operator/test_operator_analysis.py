@@ -13,7 +13,6 @@ import pytest
 
 from mlmodel_operator.analysis import (
     MIN_REQUESTS,
-    NO_ANALYSIS,
     Analysis,
     Decision,
     Failed,
@@ -676,7 +675,3 @@ def test_an_impossible_measurement_is_refused(bad: dict[str, Any]) -> None:
     }
     with pytest.raises(ValueError):
         Measurement(**{**fields, **bad})
-
-
-def test_a_candidate_without_analysis_has_unknown_health() -> None:
-    assert (NO_ANALYSIS.status, NO_ANALYSIS.reason) == ("Unknown", "NoAnalysis")
