@@ -311,6 +311,28 @@ def scrape_targets(
     return tuple(sorted(targets, key=lambda t: t.name))
 
 
+def scrape_view(pod: Mapping[str, Any]) -> dict[str, Any]:
+    """What `scrape_targets` reads of a pod, and nothing else: for a watch cache that keeps
+    pods slim (name, deletion, annotations, controller, readiness, IP, host network, and each
+    container's name and env)."""
+    meta = pod.get("metadata") or {}
+    spec = pod.get("spec") or {}
+    status = pod.get("status") or {}
+    kept_meta = {
+        k: meta[k]
+        for k in ("name", "deletionTimestamp", "annotations", "ownerReferences")
+        if meta.get(k) is not None
+    }
+    containers = [
+        {k: c[k] for k in ("name", "env") if k in c} for c in spec.get("containers") or []
+    ]
+    kept_spec: dict[str, Any] = {"containers": containers}
+    if spec.get("hostNetwork"):
+        kept_spec["hostNetwork"] = True
+    kept_status = {k: status[k] for k in ("podIP", "conditions") if k in status}
+    return {"metadata": kept_meta, "spec": kept_spec, "status": kept_status}
+
+
 def _http_container(template: Mapping[str, Any]) -> tuple[Mapping[str, Any] | None, int | None]:
     for container in (template.get("spec") or {}).get("containers") or []:
         for port in container.get("ports") or []:

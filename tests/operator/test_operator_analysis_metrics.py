@@ -36,6 +36,7 @@ from mlmodel_operator.analysis_metrics import (
     bucket_quantile,
     queries,
     scrape_targets,
+    scrape_view,
     source_from_settings,
 )
 from mlmodel_operator.settings import OperatorSettings
@@ -442,6 +443,34 @@ def test_scrape_targets_are_the_ready_pods_of_the_current_template() -> None:
     ]
     targets = scrape_targets(DEPLOYMENT, pods)
     assert targets == (PodTarget("iris-a", "10.1.0.6", 8080), PodTarget("iris-b", "10.1.0.6", 8080))
+
+
+def test_the_scrape_view_of_a_pod_keeps_what_scrape_targets_reads() -> None:
+    full = pod("iris-a")
+    full["metadata"] |= {"labels": {"app": "x"}, "uid": "u", "managedFields": [{"m": 1}]}
+    full["spec"]["containers"][0] |= {"image": "mlmodel-server:dev", "resources": {}}
+    full["spec"] |= {"volumes": [{"name": "tmp"}], "nodeName": "node-1"}
+    full["status"] |= {"containerStatuses": [], "hostIP": "10.0.0.1"}
+    view = scrape_view(full)
+    assert view == {
+        "metadata": {
+            "name": "iris-a",
+            "annotations": full["metadata"]["annotations"],
+            "ownerReferences": full["metadata"]["ownerReferences"],
+        },
+        "spec": {"containers": [{"name": "server", "env": ENV}]},
+        "status": {"podIP": "10.1.0.6", "conditions": full["status"]["conditions"]},
+    }
+    others = [
+        pod("host-net", spec__hostNetwork=True),
+        pod("leaving", metadata__deletionTimestamp="2026-03-01T12:00:00Z"),
+        pod("unready", status__conditions=[{"type": "Ready", "status": "False"}]),
+    ]
+    pods = [full, *others]
+    assert scrape_targets(DEPLOYMENT, [scrape_view(p) for p in pods]) == scrape_targets(
+        DEPLOYMENT, pods
+    )
+    assert scrape_view(others[0])["spec"]["hostNetwork"] is True
 
 
 def test_no_http_port_no_targets() -> None:
