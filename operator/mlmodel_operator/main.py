@@ -104,6 +104,9 @@ def post_events(recorder: EventRecorder, body: Mapping[str, Any], outcome: Outco
         metrics.CHILD_WRITES.labels(change.verb, change.kind).inc()
         LOG.info("MLModel %s/%s: %s", meta.get("namespace"), meta.get("name"), change.message)
         recorder.record(body, change.verb, change.message)
+    for reason, message, _type in outcome.events:  # the candidate's steps and outcome
+        LOG.info("MLModel %s/%s: %s: %s", meta.get("namespace"), meta.get("name"), reason, message)
+        recorder.record(body, reason, message)
 
 
 def owner_of(kind: str, body: Mapping[str, Any]) -> str | None:
@@ -159,7 +162,10 @@ def work(
                 queue.retry((namespace, name))  # e.g. an apply the API server refused
             else:
                 queue.forget((namespace, name))
-            if result is not None and result[1].changes:
+            if result is not None and result[1].requeue_after is not None:
+                # a candidate analysis in progress: evaluated again after this long
+                queue.add_after((namespace, name), result[1].requeue_after, "analysis")
+            if result is not None and (result[1].changes or result[1].events):
                 post_events(recorder, *result)
         finally:
             queue.done((namespace, name))
