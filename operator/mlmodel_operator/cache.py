@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
+from mlmodel_operator.analysis_metrics import scrape_view
 from mlmodel_operator.kube import FIELD_MANAGER
 from mlmodel_operator.render.meta import LABEL_INSTANCE
 
@@ -74,14 +75,22 @@ def slim(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def slim_pod(body: Mapping[str, Any]) -> dict[str, Any]:
-    """What status derivation reads of a pod: name, deletion, scheduling and container states."""
+    """What status derivation reads of a pod (name, deletion, scheduling and container states)
+    and what candidate analysis needs to scrape it (analysis_metrics.scrape_view: annotations,
+    controller, IP, host network, each container's name and env)."""
     meta = body.get("metadata") or {}
     status = body.get("status") or {}
+    view = scrape_view(body)
     kept_meta = {k: meta[k] for k in ("name", "deletionTimestamp") if meta.get(k) is not None}
     kept_status = {
         k: status[k] for k in ("phase", "conditions", "containerStatuses") if k in status
     }
-    return compact({"metadata": kept_meta, "status": kept_status})  # type: ignore[no-any-return]
+    kept = {
+        "metadata": {**view["metadata"], **kept_meta},
+        "spec": view["spec"],
+        "status": {**view["status"], **kept_status},
+    }
+    return compact(kept)  # type: ignore[no-any-return]
 
 
 def _revision(obj: Mapping[str, Any] | None) -> int:

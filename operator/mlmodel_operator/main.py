@@ -33,6 +33,7 @@ from typing import Any, Final
 import kopf
 
 from mlmodel_operator import driftloop, metrics
+from mlmodel_operator.analyzer import analyzer_from_settings
 from mlmodel_operator.cache import ObjectCache
 from mlmodel_operator.cards import card_reader
 from mlmodel_operator.events import EventRecorder
@@ -300,6 +301,7 @@ class Operator:
             config,
             reader=self.reader,
             requeue=lambda key: self.queue.add(key, "card"),
+            analyzer=analyzer_from_settings(config, self.cache),
         )
         self.recorder = EventRecorder(kube)
         self._campaign: threading.Thread | None = None

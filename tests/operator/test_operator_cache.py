@@ -48,15 +48,31 @@ def test_slim_keeps_what_a_reconcile_reads_and_only_our_managed_fields() -> None
     assert kept["metadata"]["resourceVersion"] == "7"
 
 
-def test_slim_pod_keeps_container_states_and_drops_the_rest() -> None:
+def test_slim_pod_keeps_container_states_and_what_analysis_scrapes_and_drops_the_rest() -> None:
+    env = [{"name": "MODEL_SERVER_CANDIDATE_PERCENT", "value": "10"}]
+    owner = [{"kind": "ReplicaSet", "name": "iris-1", "controller": True}]
     pod = {
-        "metadata": {"name": "p", "labels": {"a": "b"}, "managedFields": [{}]},
-        "spec": {"containers": [{"name": "server"}]},
+        "metadata": {
+            "name": "p",
+            "labels": {"a": "b"},
+            "managedFields": [{}],
+            "annotations": {"mlops.dev/model-digest": "a"},
+            "ownerReferences": owner,
+        },
+        "spec": {
+            "containers": [{"name": "server", "env": env, "image": "i", "ports": []}],
+            "volumes": [{"name": "scratch"}],
+        },
         "status": {"phase": "Running", "containerStatuses": [{"name": "server"}], "podIP": "x"},
     }
     assert slim_pod(pod) == {
-        "metadata": {"name": "p"},
-        "status": {"phase": "Running", "containerStatuses": [{"name": "server"}]},
+        "metadata": {
+            "name": "p",
+            "annotations": {"mlops.dev/model-digest": "a"},
+            "ownerReferences": owner,
+        },
+        "spec": {"containers": [{"name": "server", "env": env}]},
+        "status": {"phase": "Running", "containerStatuses": [{"name": "server"}], "podIP": "x"},
     }
 
 
