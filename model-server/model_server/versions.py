@@ -140,7 +140,11 @@ class Version:
         if self.regression:
             self._label_child("").inc(len(labels))
             return
-        values, counts = np.unique(labels, return_counts=True)
+        try:
+            values, counts = np.unique(labels, return_counts=True)
+        except TypeError:  # labels numpy cannot order (mixed types): counted, not told apart
+            self._metrics.predictions.labels(self.version, self.role, OTHER_LABEL).inc(len(labels))
+            return
         for label, count in zip(values.tolist(), counts.tolist(), strict=True):
             self._label_child(label).inc(count)
 
