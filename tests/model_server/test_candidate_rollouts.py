@@ -511,6 +511,17 @@ def test_candidate_settings_come_from_the_env_and_flags_and_load_it_like_a_model
     assert plain.shadow_queue == 64
 
 
+def test_the_candidate_variables_the_operator_renders_are_server_settings() -> None:
+    from mlmodel_operator import contract
+
+    names = [getattr(contract, n) for n in dir(contract)
+             if n.startswith(("ENV_CANDIDATE_", "ENV_STICKY"))]  # fmt: skip
+    assert len(names) == 7
+    fields = {f"MODEL_SERVER_{field.upper()}" for field in ServerSettings.model_fields}
+    assert set(names) <= fields
+    assert ServerSettings.model_fields["candidate_version"].default == contract.CANDIDATE_VERSION
+
+
 # --- real processes: gRPC, several workers -----------------------------------------------------
 
 
