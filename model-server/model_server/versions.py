@@ -237,6 +237,9 @@ class Copies:
                 self._wake.clear()
                 await self._wake.wait()
             await self.run_one()
+            # A compiled copy runs inline without suspending: let waiting answers go first,
+            # so a backlog never holds the loop for more than one copy at a time.
+            await asyncio.sleep(0)
 
     async def run_one(self) -> None:
         """Predict the oldest queued copy (or drop it when the budget is spent meanwhile)."""
