@@ -57,7 +57,11 @@ K8S_IMAGE_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-schedul
 GO_BUILDS = (
     ("go/etcd", "etcd", "go.etcd.io/etcd/server/v3"),
     ("go/coredns", "coredns", "github.com/coredns/coredns"),
-    ("go/local-path-provisioner", "local-path-provisioner", "github.com/rancher/local-path-provisioner"),
+    (
+        "go/local-path-provisioner",
+        "local-path-provisioner",
+        "github.com/rancher/local-path-provisioner",
+    ),
     ("kindnetd", "kindnetd", "./cmd/kindnetd"),
 )
 
@@ -106,7 +110,7 @@ def project_kind_dir() -> Path:
 
 
 def proxy_only(goproxy: str) -> str:
-    """GOPROXY without ``direct``/``off``: modules come from the proxy, never from their VCS hosts."""
+    """GOPROXY without ``direct``/``off``: modules come from the proxy, never from VCS hosts."""
     entries = [e for e in re.split(r"[,|]", goproxy) if e and e not in ("direct", "off")]
     return ",".join(entries) or "https://proxy.golang.org"
 
@@ -165,7 +169,9 @@ def image_target(ref: str) -> str:
     return split_image(ref)[0].rsplit("/", 1)[-1]
 
 
-def preload_images(kubeadm_images: Sequence[str], sandbox: str, kind_images: Sequence[str]) -> list[str]:
+def preload_images(
+    kubeadm_images: Sequence[str], sandbox: str, kind_images: Sequence[str]
+) -> list[str]:
     """What the node preloads, as kind's buildcontext.go decides: kubeadm's list without its pause
     image, the sandbox image of kind's containerd config, kind's CNI and storage images."""
     images = [ref for ref in kubeadm_images if "pause" not in ref]
@@ -211,11 +217,19 @@ def _niced(argv: list[str]) -> list[str]:
     return ["nice", "-n", "19", *argv] if shutil.which("nice") else argv
 
 
-def _run(argv: list[str], what: str, *, cwd: Path | None = None, env: dict[str, str] | None = None,
-         log: Path | None = None) -> float:
+def _run(
+    argv: list[str],
+    what: str,
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    log: Path | None = None,
+) -> float:
     started = time.monotonic()
     print(f"kind build: {what} ...", flush=True)
-    proc = subprocess.run(_niced(argv), cwd=cwd, env=env or go_env(), capture_output=True, text=True)
+    proc = subprocess.run(
+        _niced(argv), cwd=cwd, env=env or go_env(), capture_output=True, text=True
+    )
     if log is not None:
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text(proc.stdout + proc.stderr)
@@ -246,8 +260,11 @@ def build_kind(go: str) -> Path:
     if not out.exists():
         env = go_env()
         env["GOBIN"] = str(kind_bin_dir())
-        _run([go, "install", "-trimpath", "-ldflags", "-s -w", f"sigs.k8s.io/kind@{KIND_VERSION}"],
-             f"go install kind {KIND_VERSION}", env=env)
+        _run(
+            [go, "install", "-trimpath", "-ldflags", "-s -w", f"sigs.k8s.io/kind@{KIND_VERSION}"],
+            f"go install kind {KIND_VERSION}",
+            env=env,
+        )
     if not kind_source_dir().is_dir():
         _run([go, "mod", "download", f"sigs.k8s.io/kind@{KIND_VERSION}"], "kind module source")
     return out
@@ -281,7 +298,15 @@ def build_k8s_binaries(go: str, names: Sequence[str]) -> None:
     if not missing:
         return
     config.bin_dir().mkdir(parents=True, exist_ok=True)
-    argv = [go, "build", "-trimpath", "-ldflags", build.ldflags(), "-o", str(config.bin_dir()) + "/"]
+    argv = [
+        go,
+        "build",
+        "-trimpath",
+        "-ldflags",
+        build.ldflags(),
+        "-o",
+        str(config.bin_dir()) + "/",
+    ]
     argv += [f"k8s.io/kubernetes/cmd/{name}" for name in missing]
     _run(argv, f"go build {' '.join(missing)}", cwd=config.go_module_dir(), env=build.go_env())
 
@@ -308,8 +333,14 @@ def check_pins(images: Sequence[str]) -> None:
 
 def kubeadm_image_list() -> list[str]:
     """``kubeadm config images list`` for the pinned release (what kind's build asks the node)."""
-    argv = [str(config.binary("kubeadm")), "config", "images", "list",
-            "--kubernetes-version", config.KUBE_VERSION]
+    argv = [
+        str(config.binary("kubeadm")),
+        "config",
+        "images",
+        "list",
+        "--kubernetes-version",
+        config.KUBE_VERSION,
+    ]
     proc = subprocess.run(argv, capture_output=True, text=True)
     if proc.returncode != 0:
         raise KindBuildError(f"kubeadm config images list failed: {proc.stderr.strip()}")
@@ -321,8 +352,11 @@ def kind_manifests() -> tuple[str, str, list[str]]:
     src = kind_source_dir() / "pkg" / "build" / "nodeimage"
     cni = (src / "const_cni.go").read_text()
     storage = (src / "const_storage.go").read_text()
-    images = [go_const(cni, "kindnetdImage"), go_const(storage, "storageProvisionerImage"),
-              go_const(storage, "storageHelperImage")]
+    images = [
+        go_const(cni, "kindnetdImage"),
+        go_const(storage, "storageProvisionerImage"),
+        go_const(storage, "storageHelperImage"),
+    ]
     return go_const(cni, "defaultCNIManifest"), go_const(storage, "defaultStorageManifest"), images
 
 
@@ -365,12 +399,20 @@ def assemble_context(cni_manifest: str, storage_manifest: str) -> Path:
     return ctx
 
 
-def _docker_build(dockerfile: Path, ctx: Path, tag: str, base_image: str, target: str | None,
-                  log: Path) -> float:
+def _docker_build(
+    dockerfile: Path, ctx: Path, tag: str, base_image: str, target: str | None, log: Path
+) -> float:
     from devcluster.images import engine, paths
 
-    argv = [paths.DOCKER, "build", "--network=host", "--progress=plain",
-            f"--build-arg=BASE_IMAGE={base_image}", f"--file={dockerfile}", f"--tag={tag}"]
+    argv = [
+        paths.DOCKER,
+        "build",
+        "--network=host",
+        "--progress=plain",
+        f"--build-arg=BASE_IMAGE={base_image}",
+        f"--file={dockerfile}",
+        f"--tag={tag}",
+    ]
     if target:
         argv.append(f"--target={target}")
     argv.append(str(ctx))
@@ -380,7 +422,9 @@ def _docker_build(dockerfile: Path, ctx: Path, tag: str, base_image: str, target
 def _image_id(ref: str) -> str:
     from devcluster.images import engine
 
-    return engine.docker("image", "inspect", "--format", "{{.Id}}", ref, capture=True).stdout.strip()
+    return engine.docker(
+        "image", "inspect", "--format", "{{.Id}}", ref, capture=True
+    ).stdout.strip()
 
 
 def archive_name(ref: str) -> str:
@@ -400,12 +444,19 @@ def build_preload_images(ctx: Path, refs: Sequence[str], base_image: str, timing
         target = image_target(ref)
         if target == "pause":
             with pause.pause_archive().open("rb") as archive:
-                subprocess.run([paths.DOCKER, "load"], stdin=archive, env=engine.docker_env(),
-                               check=True, capture_output=True)
+                subprocess.run(
+                    [paths.DOCKER, "load"],
+                    stdin=archive,
+                    env=engine.docker_env(),
+                    check=True,
+                    capture_output=True,
+                )
             engine.docker("tag", pause.PAUSE_IMAGE, ref, capture=True)
             continue
-        timings.add("component images", _docker_build(dockerfile, ctx, ref, base_image, target,
-                                                      logs / f"image-{target}.log"))
+        timings.add(
+            "component images",
+            _docker_build(dockerfile, ctx, ref, base_image, target, logs / f"image-{target}.log"),
+        )
     ids_file = ctx / "images.json"
     saved: dict[str, str] = json.loads(ids_file.read_text()) if ids_file.exists() else {}
     wanted = {archive_name(ref) for ref in refs}
@@ -471,22 +522,39 @@ def build_all() -> Path:
         base_image = base.ensure_base_image()
         timings.add("engine + base image", time.monotonic() - step)
         build_preload_images(ctx, refs, base_image, timings)
-        timings.add("node image", _docker_build(project_kind_dir() / "Dockerfile.node", ctx,
-                                                NODE_IMAGE, base_image, "node",
-                                                node_dir() / "logs" / "node.log"))
-    size = int(engine.docker("image", "inspect", "--format", "{{.Size}}", NODE_IMAGE,
-                             capture=True).stdout.strip())
+        timings.add(
+            "node image",
+            _docker_build(
+                project_kind_dir() / "Dockerfile.node",
+                ctx,
+                NODE_IMAGE,
+                base_image,
+                "node",
+                node_dir() / "logs" / "node.log",
+            ),
+        )
+    size = int(
+        engine.docker(
+            "image", "inspect", "--format", "{{.Size}}", NODE_IMAGE, capture=True
+        ).stdout.strip()
+    )
     for name, seconds in timings.steps.items():
         print(f"kind build:   {name:<55} {seconds:6.0f}s")
-    print(f"kind build: {kind_binary()} ({KIND_VERSION}) and {NODE_IMAGE} "
-          f"({size / 1e6:.0f} MB) in {time.monotonic() - started:.0f}s", flush=True)
+    print(
+        f"kind build: {kind_binary()} ({KIND_VERSION}) and {NODE_IMAGE} "
+        f"({size / 1e6:.0f} MB) in {time.monotonic() - started:.0f}s",
+        flush=True,
+    )
     return kind_binary()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m devcluster.kindnode build|env``."""
-    parser = argparse.ArgumentParser(prog="python -m devcluster.kindnode", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m devcluster.kindnode",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("command", choices=("build", "env"))
     args = parser.parse_args(argv)
     if args.command == "env":
@@ -498,8 +566,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         build_all()
-    except (KindBuildError, build.BuildError, RuntimeError, OSError,
-            subprocess.CalledProcessError) as exc:
+    except (
+        KindBuildError,
+        build.BuildError,
+        RuntimeError,
+        OSError,
+        subprocess.CalledProcessError,
+    ) as exc:
         print(f"kind build: {exc}", file=sys.stderr)
         return 1
     return 0
