@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -138,3 +141,96 @@ def test_cache_layout_is_keyed_by_versions(monkeypatch: pytest.MonkeyPatch, tmp_
     assert kindnode.kind_binary() == tmp_path / f"kind-{kindnode.KIND_VERSION}" / "bin" / "kind"
     assert kindnode.node_dir().name == "node-v1.36.2"
     assert kindnode.NODE_IMAGE == "kindest/node:v1.36.2"
+
+
+# --- devcluster/kind's two shell helpers, run against fakes (no Docker, no runc)
+
+KIND_DIR = Path(__file__).resolve().parents[2] / "devcluster" / "kind"
+
+
+def _fake(tmp_path: Path, name: str) -> Path:
+    """An executable that prints its arguments one per line."""
+    path = tmp_path / name
+    path.write_text('#!/bin/sh\nfor a in "$@"; do echo "$a"; done\n')
+    path.chmod(0o755)
+    return path
+
+
+def _run_shim(tmp_path: Path, args: list[str], **env: str) -> list[str]:
+    fake = _fake(tmp_path, "docker")
+    environ = {"PATH": "/usr/bin:/bin", "KIND_REAL_DOCKER": str(fake), **env}
+    out = subprocess.run(
+        [str(KIND_DIR / "docker-for-kind"), *args],
+        env=environ,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.splitlines()
+
+
+def test_docker_for_kind_runs_nodes_on_the_kind_runtime_without_host_dns(tmp_path: Path) -> None:
+    worker = ["run", "--name", "c-worker", "--label", "io.x-k8s.kind.role=worker", "kindest/node"]
+    assert _run_shim(tmp_path, worker) == [
+        "run",
+        "--runtime=kind-runc",
+        "--dns",
+        "127.0.0.1",
+        *worker[1:],
+    ]
+    # everything but `run` passes through untouched
+    assert _run_shim(tmp_path, ["inspect", "x"]) == ["inspect", "x"]
+
+
+def test_docker_for_kind_pins_the_control_plane_address_when_asked(tmp_path: Path) -> None:
+    cp = ["run", "--label", "io.x-k8s.kind.role=control-plane", "kindest/node"]
+    out = _run_shim(tmp_path, cp, KIND_CONTROL_PLANE_IP="10.89.0.10")
+    assert out[:7] == [
+        "run",
+        "--runtime=kind-runc",
+        "--dns",
+        "127.0.0.1",
+        "--ip",
+        "10.89.0.10",
+        "--label",
+    ]
+    assert out[7] == "desktop.docker.io/ports/6443/tcp=10.89.0.10:6443"
+    assert out[8:] == cp[1:]
+    # a worker never gets the address
+    worker = ["run", "--label", "io.x-k8s.kind.role=worker", "kindest/node"]
+    assert "--ip" not in _run_shim(tmp_path, worker, KIND_CONTROL_PLANE_IP="10.89.0.10")
+
+
+def _host_has_sys_resource() -> bool:
+    status = Path("/proc/self/status").read_text()
+    bounding = int(status.split("CapBnd:")[1].split()[0], 16)
+    return bool(bounding >> 24 & 1)
+
+
+@pytest.mark.skipif(shutil.which("jq") is None, reason="needs jq (Debian's, as on the hosts)")
+def test_runc_wrapper_drops_only_cap_sys_resource(tmp_path: Path) -> None:
+    caps = ["CAP_CHOWN", "CAP_SYS_RESOURCE", "CAP_NET_ADMIN"]
+    spec = {"process": {"capabilities": {k: caps for k in ("bounding", "effective")}}}
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "config.json").write_text(json.dumps(spec))
+    exec_spec = tmp_path / "process.json"
+    exec_spec.write_text(json.dumps({"capabilities": {"permitted": caps}, "args": ["sh"]}))
+    fake = _fake(tmp_path, "runc")
+    wrapper = str(KIND_DIR / "runc-without-sys-resource")
+    env = {"PATH": "/usr/bin:/bin", "REAL_RUNC": str(fake)}
+    args = ["--root", "/run/x", "create", "--bundle", str(bundle), "id1"]
+    out = subprocess.run([wrapper, *args], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == args  # the real runc gets the same arguments
+    exec_args = ["exec", "--process", str(exec_spec), "--detach", "id1"]
+    subprocess.run([wrapper, *exec_args], env=env, check=True, capture_output=True)
+    created = json.loads((bundle / "config.json").read_text())["process"]["capabilities"]
+    executed = json.loads(exec_spec.read_text())
+    if _host_has_sys_resource():  # the wrapper only acts where the host lacks the capability
+        assert created["bounding"] == caps and executed["capabilities"]["permitted"] == caps
+    else:
+        assert created == {k: ["CAP_CHOWN", "CAP_NET_ADMIN"] for k in ("bounding", "effective")}
+        assert executed == {
+            "capabilities": {"permitted": ["CAP_CHOWN", "CAP_NET_ADMIN"]},
+            "args": ["sh"],
+        }
