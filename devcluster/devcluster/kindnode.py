@@ -96,6 +96,16 @@ def node_dir() -> Path:
     return kind_cache_dir() / f"node-{config.KUBE_VERSION}"
 
 
+def shim_dir() -> Path:
+    """Put first on kind's PATH: its ``docker`` is devcluster/kind/docker-for-kind."""
+    return kind_cache_dir() / "shim"
+
+
+def runc_wrapper() -> Path:
+    """devcluster/kind/runc-without-sys-resource, installed where the engine's runtime points."""
+    return kind_bin_dir() / "runc-without-sys-resource"
+
+
 def kind_source_dir() -> Path:
     """kind's module source in the Go module cache (after ``go mod download``)."""
     return kind_cache_dir() / "gomodcache" / f"sigs.k8s.io/kind@{KIND_VERSION}"
@@ -360,6 +370,16 @@ def kind_manifests() -> tuple[str, str, list[str]]:
     return go_const(cni, "defaultCNIManifest"), go_const(storage, "defaultStorageManifest"), images
 
 
+def install_helpers() -> None:
+    """The two shell helpers kind needs on this machine, at stable paths in the cache (the
+    engine's ``kind-runc`` runtime and kind's PATH point there, not into a checkout)."""
+    for src, dst in (
+        (project_kind_dir() / "runc-without-sys-resource", runc_wrapper()),
+        (project_kind_dir() / "docker-for-kind", shim_dir() / "docker"),
+    ):
+        _write_if_changed(dst, src.read_text(), 0o755)
+
+
 def _link(src: Path, dst: Path) -> None:
     """Hard-link (same file system, no copy) or copy ``src`` to ``dst`` unless it is there."""
     if dst.exists() and dst.stat().st_ino == src.stat().st_ino:
@@ -495,8 +515,12 @@ def build_all() -> Path:
     timings = Timings({})
     started = time.monotonic()
     go = build.check_go()
-    for command, package in (("gcc", "gcc"), ("/usr/lib/x86_64-linux-gnu/libc.a", "libc6-dev")):
-        build.ensure_apt_package(command, package)  # the pause binary
+    for command, package in (
+        ("gcc", "gcc"),  # the pause binary
+        ("/usr/lib/x86_64-linux-gnu/libc.a", "libc6-dev"),
+        ("jq", "jq"),  # runc-without-sys-resource
+    ):
+        build.ensure_apt_package(command, package)
 
     step = time.monotonic()
     build_kind(go)
@@ -507,6 +531,7 @@ def build_all() -> Path:
     build_k8s_binaries(go, (*K8S_IMAGE_BINARIES, *K8S_NODE_BINARIES))
     timings.add("go: kubernetes", time.monotonic() - step)
 
+    install_helpers()
     cni, storage, kind_images = kind_manifests()
     sandbox = sandbox_image(
         (kind_source_dir() / "images/base/files/etc/containerd/config.toml").read_text()
@@ -563,6 +588,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"export DOCKER_HOST={paths.docker_host()}")
         print(f"export KIND={kind_binary()}")
         print(f"export KIND_IMAGE={NODE_IMAGE}")
+        print(f"export PATH={shim_dir()}:$PATH  # kind's docker: devcluster/kind/docker-for-kind")
         return 0
     try:
         build_all()
