@@ -383,9 +383,14 @@ def resolve_candidate(mlmodel: MLModel, reader: CardSource) -> CandidateResolved
     """spec.candidate's artifact, read like the stable's (None: no spec.candidate).
 
     Unlike the stable's, the card is read for a pinned candidate too, and the pin must name
-    one of its files (else ArtifactDigestMismatch): a candidate that is missing, tampered or
-    unreadable is not rendered at all, so the stable keeps serving exactly as it did. The pin
-    stays the only pin the pods get (render_candidate_env).
+    one of its files (else ArtifactDigestMismatch): a candidate that is missing or tampered is
+    not rendered at all, so the stable keeps serving exactly as it did. The pin stays the only
+    pin the pods get (render_candidate_env). A pinned candidate whose card the operator cannot
+    reach (ArtifactUnreachable: its network, its credentials, a deadline) is rendered with the
+    pin alone, as a pinned stable always is: the pods read it with their own credentials and
+    refuse any other file, and whether each pod loaded it is what CandidateReady reports (from
+    the pods' model_server_version_ready). Unpinned, an unreachable card is not rendered: there
+    is no digest to hold the pods to.
     """
     candidate = mlmodel.spec.candidate
     if candidate is None:
@@ -403,6 +408,8 @@ def resolve_candidate(mlmodel: MLModel, reader: CardSource) -> CandidateResolved
         return CandidateResolved(hold=True, pending=pending.future)
     except CardReadError as exc:
         if exc.reason == NOT_ALLOWED:  # like the stable's: rendered, the pods check it
+            return CandidateResolved(source.sha256, source.format)
+        if exc.reason == "ArtifactUnreachable" and source.sha256:  # the pods check the pin
             return CandidateResolved(source.sha256, source.format)
         if exc.reason == "ArtifactReadBusy":  # the operator's own queue: try again later
             return CandidateResolved(hold=True, problem=_candidate_problem(exc.reason, exc.public))

@@ -449,6 +449,7 @@ def test_a_pinned_candidates_card_is_read_and_the_pin_names_the_file(
         ),
         ({}, CardReadError("InvalidModelCard", "bad json"), "InvalidModelCard"),
         ({}, CardReadError("ArtifactUnreachable", "timeout"), "ArtifactUnreachable"),
+        ({"sha256": SHA_B}, CardReadError("ArtifactNotFound", "404"), "ArtifactNotFound"),
         ({"format": "onnx"}, v2_card(onnx=False), "UnknownFormat"),
     ],
 )
@@ -473,6 +474,14 @@ def test_a_card_being_read_or_a_full_read_queue_holds_the_deployment() -> None:
 def test_unread_sources_are_rendered_with_the_pin_alone() -> None:
     not_listed = resolve({"sha256": SHA_B}, CardReadError("ArtifactSourceNotAllowed", "x"))
     assert (not_listed.digest, not_listed.rendered) == (SHA_B, True)
+    # the operator cannot reach it (no credentials for the store, say); the pods can
+    unreachable = resolve({"sha256": SHA_B}, CardReadError("ArtifactUnreachable", "no creds"))
+    assert (unreachable.digest, unreachable.model_format, unreachable.rendered) == (
+        SHA_B,
+        None,
+        True,
+    )
+    assert unreachable.problem is None and not unreachable.hold
     cards = Cards({})
     pvc = make_mlmodel(spec_with({"model": {"uri": "pvc://c/iris/v2", "format": "onnx"}}))
     resolved = resolve_candidate(pvc, cards)
