@@ -20,7 +20,9 @@ BACKLOG: Final = 10_000
 class EventSink(Protocol):
     """What posts one Event (kube.Kube)."""
 
-    def post_event(self, involved: Mapping[str, Any], reason: str, message: str) -> None: ...
+    def post_event(
+        self, involved: Mapping[str, Any], reason: str, message: str, event_type: str = "Normal"
+    ) -> None: ...
 
 
 class EventRecorder:
@@ -28,14 +30,16 @@ class EventRecorder:
 
     def __init__(self, sink: EventSink, backlog: int = BACKLOG) -> None:
         self.sink = sink
-        self._pending: queue.Queue[tuple[Mapping[str, Any], str, str]] = queue.Queue(backlog)
+        self._pending: queue.Queue[tuple[Mapping[str, Any], str, str, str]] = queue.Queue(backlog)
         self._thread = threading.Thread(target=self._run, name="events", daemon=True)
         self._thread.start()
 
-    def record(self, involved: Mapping[str, Any], reason: str, message: str) -> None:
-        """Queue an Event on `involved`; never blocks."""
+    def record(
+        self, involved: Mapping[str, Any], reason: str, message: str, event_type: str = "Normal"
+    ) -> None:
+        """Queue an Event on `involved` (type Normal or Warning); never blocks."""
         try:
-            self._pending.put_nowait((involved, reason, message))
+            self._pending.put_nowait((involved, reason, message, event_type))
         except queue.Full:
             LOG.warning("event backlog full, dropped: %s %s", reason, message)
 
@@ -45,9 +49,9 @@ class EventRecorder:
 
     def _run(self) -> None:
         while True:
-            involved, reason, message = self._pending.get()
+            involved, reason, message, event_type = self._pending.get()
             try:
-                self.sink.post_event(involved, reason, message)
+                self.sink.post_event(involved, reason, message, event_type)
             except Exception as exc:  # best effort: the write the event reports did happen
                 meta = involved.get("metadata") or {}
                 LOG.warning(

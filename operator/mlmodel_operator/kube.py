@@ -133,8 +133,10 @@ class Kube:
         result: dict[str, Any] = updated.to_dict()
         return result
 
-    def post_event(self, involved: Mapping[str, Any], reason: str, message: str) -> None:
-        """Record a Normal core/v1 Event on an MLModel (what `kubectl describe` lists)."""
+    def post_event(
+        self, involved: Mapping[str, Any], reason: str, message: str, event_type: str = "Normal"
+    ) -> None:
+        """Record a core/v1 Event (Normal or Warning) on an MLModel (`kubectl describe`)."""
         meta = involved["metadata"]
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         event = {
@@ -150,7 +152,7 @@ class Kube:
             },
             "reason": reason,
             "message": message[:1024],
-            "type": "Normal",
+            "type": event_type,
             "source": {"component": FIELD_MANAGER},
             "reportingComponent": f"mlops.dev/{FIELD_MANAGER}",
             "reportingInstance": socket.gethostname(),

@@ -44,6 +44,7 @@ from mlmodel_operator.reconcile import ModelKey, Outcome, Reconciler
 from mlmodel_operator.render.meta import LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY
 from mlmodel_operator.resource import GROUP, KIND, PLURAL, VERSION
 from mlmodel_operator.settings import OperatorSettings
+from mlmodel_operator.version_ready import version_ready_from_cache
 from mlmodel_operator.workqueue import ShutDown, WorkQueue
 
 LOG = logging.getLogger("mlmodel_operator")
@@ -93,9 +94,11 @@ class LeaderKube(Kube):
         self._check()
         return super().patch_mlmodel_status(namespace, name, patch)
 
-    def post_event(self, involved: Mapping[str, Any], reason: str, message: str) -> None:
+    def post_event(
+        self, involved: Mapping[str, Any], reason: str, message: str, event_type: str = "Normal"
+    ) -> None:
         self._check()
-        super().post_event(involved, reason, message)
+        super().post_event(involved, reason, message, event_type)
 
 
 def post_events(recorder: EventRecorder, body: Mapping[str, Any], outcome: Outcome) -> None:
@@ -105,9 +108,9 @@ def post_events(recorder: EventRecorder, body: Mapping[str, Any], outcome: Outco
         metrics.CHILD_WRITES.labels(change.verb, change.kind).inc()
         LOG.info("MLModel %s/%s: %s", meta.get("namespace"), meta.get("name"), change.message)
         recorder.record(body, change.verb, change.message)
-    for reason, message, _type in outcome.events:  # the candidate's steps and outcome
+    for reason, message, event_type in outcome.events:  # the candidate's steps and outcome
         LOG.info("MLModel %s/%s: %s: %s", meta.get("namespace"), meta.get("name"), reason, message)
-        recorder.record(body, reason, message)
+        recorder.record(body, reason, message, event_type)
 
 
 def owner_of(kind: str, body: Mapping[str, Any]) -> str | None:
@@ -302,6 +305,7 @@ class Operator:
             reader=self.reader,
             requeue=lambda key: self.queue.add(key, "card"),
             analyzer=analyzer_from_settings(config, self.cache),
+            version_ready=version_ready_from_cache(self.cache),
         )
         self.recorder = EventRecorder(kube)
         self._campaign: threading.Thread | None = None

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 from e2e_prometheus import prometheus, query, scrape_config
-from e2e_testlib import ROW, Artifact, ConditionLog, Stack, free_port, publish
+from e2e_testlib import ROW, SECRET, Artifact, ConditionLog, Stack, free_port, publish
 
 from devcluster import hostnet, mlstack
 
@@ -185,7 +185,7 @@ def traffic(
 
 def with_candidate(candidate: Artifact, **fields: Any) -> dict[str, Any]:
     """spec.candidate for `candidate` (digest pinned, the store's credentials)."""
-    model = {"uri": candidate.uri, "sha256": candidate.sha256, "credentialsSecret": "model-store"}
+    model = {"uri": candidate.uri, "sha256": candidate.sha256, "credentialsSecret": SECRET}
     return {"candidate": {"model": model, **fields}}
 
 
@@ -325,14 +325,47 @@ def test_a_good_candidate_walks_every_step_to_succeeded_without_a_failed_request
             "-n", model_ns, "patch", "mlm", MODEL, "--type=merge", "-p", json.dumps({"spec": patch})
         )
 
+        started: list[str] = []
+
+        tables: list[str] = []  # `kubectl get mlm` at each (phase, share), for the README
+
         def succeeded(m: dict[str, Any]) -> bool:
+            before = len(history)
             walk(m, history)
+            if len(history) != before:
+                tables.append(stack.kube.run("-n", model_ns, "get", "mlm", MODEL).stdout)
+            if candidate_status(m).get("stepStartedAt"):
+                started.append(candidate_status(m)["stepStartedAt"])
             return candidate_status(m).get("phase") == "Succeeded"
 
         log.wait("the candidate to succeed", succeeded, 420)
         final = candidate_status(log.last)
+        starts = sorted(set(started))
         time.sleep(3)  # a few answers at 100 %
+        at_100 = sum(seen.versions.values())
+
+        # finish: the candidate becomes spec.model; no pod serves the old version afterwards
+        model = {"uri": stack.v2.uri, "sha256": stack.v2.sha256, "credentialsSecret": SECRET}
+        finish = {"spec": {"model": model, "candidate": None}}
+        stack.kube.run(
+            "-n", model_ns, "patch", "mlm", MODEL, "--type=merge", "-p", json.dumps(finish)
+        )
+        log.wait(
+            "the promoted model alone to be Ready",
+            lambda m: mlstack.is_ready(m, digest=stack.v2.sha256) and not candidate_status(m),
+            240,
+        )
     assert seen.failures == [], seen.failures[:5]
+    assert at_100 > 0
+    promoted = Counter()
+    for row, expected in zip(rows, stack.v2.expected, strict=True):
+        status, version, body = answer(url, v2_body([row]))
+        assert status == 200, body
+        assert labels(body) == [expected]
+        promoted[version] += 1
+    assert promoted == {STABLE_VERSION: len(rows)}
+    conditions = {c["type"] for c in log.last["status"]["conditions"]}
+    assert not conditions & {"CandidateReady", "CandidateHealthy"}
     shares = [share for phase, share in history if phase == "Progressing" and share > 0]
     assert shares == [10, 50, 100], history
     assert final["trafficPercent"] == 100
@@ -343,10 +376,19 @@ def test_a_good_candidate_walks_every_step_to_succeeded_without_a_failed_request
         "-n", model_ns, "get", "events", "--field-selector", f"involvedObject.name={MODEL}",
         "-o", "json",
     )  # fmt: skip
-    reasons = Counter(e["reason"] for e in json.loads(events.stdout)["items"])
+    items = json.loads(events.stdout)["items"]
+    reasons = Counter(e["reason"] for e in items)
     assert reasons["CandidateSucceeded"] == 1 and reasons["CandidateStep"] >= 2, reasons
+    # how long a step takes: from the Event deciding it to every pod serving its share
+    decided = sorted(e.get("lastTimestamp") or e["eventTime"] for e in items
+                     if e["reason"] == "CandidateStep")  # fmt: skip
+    rolls = [seconds_between(d, s) for d, s in zip(decided, starts[1:], strict=False)]
     with capsys.disabled():
-        print(f"\ngood candidate: {history}; {seen.ok} answers, versions {dict(seen.versions)}")
+        print(
+            f"\ngood candidate: {history}; {seen.ok} answers, versions {dict(seen.versions)}; "
+            f"steps started {starts}; decided {decided}; roll to the next share (s): {rolls}"
+        )
+        print("\n".join(tables))
 
 
 @pytest.mark.timeout(480)
@@ -397,5 +439,10 @@ def test_a_bad_candidate_is_backed_out_within_one_interval_naming_the_bound(
     assert final["phase"] == "Failed" and final["trafficPercent"] == 0
     assert bound in final["message"], final["message"]
     assert healthy.get("status") == "False" and bound in healthy.get("message", ""), healthy
+    events = stack.kube.run(
+        "-n", model_ns, "get", "events", "--field-selector", "reason=CandidateFailed", "-o", "json"
+    )  # fmt: skip
+    (event,) = json.loads(events.stdout)["items"]
+    assert event["type"] == "Warning" and bound in event["message"], event
     with capsys.disabled():
         print(f"\n{which}: {history}; Failed after {failed_after:.0f} s: {final['message']}")
