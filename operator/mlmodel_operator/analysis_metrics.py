@@ -13,6 +13,9 @@ One interface, `MetricsSource.measure(scope, since)`, two implementations:
   pods start with it and their counters are the step's; in shadow mode the pods stay, and a
   round's counters are everything since they started.
 
+`read_version_ready` reads the same pods' `model_server_version_ready` for status'
+`CandidateReady` (the reconciler's `version_ready` hook, `version_ready.py`).
+
 Both are bounded the way model-card reads are (they share `cardfetch`'s HTTP): one deadline per
 request for connect and read (`timeout`, 5 s) and one for the whole measurement (`budget`), the
 body capped at `max_bytes` (4 MiB) while streaming, redirects refused, no compression, and only
@@ -451,3 +454,56 @@ class PodMetricsSource:
                 LOG.info("metrics of pod %s/%s do not parse: %r", scope.namespace, pod.name, exc)
                 return Unmeasured(f"the metrics of pod {pod.name} are not Prometheus text")
         return sums.measurement()
+
+
+# --- which versions the pods loaded (status' CandidateReady) ------------------------------
+
+
+def ready_roles(text: str) -> set[str]:
+    """The roles ("stable", "candidate") whose `model_server_version_ready` gauge is 1 in one
+    pod's exposition text (ValueError when it does not parse)."""
+    values: dict[str, list[float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            role = sample.labels.get(ROLE)
+            if sample.name == READY and role in (STABLE, CANDIDATE):
+                values.setdefault(role, []).append(float(sample.value))
+    return {role for role, seen in values.items() if min(seen) >= 1}
+
+
+def read_version_ready(
+    namespace: str,
+    pods: Iterable[PodTarget],
+    *,
+    timeout: float = TIMEOUT_SECONDS,
+    budget: float = BUDGET_SECONDS,
+    max_bytes: int = MAX_BYTES,
+) -> dict[str, int] | None:
+    """Ready pods per role as the pods report them: `GET /metrics` of each pod once (bounded
+    like `PodMetricsSource`: `timeout` per pod, `budget` for all, `max_bytes`, no redirects,
+    the pod IPs of `scrape_targets` only), counting the pods whose
+    `model_server_version_ready{role="stable"}` / `{role="candidate"}` is 1. None when there is
+    no pod, or any pod could not be read or its text does not parse: a partial count would
+    say pods failed to load what they may have loaded. Never raises."""
+    targets = tuple(pods)
+    if not targets:
+        return None
+    counts = {STABLE: 0, CANDIDATE: 0}
+    ends = time.monotonic() + budget
+    for pod in targets:
+        url = cardfetch.Url("http", pod.ip, pod.port, METRICS_PATH)
+        try:
+            body = _get(url, METRICS_ACCEPT, min(timeout, ends - time.monotonic()), max_bytes)
+            roles = ready_roles(body.decode("utf-8"))
+        except _FetchFailed as exc:
+            LOG.info("version readiness of pod %s/%s: %s", namespace, pod.name, exc.detail)
+            return None
+        except (ValueError, KeyError, UnicodeDecodeError) as exc:
+            LOG.info("metrics of pod %s/%s do not parse: %r", namespace, pod.name, exc)
+            return None
+        except Exception as exc:  # never raise: status falls back to the Deployment
+            LOG.warning("version readiness of pod %s/%s: %r", namespace, pod.name, exc)
+            return None
+        for role in roles:
+            counts[role] += 1
+    return counts
