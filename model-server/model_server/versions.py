@@ -193,7 +193,10 @@ class Copies:
     wall time, accrued continuously and held to BUDGET_WINDOW_S's worth, each copy charged its
     wall time (decode + predict, thread hand-offs included). So under load copies stop, the
     queue never grows beyond `limit`, and the loop time they take from answers is bounded.
-    `clock` is injectable for tests.
+    A copy that starts while no answer is in flight (`busy()` false: the server is idle
+    between requests) is not charged: it delays no one but a request arriving during it, so
+    at light load every copy runs, and the budget only bites when answers keep the server
+    busy. `clock` and `busy` are injectable for tests (by default every copy is charged).
     """
 
     def __init__(
@@ -201,10 +204,12 @@ class Copies:
         limit: int,
         metrics: VersionMetrics,
         clock: Callable[[], float] = time.perf_counter,
+        busy: Callable[[], bool] = lambda: True,
     ) -> None:
         self.limit = limit
         self._metrics = metrics
         self._clock = clock
+        self._busy = busy
         self._queue: deque[Copy[Any]] = deque()
         self._wake: asyncio.Event | None = None
         self._capacity = BUDGET_SHARE * BUDGET_WINDOW_S
@@ -252,11 +257,13 @@ class Copies:
         if self._refill() <= 0:
             self._dropped[BUDGET].inc()
             return
+        charged = self._busy()
         start = self._clock()
         try:
             await self._predict(copy)
         finally:
-            self._allowance -= self._clock() - start
+            if charged:
+                self._allowance -= self._clock() - start
 
     async def _predict(self, copy: Copy[Any]) -> None:
         version = copy.version
@@ -293,7 +300,8 @@ class Versions:
         self.percent = settings.candidate_percent
         self.stable = Version(STABLE, settings.model_version, metrics)
         self.candidate = Version(CANDIDATE, settings.candidate_version, metrics)
-        self.copies = Copies(settings.shadow_queue, metrics)
+        self._in_flight = 0  # answers being made now (a copy then is charged to the budget)
+        self.copies = Copies(settings.shadow_queue, metrics, busy=lambda: self._in_flight > 0)
         self._canary = self.mode == CANARY and self.percent > 0
         self._shadow = self.mode == SHADOW
         self._split = Split(self.percent)
@@ -364,6 +372,20 @@ class Versions:
 
         `runtime` is the version the request named when `explicit`, else the stable's.
         """
+        self._in_flight += 1
+        try:
+            return await self._route(runtime, attempt, protocol, headers, explicit)
+        finally:
+            self._in_flight -= 1
+
+    async def _route(
+        self,
+        runtime: Runtime,
+        attempt: Attempt[E],
+        protocol: str,
+        headers: Headers,
+        explicit: bool,
+    ) -> tuple[E, Prediction, Runtime]:
         if explicit:
             version = self.candidate if runtime is self.candidate.runtime else self.stable
             extra, result = await self._answer(version, attempt, protocol)

@@ -145,6 +145,33 @@ def test_copies_stop_once_they_used_five_percent_of_the_wall_time() -> None:
     assert BUDGET_SHARE == 0.05
 
 
+def test_copies_started_while_no_answer_is_in_flight_are_not_charged_to_the_budget() -> None:
+    registry = CollectorRegistry()
+    metrics = VersionMetrics(registry)
+    candidate = loaded_version(CANDIDATE, metrics, [])
+    clock = FakeClock()
+    busy = [False]
+    copies = Copies(100, metrics, clock=clock, busy=lambda: busy[0])
+
+    def run(seconds: float) -> None:
+        attempt = attempt_returning([1], clock, seconds)
+        copies.offer(Copy(candidate, attempt, np.array([1]), stable_answered=True))
+        if len(copies):  # refused at the door once the budget is spent
+            asyncio.run(copies.run_one())
+
+    ok = {"version": "c", "role": CANDIDATE, "kind": "copy", "outcome": "ok"}
+    dropped = "model_server_candidate_copies_dropped_total"
+    for _ in range(20):  # idle between requests: 20 copies of 10 ms, four times the budget
+        run(0.010)
+    assert sample(registry, "model_server_version_requests_total", **ok) == 20
+    assert sample(registry, dropped, reason="budget") == 0
+    busy[0] = True  # answers in flight: the same copies spend the 50 ms, then are refused
+    for _ in range(10):
+        run(0.010)
+    assert sample(registry, "model_server_version_requests_total", **ok) == 20 + 6
+    assert sample(registry, dropped, reason="budget") == 4
+
+
 def test_a_copy_that_fails_counts_as_that_versions_copy_error_and_compares_nothing() -> None:
     registry = CollectorRegistry()
     metrics = VersionMetrics(registry)
