@@ -179,7 +179,13 @@ def load_images(state_dir: Path, images: Sequence[str]) -> list[str]:
 def install_crd(kube: Kube, timeout: float = 60.0) -> None:
     """kubectl apply -f crds/; wait until the CRD is Established and its list calls answer."""
     kube.run("apply", "-f", str(repo_root() / "crds"))
-    kube.run("wait", "--for=condition=Established", f"crd/{CRD_NAME}", f"--timeout={timeout:.0f}s")
+    # Polled, not `kubectl wait`: on a CRD whose status has no conditions yet (just created),
+    # kubectl wait fails at once ("accessor error: <nil>") instead of waiting.
+    wait_for(
+        f"CRD {CRD_NAME} to be Established",
+        lambda: condition(kube.get("crd", CRD_NAME, None), "Established").get("status") == "True",
+        timeout,
+    )
     # Right after Established, list calls can answer 429 for a few seconds.
     wait_for(
         "the MLModel API to answer list calls",
