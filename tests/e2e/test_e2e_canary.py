@@ -343,6 +343,7 @@ def test_a_good_candidate_walks_every_step_to_succeeded_without_a_failed_request
 
         log.wait("the candidate to succeed", succeeded, 420)
         final = candidate_status(log.last)
+        healthy = mlstack.condition(log.last, "CandidateHealthy")
         starts = sorted(set(started))
         time.sleep(3)  # a few answers at 100 %
         at_100 = sum(seen.versions.values())
@@ -373,7 +374,7 @@ def test_a_good_candidate_walks_every_step_to_succeeded_without_a_failed_request
     assert shares == [10, 50, 100], history
     assert final["trafficPercent"] == 100
     assert "move spec.candidate.model to spec.model" in final["message"]
-    assert mlstack.condition(log.last, "CandidateHealthy").get("status") == "True"
+    assert healthy.get("status") == "True", healthy
     assert seen.versions[CANDIDATE_VERSION] > 0 and seen.versions[STABLE_VERSION] > 0
     events = stack.kube.run(
         "-n", model_ns, "get", "events", "--field-selector", f"involvedObject.name={MODEL}",
