@@ -386,7 +386,7 @@ def test_a_good_candidate_walks_every_step_to_succeeded_without_a_failed_request
     # how long a step takes: from the Event deciding it to every pod serving its share
     decided = sorted(e.get("lastTimestamp") or e["eventTime"] for e in items
                      if e["reason"] == "CandidateStep")  # fmt: skip
-    rolls = [seconds_between(d, s) for d, s in zip(decided, starts[1:], strict=False)]
+    rolls = [seconds_between(d, s) for d, s in zip(decided, starts, strict=False)]
     with capsys.disabled():
         print(
             f"\ngood candidate: {history}; {seen.ok} answers, versions {dict(seen.versions)}; "
