@@ -12,8 +12,10 @@ Go module proxy, Debian and the project's private Docker engine (``devcluster.im
 - kubeadm, kubelet, kubectl and the control-plane binaries: the devcluster build of the pinned
   Kubernetes release (``devcluster/go``), missing ones in one ``go build``.
 - etcd and CoreDNS at the versions kubeadm asks for, local-path-provisioner, crictl: Go modules
-  (``devcluster/kind/go/*``); kindnetd: kind's ``images/kindnetd`` at the commit of the release's
-  kindnetd image (``devcluster/kind/kindnetd``, it is not a module the proxy serves).
+  (``devcluster/kind/go/*``). No kindnetd: kind's CNI daemon is not a module the Go proxy serves,
+  and the project does not carry a copy of its source; clusters are made with
+  ``disableDefaultCNI: true`` (``devcluster/kind/cluster.yaml``), so the pod network is the
+  project's own step (not written yet: until then the nodes stay NotReady).
 - The images: ``devcluster/kind/Dockerfile.images`` (one target each), ``Dockerfile.node``.
 
 Cache (``~/.cache/mlmodel-operator``): ``kind-<KIND_VERSION>/{bin,gocache,gomodcache}`` for the
@@ -62,7 +64,6 @@ GO_BUILDS = (
         "local-path-provisioner",
         "github.com/rancher/local-path-provisioner",
     ),
-    ("kindnetd", "kindnetd", "./cmd/kindnetd"),
 )
 
 #: Where a Go module of devcluster/kind/go pins a program (module path -> its require line).
@@ -82,7 +83,7 @@ def kind_cache_dir() -> Path:
 
 
 def kind_bin_dir() -> Path:
-    """Where kind, crictl, etcd, coredns, local-path-provisioner and kindnetd are built."""
+    """Where kind, crictl, etcd, coredns and local-path-provisioner are built."""
     return kind_cache_dir() / "bin"
 
 
@@ -112,7 +113,7 @@ def kind_source_dir() -> Path:
 
 
 def project_kind_dir() -> Path:
-    """devcluster/kind in the checkout: Dockerfiles, Go modules, kindnetd's source."""
+    """devcluster/kind in the checkout: Dockerfiles, Go modules, the cluster config."""
     return Path(__file__).resolve().parent.parent / "kind"
 
 
@@ -292,7 +293,7 @@ def build_crictl(go: str) -> Path:
 
 
 def build_go_programs(go: str) -> None:
-    """etcd, CoreDNS, local-path-provisioner and kindnetd from devcluster/kind's modules."""
+    """etcd, CoreDNS and local-path-provisioner from devcluster/kind's modules."""
     for rel, name, package in GO_BUILDS:
         out = kind_bin_dir() / name
         if out.exists():
@@ -358,12 +359,14 @@ def kubeadm_image_list() -> list[str]:
 
 
 def kind_manifests() -> tuple[str, str, list[str]]:
-    """kind's default CNI and storage manifests and the images they run (from its source)."""
+    """kind's default CNI and storage manifests and the images to preload (from its source).
+
+    The CNI manifest is written where kind expects it, but its kindnetd image is not built or
+    preloaded: clusters turn it off (``disableDefaultCNI``), so nothing asks for it."""
     src = kind_source_dir() / "pkg" / "build" / "nodeimage"
     cni = (src / "const_cni.go").read_text()
     storage = (src / "const_storage.go").read_text()
     images = [
-        go_const(cni, "kindnetdImage"),
         go_const(storage, "storageProvisionerImage"),
         go_const(storage, "storageHelperImage"),
     ]
@@ -526,7 +529,7 @@ def build_all() -> Path:
     build_kind(go)
     build_crictl(go)
     build_go_programs(go)
-    timings.add("go: kind, crictl, etcd, coredns, local-path, kindnetd", time.monotonic() - step)
+    timings.add("go: kind, crictl, etcd, coredns, local-path", time.monotonic() - step)
     step = time.monotonic()
     build_k8s_binaries(go, (*K8S_IMAGE_BINARIES, *K8S_NODE_BINARIES))
     timings.add("go: kubernetes", time.monotonic() - step)
