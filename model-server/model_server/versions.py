@@ -62,6 +62,10 @@ OK: Final = "ok"
 ERROR: Final = "error"
 QUEUE_FULL: Final = "queue_full"
 BUDGET: Final = "budget"
+TOO_LARGE: Final = "too_large"
+# A copy holds its request (body and parsed input) while it waits, and runs as one predict that
+# answers arriving meanwhile wait behind: only batches up to this many rows are copied.
+COPY_MAX_ROWS: Final = 256
 BUCKETS: Final = 10_000  # sticky buckets: a share of p percent is buckets below p * 100
 BUDGET_SHARE: Final = 0.05  # copies may use this share of the wall time
 BUDGET_WINDOW_S: Final = 1.0  # ... held to this window's worth (5 % of one second: 50 ms)
@@ -215,7 +219,10 @@ class Copies:
         self._capacity = BUDGET_SHARE * BUDGET_WINDOW_S
         self._allowance = self._capacity
         self._at = clock()
-        self._dropped = {reason: metrics.dropped.labels(reason) for reason in (QUEUE_FULL, BUDGET)}
+        self._dropped = {
+            reason: metrics.dropped.labels(reason) for reason in (QUEUE_FULL, BUDGET, TOO_LARGE)
+        }
+        self._task_failed = False
         self.stable_regression = False  # the stable's task decides how rows are compared
 
     def __len__(self) -> int:
@@ -223,6 +230,9 @@ class Copies:
 
     def offer(self, copy: Copy[Any]) -> None:
         """Queue a copy, or drop and count it."""
+        if len(copy.answered) > COPY_MAX_ROWS:
+            self._dropped[TOO_LARGE].inc()
+            return
         if len(self._queue) >= self.limit:
             self._dropped[QUEUE_FULL].inc()
             return
@@ -246,7 +256,12 @@ class Copies:
             while not self._queue:
                 self._wake.clear()
                 await self._wake.wait()
-            await self.run_one()
+            try:
+                await self.run_one()
+            except Exception:  # a copy's bookkeeping failed: log once, keep serving copies
+                if not self._task_failed:
+                    self._task_failed = True
+                    log.exception("a candidate copy failed outside its prediction")
             # A compiled copy runs inline without suspending: let waiting answers go first,
             # so a backlog never holds the loop for more than one copy at a time.
             await asyncio.sleep(0)
@@ -277,17 +292,19 @@ class Copies:
                 raise InvalidInput(
                     f"{len(labels)} rows predicted for a request answered with {len(copy.answered)}"
                 )
+            if copy.stable_answered:
+                stable, candidate = copy.answered, labels
+            else:
+                stable, candidate = labels, copy.answered
+            # outputs the two cannot compare (a number against a class name) are an error of
+            # the copy, never of the copy task
+            agreed = agreeing_rows(stable, candidate, self.stable_regression)
         except Exception as exc:  # a copy never fails anything but its own count
             version.count(COPY, ERROR)
             log.debug("copy predicted by version %r failed: %s", version.version, exc)
             return
         version.succeeded(COPY, time.perf_counter() - start, labels)
-        if copy.stable_answered:
-            stable, candidate = copy.answered, labels
-        else:
-            stable, candidate = labels, copy.answered
         self._metrics.compared.inc(len(labels))
-        agreed = agreeing_rows(stable, candidate, self.stable_regression)
         if agreed:
             self._metrics.agreed.inc(agreed)
 
@@ -410,6 +427,10 @@ class Versions:
     ) -> tuple[E, Prediction]:
         try:
             return await self._timed(version, attempt, protocol)
+        except CLIENT_ERRORS:
+            # the request's mistake, not the version's: malformed bodies sent to
+            # /versions/candidate/infer must not fail a rollout's maxErrorRate
+            raise
         except Exception:
             version.count(ANSWER, ERROR)
             raise

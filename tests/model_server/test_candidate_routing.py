@@ -17,6 +17,7 @@ from model_server.runtimes.base import Runtime
 from model_server.versions import (
     BUDGET_SHARE,
     CANDIDATE,
+    COPY_MAX_ROWS,
     STABLE,
     Copies,
     Copy,
@@ -196,3 +197,51 @@ def test_rows_agree_on_equal_labels_or_regression_values_within_the_tolerance() 
     stable = np.array([100.0, 100.0, 0.0, 0.0])
     candidate = np.array([100.1, 100.2, 5e-7, 2e-6])  # 1e-6 + 1e-3 * 100 = 0.100001
     assert agreeing_rows(stable, candidate, regression=True) == 2
+
+
+def test_batches_over_the_copy_row_limit_are_not_copied_and_are_counted() -> None:
+    registry = CollectorRegistry()
+    metrics = VersionMetrics(registry)
+    candidate = loaded_version(CANDIDATE, metrics, [])
+    copies = Copies(100, metrics, clock=FakeClock())
+    big = np.ones(COPY_MAX_ROWS + 1, dtype=np.int64)
+    copies.offer(Copy(candidate, attempt_returning([1]), big, stable_answered=True))
+    assert len(copies) == 0
+    dropped = "model_server_candidate_copies_dropped_total"
+    assert sample(registry, dropped, reason="too_large") == 1
+    fits = np.ones(COPY_MAX_ROWS, dtype=np.int64)
+    copies.offer(Copy(candidate, attempt_returning([1]), fits, stable_answered=True))
+    assert len(copies) == 1
+
+
+def test_outputs_the_versions_cannot_compare_are_the_copys_error_and_the_task_goes_on() -> None:
+    """A regression stable and a candidate answering class names: the comparison fails for
+    that copy (counted as its error), and the copy task keeps predicting the next ones."""
+    registry = CollectorRegistry()
+    metrics = VersionMetrics(registry)
+    candidate = loaded_version(CANDIDATE, metrics, [])
+    copies = Copies(100, metrics, clock=FakeClock())
+    copies.stable_regression = True
+
+    def attempt_labels(labels: list[Any]) -> Any:
+        async def attempt(runtime: Runtime, protocol: str | None) -> tuple[None, Prediction]:
+            return None, Prediction(np.array(labels), None)
+
+        return attempt
+
+    copies.offer(Copy(candidate, attempt_labels(["setosa"]), np.array([1.5]), stable_answered=True))
+    copies.offer(Copy(candidate, attempt_labels([1.5]), np.array([1.5]), stable_answered=True))
+
+    async def drain() -> None:
+        task = asyncio.create_task(copies.run())
+        for _ in range(100):  # bounded: a dead task would leave the second copy queued
+            await asyncio.sleep(0)
+        task.cancel()
+
+    asyncio.run(drain())
+    labels = {"version": "c", "role": CANDIDATE, "kind": "copy"}
+    total = "model_server_version_requests_total"
+    assert sample(registry, total, **labels, outcome="error") == 1
+    assert sample(registry, total, **labels, outcome="ok") == 1
+    assert sample(registry, "model_server_candidate_compared_rows_total") == 1
+    assert sample(registry, "model_server_candidate_agreed_rows_total") == 1
