@@ -17,12 +17,20 @@ One interface, `MetricsSource.measure(scope, since)`, two implementations:
 `CandidateReady` (the reconciler's `version_ready` hook, `version_ready.py`).
 
 Both are bounded the way model-card reads are (they share `cardfetch`'s HTTP): one deadline per
-request for connect and read (`timeout`, 5 s) and one for the whole measurement (`budget`), the
-body capped at `max_bytes` (4 MiB) while streaming, redirects refused, no compression, and only
-the configured Prometheus URL or pod IP literals the operator listed itself (link-local and
-metadata addresses never), so the operator never fetches an address a user wrote. A failure is
-an `Unmeasured` with a sentence for status; the detail goes to the operator's log. `measure`
-never raises.
+request for connect and read (`timeout`, 2 s) and one for the whole measurement or readiness
+read (`budget`, 5 s), the body capped at `max_bytes` (256 KiB) while streaming, redirects
+refused, no compression, and only the configured Prometheus URL or pod IP literals the operator
+listed itself (link-local and metadata addresses never), so the operator never fetches an
+address a user wrote. A failure is an `Unmeasured` with a sentence for status; the detail goes
+to the operator's log. `measure` never raises.
+
+These reads still run on the reconcile workers, and a user controls their pods (their image,
+their /metrics), so the bounds are tight and a failure backs off: before a pod's text reaches
+the parser, only the sample lines of the few metrics the analysis uses are kept (`keep_lines`,
+a cheap line filter: a body full of other series costs no parsing), and after a pod read that
+failed (or a Prometheus query), that MLModel's pods (its queries) are not read again for
+`BACKOFF_SECONDS` (30 s, `Backoff`), whatever its pods are now: churning pods does not buy
+another read. Moving the reads off the workers is the next step (docs/rollouts.md).
 
 The metric names and labels are the model server's (docs/rollouts.md, "Server metrics"); this
 module is the one place the operator names them.
@@ -35,6 +43,7 @@ import itertools
 import json
 import logging
 import math
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
@@ -68,9 +77,13 @@ QUANTILE: Final = 0.99
 NAMESPACE_LABEL: Final = "namespace"
 MLMODEL_LABEL: Final = "mlmodel"
 
-TIMEOUT_SECONDS: Final = 5.0
-BUDGET_SECONDS: Final = 15.0
-MAX_BYTES: Final = 4 << 20
+# Per request, per whole measurement or readiness read, per body: tight, because these reads
+# run on the reconcile workers and a user's pod decides how slow and how big its answer is.
+TIMEOUT_SECONDS: Final = 2.0
+BUDGET_SECONDS: Final = 5.0
+MAX_BYTES: Final = 256 << 10
+# After a failed read, that MLModel's pods (or its Prometheus queries) are left alone this long.
+BACKOFF_SECONDS: Final = 30.0
 MIN_WINDOW_SECONDS: Final = 15.0  # the shipped prometheus.yml's scrape_interval
 METRICS_PATH: Final = "/metrics"
 METRICS_ACCEPT: Final = "text/plain;version=0.0.4"  # the classic text format, not OpenMetrics
@@ -113,7 +126,7 @@ class MetricsSource(Protocol):
 def source_from_settings(settings: Any) -> MetricsSource:
     """PrometheusSource when MLOP_PROMETHEUS_URL is set, else PodMetricsSource."""
     url = getattr(settings, "prometheus_url", "")
-    return PrometheusSource(url) if url else PodMetricsSource()
+    return PrometheusSource(url) if url else PodMetricsSource(backoff=POD_BACKOFF)
 
 
 # --- bounded GETs -----------------------------------------------------------------------
@@ -142,6 +155,55 @@ def _get(url: cardfetch.Url, accept: str, seconds: float, max_bytes: int) -> byt
         raise _FetchFailed(exc.detail) from exc
     finally:
         deadline.finish()
+
+
+class Backoff:
+    """After a failed read for an MLModel, no read for it for `seconds` (whatever its pods are
+    now: a new pod set does not reset it). Thread-safe; at most `max_entries` kept."""
+
+    def __init__(
+        self,
+        seconds: float = BACKOFF_SECONDS,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        max_entries: int = 10_000,
+    ) -> None:
+        self.seconds = seconds
+        self.clock = clock
+        self.max_entries = max_entries
+        self._lock = threading.Lock()
+        self._failed: dict[tuple[str, str], float] = {}
+
+    def waiting(self, namespace: str, mlmodel: str) -> bool:
+        """Whether a read for this MLModel failed less than `seconds` ago."""
+        with self._lock:
+            at = self._failed.get((namespace, mlmodel))
+            return at is not None and self.clock() - at < self.seconds
+
+    def failed(self, namespace: str, mlmodel: str) -> None:
+        """A read for this MLModel failed now."""
+        now = self.clock()
+        with self._lock:
+            for key in [k for k, at in self._failed.items() if now - at >= self.seconds]:
+                del self._failed[key]
+            self._failed[(namespace, mlmodel)] = now
+            while len(self._failed) > self.max_entries:
+                del self._failed[next(iter(self._failed))]
+
+
+# The operator's pod reads (analysis and readiness) share one: a pod that failed one is not
+# read by the other either.
+POD_BACKOFF: Final = Backoff()
+
+
+def keep_lines(text: str, names: Iterable[str]) -> str:
+    """The sample lines of the metrics `names` (exact names, e.g. `x_bucket`), nothing else:
+    comments and every other series are dropped before the text is parsed."""
+    prefixes = tuple(f"{name}{sep}" for name in names for sep in ("{", " ", "\t"))
+    return "\n".join(line for line in text.splitlines() if line.startswith(prefixes)) + "\n"
+
+
+MEASURED_NAMES: Final = (REQUESTS, DURATION_BUCKET, COMPARED, AGREED, READY)
 
 
 # --- Prometheus -------------------------------------------------------------------------
@@ -199,6 +261,7 @@ class PrometheusSource:
         max_bytes: int = MAX_BYTES,
         min_window: float = MIN_WINDOW_SECONDS,
         clock: Callable[[], float] = time.time,
+        backoff: Backoff | None = None,
     ) -> None:
         self.url = parse_prometheus_url(url)
         self.timeout = timeout
@@ -206,9 +269,17 @@ class PrometheusSource:
         self.max_bytes = max_bytes
         self.min_window = min_window
         self.clock = clock
+        self.backoff = backoff if backoff is not None else Backoff()
 
     def measure(self, scope: Scope, since: datetime) -> MeasureResult:
-        """Seven instant queries at the same evaluation time, over the window since `since`."""
+        """Seven instant queries at the same evaluation time, over the window since `since`
+        (`timeout` each, `budget` for all; after a failure none for this MLModel for the
+        back-off)."""
+        if self.backoff.waiting(scope.namespace, scope.mlmodel):
+            return Unmeasured(
+                "Prometheus (MLOP_PROMETHEUS_URL) could not be queried; "
+                f"trying again at most every {self.backoff.seconds:g} s"
+            )
         now = self.clock()
         window_ms = math.ceil(max(now - since.timestamp(), self.min_window) * 1000)
         values: dict[str, float | None] = {}
@@ -219,6 +290,7 @@ class PrometheusSource:
                 values[name] = self._query(promql, now, seconds)
         except _FetchFailed as exc:
             LOG.info("Prometheus query for %s/%s failed: %s", scope.namespace, scope.mlmodel, exc)
+            self.backoff.failed(scope.namespace, scope.mlmodel)
             return Unmeasured("Prometheus (MLOP_PROMETHEUS_URL) could not be queried")
 
         def count(name: str) -> int:
@@ -380,9 +452,10 @@ class _Sums:
     loaded: list[bool | None] = field(default_factory=list)  # per pod: candidate ready?
 
     def add(self, text: str) -> None:
-        """Add one pod's exposition text (ValueError when it does not parse)."""
+        """Add one pod's exposition text (ValueError when it does not parse); only the lines of
+        the metrics measured are parsed (`keep_lines`)."""
         ready: list[float] = []
-        for family in text_string_to_metric_families(text):
+        for family in text_string_to_metric_families(keep_lines(text, MEASURED_NAMES)):
             for sample in family.samples:
                 name, labels, value = sample.name, sample.labels, float(sample.value)
                 role = labels.get(ROLE)
@@ -422,7 +495,9 @@ class _Sums:
 
 
 class PodMetricsSource:
-    """Measures by scraping the pods of `Scope.pods` (see `scrape_targets`)."""
+    """Measures by scraping the pods of `Scope.pods` (see `scrape_targets`): `timeout` per pod,
+    `budget` for all, `max_bytes` a body; after a failed read, none of this MLModel's pods for
+    `backoff` (POD_BACKOFF when the operator wires it: shared with the readiness reads)."""
 
     def __init__(
         self,
@@ -430,15 +505,28 @@ class PodMetricsSource:
         timeout: float = TIMEOUT_SECONDS,
         budget: float = BUDGET_SECONDS,
         max_bytes: int = MAX_BYTES,
+        backoff: Backoff | None = None,
     ) -> None:
         self.timeout = timeout
         self.budget = budget
         self.max_bytes = max_bytes
+        self.backoff = backoff if backoff is not None else Backoff()
 
     def measure(self, scope: Scope, since: datetime) -> MeasureResult:
         """Every pod's counters, summed (`since` is not used: the pods started with the step)."""
         if not scope.pods:
             return Unmeasured("no ready pod of the current pod template to read metrics from")
+        if self.backoff.waiting(scope.namespace, scope.mlmodel):
+            return Unmeasured(
+                "the metrics of a pod could not be read; the pods are read again at most every "
+                f"{self.backoff.seconds:g} s"
+            )
+        result = self._read(scope)
+        if isinstance(result, Unmeasured):
+            self.backoff.failed(scope.namespace, scope.mlmodel)
+        return result
+
+    def _read(self, scope: Scope) -> MeasureResult:
         sums = _Sums()
         ends = time.monotonic() + self.budget
         for pod in scope.pods:
@@ -453,6 +541,9 @@ class PodMetricsSource:
             except (ValueError, KeyError, UnicodeDecodeError) as exc:
                 LOG.info("metrics of pod %s/%s do not parse: %r", scope.namespace, pod.name, exc)
                 return Unmeasured(f"the metrics of pod {pod.name} are not Prometheus text")
+            except Exception as exc:  # never raise: the step waits instead
+                LOG.warning("metrics of pod %s/%s: %r", scope.namespace, pod.name, exc)
+                return Unmeasured(f"the metrics of pod {pod.name} could not be read")
         return sums.measurement()
 
 
@@ -463,7 +554,7 @@ def ready_roles(text: str) -> set[str]:
     """The roles ("stable", "candidate") whose `model_server_version_ready` gauge is 1 in one
     pod's exposition text (ValueError when it does not parse)."""
     values: dict[str, list[float]] = {}
-    for family in text_string_to_metric_families(text):
+    for family in text_string_to_metric_families(keep_lines(text, (READY,))):
         for sample in family.samples:
             role = sample.labels.get(ROLE)
             if sample.name == READY and role in (STABLE, CANDIDATE):
@@ -481,7 +572,7 @@ def read_version_ready(
 ) -> dict[str, int] | None:
     """Ready pods per role as the pods report them: `GET /metrics` of each pod once (bounded
     like `PodMetricsSource`: `timeout` per pod, `budget` for all, `max_bytes`, no redirects,
-    the pod IPs of `scrape_targets` only), counting the pods whose
+    the pod IPs of `scrape_targets` only; only the gauge's lines parsed), counting the pods whose
     `model_server_version_ready{role="stable"}` / `{role="candidate"}` is 1. None when there is
     no pod, or any pod could not be read or its text does not parse: a partial count would
     say pods failed to load what they may have loaded. Never raises."""

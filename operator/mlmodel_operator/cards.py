@@ -372,6 +372,9 @@ class CandidateResolved:
     problem: Problem | None = None
     hold: bool = False
     pending: Future[Any] | None = None
+    # A failed re-read of a candidate the live Deployment already carries: it stays rendered
+    # as it is (`digest`, `model_format` are the rendered ones) and CandidateReady says this.
+    note: Problem | None = None
 
     @property
     def rendered(self) -> bool:
@@ -379,7 +382,28 @@ class CandidateResolved:
         return self.problem is None and not self.hold
 
 
-def resolve_candidate(mlmodel: MLModel, reader: CardSource) -> CandidateResolved | None:
+# A card read that fails for these reasons says something about the artifact itself (gone,
+# changed, not the named format) or the URI: the candidate is taken out. Any other failure
+# (unreachable, a card that does not parse this time, a reader's bug) may pass: a candidate
+# the live Deployment already carries is kept as it is.
+LASTING_REASONS: Final = frozenset(
+    {"ArtifactNotFound", "ArtifactDigestMismatch", "UnknownFormat", "InvalidURI"}
+)
+
+
+@dataclass(frozen=True)
+class RenderedCandidate:
+    """What the live Deployment's pod template carries of this spec.candidate (same URI, pin
+    and format): the digest marking the template (`mlops.dev/candidate-digest`; None: none)
+    and the format of the file its pods load (None: the operator cannot tell)."""
+
+    digest: str | None
+    model_format: str | None = None
+
+
+def resolve_candidate(
+    mlmodel: MLModel, reader: CardSource, rendered: RenderedCandidate | None = None
+) -> CandidateResolved | None:
     """spec.candidate's artifact, read like the stable's (None: no spec.candidate).
 
     Unlike the stable's, the card is read for a pinned candidate too, and the pin must name
@@ -391,6 +415,12 @@ def resolve_candidate(mlmodel: MLModel, reader: CardSource) -> CandidateResolved
     refuse any other file, and whether each pod loaded it is what CandidateReady reports (from
     the pods' model_server_version_ready). Unpinned, an unreachable card is not rendered: there
     is no digest to hold the pods to.
+
+    `rendered`: what the live Deployment carries of this candidate (None: nothing). A card
+    re-read that fails for a passing reason (anything but LASTING_REASONS: unreachable, a card
+    that does not parse this time) keeps it exactly as rendered, pinned or not: the rendered
+    digest and format, with the failure in `note` for CandidateReady. One failed re-read never
+    rolls the pods, restarts the analysis or flips the image.
     """
     candidate = mlmodel.spec.candidate
     if candidate is None:
@@ -409,19 +439,39 @@ def resolve_candidate(mlmodel: MLModel, reader: CardSource) -> CandidateResolved
     except CardReadError as exc:
         if exc.reason == NOT_ALLOWED:  # like the stable's: rendered, the pods check it
             return CandidateResolved(source.sha256, source.format)
-        if exc.reason == "ArtifactUnreachable" and source.sha256:  # the pods check the pin
-            return CandidateResolved(source.sha256, source.format)
         if exc.reason == "ArtifactReadBusy":  # the operator's own queue: try again later
             return CandidateResolved(hold=True, problem=_candidate_problem(exc.reason, exc.public))
+        if rendered is not None and exc.reason not in LASTING_REASONS:
+            return _kept(rendered, exc.reason, exc.public, shown)
+        if exc.reason == "ArtifactUnreachable" and source.sha256:  # the pods check the pin
+            return CandidateResolved(source.sha256, source.format)
         where = "spec.candidate.model.uri" if exc.reason == "InvalidURI" else shown
         return CandidateResolved(problem=_candidate_problem(exc.reason, exc.public, where))
     except ArtifactError as exc:
+        if rendered is not None and exc.reason not in LASTING_REASONS:
+            return _kept(rendered, exc.reason, exc.message, shown)
         return CandidateResolved(problem=_candidate_problem(exc.reason, exc.message, shown))
     except Exception as exc:  # never let a reader's bug stop the reconcile
         LOG.warning("candidate card of %s: unexpected %r", source.uri, exc)
         public = PUBLIC["ArtifactUnreachable"]
+        if rendered is not None:
+            return _kept(rendered, "ArtifactUnreachable", public, shown)
         return CandidateResolved(problem=_candidate_problem("ArtifactUnreachable", public, shown))
     return CandidateResolved(digest, served.value)
+
+
+def _kept(rendered: RenderedCandidate, reason: str, detail: str, where: str) -> CandidateResolved:
+    """A candidate the live Deployment carries, kept as rendered after a failed card re-read."""
+    digest = f" (sha256 {rendered.digest[:12]}…)" if rendered.digest else ""
+    note = Problem(
+        reason,
+        f"Cannot re-read the candidate's model card at {where}: {detail.rstrip('.')} "
+        f"({reason}). The pods keep the candidate as rendered{digest} until it can be read "
+        "again.",
+        blocks_ready=False,
+        degrades=False,
+    )
+    return CandidateResolved(rendered.digest, rendered.model_format, note=note)
 
 
 def _pinned_candidate(

@@ -49,6 +49,7 @@ from mlmodel_operator.cards import (
     CandidateResolved,
     CardReader,
     CardSource,
+    RenderedCandidate,
     card_reader,
     resolve_candidate,
     resolve_model,
@@ -56,6 +57,7 @@ from mlmodel_operator.cards import (
 from mlmodel_operator.kube import FIELD_MANAGER, Kube
 from mlmodel_operator.render import render, unwanted_kinds
 from mlmodel_operator.render.deployment import candidate_uri_in_pod, model_uri_in_pod
+from mlmodel_operator.render.meta import CANDIDATE_DIGEST_ANNOTATION
 from mlmodel_operator.resource import KIND, MLModel
 from mlmodel_operator.settings import OperatorSettings
 from mlmodel_operator.status import (
@@ -69,6 +71,7 @@ from mlmodel_operator.status import (
     ready_share,
     rollout_of,
     status_patch,
+    template_env,
 )
 
 LOG = logging.getLogger("mlmodel_operator.reconcile")
@@ -212,10 +215,51 @@ ModelKey = tuple[str, str]  # (namespace, name)
 
 
 def candidate_key(mlmodel: MLModel, resolved: CandidateResolved) -> str:
-    """Changes whenever what the pods load as the candidate does: its URI, digest and format."""
+    """Changes whenever the candidate the user asked for does: its URI, its pin (unpinned: the
+    digest its card names, which a failed re-read keeps as rendered) and spec's format. Never
+    what a card read happened to resolve this round (the format of a pinned candidate's file):
+    one failed read must not start the analysis over."""
     source = mlmodel.spec.candidate.model if mlmodel.spec.candidate else None
-    uri = source.uri if source else ""
-    return f"{uri}|{resolved.digest or ''}|{resolved.model_format or ''}"
+    if source is None:
+        return "||"
+    return f"{source.uri}|{source.sha256 or resolved.digest or ''}|{source.format or ''}"
+
+
+def rendered_candidate(
+    mlmodel: MLModel, deployment: Mapping[str, Any] | None, settings: OperatorSettings
+) -> RenderedCandidate | None:
+    """What a live Deployment (ours) carries of spec.candidate, as `render_candidate_env` and
+    the template annotation put it: the same MODEL_SERVER_CANDIDATE_URI, _SHA256 (the pin, or
+    empty) and _FORMAT (spec's, or none); None when it carries none, or another. The digest is
+    the template's `mlops.dev/candidate-digest`; the format is spec's, else `onnx` when the
+    template runs the slim image (chosen only when both versions are served from ONNX), else
+    unknown (the default image, which rendering it again keeps)."""
+    candidate = mlmodel.spec.candidate
+    uri = candidate_uri_in_pod(mlmodel)
+    if candidate is None or uri is None or deployment is None:
+        return None
+    if not is_controlled_by(deployment, mlmodel):
+        return None
+    env = template_env(deployment)
+    source = candidate.model
+    if env.get(contract.ENV_CANDIDATE_URI) != uri:
+        return None
+    if env.get(contract.ENV_CANDIDATE_SHA256, "") != (source.sha256 or ""):
+        return None
+    if env.get(contract.ENV_CANDIDATE_FORMAT) != source.format:
+        return None
+    template = (deployment.get("spec") or {}).get("template") or {}
+    annotations = (template.get("metadata") or {}).get("annotations") or {}
+    digest = annotations.get(CANDIDATE_DIGEST_ANNOTATION)
+    digest = str(digest) if digest else None
+    if source.sha256 and digest not in (None, source.sha256):
+        return None
+    model_format = source.format
+    if model_format is None and settings.slim_image and not mlmodel.spec.server.image:
+        containers = (template.get("spec") or {}).get("containers") or [{}]
+        if containers[0].get("image") == settings.slim_image:
+            model_format = "onnx"
+    return RenderedCandidate(digest, model_format)
 
 
 class Reconciler:
@@ -305,7 +349,9 @@ class Reconciler:
     def _reconcile(self, mlmodel: MLModel, previous: dict[str, Any]) -> Outcome:
         now = self.clock()
         resolved = resolve_model(mlmodel, self.reader)
-        candidate = resolve_candidate(mlmodel, self.reader)
+        live = self.cache.get("Deployment", mlmodel.namespace, mlmodel.name)
+        rendered = rendered_candidate(mlmodel, live, self.settings)
+        candidate = resolve_candidate(mlmodel, self.reader, rendered)
         if self.requeue is not None:
             key, requeue = (mlmodel.namespace, mlmodel.name), self.requeue
             for pending in (resolved.pending, candidate.pending if candidate else None):
@@ -405,7 +451,9 @@ class Reconciler:
                     "MLModel %s/%s: pods not read: %r", mlmodel.namespace, mlmodel.name, exc
                 )
         plan = CandidatePlan(percent, resolved.digest, resolved.model_format)
-        seen = CandidateObserved(True, uri, resolved.digest, analysis=analysis, loaded=loaded)
+        seen = CandidateObserved(
+            True, uri, resolved.digest, analysis=analysis, loaded=loaded, note=resolved.note
+        )
         return plan, seen
 
     def _analyze(self, round_: AnalysisRound) -> AnalysisResult:

@@ -64,6 +64,8 @@ class CandidateObserved:
     `analysis`: this round's analysis (None without spec.candidate.analysis, or when it was not
     evaluated). `loaded`: ready pods per role ("stable", "candidate") as the pods report them
     (model_server_version_ready); None: not read, derived from the Deployment instead.
+    `note`: its card could not be re-read this round and it stays as rendered; CandidateReady's
+    message says so.
     """
 
     rendered: bool
@@ -73,6 +75,7 @@ class CandidateObserved:
     hold: bool = False
     analysis: AnalysisResult | None = None
     loaded: Mapping[str, int] | None = None
+    note: Problem | None = None  # a failed card re-read that kept it rendered as it was
 
 
 @dataclass(frozen=True)
@@ -438,6 +441,8 @@ def derive_candidate(
     status["stable"] = _version(observed.digest or previous.get("modelDigest"), stable_ready)
     status["candidate"] = _version(seen.digest, candidate_ready)
     ready = _candidate_ready(mlmodel, observed, rollout, seen, candidate_ready)
+    if seen.note is not None and seen.problem is None:
+        ready["message"] = f"{ready['message']} {seen.note.message}"
     healthy = _condition(CANDIDATE_HEALTHY, True, health.reason, health.message)
     healthy["status"] = health.status
     return status, [ready, healthy]

@@ -18,8 +18,11 @@ It reads only when the answer means something and costs nothing on most reconcil
   of that template as the Deployment counts ready (a pod list that lags would undercount);
 - one answer per MLModel, kept while its pods are the same (the Deployment's generation, and
   each pod's name, IP, port and container restarts: a new template, a new, replaced, restarted
-  or unready pod reads again) and for at most `max_age` seconds (30). A failed read is kept
-  the same way, so a pod that hangs costs one bounded read per window, not one per event.
+  or unready pod reads again) and for at most `max_age` seconds (30);
+- after a failed read (or a failed analysis read of the same pods: the operator's pod reads
+  share `analysis_metrics.POD_BACKOFF`), none for that MLModel for the back-off (30 s), even
+  when its pods changed: a user churning pods cannot buy a read per event, and a pod that
+  hangs costs one bounded read (2 s a pod, 5 s in all) per back-off.
 
 None (status derives readiness from the Deployment, as without the hook) in every other case:
 nothing to read yet, or any pod could not be read. The hook never raises.
@@ -34,7 +37,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from mlmodel_operator.analysis_metrics import PodTarget, read_version_ready, scrape_targets
+from mlmodel_operator.analysis_metrics import (
+    POD_BACKOFF,
+    Backoff,
+    PodTarget,
+    read_version_ready,
+    scrape_targets,
+)
 from mlmodel_operator.cache import ObjectCache
 from mlmodel_operator.render.deployment import candidate_uri_in_pod
 from mlmodel_operator.resource import MLModel
@@ -70,11 +79,13 @@ class PodVersionReadiness:
         read: ReadPods = read_version_ready,
         max_age: float = MAX_AGE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        backoff: Backoff | None = None,
     ) -> None:
         self.cache = cache
         self.read = read
         self.max_age = max_age
         self.clock = clock
+        self.backoff = backoff if backoff is not None else Backoff(max_age, clock=clock)
         self._lock = threading.Lock()
         self._answers: dict[tuple[str, str], _Answer] = {}
 
@@ -116,8 +127,12 @@ class PodVersionReadiness:
             kept = self._answers.get(key)
         if kept is not None and kept.pods == pod_set and now - kept.at < self.max_age:
             return _copy(kept.counts)
+        if self.backoff.waiting(namespace, name):
+            return None  # a read failed lately: not again yet, whatever the pods are now
         counts = self.read(namespace, targets)
         counts = None if counts is None else {role: int(n) for role, n in counts.items()}
+        if counts is None:
+            self.backoff.failed(namespace, name)
         with self._lock:
             for old in [k for k, a in self._answers.items() if now - a.at >= self.max_age]:
                 del self._answers[old]  # MLModels gone, or not read lately
@@ -143,4 +158,4 @@ def _pod_set(
 
 def version_ready_from_cache(cache: ObjectCache) -> PodVersionReadiness:
     """The reconciler's `version_ready` hook, reading the pods the watch cache lists."""
-    return PodVersionReadiness(cache)
+    return PodVersionReadiness(cache, backoff=POD_BACKOFF)

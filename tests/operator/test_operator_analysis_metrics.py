@@ -26,14 +26,18 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from mlmodel_operator import analysis_metrics
 from mlmodel_operator.analysis import Measurement, Unmeasured
 from mlmodel_operator.analysis_metrics import (
+    MAX_BYTES,
     METRICS_ACCEPT,
+    Backoff,
     PodMetricsSource,
     PodTarget,
     PrometheusSource,
     Scope,
     bucket_quantile,
+    keep_lines,
     queries,
     scrape_targets,
     scrape_view,
@@ -262,12 +266,99 @@ def test_no_pods_to_scrape_is_unmeasured() -> None:
 
 
 def test_a_body_over_the_cap_is_refused(loopback: Loopback) -> None:
-    big = exposition({"a": POD_A}) + "# padding\n" * ((5 << 20) // 10)
-    assert len(big) > 4 << 20
+    assert MAX_BYTES == 256 << 10  # a pod's /metrics, which its user controls
+    text = exposition({"a": POD_A})
+    big = text + "# padding\n" * ((MAX_BYTES - len(text)) // 10 + 1)
+    assert len(big) > MAX_BYTES
     _, pod = loopback.pod(answer(big))
     assert PodMetricsSource().measure(scope(pod), SINCE) == Unmeasured(
         "the metrics of pod iris-1 could not be read"
     )
+    # the same series under the cap are measured
+    _, fits = loopback.pod(answer(text + "# padding\n" * 100), "iris-2")
+    assert PodMetricsSource().measure(scope(fits), SINCE) == PodMetricsSource().measure(
+        scope(loopback.pod(answer(text), "iris-3")[1]), SINCE
+    )
+
+
+def other_series(count: int) -> str:
+    return "".join(f'other_metric_total{{shard="{i}"}} {i}\n' for i in range(count))
+
+
+def test_only_the_lines_of_the_measured_metrics_reach_the_parser(
+    loopback: Loopback, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = exposition({"a": POD_A})
+    wanted = [line for line in keep_lines(text, analysis_metrics.MEASURED_NAMES).splitlines()]
+    assert wanted and all(not line.startswith("#") for line in wanted)
+    body = other_series(100_000) + text + other_series(10)
+    parsed: list[str] = []
+    parse = analysis_metrics.text_string_to_metric_families
+
+    def spy(given: str) -> Any:
+        parsed.append(given)
+        return parse(given)
+
+    monkeypatch.setattr(analysis_metrics, "text_string_to_metric_families", spy)
+    _, pod = loopback.pod(answer(body))
+    measured = PodMetricsSource(max_bytes=16 << 20).measure(scope(pod), SINCE)
+    assert measured == PodMetricsSource().measure(scope(loopback.pod(answer(text))[1]), SINCE)
+    assert parsed[0].splitlines() == wanted  # none of the 100,010 other series
+    assert "other_metric" not in parsed[0]
+
+
+def test_keep_lines_matches_whole_names_only() -> None:
+    text = (
+        "# TYPE model_server_version_ready gauge\n"
+        'model_server_version_ready{role="candidate"} 1\n'
+        "model_server_version_ready 1\n"
+        'model_server_version_ready_extra{role="candidate"} 0\n'
+        'other{role="candidate"} 0\n'
+    )
+    assert keep_lines(text, ["model_server_version_ready"]) == (
+        'model_server_version_ready{role="candidate"} 1\nmodel_server_version_ready 1\n'
+    )
+
+
+class Ticks:
+    """A clock moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_after_a_failed_pod_read_the_models_pods_are_not_read_for_the_backoff(
+    loopback: Loopback,
+) -> None:
+    ticks = Ticks()
+    source = PodMetricsSource(backoff=Backoff(30.0, clock=ticks))
+    bad, pod = loopback.pod(answer("oops", status=500), "iris-1")
+    assert isinstance(source.measure(scope(pod), SINCE), Unmeasured)
+    assert len(bad.seen) == 1
+    # new pods (a user churning them): still not read during the back-off
+    good, new_pod = loopback.pod(answer(exposition({"a": POD_A})), "iris-2")
+    ticks.now += 29
+    waiting = source.measure(scope(new_pod), SINCE)
+    assert isinstance(waiting, Unmeasured) and "at most every 30 s" in waiting.reason
+    assert good.seen == [] and len(bad.seen) == 1
+    # another MLModel is not held back
+    assert isinstance(source.measure(Scope("ns-a", "other", (new_pod,)), SINCE), Measurement)
+    ticks.now += 1
+    assert source.measure(scope(new_pod), SINCE) == source.measure(
+        Scope("ns-a", "other", (new_pod,)), SINCE
+    )
+
+
+def test_an_unparsable_body_backs_off_too(loopback: Loopback) -> None:
+    ticks = Ticks()
+    source = PodMetricsSource(backoff=Backoff(30.0, clock=ticks))
+    server, pod = loopback.pod(answer("model_server_version_ready{role= 1\n"))
+    assert isinstance(source.measure(scope(pod), SINCE), Unmeasured)
+    assert isinstance(source.measure(scope(pod), SINCE), Unmeasured)
+    assert len(server.seen) == 1
 
 
 def test_a_body_over_the_cap_without_a_length_is_refused_while_reading(
@@ -341,7 +432,7 @@ def test_a_redirect_is_not_followed(loopback: Loopback) -> None:
     [
         (answer("oops", status=500), "could not be read"),
         (answer(b"\xff\xfe not utf-8"), "are not Prometheus text"),
-        (answer("garbage here\n"), "are not Prometheus text"),
+        (answer("model_server_candidate_compared_rows_total garbage\n"), "are not Prometheus text"),
         (
             answer('model_server_version_requests_total{role="candidate" 1\n'),
             "are not Prometheus text",
@@ -608,6 +699,9 @@ def test_a_bad_prometheus_answer_is_unmeasured(loopback: Loopback, respond: Resp
         "Prometheus (MLOP_PROMETHEUS_URL) could not be queried"
     )
     assert len(server.seen) == 1  # the first failure ends the measurement
+    # and backs off: no query for this MLModel for a while
+    assert isinstance(source.measure(scope(), SINCE), Unmeasured)
+    assert len(server.seen) == 1
 
 
 def test_a_hanging_prometheus_is_given_up_on(loopback: Loopback) -> None:

@@ -330,14 +330,104 @@ def test_a_candidate_whose_card_fails_is_not_rendered_and_the_stable_serves_on(
     assert world.status()["candidate"]["candidate"] == {"readyReplicas": 0}
 
 
-def test_a_running_candidate_whose_card_breaks_is_taken_out(settings: OperatorSettings) -> None:
+@pytest.mark.parametrize(
+    "outcome",
+    [
+        CardReadError("ArtifactNotFound", "404", "no model card at this URI"),
+        CardReadError("UnknownFormat", "no onnx", "no onnx file"),
+    ],
+)
+def test_a_running_candidate_whose_artifact_is_gone_is_taken_out(
+    settings: OperatorSettings, outcome: Exception
+) -> None:
     world = World(settings, spec({"trafficPercent": 10}))
     world.reconcile()
     world.rolled_out()
-    world.cards.outcome = CardReadError("InvalidModelCard", "bad")
+    world.cards.outcome = outcome
     world.reconcile()
     assert contract.ENV_CANDIDATE_URI not in world.env()
-    assert world.conditions()["CandidateReady"]["reason"] == "InvalidModelCard"
+    assert world.conditions()["CandidateReady"]["reason"] == outcome.reason
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        CardReadError("ArtifactUnreachable", "timeout"),
+        CardReadError("InvalidModelCard", "bad json"),
+        RuntimeError("a reader's bug"),
+    ],
+)
+def test_an_unpinned_rendered_candidate_stays_rendered_across_a_failed_re_read(
+    settings: OperatorSettings, failure: Exception
+) -> None:
+    analyzer = Analyzer()
+    world = World(settings, spec({"analysis": ANALYSIS}), analyzer)
+    analyzer.next = result("Succeeded", 2, analysisKey="k")
+    world.reconcile()
+    world.rolled_out()
+    template = copy.deepcopy(world.deployment()["spec"]["template"])
+    key = analyzer.rounds[-1].candidate_key
+    assert world.env()[contract.ENV_CANDIDATE_PERCENT] == "50"
+
+    world.cards.outcome = failure
+    world.reconcile()
+    assert world.deployment()["spec"]["template"] == template  # no roll, no un-render
+    assert world.deployment_applies() == 0
+    assert analyzer.rounds[-1].candidate_key == key  # the analysis goes on where it was
+    assert world.status()["candidate"]["candidate"]["digest"] == SHA_B
+    ready = world.conditions()["CandidateReady"]
+    assert ready["status"] == "True"
+    assert "Cannot re-read the candidate's model card" in ready["message"]
+    assert "keep the candidate as rendered" in ready["message"]
+
+    world.cards.outcome = parse_card(card_json(SHA_B), V2)  # it comes back
+    world.reconcile()
+    assert world.deployment()["spec"]["template"] == template
+    assert analyzer.rounds[-1].candidate_key == key
+    assert "Cannot re-read" not in world.conditions()["CandidateReady"]["message"]
+
+
+def test_a_pinned_candidates_key_and_image_hold_while_its_card_is_unreachable(
+    settings: OperatorSettings,
+) -> None:
+    analyzer = Analyzer()
+    body = spec({"analysis": ANALYSIS})
+    body["model"]["format"] = "onnx"  # the stable is served from ONNX: slim if both are
+    body["candidate"]["model"]["sha256"] = SHA_C  # the card's onnx file
+    world = World(settings, body, analyzer)
+    world.cards.outcome = parse_card(card_json(SHA_B, onnx_sha=SHA_C, onnx_agrees=True), V2)
+    analyzer.next = result("Progressing", 1, analysisKey="k")
+    world.reconcile()
+    world.rolled_out()
+    template = copy.deepcopy(world.deployment()["spec"]["template"])
+    assert template["spec"]["containers"][0]["image"] == settings.slim_image
+    key = analyzer.rounds[-1].candidate_key
+    assert key == f"{V2}|{SHA_C}|"  # spec fields only: no format read from the card
+
+    world.cards.outcome = CardReadError("ArtifactUnreachable", "deadline")
+    world.reconcile()
+    assert analyzer.rounds[-1].candidate_key == key
+    assert world.deployment()["spec"]["template"] == template  # slim stays, no roll
+    assert "Cannot re-read" in world.conditions()["CandidateReady"]["message"]
+
+    world.cards.outcome = parse_card(card_json(SHA_B, onnx_sha=SHA_C, onnx_agrees=True), V2)
+    world.reconcile()
+    assert analyzer.rounds[-1].candidate_key == key
+    assert world.deployment()["spec"]["template"] == template
+
+
+def test_a_never_rendered_candidate_whose_card_cannot_be_read(settings: OperatorSettings) -> None:
+    pinned = spec({"trafficPercent": 10})
+    pinned["candidate"]["model"]["sha256"] = SHA_B
+    world = World(settings, pinned)
+    world.cards.outcome = CardReadError("ArtifactUnreachable", "no creds")
+    world.reconcile()
+    assert world.env()[contract.ENV_CANDIDATE_SHA256] == SHA_B  # rendered with the pin
+    unpinned = World(settings, spec({"trafficPercent": 10}))
+    unpinned.cards.outcome = CardReadError("ArtifactUnreachable", "no creds")
+    unpinned.reconcile()
+    assert contract.ENV_CANDIDATE_URI not in unpinned.env()
+    assert unpinned.conditions()["CandidateReady"]["reason"] == "ArtifactUnreachable"
 
 
 def test_while_the_candidates_card_is_read_the_deployment_is_left_as_it_is(
@@ -397,7 +487,7 @@ def test_the_analyzers_state_becomes_the_share_status_and_events(
     outcome = world.reconcile()
     first = analyzer.rounds[-1]
     assert (first.previous, first.ready_share) == (None, None)
-    assert first.candidate_key == f"{V2}|{SHA_B}|skops"
+    assert first.candidate_key == f"{V2}|{SHA_B}|"  # unpinned: the card's digest; spec's format
     assert world.env()[contract.ENV_CANDIDATE_PERCENT] == "10"  # steps[0], not trafficPercent
     assert outcome.events == (("CandidateStep", "step 1", "Normal"),)
     assert outcome.requeue_after == 15.0

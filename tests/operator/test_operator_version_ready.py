@@ -23,6 +23,8 @@ from test_operator_reconcile import NAME, NS
 from mlmodel_operator import main
 from mlmodel_operator.analysis_metrics import (
     METRICS_ACCEPT,
+    POD_BACKOFF,
+    Backoff,
     PodTarget,
     read_version_ready,
     ready_roles,
@@ -249,7 +251,7 @@ def test_an_unreadable_pod_leaves_the_deployment_derived_answer(
     if failure == "500":
         bad.status = 500
     elif failure == "not text":
-        bad.body = "garbage here\n"
+        bad.body = "model_server_version_ready{role= garbage\n"
     else:
         bad.hang = pods.release
     setup.roll_out()
@@ -357,6 +359,42 @@ def test_a_changed_pod_set_is_read_again(settings: OperatorSettings, pods: Pods)
     assert pods.hits() == 6
 
 
+def test_after_a_failed_read_a_changed_pod_set_is_not_read_until_the_backoff_ends(
+    settings: OperatorSettings, pods: Pods
+) -> None:
+    setup = Setup(settings, pods, count=2)
+    setup.servers[1].status = 500
+    setup.roll_out()
+    mlmodel = setup.mlmodel()
+    assert setup.read.calls == 1 and setup.hook(mlmodel) is None
+    # the user churns pods: a new name and address, then a restart in place
+    (newcomer,) = pods.start(1)
+    setup.world.cache.drop_pod(pod_body(setup.world, setup.servers[1], f"{NAME}-7c9d-1"))
+    setup.world.cache.store_pod(pod_body(setup.world, newcomer, f"{NAME}-7c9d-2"))
+    setup.clock.now += 10
+    assert setup.hook(mlmodel) is None
+    setup.world.cache.store_pod(pod_body(setup.world, newcomer, f"{NAME}-7c9d-2", restarts=1))
+    setup.clock.now += 19
+    assert setup.hook(mlmodel) is None
+    setup.world.reconcile()
+    assert setup.read.calls == 1 and newcomer.hits == []  # not read during the back-off
+    setup.clock.now += 1  # 30 s after the failed read
+    assert setup.hook(mlmodel) == {"stable": 2, "candidate": 2}
+    assert setup.read.calls == 2
+
+
+def test_a_failed_analysis_read_backs_off_the_readiness_read_too(
+    settings: OperatorSettings, pods: Pods
+) -> None:
+    setup = Setup(settings, pods, count=2)
+    shared = Backoff(30.0, clock=setup.clock)
+    setup.hook.backoff = shared
+    shared.failed(NS, NAME)  # as PodMetricsSource does after a failed pod read
+    setup.roll_out()
+    assert setup.hook(setup.mlmodel()) is None and setup.read.calls == 0
+    assert version_ready_from_cache(setup.world.cache).backoff is POD_BACKOFF
+
+
 def test_answers_are_kept_per_mlmodel(settings: OperatorSettings, pods: Pods) -> None:
     setup = Setup(settings, pods)
     setup.roll_out()
@@ -385,7 +423,9 @@ def test_the_gauge_decides_each_role() -> None:
     assert ready_roles(NOT_LOADED) == {"stable"}
     assert ready_roles('model_server_requests_total{route="/predict"} 5\n') == set()
     with pytest.raises(ValueError):
-        ready_roles("garbage here\n")
+        ready_roles("model_server_version_ready{role= garbage\n")
+    # lines of other metrics never reach the parser
+    assert ready_roles("garbage here\n" + LOADED) == {"stable", "candidate"}
 
 
 def test_reading_pods_counts_them_per_role(pods: Pods) -> None:
