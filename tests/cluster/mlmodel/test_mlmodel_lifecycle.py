@@ -76,19 +76,38 @@ def test_printer_columns_show_ready_replicas_model_and_url(
     api: Api, operator: OperatorProcess
 ) -> None:
     api.apply(mlmodel_yaml("iris", replicas=2))
-    expected = [
-        "iris",
-        "True",
-        "2/2",
-        "http://127.0.0.1:9/models/iris",
-        f"http://iris.{api.ns}.svc.cluster.local",
-    ]
+    expected = {
+        "NAME": "iris",
+        "READY": "True",
+        "REPLICAS": "2/2",
+        "MODEL": "http://127.0.0.1:9/models/iris",
+        "CANDIDATE": "",  # no spec.candidate: no share, no phase (kubectl leaves them blank)
+        "PHASE": "",
+        "URL": f"http://iris.{api.ns}.svc.cluster.local",
+    }
 
-    def table() -> list[str]:
-        return api.cluster.kubectl("get", "-n", api.ns, "mlm", "iris").stdout.splitlines()
+    def row() -> dict[str, str]:
+        """The first row, column by column (kubectl aligns values under their headers)."""
+        lines = api.cluster.kubectl("get", "-n", api.ns, "mlm", "iris").stdout.splitlines()
+        header = lines[0]
+        starts = [i for i, c in enumerate(header) if c != " " and (i == 0 or header[i - 1] == " ")]
+        bounds = [*starts[1:], None]
+        return {
+            header[a:b].strip(): lines[1][a:b].strip() for a, b in zip(starts, bounds, strict=True)
+        }
 
-    wait_until("kubectl get shows it Ready at 2/2", lambda: table()[1].split()[:5] == expected)
-    assert table()[0].split() == ["NAME", "READY", "REPLICAS", "MODEL", "URL", "AGE"]
+    seen: list[dict[str, str]] = []
+
+    def shown() -> bool:
+        seen[:] = [{k: v for k, v in row().items() if k != "AGE"}]
+        return seen[0] == expected
+
+    try:
+        wait_until("kubectl get shows it Ready at 2/2", shown)
+    except BaseException:
+        print(f"kubectl get showed: {seen}")  # what differed, beside pytest's own message
+        raise
+    assert list(row()) == ["NAME", "READY", "REPLICAS", "MODEL", "CANDIDATE", "PHASE", "URL", "AGE"]
     wide = api.cluster.kubectl("get", "-n", api.ns, "mlm", "iris", "-o", "wide").stdout
     assert "AllReplicasReady" in wide and SHA_A in wide
 
