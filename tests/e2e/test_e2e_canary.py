@@ -294,6 +294,21 @@ def test_shadow_answers_with_the_stable_and_prometheus_agreement_matches_both_mo
         )
 
 
+def only_new_pods(kube: Any, namespace: str) -> bool:
+    """Every pod of the model runs a template without a candidate; none is terminating."""
+    out = kube.run(
+        "-n", namespace, "get", "pods", "-l", f"app.kubernetes.io/instance={MODEL}", "-o", "json"
+    ).stdout  # fmt: skip
+    pods = json.loads(out)["items"]
+    for pod in pods:
+        if pod["metadata"].get("deletionTimestamp"):
+            return False
+        env = {e["name"] for c in pod["spec"]["containers"] for e in c.get("env") or []}
+        if "MODEL_SERVER_CANDIDATE_URI" in env:
+            return False
+    return bool(pods)
+
+
 def seconds_between(start: str, end: str) -> float:
     """Seconds from one RFC 3339 timestamp of the API to another."""
     from datetime import datetime
@@ -358,6 +373,13 @@ def test_a_good_candidate_walks_every_step_to_succeeded_without_a_failed_request
             "the promoted model alone to be Ready",
             lambda m: mlstack.is_ready(m, digest=stack.v2.sha256) and not candidate_status(m),
             240,
+        )
+        # "afterwards": once the old pods are gone (terminating ones drain for a while and the
+        # Service stops sending to them when they start to), only the new template's pods exist
+        mlstack.wait_for(
+            "only pods without a candidate",
+            lambda: only_new_pods(stack.kube, model_ns),
+            120,
         )
     assert seen.failures == [], seen.failures[:5]
     assert at_100 > 0
