@@ -41,7 +41,7 @@ from model_server.metrics import VersionMetrics
 from model_server.runtimes.base import Array, Runtime
 
 if TYPE_CHECKING:
-    from model_server.dataplane import Prediction
+    from model_server.dataplane import InFlight, Prediction
     from model_server.settings import ServerSettings
 
 log = logging.getLogger("model_server")
@@ -197,10 +197,11 @@ class Copies:
     wall time, accrued continuously and held to BUDGET_WINDOW_S's worth, each copy charged its
     wall time (decode + predict, thread hand-offs included). So under load copies stop, the
     queue never grows beyond `limit`, and the loop time they take from answers is bounded.
-    A copy that starts while no answer is in flight (`busy()` false: the server is idle
-    between requests) is not charged: it delays no one but a request arriving during it, so
-    at light load every copy runs, and the budget only bites when answers keep the server
-    busy. `clock` and `busy` are injectable for tests (by default every copy is charged).
+    A copy that starts while at most one request is in flight in the process (`in_flight`,
+    every protocol: the server is idle, or answering one client at a time, whose answer is
+    already made) is not charged: it delays no one but a request arriving during it, so at
+    light load every copy runs, and the budget bites when concurrent requests keep the
+    server busy. `clock` is injectable for tests; without `in_flight` every copy is charged.
     """
 
     def __init__(
@@ -208,12 +209,12 @@ class Copies:
         limit: int,
         metrics: VersionMetrics,
         clock: Callable[[], float] = time.perf_counter,
-        busy: Callable[[], bool] = lambda: True,
+        in_flight: InFlight | None = None,
     ) -> None:
         self.limit = limit
         self._metrics = metrics
         self._clock = clock
-        self._busy = busy
+        self._in_flight = in_flight
         self._queue: deque[Copy[Any]] = deque()
         self._wake: asyncio.Event | None = None
         self._capacity = BUDGET_SHARE * BUDGET_WINDOW_S
@@ -272,7 +273,7 @@ class Copies:
         if self._refill() <= 0:
             self._dropped[BUDGET].inc()
             return
-        charged = self._busy()
+        charged = self._in_flight is None or self._in_flight.count > 1
         start = self._clock()
         try:
             await self._predict(copy)
@@ -312,13 +313,14 @@ class Copies:
 class Versions:
     """The stable version, the candidate, and the routing between them (docs/rollouts.md)."""
 
-    def __init__(self, settings: ServerSettings, metrics: VersionMetrics) -> None:
+    def __init__(
+        self, settings: ServerSettings, metrics: VersionMetrics, in_flight: InFlight
+    ) -> None:
         self.mode = settings.candidate_mode
         self.percent = settings.candidate_percent
         self.stable = Version(STABLE, settings.model_version, metrics)
         self.candidate = Version(CANDIDATE, settings.candidate_version, metrics)
-        self._in_flight = 0  # answers being made now (a copy then is charged to the budget)
-        self.copies = Copies(settings.shadow_queue, metrics, busy=lambda: self._in_flight > 0)
+        self.copies = Copies(settings.shadow_queue, metrics, in_flight=in_flight)
         self._canary = self.mode == CANARY and self.percent > 0
         self._shadow = self.mode == SHADOW
         self._split = Split(self.percent)
@@ -389,20 +391,6 @@ class Versions:
 
         `runtime` is the version the request named when `explicit`, else the stable's.
         """
-        self._in_flight += 1
-        try:
-            return await self._route(runtime, attempt, protocol, headers, explicit)
-        finally:
-            self._in_flight -= 1
-
-    async def _route(
-        self,
-        runtime: Runtime,
-        attempt: Attempt[E],
-        protocol: str,
-        headers: Headers,
-        explicit: bool,
-    ) -> tuple[E, Prediction, Runtime]:
         if explicit:
             version = self.candidate if runtime is self.candidate.runtime else self.stable
             extra, result = await self._answer(version, attempt, protocol)

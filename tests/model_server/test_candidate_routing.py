@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from model_server.dataplane import Prediction
+from model_server.dataplane import InFlight, Prediction
 from model_server.metrics import VersionMetrics
 from model_server.runtimes.base import Runtime
 from model_server.versions import (
@@ -146,13 +146,13 @@ def test_copies_stop_once_they_used_five_percent_of_the_wall_time() -> None:
     assert BUDGET_SHARE == 0.05
 
 
-def test_copies_started_while_no_answer_is_in_flight_are_not_charged_to_the_budget() -> None:
+def test_copies_started_while_at_most_one_request_is_in_flight_are_not_charged() -> None:
     registry = CollectorRegistry()
     metrics = VersionMetrics(registry)
     candidate = loaded_version(CANDIDATE, metrics, [])
     clock = FakeClock()
-    busy = [False]
-    copies = Copies(100, metrics, clock=clock, busy=lambda: busy[0])
+    in_flight = InFlight()
+    copies = Copies(100, metrics, clock=clock, in_flight=in_flight)
 
     def run(seconds: float) -> None:
         attempt = attempt_returning([1], clock, seconds)
@@ -162,11 +162,12 @@ def test_copies_started_while_no_answer_is_in_flight_are_not_charged_to_the_budg
 
     ok = {"version": "c", "role": CANDIDATE, "kind": "copy", "outcome": "ok"}
     dropped = "model_server_candidate_copies_dropped_total"
-    for _ in range(20):  # idle between requests: 20 copies of 10 ms, four times the budget
+    for count in (0, 1) * 10:  # idle, or one client at a time: 20 copies of 10 ms, 4x the budget
+        in_flight.count = count
         run(0.010)
     assert sample(registry, "model_server_version_requests_total", **ok) == 20
     assert sample(registry, dropped, reason="budget") == 0
-    busy[0] = True  # answers in flight: the same copies spend the 50 ms, then are refused
+    in_flight.count = 2  # concurrent requests: the same copies spend the 50 ms, then are refused
     for _ in range(10):
         run(0.010)
     assert sample(registry, "model_server_version_requests_total", **ok) == 20 + 6
