@@ -26,7 +26,7 @@ from starlette.requests import ClientDisconnect
 
 from mlmodel_artifact.compiled import Converter
 from model_server import errors
-from model_server.dataplane import DataPlane, InFlight
+from model_server.dataplane import DataPlane
 from model_server.drift import DriftMonitor
 from model_server.lifecycle import ModelLoader
 from model_server.metrics import (
@@ -108,14 +108,9 @@ def create_app(
     metrics = Metrics()
     metrics.versions.loading(settings.model_version, STABLE)
     drift = DriftMonitor(settings.drift_window, metrics.registry)
-    in_flight = InFlight()
-    versions = Versions(settings, metrics.versions, in_flight) if settings.candidate_uri else None
+    versions = Versions(settings, metrics.versions) if settings.candidate_uri else None
     plane = DataPlane(
-        on_rows=metrics.observe_rows,
-        max_rows=settings.max_rows,
-        drift=drift,
-        versions=versions,
-        in_flight=in_flight,
+        on_rows=metrics.observe_rows, max_rows=settings.max_rows, drift=drift, versions=versions
     )
     loader = ModelLoader(
         settings, plane, metrics, on_load_failure, convert, local_dir,
@@ -178,6 +173,8 @@ def create_app(
     )
     async def metrics_text() -> Response:
         drift.refresh()  # this worker's drift gauges, current at the scrape
+        if versions is not None:
+            versions.copies.flush()  # and its dropped copies (other workers': within FLUSH_S)
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 
@@ -186,7 +183,6 @@ def create_app(
         RequestGuard,
         max_bytes=settings.max_request_bytes,
         max_in_flight=settings.max_connections,
-        in_flight=in_flight,
         deadlines=deadlines,
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
@@ -327,18 +323,13 @@ class RequestGuard:
     """
 
     def __init__(
-        self,
-        app: ASGIApp,
-        max_bytes: int,
-        max_in_flight: int,
-        in_flight: InFlight,
-        deadlines: BodyDeadlines,
+        self, app: ASGIApp, max_bytes: int, max_in_flight: int, deadlines: BodyDeadlines
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.max_in_flight = max_in_flight
-        self.in_flight = in_flight  # shared with gRPC (and the shadow budget: versions.Copies)
         self.deadlines = deadlines
+        self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Refuse, or pass on one request under the limits."""
@@ -355,7 +346,7 @@ class RequestGuard:
         reading = self.deadlines.reading
         reading[task] = (time.monotonic() + self.deadlines.timeout, scope)
         scope[BODY_READING] = True
-        self.in_flight.count += 1
+        self.in_flight += 1
         try:
             await self.app(scope, receive if length is not None else self._counting(receive), send)
         except asyncio.CancelledError:
@@ -364,14 +355,13 @@ class RequestGuard:
             task.uncancel()  # our own cancellation: answer instead
             await error_response(self._timed_out())(scope, receive, send)
         finally:
-            self.in_flight.count -= 1
+            self.in_flight -= 1
             reading.pop(task, None)
 
     def _refusal(self, length: int | None) -> errors.ServerError | None:
-        in_flight = self.in_flight.count
-        if in_flight >= self.max_in_flight:
+        if self.in_flight >= self.max_in_flight:
             return errors.ServerBusy(
-                f"{in_flight} requests are in flight, the most this server takes at once "
+                f"{self.in_flight} requests are in flight, the most this server takes at once "
                 "(MODEL_SERVER_MAX_CONNECTIONS); retry shortly"
             )
         if length is not None and length > self.max_bytes:

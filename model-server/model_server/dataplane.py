@@ -50,16 +50,6 @@ class Prediction:
     probabilities: Array | None
 
 
-class InFlight:
-    """The requests this process is serving now, over every protocol: RequestGuard counts
-    HTTP requests (probes and metrics aside), `v2_grpc.rpc` gRPC calls."""
-
-    __slots__ = ("count",)
-
-    def __init__(self) -> None:
-        self.count = 0
-
-
 class DataPlane:
     """Holds the served runtime once it is loaded; every protocol goes through it."""
 
@@ -69,10 +59,8 @@ class DataPlane:
         max_rows: int = DEFAULT_MAX_ROWS,
         drift: DriftMonitor | None = None,
         versions: Versions | None = None,
-        in_flight: InFlight | None = None,
     ) -> None:
         self._runtime: Runtime | None = None
-        self.in_flight = in_flight if in_flight is not None else InFlight()
         # The stable version and a candidate (docs/rollouts.md) when one is configured; routing
         # between them (`_rollout`) only while the candidate is loaded.
         self.versions = versions

@@ -26,6 +26,7 @@ Nothing here runs per request unless a candidate is loaded (`DataPlane.answer`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
@@ -41,7 +42,7 @@ from model_server.metrics import VersionMetrics
 from model_server.runtimes.base import Array, Runtime
 
 if TYPE_CHECKING:
-    from model_server.dataplane import InFlight, Prediction
+    from model_server.dataplane import Prediction
     from model_server.settings import ServerSettings
 
 log = logging.getLogger("model_server")
@@ -67,8 +68,11 @@ TOO_LARGE: Final = "too_large"
 # answers arriving meanwhile wait behind: only batches up to this many rows are copied.
 COPY_MAX_ROWS: Final = 256
 BUCKETS: Final = 10_000  # sticky buckets: a share of p percent is buckets below p * 100
-BUDGET_SHARE: Final = 0.05  # copies may use this share of the wall time
-BUDGET_WINDOW_S: Final = 1.0  # ... held to this window's worth (5 % of one second: 50 ms)
+BUDGET_SHARE: Final = 0.01  # copies may use this share of the wall time while busy
+BUDGET_WINDOW_S: Final = 1.0  # ... held to this window's worth (1 % of one second: 10 ms)
+BUSY_SHARE: Final = 0.5  # a process on the CPU more than half the wall time is busy (Load)
+LOAD_WINDOW_S: Final = 0.05  # ... measured over the last window of at least this long
+FLUSH_S: Final = 1.0  # dropped copies reach the metric at least this often (Copies.flush)
 MAX_LABELS: Final = 100  # label values per version in model_server_version_predictions_total
 OTHER_LABEL: Final = "other"
 UNIQUE_ROWS: Final = 16  # batches up to this size are counted label by label, bigger by np.unique
@@ -114,6 +118,7 @@ class Version:
         self.failure: str | None = None
         self._metrics = metrics
         self._requests: dict[tuple[str, str], Any] = {}
+        self._answered_ok = metrics.requests.labels(version, role, ANSWER, OK)
         self._duration = metrics.duration.labels(version, role)
         self._labels: dict[Any, Any] = {}
         self.regression = False
@@ -140,7 +145,18 @@ class Version:
 
     def succeeded(self, kind: str, seconds: float, labels: Array) -> None:
         """A prediction of `kind` took `seconds` (decode + predict) and answered `labels`."""
+        if kind == ANSWER:
+            self.answered(seconds, labels)
+            return
         self.count(kind, OK)
+        self._observe(seconds, labels)
+
+    def answered(self, seconds: float, labels: Array) -> None:
+        """An answer took `seconds` (decode + predict) and answered `labels` (the hot path)."""
+        self._answered_ok.inc()
+        self._observe(seconds, labels)
+
+    def _observe(self, seconds: float, labels: Array) -> None:
         self._duration.observe(seconds)
         if self.regression:
             self._label_child("").inc(len(labels))
@@ -167,7 +183,7 @@ class Version:
         return child
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Copy(Generic[E]):
     """A request another version predicts off the request path, to compare with the answer."""
 
@@ -189,6 +205,36 @@ def agreeing_rows(stable: Array, candidate: Array, regression: bool) -> int:
     return sum(a == b for a, b in zip(stable.tolist(), candidate.tolist(), strict=True))
 
 
+class Load:
+    """Whether this process is busy: on the CPU (all its threads) more than BUSY_SHARE of the
+    wall time over the last LOAD_WINDOW_S or more, measured when asked (`busy`).
+
+    One event loop answers every request in a process, so a process near 100 % is answering
+    back to back and a copy delays answers; one well below it is waiting for clients, and a
+    copy then delays no one. The clocks are injectable for tests.
+    """
+
+    def __init__(
+        self,
+        wall: Callable[[], float] = time.perf_counter,
+        cpu: Callable[[], float] = time.process_time,
+    ) -> None:
+        self._wall = wall
+        self._cpu = cpu
+        self._at = wall()
+        self._used = cpu()
+        self._busy = False
+
+    def busy(self) -> bool:
+        """Whether the process was busy over the last window (the one before, mid-window)."""
+        now = self._wall()
+        if now - self._at >= LOAD_WINDOW_S:
+            used = self._cpu()
+            self._busy = (used - self._used) > BUSY_SHARE * (now - self._at)
+            self._at, self._used = now, used
+        return self._busy
+
+
 class Copies:
     """The bounded queue of copies and the one task that predicts them, within the budget.
 
@@ -197,11 +243,10 @@ class Copies:
     wall time, accrued continuously and held to BUDGET_WINDOW_S's worth, each copy charged its
     wall time (decode + predict, thread hand-offs included). So under load copies stop, the
     queue never grows beyond `limit`, and the loop time they take from answers is bounded.
-    A copy that starts while at most one request is in flight in the process (`in_flight`,
-    every protocol: the server is idle, or answering one client at a time, whose answer is
-    already made) is not charged: it delays no one but a request arriving during it, so at
-    light load every copy runs, and the budget bites when concurrent requests keep the
-    server busy. `clock` is injectable for tests; without `in_flight` every copy is charged.
+    A copy that starts while the process is not busy (`load`, see Load: the server mostly
+    waits for its clients) is not charged: it delays no one but a request arriving during it,
+    so at light load every copy runs, and the budget bites when answers keep the process on
+    the CPU. `clock` is injectable for tests; without `load` every copy is charged.
     """
 
     def __init__(
@@ -209,12 +254,12 @@ class Copies:
         limit: int,
         metrics: VersionMetrics,
         clock: Callable[[], float] = time.perf_counter,
-        in_flight: InFlight | None = None,
+        load: Load | None = None,
     ) -> None:
         self.limit = limit
         self._metrics = metrics
         self._clock = clock
-        self._in_flight = in_flight
+        self._load = load
         self._queue: deque[Copy[Any]] = deque()
         self._wake: asyncio.Event | None = None
         self._capacity = BUDGET_SHARE * BUDGET_WINDOW_S
@@ -223,6 +268,7 @@ class Copies:
         self._dropped = {
             reason: metrics.dropped.labels(reason) for reason in (QUEUE_FULL, BUDGET, TOO_LARGE)
         }
+        self._unflushed = dict.fromkeys(self._dropped, 0)
         self._task_failed = False
         self.stable_regression = False  # the stable's task decides how rows are compared
 
@@ -231,15 +277,38 @@ class Copies:
 
     def offer(self, copy: Copy[Any]) -> None:
         """Queue a copy, or drop and count it."""
-        if len(copy.answered) > COPY_MAX_ROWS:
-            self._dropped[TOO_LARGE].inc()
-            return
+        if self.admit(len(copy.answered)):
+            self.enqueue(copy)
+
+    def admit(self, rows: int) -> bool:
+        """Whether a copy of `rows` rows would be queued now; if not, it is counted as dropped
+        (checked before a copy is made, which most requests under load never need).
+
+        Drops are counted in plain integers here and added to the metric by `flush` (the
+        copy task does every FLUSH_S, the /metrics route at each scrape): a metric update per
+        refused copy cost answers more than the copies themselves (bench-server).
+        """
+        if rows > COPY_MAX_ROWS:
+            self._unflushed[TOO_LARGE] += 1
+            return False
         if len(self._queue) >= self.limit:
-            self._dropped[QUEUE_FULL].inc()
-            return
+            self._unflushed[QUEUE_FULL] += 1
+            return False
         if self._refill() <= 0:
-            self._dropped[BUDGET].inc()
-            return
+            self._unflushed[BUDGET] += 1
+            return False
+        return True
+
+    def flush(self) -> None:
+        """Add the drops counted since the last flush to model_server_candidate_copies_dropped."""
+        unflushed = self._unflushed
+        for reason, count in unflushed.items():
+            if count:
+                self._dropped[reason].inc(count)
+                unflushed[reason] = 0
+
+    def enqueue(self, copy: Copy[Any]) -> None:
+        """Queue a copy `admit` accepted."""
         self._queue.append(copy)
         if self._wake is not None:
             self._wake.set()
@@ -255,8 +324,10 @@ class Copies:
         self._wake = asyncio.Event()
         while True:
             while not self._queue:
+                self.flush()
                 self._wake.clear()
-                await self._wake.wait()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), FLUSH_S)
             try:
                 await self.run_one()
             except Exception:  # a copy's bookkeeping failed: log once, keep serving copies
@@ -273,7 +344,7 @@ class Copies:
         if self._refill() <= 0:
             self._dropped[BUDGET].inc()
             return
-        charged = self._in_flight is None or self._in_flight.count > 1
+        charged = self._load is None or self._load.busy()
         start = self._clock()
         try:
             await self._predict(copy)
@@ -313,14 +384,12 @@ class Copies:
 class Versions:
     """The stable version, the candidate, and the routing between them (docs/rollouts.md)."""
 
-    def __init__(
-        self, settings: ServerSettings, metrics: VersionMetrics, in_flight: InFlight
-    ) -> None:
+    def __init__(self, settings: ServerSettings, metrics: VersionMetrics) -> None:
         self.mode = settings.candidate_mode
         self.percent = settings.candidate_percent
         self.stable = Version(STABLE, settings.model_version, metrics)
         self.candidate = Version(CANDIDATE, settings.candidate_version, metrics)
-        self.copies = Copies(settings.shadow_queue, metrics, in_flight=in_flight)
+        self.copies = Copies(settings.shadow_queue, metrics, load=Load())
         self._canary = self.mode == CANARY and self.percent > 0
         self._shadow = self.mode == SHADOW
         self._split = Split(self.percent)
@@ -395,20 +464,35 @@ class Versions:
             version = self.candidate if runtime is self.candidate.runtime else self.stable
             extra, result = await self._answer(version, attempt, protocol)
             return extra, result, runtime
-        if self.to_candidate(headers):
+        if self._canary and self.to_candidate(headers):
             candidate = self.candidate
             try:
                 extra, result = await self._timed(candidate, attempt, protocol)
             except Exception as failure:
                 return await self._fall_back(attempt, protocol, failure)
-            self.copies.offer(Copy(self.stable, attempt, result.labels, stable_answered=False))
+            copies = self.copies
+            if copies.admit(len(result.labels)):
+                copies.enqueue(Copy(self.stable, attempt, result.labels, stable_answered=False))
             assert candidate.runtime is not None
             return extra, result, candidate.runtime
-        extra, result = await self._answer(self.stable, attempt, protocol)
+        # The stable answers (most requests): _answer written out, one coroutine fewer.
+        stable = self.stable
+        served = stable.runtime
+        assert served is not None
+        start = time.perf_counter()
+        try:
+            extra, result = await attempt(served, protocol)
+        except CLIENT_ERRORS:
+            raise
+        except Exception:
+            stable.count(ANSWER, ERROR)
+            raise
+        stable.answered(time.perf_counter() - start, result.labels)
         if self._shadow:
-            self.copies.offer(Copy(self.candidate, attempt, result.labels, stable_answered=True))
-        assert self.stable.runtime is not None
-        return extra, result, self.stable.runtime
+            copies = self.copies
+            if copies.admit(len(result.labels)):
+                copies.enqueue(Copy(self.candidate, attempt, result.labels, stable_answered=True))
+        return extra, result, served
 
     async def _answer(
         self, version: Version, attempt: Attempt[E], protocol: str

@@ -11,16 +11,18 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from model_server.dataplane import InFlight, Prediction
+from model_server.dataplane import Prediction
 from model_server.metrics import VersionMetrics
 from model_server.runtimes.base import Runtime
 from model_server.versions import (
     BUDGET_SHARE,
     CANDIDATE,
     COPY_MAX_ROWS,
+    FLUSH_S,
     STABLE,
     Copies,
     Copy,
+    Load,
     Split,
     Version,
     agreeing_rows,
@@ -62,6 +64,21 @@ class FakeClock:
         return self.now
 
 
+class CpuClock:
+    """The process's CPU time, which grows by `share` of the wall time that passes."""
+
+    def __init__(self, wall: FakeClock) -> None:
+        self.wall = wall
+        self.share = 0.0
+        self.now = 0.0
+        self._at = wall.now
+
+    def __call__(self) -> float:
+        self.now += (self.wall.now - self._at) * self.share
+        self._at = self.wall.now
+        return self.now
+
+
 def loaded_version(role: str, metrics: VersionMetrics, labels: list[int]) -> Version:
     version = Version(role, "1" if role == STABLE else "c", metrics)
     version.runtime = object()  # type: ignore[assignment]  # only passed to the attempt
@@ -90,14 +107,42 @@ def test_a_full_queue_drops_the_copy_and_counts_it() -> None:
     for _ in range(5):
         copies.offer(Copy(candidate, attempt_returning([1]), np.array([1]), stable_answered=True))
     assert len(copies) == 2
-    assert sample(registry, "model_server_candidate_copies_dropped_total", reason="queue_full") == 3
+    dropped = "model_server_candidate_copies_dropped_total"
+    assert sample(registry, dropped, reason="queue_full") == 0  # counted, not yet flushed
+    copies.flush()
+    assert sample(registry, dropped, reason="queue_full") == 3
+    copies.flush()  # a flush adds only what came since the last one
+    assert sample(registry, dropped, reason="queue_full") == 3
     zero = Copies(0, metrics, clock=FakeClock())  # MODEL_SERVER_SHADOW_QUEUE=0: no copies at all
     zero.offer(Copy(candidate, attempt_returning([1]), np.array([1]), stable_answered=True))
     assert len(zero) == 0
-    assert sample(registry, "model_server_candidate_copies_dropped_total", reason="queue_full") == 4
+    zero.flush()
+    assert sample(registry, dropped, reason="queue_full") == 4
 
 
-def test_copies_stop_once_they_used_five_percent_of_the_wall_time() -> None:
+def test_the_copy_task_flushes_the_drops_while_it_waits() -> None:
+    registry = CollectorRegistry()
+    metrics = VersionMetrics(registry)
+    candidate = loaded_version(CANDIDATE, metrics, [])
+    copies = Copies(0, metrics, clock=FakeClock())
+    dropped = "model_server_candidate_copies_dropped_total"
+
+    async def scenario() -> list[float]:
+        task = asyncio.create_task(copies.run())
+        await asyncio.sleep(0)  # the task flushes (nothing) and waits
+        seen = []
+        for _ in range(3):
+            copies.offer(Copy(candidate, attempt_returning([1]), np.array([1]), True))
+        seen.append(sample(registry, dropped, reason="queue_full"))
+        await asyncio.sleep(FLUSH_S * 1.5)  # its wait times out: it flushes
+        seen.append(sample(registry, dropped, reason="queue_full"))
+        task.cancel()
+        return seen
+
+    assert asyncio.run(scenario()) == [0, 3]
+
+
+def test_copies_stop_once_they_used_one_percent_of_the_wall_time() -> None:
     registry = CollectorRegistry()
     metrics = VersionMetrics(registry)
     candidate = loaded_version(CANDIDATE, metrics, [])
@@ -112,47 +157,51 @@ def test_copies_stop_once_they_used_five_percent_of_the_wall_time() -> None:
         while len(copies):
             await copies.run_one()
 
-    # a second's worth of budget (50 ms): one 40 ms copy fits, then 20 ms more goes over
-    offer(0.040)
-    offer(0.020)
-    offer(0.020)
+    # a second's worth of budget (10 ms): one 8 ms copy fits, then 4 ms more goes over
+    offer(0.008)
+    offer(0.004)
+    offer(0.004)
     asyncio.run(drain())
     dropped = "model_server_candidate_copies_dropped_total"
     assert sample(registry, "model_server_version_requests_total", version="c", role=CANDIDATE,
                   kind="copy", outcome="ok") == 2  # fmt: skip
+    copies.flush()
     assert sample(registry, dropped, reason="budget") == 1
-    # 60 ms charged against 50 banked plus the 3 ms earned meanwhile (5 % of 60 ms): 7 ms
-    # over, which 5 % of the wall time pays back in 140 ms; until then copies are refused
+    # 12 ms charged against 10 banked plus the 0.12 ms earned meanwhile (1 % of 12 ms):
+    # 1.88 ms over, which 1 % of the wall time pays back in 188 ms; until then copies are
+    # refused
     clock.now += 0.100
     offer(0.001)
+    copies.flush()
     assert sample(registry, dropped, reason="budget") == 2 and len(copies) == 0
-    clock.now += 0.050
+    clock.now += 0.100
     offer(0.001)
     assert len(copies) == 1
     asyncio.run(drain())
     assert sample(registry, "model_server_candidate_compared_rows_total") == 6
     assert sample(registry, "model_server_candidate_agreed_rows_total") == 3
-    # never more than a second's worth (50 ms) banked, however long copies were idle: of ten
-    # 10 ms copies in a row, five spend it, the sixth runs on what they earned (2.5 ms) and
+    # never more than a second's worth (10 ms) banked, however long copies were idle: of ten
+    # 2 ms copies in a row, five spend it, the sixth runs on what they earned (0.1 ms) and
     # the rest are refused
     clock.now += 3600
     ok = {"version": "c", "role": CANDIDATE, "kind": "copy", "outcome": "ok"}
     ran = sample(registry, "model_server_version_requests_total", **ok)
     for _ in range(10):
-        offer(0.010)
+        offer(0.002)
         asyncio.run(drain())
     assert sample(registry, "model_server_version_requests_total", **ok) - ran == 6
+    copies.flush()
     assert sample(registry, dropped, reason="budget") == 2 + 4
-    assert BUDGET_SHARE == 0.05
+    assert BUDGET_SHARE == 0.01
 
 
-def test_copies_started_while_at_most_one_request_is_in_flight_are_not_charged() -> None:
+def test_copies_started_while_the_process_is_not_busy_are_not_charged() -> None:
     registry = CollectorRegistry()
     metrics = VersionMetrics(registry)
     candidate = loaded_version(CANDIDATE, metrics, [])
     clock = FakeClock()
-    in_flight = InFlight()
-    copies = Copies(100, metrics, clock=clock, in_flight=in_flight)
+    cpu = CpuClock(clock)
+    copies = Copies(100, metrics, clock=clock, load=Load(wall=clock, cpu=cpu))
 
     def run(seconds: float) -> None:
         attempt = attempt_returning([1], clock, seconds)
@@ -162,15 +211,19 @@ def test_copies_started_while_at_most_one_request_is_in_flight_are_not_charged()
 
     ok = {"version": "c", "role": CANDIDATE, "kind": "copy", "outcome": "ok"}
     dropped = "model_server_candidate_copies_dropped_total"
-    for count in (0, 1) * 10:  # idle, or one client at a time: 20 copies of 10 ms, 4x the budget
-        in_flight.count = count
-        run(0.010)
+    cpu.share = 0.4  # waiting for clients most of the time
+    for _ in range(20):  # 20 copies of 2 ms: four times the budget
+        clock.now += 0.100
+        run(0.002)
     assert sample(registry, "model_server_version_requests_total", **ok) == 20
+    copies.flush()
     assert sample(registry, dropped, reason="budget") == 0
-    in_flight.count = 2  # concurrent requests: the same copies spend the 50 ms, then are refused
-    for _ in range(10):
-        run(0.010)
+    cpu.share = 0.6  # answering most of the time: busy
+    clock.now += 0.100
+    for _ in range(10):  # the same copies spend the 10 ms, then are refused
+        run(0.002)
     assert sample(registry, "model_server_version_requests_total", **ok) == 20 + 6
+    copies.flush()
     assert sample(registry, dropped, reason="budget") == 4
 
 
@@ -209,6 +262,7 @@ def test_batches_over_the_copy_row_limit_are_not_copied_and_are_counted() -> Non
     copies.offer(Copy(candidate, attempt_returning([1]), big, stable_answered=True))
     assert len(copies) == 0
     dropped = "model_server_candidate_copies_dropped_total"
+    copies.flush()
     assert sample(registry, dropped, reason="too_large") == 1
     fits = np.ones(COPY_MAX_ROWS, dtype=np.int64)
     copies.offer(Copy(candidate, attempt_returning([1]), fits, stable_answered=True))

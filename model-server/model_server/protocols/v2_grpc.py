@@ -81,17 +81,14 @@ Handler = Callable[[Any, Request, grpc.aio.ServicerContext], Awaitable[Reply]]
 
 
 def rpc(handler: Handler[Request, Reply]) -> Handler[Request, Reply]:
-    """Count and time the call under its method name (in flight while it runs), and answer
-    domain errors with their status code (ERROR_CODE); anything unexpected is INTERNAL and
-    logged, never a dead process.
+    """Count and time the call under its method name, and answer domain errors with their
+    status code (ERROR_CODE); anything unexpected is INTERNAL and logged, never a dead process.
     """
     route = SERVICE + handler.__name__
 
     async def call(self: Servicer, request: Request, context: grpc.aio.ServicerContext) -> Reply:
         start = time.perf_counter()
         code = grpc.StatusCode.OK
-        in_flight = self.plane.in_flight
-        in_flight.count += 1
         try:
             return await handler(self, request, context)
         except errors.ServerError as exc:
@@ -105,7 +102,6 @@ def rpc(handler: Handler[Request, Reply]) -> Handler[Request, Reply]:
             code = grpc.StatusCode.INTERNAL
             await context.abort(code, f"internal error: {type(exc).__name__}")
         finally:
-            in_flight.count -= 1
             self.metrics.observe_request(
                 route, "POST", code.name, time.perf_counter() - start, PROTOCOL
             )
