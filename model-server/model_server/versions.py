@@ -118,7 +118,7 @@ class Version:
         self.failure: str | None = None
         self._metrics = metrics
         self._requests: dict[tuple[str, str], Any] = {}
-        self._answered_ok = metrics.requests.labels(version, role, ANSWER, OK)
+        self._answered_ok: Any = None  # its series, made at the first answer
         self._duration = metrics.duration.labels(version, role)
         self._labels: dict[Any, Any] = {}
         self.regression = False
@@ -153,7 +153,12 @@ class Version:
 
     def answered(self, seconds: float, labels: Array) -> None:
         """An answer took `seconds` (decode + predict) and answered `labels` (the hot path)."""
-        self._answered_ok.inc()
+        child = self._answered_ok
+        if child is None:
+            child = self._answered_ok = self._metrics.requests.labels(
+                self.version, self.role, ANSWER, OK
+            )
+        child.inc()
         self._observe(seconds, labels)
 
     def _observe(self, seconds: float, labels: Array) -> None:
