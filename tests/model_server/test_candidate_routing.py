@@ -300,3 +300,19 @@ def test_outputs_the_versions_cannot_compare_are_the_copys_error_and_the_task_go
     assert sample(registry, total, **labels, outcome="ok") == 1
     assert sample(registry, "model_server_candidate_compared_rows_total") == 1
     assert sample(registry, "model_server_candidate_agreed_rows_total") == 1
+
+
+def test_predictions_are_counted_per_label_for_one_row_and_for_batches_of_mixed_labels() -> None:
+    registry = CollectorRegistry()
+    metrics = VersionMetrics(registry)
+    stable = loaded_version(STABLE, metrics, [])
+    stable.succeeded("answer", 0.001, np.array(["setosa"], dtype=object))
+    stable.succeeded("answer", 0.001, np.array(["setosa", 1, "virginica", "setosa"], dtype=object))
+    name = "model_server_version_predictions_total"
+    counted = {
+        label: sample(registry, name, version="1", role=STABLE, label=label)
+        for label in ("setosa", "1", "virginica")
+    }
+    assert counted == {"setosa": 3, "1": 1, "virginica": 1}
+    assert sample(registry, "model_server_version_requests_total", version="1", role=STABLE,
+                  kind="answer", outcome="ok") == 2  # fmt: skip
