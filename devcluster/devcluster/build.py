@@ -177,7 +177,6 @@ def ensure_apt_package(command: str, package: str) -> None:
 
 def build_control_plane() -> None:
     """Everything ``devcluster up`` needs: etcd, the control plane, kubectl and kwok."""
-    ensure_apt_package("openssl", "openssl")
     ensure_apt_package("etcd", "etcd-server")
     go = check_go()
     config.bin_dir().mkdir(parents=True, exist_ok=True)

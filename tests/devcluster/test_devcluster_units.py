@@ -1,4 +1,4 @@
-"""devcluster pieces that need no cluster: metrics parsing, process records, certificates."""
+"""devcluster pieces that need no cluster: metrics parsing, process records, host rules."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from devcluster import metrics, pki, procs, state
+from devcluster import metrics, procs, state
 from devcluster.controlplane import ClusterError, _fresh_directory, extra_args
 
 _LINE = (
@@ -59,32 +59,6 @@ def test_stop_kills_a_process_that_ignores_sigterm(tmp_path: Path) -> None:
         subprocess.run(["sleep", "0.05"])
     assert procs.stop(proc, grace=0.5)
     assert not procs.is_alive(proc)
-
-
-def test_issued_server_certificate_names_its_addresses(tmp_path: Path) -> None:
-    ca = pki.make_ca(tmp_path, "ca", "test-ca")
-    cert = pki.issue(
-        ca,
-        tmp_path,
-        "srv",
-        "srv",
-        server=True,
-        dns_names=("localhost",),
-        ip_addresses=("127.0.0.1",),
-    )
-    text = subprocess.run(
-        ["openssl", "x509", "-in", str(cert.cert), "-noout", "-text"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert "DNS:localhost" in text and "IP Address:127.0.0.1" in text
-    verify = subprocess.run(
-        ["openssl", "verify", "-CAfile", str(ca.cert), str(cert.cert)],
-        capture_output=True,
-        text=True,
-    )
-    assert verify.returncode == 0, verify.stderr
 
 
 def test_a_foreign_non_empty_directory_is_never_wiped(tmp_path: Path) -> None:
