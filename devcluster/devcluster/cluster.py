@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from kubernetes import client
 
@@ -91,3 +92,22 @@ class NodeCluster(Cluster):
         from devcluster.state import Layout
 
         return node.load_image(Layout(self.state_dir), image)
+
+
+@dataclass(frozen=True)
+class KindNodeCluster(Cluster):
+    """A kind cluster (``pytest --cluster=kind``): what NodeCluster gives tests, on kind."""
+
+    state_dir: Path
+    kind: Any  # devcluster.kindcluster.KindNodeCluster
+
+    @property
+    def node_ip(self) -> str:
+        """The host's address on the kind network: pods reach the host there."""
+        from devcluster import kindcluster
+
+        return kindcluster.GATEWAY
+
+    def load_image(self, image: str) -> str:
+        """`kind load docker-image` onto every node; the image's name."""
+        return str(self.kind.load_image(image))

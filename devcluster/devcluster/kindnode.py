@@ -104,7 +104,9 @@ def shim_dir() -> Path:
 
 def runc_wrapper() -> Path:
     """devcluster/kind/runc-without-sys-resource, installed where the engine's runtime points."""
-    return kind_bin_dir() / "runc-without-sys-resource"
+    from devcluster.images import paths
+
+    return paths.kind_runtime()
 
 
 def kind_source_dir() -> Path:

@@ -1,8 +1,16 @@
-"""pytest plugin: the session-scoped ``cluster`` fixture.
+"""pytest plugin: the ``cluster`` and ``node_cluster`` fixtures, on the backend
+``--cluster`` names.
 
-The cluster is started only when a test asks for the fixture (so ``make test-unit`` never needs
-the Go-built binaries). With ``DEVCLUSTER_KUBECONFIG=/path`` set, that existing cluster is used
-instead of starting one. ``DEVCLUSTER_FAKE_NODES`` (default 2) sets the number of kwok nodes.
+- ``--cluster=devcluster`` (the default): ``cluster`` is a fresh devcluster control plane with
+  kwok nodes (``DEVCLUSTER_FAKE_NODES``, default 2), ``node_cluster`` one with a real node;
+- ``--cluster=kind``: both are one kind cluster for the session (control plane + worker, made
+  with the binary and node image of ``make kind-build``, through pytest-kind-ng's KindCluster;
+  devcluster/kind/README.md);
+- ``--cluster=kubeconfig``: the existing cluster of ``$DEVCLUSTER_KUBECONFIG`` (setting that
+  variable alone chooses this too), for tests that need no node of their own.
+
+A cluster is started only when a test asks for the fixture (so ``make test-unit`` never needs
+the Go-built binaries).
 """
 
 from __future__ import annotations
@@ -15,10 +23,31 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from devcluster.cluster import Cluster, NodeCluster
+    from devcluster.cluster import Cluster, KindNodeCluster, NodeCluster
     from devcluster.state import Layout
 
 DEFAULT_FAKE_NODES = 2
+BACKENDS = ("devcluster", "kind", "kubeconfig")
+KIND_CLUSTER_NAME = "mlmodel-tests"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--cluster``: where the cluster tests run (see the module's docstring)."""
+    parser.addoption(
+        "--cluster",
+        choices=BACKENDS,
+        default=None,
+        help="cluster backend for cluster/node tests: devcluster (default), kind, or kubeconfig "
+        "($DEVCLUSTER_KUBECONFIG)",
+    )
+
+
+def backend(config: pytest.Config) -> str:
+    """The backend chosen: --cluster, else kubeconfig when DEVCLUSTER_KUBECONFIG is set."""
+    chosen = config.getoption("cluster")
+    if chosen is None:
+        return "kubeconfig" if os.environ.get("DEVCLUSTER_KUBECONFIG") else "devcluster"
+    return str(chosen)
 
 
 def _existing_cluster(kubeconfig: Path) -> Cluster:
@@ -32,13 +61,48 @@ def _existing_cluster(kubeconfig: Path) -> Cluster:
 
 
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """A ready Kubernetes cluster: a fresh devcluster with kwok nodes, or DEVCLUSTER_KUBECONFIG."""
+def kind_cluster_session(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[KindNodeCluster]:
+    """The session's kind cluster (``--cluster=kind``), deleted at the end with every host
+    change undone; it holds devcluster's node lock meanwhile (one real-node cluster at once)."""
+    from devcluster import fakenodes, kindcluster, node
+    from devcluster.cluster import KindNodeCluster
+
+    if backend(request.config) != "kind":
+        raise pytest.UsageError("kind_cluster_session is for --cluster=kind")
+    with node.exclusive_node(NODE_WAIT_S):
+        kind = kindcluster.KindNodeCluster(KIND_CLUSTER_NAME, tmp_path_factory.mktemp("kind"))
+        try:
+            kind.create()
+            handle = KindNodeCluster(
+                kubeconfig=kind.kubeconfig,
+                api=fakenodes.api_client(kind.kubeconfig),
+                state_dir=kind.state_dir,
+                kind=kind,
+            )
+            yield handle
+            handle.api.close()  # type: ignore[no-untyped-call]
+        finally:
+            kind.delete()
+
+
+@pytest.fixture(scope="session")
+def cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    """A ready Kubernetes cluster on the chosen backend (see the module's docstring)."""
     from devcluster import controlplane, fakenodes
     from devcluster.cluster import Cluster
 
-    existing = os.environ.get("DEVCLUSTER_KUBECONFIG")
-    if existing:
+    chosen = backend(request.config)
+    if chosen == "kind":
+        yield request.getfixturevalue("kind_cluster_session")
+        return
+    if chosen == "kubeconfig":
+        existing = os.environ.get("DEVCLUSTER_KUBECONFIG")
+        if not existing:
+            raise pytest.UsageError("--cluster=kubeconfig needs DEVCLUSTER_KUBECONFIG=/path")
         handle = _existing_cluster(Path(existing).expanduser())
         yield handle
         handle.api.close()  # type: ignore[no-untyped-call]
@@ -57,15 +121,25 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 
 @pytest.fixture(scope="module")
-def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeCluster]:
-    """A fresh devcluster with one real node (containerd, kubelet, kube-proxy, metrics-server).
+def node_cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[NodeCluster | KindNodeCluster]:
+    """A cluster with real nodes: a fresh devcluster with one real node (containerd, kubelet,
+    kube-proxy, metrics-server), or with ``--cluster=kind`` the session's kind cluster.
 
-    Module-scoped: only one node cluster can run on a machine, so each test module that needs
-    one gets its own (about 10 s to start) and it is stopped, with every host change undone,
-    when the module is done.
+    Module-scoped on devcluster: only one node cluster can run on a machine, so each test module
+    that needs one gets its own (about 10 s to start) and it is stopped, with every host change
+    undone, when the module is done. kind's takes a minute to start, so modules share it.
     """
     from devcluster import controlplane, fakenodes, node
     from devcluster.cluster import NodeCluster
+
+    chosen = backend(request.config)
+    if chosen == "kind":
+        yield request.getfixturevalue("kind_cluster_session")
+        return
+    if chosen == "kubeconfig":
+        raise pytest.UsageError("node tests need --cluster=devcluster or --cluster=kind")
 
     layout = controlplane.layout_for(tmp_path_factory.mktemp("devcluster-node"))
     with node.exclusive_node(NODE_WAIT_S):

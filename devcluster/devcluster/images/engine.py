@@ -7,6 +7,7 @@ with a system Docker or with the devcluster's containerd. Containers use `--netw
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -37,7 +38,7 @@ def docker_env() -> dict[str, str]:
 
 
 def docker(
-    *args: str, check: bool = True, capture: bool = False
+    *args: str, check: bool = True, capture: bool = False, input: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run Debian's docker CLI against the private engine."""
     return subprocess.run(
@@ -46,6 +47,7 @@ def docker(
         check=check,
         text=True,
         capture_output=capture,
+        input=input,
     )
 
 
@@ -144,6 +146,7 @@ def dockerd_argv() -> list[str]:
         "--ip-forward=false",
         "--bridge=none",
         "--storage-driver=overlay2",
+        f"--add-runtime={paths.KIND_RUNTIME}={paths.kind_runtime()}",
     ]
 
 
@@ -199,6 +202,12 @@ def _stop_process(name: str) -> None:
 def _reap(pid: int) -> None:
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
+
+
+def runtimes() -> set[str]:
+    """The OCI runtimes the running engine knows."""
+    out = docker("info", "--format", "{{json .Runtimes}}", capture=True).stdout
+    return set(json.loads(out or "{}"))
 
 
 def stop() -> None:

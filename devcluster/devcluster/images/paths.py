@@ -47,6 +47,16 @@ def docker_host() -> str:
     return f"unix://{docker_socket()}"
 
 
+#: The engine's extra OCI runtime for kind's privileged nodes (devcluster/kind/README.md).
+KIND_RUNTIME = "kind-runc"
+
+
+def kind_runtime() -> Path:
+    """Where `make kind-build` installs devcluster/kind/runc-without-sys-resource; the engine
+    registers it as KIND_RUNTIME (a runtime whose file is missing fails only when used)."""
+    return docker_dir() / "runtimes" / KIND_RUNTIME
+
+
 def base_cache_dir() -> Path:
     """Where the base image's root filesystem tarball is kept, keyed by BASE_VERSION."""
     return cache_root() / f"base-image-{BASE_VERSION}"
