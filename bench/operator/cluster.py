@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import yaml
 from bench.operator import audit
 from devcluster import controlplane, fakenodes
 from devcluster.cluster import Cluster
+from devcluster.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE_NODES = 2  # kwok nodes take up to a million pods each
@@ -38,16 +38,6 @@ metadata: {name: naive-operator}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}
 subjects: [{kind: ServiceAccount, name: naive-operator, namespace: mlmodel-system}]
 """
-
-
-def poll(what: str, check: object, timeout: float) -> None:
-    """Call `check` until it returns true; raise naming `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.2)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 class BenchCluster:
@@ -76,7 +66,7 @@ class BenchCluster:
         self.cluster.kubectl(
             "wait", "--for=condition=Established", "--timeout=60s", "crd/mlmodels.mlops.dev"
         )
-        poll(
+        wait_until(
             "MLModels to be listable",
             lambda: (
                 self.cluster is not None
@@ -152,9 +142,9 @@ class OperatorUnderTest:
                 raise RuntimeError(f"{self.account} exited: see {self.log}")
             return self.bench.audit.requests(start, self.user)["list mlmodels"] > 0
 
-        poll(f"{self.account} to list MLModels", listed, 60)
+        wait_until(f"{self.account} to list MLModels", listed, 60)
         if not self.naive:
-            poll(f"{self.account} /healthz", lambda: _answers(port), 30)
+            wait_until(f"{self.account} /healthz", lambda: _answers(port), 30)
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after a deadline."""

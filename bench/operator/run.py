@@ -22,10 +22,11 @@ from typing import Any
 from kubernetes import client
 
 from bench.operator import audit, procstat
-from bench.operator.cluster import BenchCluster, OperatorUnderTest, poll
+from bench.operator.cluster import BenchCluster, OperatorUnderTest
 from bench.operator.watch import GROUP, PLURAL, VERSION, Key, Timeline
 from devcluster import metrics
 from devcluster.cluster import Cluster
+from devcluster.waiting import wait_until
 from mlmodel_operator.render import render_deployment
 from mlmodel_operator.resource import MLModel
 from mlmodel_operator.settings import OperatorSettings
@@ -127,7 +128,9 @@ def latency_phase(cluster: Cluster, timeline: Timeline, count: int) -> dict[str,
         custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, mlmodel(f"m{i}"))
         applied[(ns, f"m{i}")] = started
         time.sleep(max(0.0, started + 0.2 - time.monotonic()))  # pacing, not waiting
-    poll(f"{count} latency MLModels Ready", lambda: all(k in timeline.ready for k in applied), 180)
+    wait_until(
+        f"{count} latency MLModels Ready", lambda: all(k in timeline.ready for k in applied), 180
+    )
     to_deploy = [1000 * (timeline.deployed[k] - t) for k, t in applied.items()]
     to_ready = [1000 * (timeline.ready[k] - t) for k, t in applied.items()]
     return {

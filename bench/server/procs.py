@@ -15,6 +15,8 @@ from pathlib import Path
 
 import grpc
 
+from devcluster import waiting
+
 LOOPBACK = "127.0.0.1"
 _PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 _NS_PER_TICK = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
@@ -166,14 +168,20 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
 
 
 def _wait_group_gone(proc: subprocess.Popen[bytes], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        proc.poll()  # reap the leader, or the group never empties
-        try:
-            os.killpg(proc.pid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.05)
+    what = f"process group {proc.pid} to exit"
+    try:
+        gone: bool = waiting.wait_until(what, lambda: _group_gone(proc), timeout_s, 0.05)
+    except waiting.WaitTimeout:
+        return False
+    return gone
+
+
+def _group_gone(proc: subprocess.Popen[bytes]) -> bool:
+    proc.poll()  # reap the leader, or the group never empties
+    try:
+        os.killpg(proc.pid, 0)
+    except ProcessLookupError:
+        return True
     return False
 
 

@@ -1,10 +1,9 @@
-"""Polling with a deadline: HTTP(S) health endpoints on loopback and arbitrary conditions."""
+"""Readiness of the cluster's processes: HTTP(S) health checks on loopback, deadline waits."""
 
 from __future__ import annotations
 
 import json
 import ssl
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from devcluster import procs
+from devcluster.waiting import WaitTimeout, wait_until
 
 
 class NotReadyError(RuntimeError):
@@ -67,22 +67,23 @@ def wait_for(
     proc: procs.Proc | None = None,
     interval: float = 0.2,
 ) -> None:
-    """Poll ``check`` until it returns True; fail early if ``proc`` dies, late at ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last_error = ""
-    while time.monotonic() < deadline:
+    """Poll ``check`` until it returns True; fail early if ``proc`` dies, late at ``timeout``.
+
+    A check that raises is a check that is not ready yet (the timeout names its last error).
+    """
+
+    def ready_or_exited() -> bool | str:
         if proc is not None and not procs.is_alive(proc):
-            raise NotReadyError(component, f"{component} exited while waiting for {what}", proc.log)
-        try:
-            if check():
-                return
-        except Exception as exc:  # a poll that raises is a poll that is not ready yet
-            last_error = f" (last error: {exc})"
-        time.sleep(interval)
+            return "exited"
+        return check()
+
     log = proc.log if proc is not None else ""
-    raise NotReadyError(
-        component, f"timed out after {timeout:.0f}s waiting for {what}{last_error}", log
-    )
+    try:
+        outcome = wait_until(what, ready_or_exited, timeout, interval, retry_on=(Exception,))
+    except WaitTimeout as exc:
+        raise NotReadyError(component, str(exc), log) from exc
+    if outcome == "exited":
+        raise NotReadyError(component, f"{component} exited while waiting for {what}", log)
 
 
 def http_ok(

@@ -22,6 +22,7 @@ from typing import Any, Final
 import yaml
 
 from devcluster import cluster as cluster_mod
+from devcluster.waiting import WaitTimeout, wait_until
 
 SERVER_IMAGE: Final = "mlmodel-server:dev"
 SERVER_SLIM_IMAGE: Final = "mlmodel-server:slim"  # MLOP_SLIM_IMAGE: spec.model.format onnx
@@ -97,14 +98,12 @@ def wait_for(
 ) -> float:
     """Poll ``check`` until true; returns seconds waited. Raises StackError naming ``what``."""
     started = time.monotonic()
-    deadline = started + timeout
-    while True:
-        if check():
-            return time.monotonic() - started
-        if time.monotonic() > deadline:
-            more = f"; {hint}" if hint else ""
-            raise StackError(f"timed out after {timeout:.0f}s waiting for {what}{more}")
-        time.sleep(interval)
+    try:
+        wait_until(what, check, timeout, interval)
+    except WaitTimeout as exc:
+        more = f"; {hint}" if hint else ""
+        raise StackError(f"{exc}{more}") from exc
+    return time.monotonic() - started
 
 
 # --- images ---------------------------------------------------------------------------------

@@ -16,16 +16,16 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 
 from devcluster import config, health, hostnet, pause, pki, procs
 from devcluster.certs import ClusterPki
 from devcluster.state import Layout, State
+from devcluster.waiting import WaitTimeout, wait_until
 
 NODE_NAME = "devcluster-node"
 KUBELET_ROOT = Path("/var/lib/devcluster-node/kubelet")
@@ -653,21 +653,25 @@ def _fresh_kubelet_root() -> None:
 NODE_LOCK = Path("/run/devcluster-node.lock")
 
 
+def _try_lock(handle: IO[str]) -> bool:
+    """Take the exclusive lock on ``handle`` if it is free (never blocks)."""
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
 @contextlib.contextmanager
 def exclusive_node(timeout: float) -> Iterator[None]:
     """Hold the machine-wide node lock (test sessions queue here for the one node)."""
     with NODE_LOCK.open("w") as handle:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise hostnet.HostError(
-                        f"another session held {NODE_LOCK} for {timeout:.0f}s"
-                    ) from None
-                time.sleep(1.0)
+        try:
+            wait_until(f"the node lock {NODE_LOCK}", lambda: _try_lock(handle), timeout, 1.0)
+        except WaitTimeout:
+            raise hostnet.HostError(
+                f"another session held {NODE_LOCK} for {timeout:.0f}s"
+            ) from None
         try:
             yield
         finally:

@@ -11,10 +11,11 @@ import contextlib
 import os
 import signal
 import subprocess
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from devcluster.waiting import WaitTimeout, wait_until
 
 
 @dataclass(frozen=True)
@@ -126,12 +127,10 @@ def stop(proc: Proc, *, grace: float = 10.0) -> bool:
 
 def wait_gone(proc: Proc, timeout: float) -> bool:
     """Poll until the process is gone; False if it still runs after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not is_alive(proc):
-            return True
-        time.sleep(0.1)
-    return not is_alive(proc)
+    try:
+        return wait_until(f"{proc.name} to exit", lambda: not is_alive(proc), timeout, 0.1)
+    except WaitTimeout:
+        return False
 
 
 def tail(path: str | Path, lines: int = 30) -> str:

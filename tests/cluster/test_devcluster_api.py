@@ -4,7 +4,6 @@ garbage collection, HPA, RBAC and the API server's metrics."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -13,7 +12,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from devcluster import metrics
+from devcluster import metrics, waiting
 from devcluster.cluster import Cluster, KubectlError
 
 pytestmark = pytest.mark.cluster
@@ -58,15 +57,12 @@ spec:
 
 
 def wait_until(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
-    """Poll ``check`` until it returns something truthy; fail naming ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.25)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+    """Poll ``check`` every 0.25 s until it returns something truthy; fail naming ``what`` at
+    the deadline."""
+    try:
+        return waiting.wait_until(what, check, timeout, 0.25)
+    except waiting.WaitTimeout as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ candidate every four-feature request fails on).
 from __future__ import annotations
 
 import csv
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,6 +35,7 @@ from sklearn.datasets import load_iris
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
+from devcluster import waiting
 from mlmodel_artifact import write_artifact
 from mlmodel_trainer.train import TrainConfig, TrainResult, train
 from model_server.__main__ import load_settings
@@ -164,11 +164,10 @@ def requests(found: Samples, version: str, role: str, kind: str, outcome: str) -
 
 def wait_for(what: str, check: Callable[[], bool], read: Callable[[], Any]) -> None:
     """Poll `check` (copies run off the request path) until true; fail showing `read()`."""
-    deadline = time.monotonic() + WAIT_S
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not after {WAIT_S:.0f} s; {read()}")
-        time.sleep(0.02)
+    try:
+        waiting.wait_until(what, check, WAIT_S, 0.02)
+    except waiting.WaitTimeout as exc:
+        raise AssertionError(f"{exc}; {read()}") from exc
 
 
 def copies_done(client: TestClient, compared: int) -> Samples:

@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,6 +18,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from devcluster import waiting
 from devcluster.cluster import KubectlError, NodeCluster
 from devcluster.health import post_json
 
@@ -29,19 +29,12 @@ IRIS_ROW = [5.1, 3.5, 1.4, 0.2]
 
 
 def wait_until(what: str, check: Callable[[], Any], timeout: float = 120.0) -> Any:
-    """Poll ``check`` until truthy; fail naming ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except Exception as exc:  # not ready yet: remember why
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+    """Poll ``check`` every 0.5 s until truthy (an exception counts as not yet); fail naming
+    ``what`` at the deadline."""
+    try:
+        return waiting.wait_until(what, check, timeout, 0.5, retry_on=(Exception,))
+    except waiting.WaitTimeout as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="module")

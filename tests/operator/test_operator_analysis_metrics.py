@@ -13,7 +13,6 @@ import json
 import re
 import subprocess
 import threading
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -26,6 +25,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from devcluster import waiting
 from mlmodel_operator import analysis_metrics
 from mlmodel_operator.analysis import Measurement, Unmeasured
 from mlmodel_operator.analysis_metrics import (
@@ -752,10 +752,7 @@ def get_json(url: str) -> Any:
 
 def wait_for(what: str, check: Callable[[], bool], seconds: float = 120) -> None:
     """Poll until check() holds; fail (naming what) if it does not within `seconds`."""
-    ends = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < ends, f"gave up waiting for {what}"
-        time.sleep(0.2)
+    waiting.wait_until(what, check, seconds, 0.2)
 
 
 class Toggle:

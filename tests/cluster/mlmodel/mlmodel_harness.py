@@ -16,7 +16,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -28,7 +27,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from devcluster import metrics
+from devcluster import metrics, waiting
 from devcluster.cluster import Cluster
 
 REPO = Path(__file__).resolve().parents[3]
@@ -49,19 +48,12 @@ OPERATOR_RESOURCES = {
 
 
 def wait_until(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
-    """Poll `check` until it returns something truthy; fail naming `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except ApiException as exc:
-            last = f"ApiException {exc.status}: {exc.reason}"
-        else:
-            if last:
-                return last
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+    """Poll `check` every 0.2 s until it returns something truthy (an ApiException counts as
+    not yet); fail naming `what` at the deadline."""
+    try:
+        return waiting.wait_until(what, check, timeout, 0.2, retry_on=(ApiException,))
+    except waiting.WaitTimeout as exc:
+        pytest.fail(str(exc))
 
 
 def free_port() -> int:
