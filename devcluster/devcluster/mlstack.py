@@ -140,15 +140,24 @@ def build_images(
             build.build_image(specs[name], root, base_image)
 
 
-def load_images(state_dir: Path, images: Sequence[str]) -> list[str]:
-    """Put locally built images into the devcluster node's containerd; returns those copied.
+def load_images(
+    state_dir: Path, images: Sequence[str], load: Callable[[str], object] | None = None
+) -> list[str]:
+    """Put locally built images into the cluster's nodes; returns those copied.
 
-    An image whose Docker image ID was already loaded into this node is skipped (the record
-    lives in the node's state directory, which a new ``up`` wipes).
+    `load` copies one image: a node cluster handle's `load_image` (devcluster's `load-image`,
+    or `kind load docker-image` on kind); by default devcluster's node in `state_dir`. An image
+    whose Docker image ID was already loaded into this cluster is skipped (the record lives in
+    the cluster's state directory, which a new ``up`` wipes).
     """
     from devcluster import node
     from devcluster.images import engine
     from devcluster.state import Layout
+
+    if load is None:
+
+        def load(image: str) -> object:
+            return node.load_image(Layout(state_dir), image)
 
     record_path = state_dir / "loaded-images.json"
     loaded: dict[str, str] = json.loads(record_path.read_text()) if record_path.exists() else {}
@@ -163,9 +172,9 @@ def load_images(state_dir: Path, images: Sequence[str]) -> list[str]:
         if loaded.get(image) == image_id:
             continue
         try:
-            node.load_image(Layout(state_dir), image)
-        except RuntimeError as exc:
-            raise StackError(f"loading {image} into the node failed: {exc}") from exc
+            load(image)
+        except (RuntimeError, subprocess.CalledProcessError) as exc:
+            raise StackError(f"loading {image} into the cluster failed: {exc}") from exc
         loaded[image] = image_id
         record_path.write_text(json.dumps(loaded, indent=2) + "\n")
         copied.append(image)

@@ -49,6 +49,7 @@ def stack(node_cluster: Any) -> Iterator[Stack]:
             mlstack.OPERATOR_IMAGE,
             mlstack.STORE_IMAGE,
         ],
+        load=node_cluster.load_image,
     )
     mlstack.install_crd(kube)
     mlstack.install_operator(kube)
