@@ -9,7 +9,7 @@ export UV_LINK_MODE := copy
 RUN := uv run --frozen
 
 .PHONY: help setup browser test test-unit test-cluster lint demo bench bench-server bench-startup bench-startup-node images images-down cluster-up cluster-down
-.PHONY: devcluster-build devcluster-build-node demo-down e2e-deps kind-build
+.PHONY: devcluster-build devcluster-build-node demo-down e2e-deps kind-build test-kind
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
@@ -23,8 +23,16 @@ setup: ## install uv (from PyPI) and the locked Python workspace
 test-unit: setup browser ## tests that need no cluster, no containers (~5 min on 2 cores)
 	$(RUN) pytest -m "not cluster and not node and not docker and not prometheus" tests
 
-test: setup browser images devcluster-build-node e2e-deps ## the whole suite: every tier that exists (builds the images first)
+test: setup browser images devcluster-build-node e2e-deps kind-build ## the whole suite: every tier that exists, then the kind tier (builds the images first)
 	$(RUN) pytest tests
+	$(RUN) pytest --cluster=kind $(KIND_TESTS)
+
+# On kind (pytest --cluster=kind): the operator's cluster tier (but its fake_pods tests, which
+# need devcluster's kwok nodes) and the e2e serving test. devcluster/kind/README.md.
+KIND_TESTS := tests/cluster/mlmodel tests/e2e/test_e2e_serving.py
+
+test-kind: setup images kind-build ## the kind tier alone: a kind cluster (control plane + worker) from local builds
+	$(RUN) pytest --cluster=kind $(KIND_TESTS)
 
 browser: ## Debian's headless Chromium, for the test that renders the server's /docs offline
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }

@@ -42,6 +42,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On kind, leave out the tests marked ``fake_pods`` (their pods turn Ready only on
+    devcluster's kwok nodes): reported as deselected, never as passed; the devcluster run of
+    ``make test`` runs them."""
+    if backend(config) != "kind":
+        return
+    kept = [item for item in items if item.get_closest_marker("fake_pods") is None]
+    if len(kept) < len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+        items[:] = kept
+
+
 def backend(config: pytest.Config) -> str:
     """The backend chosen: --cluster, else kubeconfig when DEVCLUSTER_KUBECONFIG is set."""
     chosen = config.getoption("cluster")

@@ -179,3 +179,17 @@ def test_scaling_by_spec_and_by_kubectl_scale_is_followed_by_pods_and_status(
         lambda m: mlstack.is_ready(m) and m["status"].get("replicas") == 1,
         240,
     )
+
+
+@pytest.mark.timeout(300)
+def test_autoscaling_on_puts_an_hpa_in_front_of_the_deployment(stack: Stack, model_ns: str) -> None:
+    scaling = {"minReplicas": 1, "maxReplicas": 3, "targetCPUUtilizationPercentage": 60}
+    stack.deploy(model_ns, "iris", stack.v1, extra_spec={"autoscaling": scaling})
+    mlstack.wait_for(
+        "the MLModel's HPA", lambda: stack.kube.get("hpa", "iris", model_ns) is not None, 60
+    )
+    hpa = stack.kube.get("hpa", "iris", model_ns)
+    assert hpa is not None
+    spec = hpa["spec"]
+    assert (spec["minReplicas"], spec["maxReplicas"]) == (1, 3)
+    assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "iris"}

@@ -23,7 +23,8 @@ from mlmodel_artifact import (
     write_artifact,
 )
 
-pytestmark = pytest.mark.cluster
+# the operator's pods turn Ready on kwok's fake nodes, without images or a reachable artifact
+pytestmark = [pytest.mark.cluster, pytest.mark.fake_pods]
 
 DIGEST_ANNOTATION = "mlops.dev/model-digest"
 

@@ -224,6 +224,7 @@ def test_good_candidates_are_accepted_with_their_defaults(
     assert accepted["model"] == candidate["model"]
 
 
+@pytest.mark.fake_pods  # waits for Ready pods (kwok's fake nodes)
 def test_status_candidate_is_kept_and_shown_in_the_candidate_and_phase_columns(api: Api) -> None:
     api.cluster.kubectl(
         "apply", "-n", api.ns, "-f", "-", input=manifest({"model": V2, "trafficPercent": 25},

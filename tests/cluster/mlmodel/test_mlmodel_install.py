@@ -57,7 +57,13 @@ def test_operator_deployment_is_admitted_under_restricted_pod_security(
         )
         assert allowed.stdout.strip() == "yes", (verb, target)
     other = installed.kubectl(
-        "auth", "can-i", "update", "lease/kube-scheduler", "-n", "kube-system", f"--as={account}",
+        "auth",
+        "can-i",
+        "update",
+        "lease/kube-scheduler",
+        "-n",
+        "kube-system",
+        f"--as={account}",
         check=False,
     )
     assert other.stdout.strip() == "no"
@@ -66,6 +72,7 @@ def test_operator_deployment_is_admitted_under_restricted_pod_security(
     assert container.security_context.capabilities.drop == ["ALL"]
 
 
+@pytest.mark.fake_pods  # waits for Ready pods (kwok's fake nodes)
 def test_health_and_prometheus_metrics(api: Api, operator: OperatorProcess) -> None:
     api.apply(mlmodel_yaml("iris", replicas=1))
     wait_until("MLModel iris Ready", lambda: api.is_ready("iris"))
@@ -95,6 +102,7 @@ def namespaced_rbac(namespace: str, account: str) -> str:
     return yaml.safe_dump_all(docs)
 
 
+@pytest.mark.fake_pods  # waits for Ready pods (kwok's fake nodes)
 def test_namespaced_variant_manages_its_namespace_with_only_a_role(
     api: Api, operator: OperatorProcess, tmp_path: Path
 ) -> None:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from mlmodel_harness import Api, OperatorProcess, mlmodel_yaml, wait_until
 
-pytestmark = pytest.mark.cluster
+# the operator's pods turn Ready on kwok's fake nodes, without images or a reachable artifact
+pytestmark = [pytest.mark.cluster, pytest.mark.fake_pods]
 
 
 def replica_sets(api: Api, name: str) -> list[str]:

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from mlmodel_harness import Api, OperatorProcess, card_server, dump, wait_until
 
-pytestmark = pytest.mark.cluster
+# the operator's pods turn Ready on kwok's fake nodes, without images or a reachable artifact
+pytestmark = [pytest.mark.cluster, pytest.mark.fake_pods]
 
 # 4 reconcile workers (MLOP_WORKERS) and 4 card threads (MLOP_CARD_READERS), 5 s deadline
 TARPITS = 16

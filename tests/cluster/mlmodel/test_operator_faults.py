@@ -30,7 +30,8 @@ from mlmodel_harness import (
 from devcluster import controlplane
 from devcluster.cluster import Cluster
 
-pytestmark = pytest.mark.cluster
+# the operator's pods turn Ready on kwok's fake nodes, without images or a reachable artifact
+pytestmark = [pytest.mark.cluster, pytest.mark.fake_pods]
 
 CHURN_MODELS = 200
 CHURN_BATCH = 40

@@ -35,7 +35,8 @@ from test_operator_faults import (
 from devcluster import controlplane
 from devcluster.cluster import Cluster
 
-pytestmark = pytest.mark.cluster
+# the operator's pods turn Ready on kwok's fake nodes, without images or a reachable artifact
+pytestmark = [pytest.mark.cluster, pytest.mark.fake_pods]
 
 TAKEOVER_LIMIT_SECONDS = 15.0
 
