@@ -171,7 +171,7 @@ def _start_all(
     current.ports = dict(zip(names, components.free_ports(len(names)), strict=True))
     host = _api_host(options)
     if options.node:
-        node.claim_host(layout)
+        node.claim_host(layout, lambda stale: down(stale, log=lambda _: None))
         current.extra["host"] = {}
         state.save(layout, current)
         extra_routes = (components.KWOK_POD_CIDR,) if options.fake_nodes else ()

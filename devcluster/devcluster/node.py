@@ -487,22 +487,19 @@ OWNER_FILE = Path("/run/devcluster-node.json")
 Spawn = Callable[[str, list[str]], procs.Proc]
 
 
-def claim_host(layout: Layout) -> None:
-    """Only one node cluster per machine (fixed node IP, bridge, iptables chains)."""
+def claim_host(layout: Layout, clean_up_after: Callable[[Layout], object]) -> None:
+    """Only one node cluster per machine (fixed node IP, bridge, iptables chains).
+
+    A node cluster whose processes died (e.g. its test run was killed) is cleaned up first with
+    `clean_up_after` (the control plane's `down`, passed in: node.py never imports the control
+    plane, which starts the node)."""
     if OWNER_FILE.exists():
         owner = json.loads(OWNER_FILE.read_text()).get("dir", "")
         if owner != str(layout.root) and owner_running(Path(owner)):
             raise hostnet.HostError(f"a devcluster node already runs from {owner}: run down there")
         if owner != str(layout.root) and Path(owner, "state.json").exists():
-            _clean_up_after(Path(owner))
+            clean_up_after(Layout(Path(owner)))
     OWNER_FILE.write_text(json.dumps({"dir": str(layout.root)}))
-
-
-def _clean_up_after(stale: Path) -> None:
-    """A node cluster whose processes died (e.g. its test run was killed): undo its host changes."""
-    from devcluster import controlplane
-
-    controlplane.down(Layout(stale), log=lambda _: None)
 
 
 def owner_running(root: Path) -> bool:
