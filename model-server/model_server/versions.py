@@ -208,12 +208,15 @@ def agreeing_rows(stable: Array, candidate: Array, regression: bool) -> int:
 
 class Load:
     """Whether this process is busy: on the CPU (all its threads) more than BUSY_SHARE of the
-    wall time over the last LOAD_WINDOW_S or more, measured when asked (`busy`).
+    wall time over the last LOAD_WINDOW_S or more, copies' own time left out, measured when
+    asked (`busy`).
 
     One event loop answers every request in a process, so a process near 100 % is answering
     back to back and a copy delays answers; one well below it is waiting for clients, and a
     copy then delays no one (wrk's 8 connections kept the iris server at ~98 %: CPU time per
-    request x requests per second). The clocks are injectable for tests.
+    request x requests per second). The time copies took (`copying`) is subtracted: copies that
+    run while clients are slow must not make the process look busy and so stop themselves.
+    The clocks are injectable for tests.
     """
 
     def __init__(
@@ -226,14 +229,17 @@ class Load:
         self._at = wall()
         self._used = cpu()
         self._busy = False
+        self.copying = 0.0  # seconds copies took, added by Copies (wall time: ~CPU, inline)
+        self._copied = 0.0
 
     def busy(self) -> bool:
         """Whether the process was busy over the last window (the one before, mid-window)."""
         now = self._wall()
         if now - self._at >= LOAD_WINDOW_S:
-            used = self._cpu()
-            self._busy = (used - self._used) > BUSY_SHARE * (now - self._at)
-            self._at, self._used = now, used
+            used, copied = self._cpu(), self.copying
+            answering = (used - self._used) - (copied - self._copied)
+            self._busy = answering > BUSY_SHARE * (now - self._at)
+            self._at, self._used, self._copied = now, used, copied
         return self._busy
 
 
@@ -346,13 +352,17 @@ class Copies:
         if self._refill() <= 0:
             self._dropped[BUDGET].inc()
             return
-        charged = self._load is None or self._load.busy()
+        load = self._load
+        charged = load is None or load.busy()
         start = self._clock()
         try:
             await self._predict(copy)
         finally:
+            took = self._clock() - start
             if charged:
-                self._allowance -= self._clock() - start
+                self._allowance -= took
+            if load is not None:
+                load.copying += took
 
     async def _predict(self, copy: Copy[Any]) -> None:
         version = copy.version

@@ -316,3 +316,21 @@ def test_predictions_are_counted_per_label_for_one_row_and_for_batches_of_mixed_
     assert counted == {"setosa": 3, "1": 1, "virginica": 1}
     assert sample(registry, "model_server_version_requests_total", version="1", role=STABLE,
                   kind="answer", outcome="ok") == 2  # fmt: skip
+
+
+def test_a_process_on_the_cpu_only_for_copies_is_not_busy() -> None:
+    """Copies at light load must not stop themselves: their own time is left out of Load."""
+    registry = CollectorRegistry()
+    metrics = VersionMetrics(registry)
+    candidate = loaded_version(CANDIDATE, metrics, [])
+    clock = FakeClock()
+    cpu = CpuClock(clock)
+    copies = Copies(100, metrics, clock=clock, load=Load(wall=clock, cpu=cpu))
+    cpu.share = 1.0  # the CPU runs whenever time passes, and only copies make time pass here
+    for _ in range(40):  # 40 copies of 20 ms back to back: 80 times the budget
+        copies.offer(Copy(candidate, attempt_returning([1], clock, 0.020), np.array([1]), True))
+        asyncio.run(copies.run_one())
+    copies.flush()
+    ok = {"version": "c", "role": CANDIDATE, "kind": "copy", "outcome": "ok"}
+    assert sample(registry, "model_server_version_requests_total", **ok) == 40
+    assert sample(registry, "model_server_candidate_copies_dropped_total", reason="budget") == 0
