@@ -99,7 +99,7 @@ class KindNodeCluster(Cluster):
     """A kind cluster (``pytest --cluster=kind``): what NodeCluster gives tests, on kind."""
 
     state_dir: Path
-    kind: Any  # devcluster.kindcluster.KindNodeCluster
+    kind: Any  # devcluster.kindcluster.KindDriver
 
     @property
     def node_ip(self) -> str:

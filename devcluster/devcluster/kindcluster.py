@@ -53,26 +53,11 @@ class Node:
 
 
 def cni_config(pod_cidr: str) -> str:
-    """The node's CNI config: a bridge with host-local addresses from its pod CIDR."""
-    conf = {
-        "cniVersion": "0.4.0",
-        "name": "mlmodel",
-        "plugins": [
-            {
-                "type": "bridge",
-                "bridge": "cni0",
-                "isGateway": True,
-                "ipMasq": False,
-                "hairpinMode": True,
-                "ipam": {
-                    "type": "host-local",
-                    "ranges": [[{"subnet": pod_cidr}]],
-                    "routes": [{"dst": "0.0.0.0/0"}],
-                },
-            },
-            {"type": "portmap", "capabilities": {"portMappings": True}},
-        ],
-    }
+    """The node's CNI config: devcluster's bridge network on the node's pod CIDR, plus portmap."""
+    from devcluster import node
+
+    conf = node.bridge_network("mlmodel", pod_cidr)
+    conf["plugins"].append({"type": "portmap", "capabilities": {"portMappings": True}})
     return json.dumps(conf, indent=2) + "\n"
 
 
@@ -173,7 +158,7 @@ def remove_host_routes(nodes: list[Node]) -> None:
     _ip("route", "del", SERVICE_CIDR, check=False)
 
 
-class KindNodeCluster:
+class KindDriver:
     """A kind cluster (control plane + worker) with the project's pod network, driven by
     pytest-kind-ng's KindCluster; `handle()` gives tests what devcluster's node cluster does."""
 

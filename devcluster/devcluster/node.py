@@ -152,27 +152,38 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     return path
 
 
+def bridge_network(
+    name: str, subnet: str, gateway: str | None = None, data_dir: str = ""
+) -> dict[str, Any]:
+    """A CNI conflist: one `bridge` (cni0) with `host-local` addresses from `subnet`, pods'
+    default route via the bridge, no masquerade (nothing may leave the machine). Also kind's
+    per-node pod network (kindcluster.install_pod_network)."""
+    ipam_range = {"subnet": subnet, **({"gateway": gateway} if gateway else {})}
+    ipam = {
+        "type": "host-local",
+        **({"dataDir": data_dir} if data_dir else {}),
+        "ranges": [[ipam_range]],
+        "routes": [{"dst": "0.0.0.0/0"}],
+    }
+    bridge = {
+        "type": "bridge",
+        "bridge": hostnet.BRIDGE,
+        "isGateway": True,
+        "ipMasq": False,
+        "hairpinMode": True,
+        "ipam": ipam,
+    }
+    return {"cniVersion": "1.0.0", "name": name, "plugins": [bridge]}
+
+
 def cni_config(layout: Layout) -> Path:
     """One bridge network for pods (no masquerade: nothing may leave the machine)."""
-    conf = {
-        "cniVersion": "1.0.0",
-        "name": "devcluster",
-        "plugins": [
-            {
-                "type": "bridge",
-                "bridge": hostnet.BRIDGE,
-                "isGateway": True,
-                "ipMasq": False,
-                "hairpinMode": True,
-                "ipam": {
-                    "type": "host-local",
-                    "dataDir": str(layout.data("cni") / "ipam"),
-                    "ranges": [[{"subnet": hostnet.POD_CIDR, "gateway": hostnet.POD_GATEWAY}]],
-                    "routes": [{"dst": "0.0.0.0/0"}],
-                },
-            }
-        ],
-    }
+    conf = bridge_network(
+        "devcluster",
+        hostnet.POD_CIDR,
+        gateway=hostnet.POD_GATEWAY,
+        data_dir=str(layout.data("cni") / "ipam"),
+    )
     path = layout.data("cni") / "net.d" / "10-devcluster.conflist"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(conf, indent=2))

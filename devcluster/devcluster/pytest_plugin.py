@@ -84,7 +84,7 @@ def kind_cluster_session(
     if backend(request.config) != "kind":
         raise pytest.UsageError("kind_cluster_session is for --cluster=kind")
     with node.exclusive_node(NODE_WAIT_S):
-        kind = kindcluster.KindNodeCluster(KIND_CLUSTER_NAME, tmp_path_factory.mktemp("kind"))
+        kind = kindcluster.KindDriver(KIND_CLUSTER_NAME, tmp_path_factory.mktemp("kind"))
         try:
             kind.create()
             handle = KindNodeCluster(

@@ -1,0 +1,39 @@
+"""The pure parts of devcluster.kindcluster: the nodes it reads and the CNI config it writes."""
+
+from __future__ import annotations
+
+import json
+
+from devcluster.kindcluster import Node, cni_config, nodes_from
+
+
+def test_nodes_are_read_with_their_internal_address_and_pod_cidr_and_others_skipped() -> None:
+    listing = {
+        "items": [
+            {
+                "metadata": {"name": "k-control-plane"},
+                "spec": {"podCIDR": "10.244.0.0/24"},
+                "status": {
+                    "addresses": [
+                        {"type": "Hostname", "address": "k-control-plane"},
+                        {"type": "InternalIP", "address": "10.89.0.10"},
+                    ]
+                },
+            },
+            {  # no pod CIDR allocated yet: no route can be made for it
+                "metadata": {"name": "k-worker"},
+                "spec": {},
+                "status": {"addresses": [{"type": "InternalIP", "address": "10.89.0.2"}]},
+            },
+        ]
+    }
+    assert nodes_from(listing) == [Node("k-control-plane", "10.89.0.10", "10.244.0.0/24")]
+
+
+def test_the_node_network_is_a_bridge_on_its_pod_cidr_without_masquerade() -> None:
+    conf = json.loads(cni_config("10.244.1.0/24"))
+    bridge, portmap = conf["plugins"]
+    assert bridge["type"] == "bridge" and bridge["ipMasq"] is False and bridge["isGateway"]
+    assert bridge["ipam"]["type"] == "host-local"
+    assert bridge["ipam"]["ranges"] == [[{"subnet": "10.244.1.0/24"}]]
+    assert portmap["type"] == "portmap"
