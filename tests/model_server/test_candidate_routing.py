@@ -195,13 +195,18 @@ def test_copies_stop_once_they_used_one_percent_of_the_wall_time() -> None:
     assert BUDGET_SHARE == 0.01
 
 
-def test_copies_started_while_the_process_is_not_busy_are_not_charged() -> None:
+def copies_under_load() -> tuple[CollectorRegistry, Version, FakeClock, CpuClock, Copies]:
+    """A copy queue whose Load reads fake clocks: wall time, and CPU time at `cpu.share`."""
     registry = CollectorRegistry()
     metrics = VersionMetrics(registry)
     candidate = loaded_version(CANDIDATE, metrics, [])
     clock = FakeClock()
     cpu = CpuClock(clock)
-    copies = Copies(100, metrics, clock=clock, load=Load(wall=clock, cpu=cpu))
+    return registry, candidate, clock, cpu, Copies(100, metrics, clock, load=Load(clock, cpu))
+
+
+def test_copies_started_while_the_process_is_not_busy_are_not_charged() -> None:
+    registry, candidate, clock, cpu, copies = copies_under_load()
 
     def run(seconds: float) -> None:
         attempt = attempt_returning([1], clock, seconds)
@@ -320,12 +325,7 @@ def test_predictions_are_counted_per_label_for_one_row_and_for_batches_of_mixed_
 
 def test_a_process_on_the_cpu_only_for_copies_is_not_busy() -> None:
     """Copies at light load must not stop themselves: their own time is left out of Load."""
-    registry = CollectorRegistry()
-    metrics = VersionMetrics(registry)
-    candidate = loaded_version(CANDIDATE, metrics, [])
-    clock = FakeClock()
-    cpu = CpuClock(clock)
-    copies = Copies(100, metrics, clock=clock, load=Load(wall=clock, cpu=cpu))
+    registry, candidate, clock, cpu, copies = copies_under_load()
     cpu.share = 1.0  # the CPU runs whenever time passes, and only copies make time pass here
     for _ in range(40):  # 40 copies of 20 ms back to back: 80 times the budget
         copies.offer(Copy(candidate, attempt_returning([1], clock, 0.020), np.array([1]), True))
