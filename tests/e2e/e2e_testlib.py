@@ -88,15 +88,34 @@ class LoopResult:
         return self.ok + len(self.failures)
 
 
+# A traffic loop opens a new connection per request (so the Service spreads them over the pods),
+# and each closed connection holds its client port for 60 s (TIME_WAIT): unpaced, a fast server
+# used up the 28,000 ephemeral ports in a 7-minute canary walk and requests failed with
+# EADDRNOTAVAIL (CI, 2026-12-07). 100 a second keeps ~6,000 ports in TIME_WAIT.
+REQUESTS_PER_SECOND = 100
+
+
+def paced(stop: threading.Event, max_seconds: float) -> Iterator[None]:
+    """One tick per request, at most REQUESTS_PER_SECOND, until `stop` is set or `max_seconds`
+    pass. A slow answer delays the next tick; no burst follows to catch up."""
+    gap = 1 / REQUESTS_PER_SECOND
+    deadline = time.monotonic() + max_seconds
+    due = time.monotonic()
+    while time.monotonic() < deadline:
+        due = max(due + gap, time.monotonic())
+        if stop.wait(max(0.0, due - time.monotonic())):
+            return
+        yield
+
+
 @contextmanager
 def looping_client(base_url: str, model: str, max_seconds: float = 400.0) -> Iterator[LoopResult]:
-    """Send predictions back to back (new connection each) until the block ends (bounded)."""
+    """Send predictions (new connection each, `paced`) until the block ends (bounded)."""
     result = LoopResult()
     stop = threading.Event()
 
     def loop() -> None:
-        deadline = time.monotonic() + max_seconds
-        while not stop.is_set() and time.monotonic() < deadline:
+        for _ in paced(stop, max_seconds):
             try:
                 status, body = mlstack.http(
                     "POST", f"{base_url}/predict", {"input": list(ROW)}, timeout=10

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 from e2e_prometheus import prometheus, query, scrape_config
-from e2e_testlib import ROW, SECRET, Artifact, ConditionLog, Stack, free_port, publish
+from e2e_testlib import ROW, SECRET, Artifact, ConditionLog, Stack, free_port, paced, publish
 
 from devcluster import hostnet, mlstack
 
@@ -39,12 +39,6 @@ STABLE_VERSION = "1"  # MODEL_SERVER_MODEL_VERSION's default
 CANDIDATE_VERSION = "candidate"  # MODEL_SERVER_CANDIDATE_VERSION's default
 STICKY = "X-User-Id"
 INTERVAL = "10s"  # the shortest analysis interval the CRD allows
-# Each request is a new connection (so the Service spreads them over the pods), and each closed
-# connection holds its client port for 60 s (TIME_WAIT): unpaced, a fast server used up the
-# 28,000 ephemeral ports in a 7-minute walk and requests failed with EADDRNOTAVAIL (CI, 2026-12-07).
-# 100 a second keeps ~6,000 ports in TIME_WAIT and gives a 10 % step ~100 candidate requests
-# per 10 s interval (the analysis judges from 20).
-TRAFFIC_PER_SECOND = 100
 INTERVAL_SECONDS = 10
 
 
@@ -158,7 +152,7 @@ class Traffic:
 def traffic(
     base_url: str, rows: list[list[float]], max_seconds: float = 600.0
 ) -> Iterator[Traffic]:
-    """Send one-row V2 predictions, at most TRAFFIC_PER_SECOND, rows drawn at random (seeded)
+    """Send one-row V2 predictions (`paced`), rows drawn at random (seeded)
     from `rows`, until the block ends. Random, not cycled: an exact canary split of a cycle would
     give the candidate the same few rows every time."""
     seen = Traffic()
@@ -166,13 +160,7 @@ def traffic(
     rng = random.Random(17)
 
     def loop() -> None:
-        deadline = time.monotonic() + max_seconds
-        gap = 1 / TRAFFIC_PER_SECOND
-        due = time.monotonic()
-        while not stop.is_set() and time.monotonic() < deadline:
-            due = max(due + gap, time.monotonic())  # no burst to catch up after a slow answer
-            if stop.wait(max(0.0, due - time.monotonic())):
-                break
+        for _ in paced(stop, max_seconds):
             row = rng.choice(rows)
             try:
                 status, version, body = answer(base_url, v2_body([row]))
