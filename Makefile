@@ -43,13 +43,13 @@ lint: setup ## ruff and mypy --strict over the packages
 	$(RUN) mypy artifact/mlmodel_artifact trainer/mlmodel_trainer model-server/model_server operator/mlmodel_operator devcluster/devcluster
 
 demo: setup ## the whole project end to end on devcluster's real node (or KUBECONFIG's cluster)
-	$(RUN) python -m devcluster.demo up
+	$(RUN) python -m devcluster.stack.demo up
 
 demo-down: setup ## remove everything `make demo` made (the devcluster it started, the image engine)
-	$(RUN) python -m devcluster.demo down
+	$(RUN) python -m devcluster.stack.demo down
 
 e2e-deps: setup ## upstream Prometheus for the monitoring e2e test, built once into the cache (Debian's lacks Kubernetes SD)
-	$(RUN) python -m devcluster.prometheus build
+	$(RUN) python -m devcluster.stack.prometheus build
 
 images: setup ## build mlmodel-server:dev, mlmodel-server:slim and mlmodel-operator:dev on a private Docker engine
 	$(RUN) python -m devcluster.images build server server-slim operator
@@ -75,7 +75,7 @@ cluster-down: setup ## stop every process cluster-up started
 	$(DEVCLUSTER) down
 
 kind-build: setup ## kind (pinned) and the node image kindest/node:v1.36.2 on the private engine, from local builds
-	$(RUN) python -m devcluster.kindnode build
+	$(RUN) python -m devcluster.kube.kindnode build
 
 # --- benchmarks: timings live here, never in `make test`
 BENCH_TARGETS := $(shell sed -nE 's/^(bench-[a-zA-Z0-9_-]+):.*/\1/p' $(MAKEFILE_LIST))

@@ -13,8 +13,8 @@ from pathlib import Path
 import yaml
 
 from bench.operator import audit
-from devcluster import controlplane, fakenodes
 from devcluster.cluster import Cluster
+from devcluster.kube import controlplane, fakenodes
 from devcluster.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]

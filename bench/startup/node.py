@@ -40,8 +40,9 @@ from kubernetes import client
 
 from bench.startup import node_timeline as tl
 from bench.startup.run import machine, note_load
-from devcluster import controlplane, fakenodes, mlstack, node, state
-from devcluster.mlstack import Kube, StackError
+from devcluster.kube import controlplane, fakenodes, node, state
+from devcluster.stack import mlstack
+from devcluster.stack.mlstack import Kube, StackError
 
 RESULTS = Path(__file__).parent.parent / "results" / "startup-node.json"
 GROUP, VERSION, PLURAL = "mlops.dev", "v1alpha1", "mlmodels"

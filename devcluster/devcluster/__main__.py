@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from devcluster import build, config, controlplane, state
+from devcluster import config
+from devcluster.kube import build, controlplane, state
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -79,7 +80,7 @@ def _load_image(layout: state.Layout, image: str) -> int:
             f"no devcluster with a node runs in {layout.root}: `up --node` first", file=sys.stderr
         )
         return 3
-    from devcluster import node
+    from devcluster.kube import node
 
     try:
         stored = node.load_image(layout, image)

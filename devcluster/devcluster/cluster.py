@@ -82,14 +82,14 @@ class NodeCluster(Cluster):
     @property
     def node_ip(self) -> str:
         """The node's address (a /32 on lo): the host reaches pods' services, pods reach it."""
-        from devcluster import hostnet
+        from devcluster.kube import hostnet
 
         return hostnet.NODE_IP
 
     def load_image(self, image: str) -> str:
         """Copy a locally built Docker image into the node's containerd; the stored name."""
-        from devcluster import node
-        from devcluster.state import Layout
+        from devcluster.kube import node
+        from devcluster.kube.state import Layout
 
         return node.load_image(Layout(self.state_dir), image)
 
@@ -99,12 +99,12 @@ class KindNodeCluster(Cluster):
     """A kind cluster (``pytest --cluster=kind``): what NodeCluster gives tests, on kind."""
 
     state_dir: Path
-    kind: Any  # devcluster.kindcluster.KindDriver
+    kind: Any  # devcluster.kube.kindcluster.KindDriver
 
     @property
     def node_ip(self) -> str:
         """The host's address on the kind network: pods reach the host there."""
-        from devcluster import kindcluster
+        from devcluster.kube import kindcluster
 
         return kindcluster.GATEWAY
 

@@ -63,6 +63,11 @@ def default_state_dir() -> Path:
     return cache_root() / "devcluster"
 
 
+def project_dir() -> Path:
+    """devcluster/ in the checkout: the Go modules (go/, kind/go/, prometheus/), kind/, demo/."""
+    return Path(__file__).resolve().parent.parent
+
+
 def go_module_dir() -> Path:
     """The project's Go module that pins the Kubernetes release."""
-    return Path(__file__).resolve().parent.parent / "go"
+    return project_dir() / "go"

@@ -24,7 +24,7 @@ import pytest
 
 if TYPE_CHECKING:
     from devcluster.cluster import Cluster, KindNodeCluster, NodeCluster
-    from devcluster.state import Layout
+    from devcluster.kube.state import Layout
 
 DEFAULT_FAKE_NODES = 2
 BACKENDS = ("devcluster", "kind", "kubeconfig")
@@ -63,8 +63,8 @@ def backend(config: pytest.Config) -> str:
 
 
 def _existing_cluster(kubeconfig: Path) -> Cluster:
-    from devcluster import fakenodes
     from devcluster.cluster import Cluster
+    from devcluster.kube import fakenodes
 
     if not kubeconfig.is_file():
         raise pytest.UsageError(f"DEVCLUSTER_KUBECONFIG={kubeconfig}: no such file")
@@ -78,8 +78,8 @@ def kind_cluster_session(
 ) -> Iterator[KindNodeCluster]:
     """The session's kind cluster (``--cluster=kind``), deleted at the end with every host
     change undone; it holds devcluster's node lock meanwhile (one real-node cluster at once)."""
-    from devcluster import fakenodes, kindcluster, node
     from devcluster.cluster import KindNodeCluster
+    from devcluster.kube import fakenodes, kindcluster, node
 
     if backend(request.config) != "kind":
         raise pytest.UsageError("kind_cluster_session is for --cluster=kind")
@@ -104,8 +104,8 @@ def cluster(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Cluster]:
     """A ready Kubernetes cluster on the chosen backend (see the module's docstring)."""
-    from devcluster import controlplane, fakenodes
     from devcluster.cluster import Cluster
+    from devcluster.kube import controlplane, fakenodes
 
     chosen = backend(request.config)
     if chosen == "kind":
@@ -143,8 +143,8 @@ def node_cluster(
     that needs one gets its own (about 10 s to start) and it is stopped, with every host change
     undone, when the module is done. kind's takes a minute to start, so modules share it.
     """
-    from devcluster import controlplane, fakenodes, node
     from devcluster.cluster import NodeCluster
+    from devcluster.kube import controlplane, fakenodes, node
 
     chosen = backend(request.config)
     if chosen == "kind":
@@ -173,6 +173,6 @@ NODE_WAIT_S = 480.0
 
 def _up_when_the_node_is_free(layout: Layout) -> None:
     """Start the node cluster, waiting (bounded) while another one holds this machine's node."""
-    from devcluster import controlplane
+    from devcluster.kube import controlplane
 
     controlplane.up_when_node_free(layout, NODE_WAIT_S, log=lambda _: None)

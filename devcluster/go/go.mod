@@ -1,4 +1,4 @@
-// Pins one Kubernetes release; devcluster builds its binaries from here (see devcluster/devcluster/build.py).
+// Pins one Kubernetes release; devcluster builds its binaries from here (see devcluster/devcluster/kube/build.py).
 module mlmodel-operator/devcluster/go
 
 go 1.26.0

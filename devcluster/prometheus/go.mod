@@ -2,7 +2,7 @@
 // package is built without Kubernetes service discovery, so the project builds the real thing
 // from its Go module (v0.315.1 is Prometheus 3.15.1's module version). The replace and
 // exclude directives are copied from Prometheus' own go.mod. Built by
-// `python -m devcluster.prometheus build` into ~/.cache/mlmodel-operator/prometheus-<version>/.
+// `python -m devcluster.stack.prometheus build` into ~/.cache/mlmodel-operator/prometheus-<version>/.
 module mlmodel-operator/prometheus
 
 go 1.26.0

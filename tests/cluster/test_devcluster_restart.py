@@ -7,8 +7,8 @@ import uuid
 import pytest
 from kubernetes import client
 
-from devcluster import controlplane, state
 from devcluster.cluster import Cluster
+from devcluster.kube import controlplane, state
 
 pytestmark = pytest.mark.cluster
 

@@ -1,5 +1,7 @@
 """devcluster's modules import each other without a cycle (imports inside functions included:
-a cycle hidden in a function is still one a reader has to untangle)."""
+a cycle hidden in a function is still one a reader has to untangle), and its three jobs stay
+layered: ``stack`` builds on ``kube`` and ``images``, ``kube`` may use ``images``, ``images``
+stands alone, and the shared top-level modules never reach into ``stack``."""
 
 from __future__ import annotations
 
@@ -56,5 +58,45 @@ def test_the_cycle_finder_finds_a_cycle_through_a_function_level_import() -> Non
 
 def test_devcluster_modules_import_each_other_without_a_cycle() -> None:
     graph = import_graph(PACKAGE)
-    assert "devcluster.controlplane" in graph["devcluster.pytest_plugin"]  # the graph is read
+    assert "devcluster.kube.controlplane" in graph["devcluster.pytest_plugin"]  # the graph is read
     assert cycles(graph) == []
+
+
+def layer(module: str) -> str:
+    """``kube``, ``images`` or ``stack`` for a subpackage's module, ``top`` for the rest."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 and parts[1] in ("kube", "images", "stack") else "top"
+
+
+FORBIDDEN = {"kube": {"stack"}, "images": {"kube", "stack"}, "top": {"stack"}}
+"""Which layers each layer must not import."""
+
+
+def layering_violations(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(
+        f"{name} -> {target}"
+        for name, targets in graph.items()
+        for target in targets
+        if layer(target) in FORBIDDEN.get(layer(name), set())
+    )
+
+
+def test_the_layer_check_finds_an_import_against_the_layers() -> None:
+    graph = {
+        "devcluster.kube.node": {"devcluster.images.engine", "devcluster.stack.mlstack"},
+        "devcluster.images.engine": {"devcluster.kube.procs"},
+        "devcluster.cluster": {"devcluster.kube.node"},
+        "devcluster.stack.demo": {"devcluster.kube.node", "devcluster.cluster"},
+    }
+    assert layering_violations(graph) == [
+        "devcluster.images.engine -> devcluster.kube.procs",
+        "devcluster.kube.node -> devcluster.stack.mlstack",
+    ]
+
+
+def test_devcluster_subpackages_keep_their_layers() -> None:
+    graph = import_graph(PACKAGE)
+    assert {"devcluster.kube.node", "devcluster.stack.mlstack", "devcluster.images.engine"} <= set(
+        graph
+    )  # the subpackages are walked
+    assert layering_violations(graph) == []

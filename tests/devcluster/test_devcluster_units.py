@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from devcluster import metrics, procs, state
-from devcluster.controlplane import ClusterError, _fresh_directory, extra_args
+from devcluster import metrics
+from devcluster.kube import procs, state
+from devcluster.kube.controlplane import ClusterError, _fresh_directory, extra_args
 
 _LINE = (
     'apiserver_request_total{{code="{code}",group="{group}",resource="{res}",verb="{verb}"}} {n}'
@@ -77,7 +78,7 @@ def test_extra_args_come_from_the_component_environment_variable(
 
 
 def test_iptables_filter_drops_only_cluster_chains_and_jumps_to_them() -> None:
-    from devcluster.hostnet import _is_ours
+    from devcluster.kube.hostnet import _is_ours
 
     saved = [
         ":KUBE-SERVICES - [0:0]",
@@ -103,7 +104,7 @@ def test_iptables_filter_drops_only_cluster_chains_and_jumps_to_them() -> None:
 def test_a_start_refused_the_node_leaves_the_running_node_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from devcluster import controlplane, node
+    from devcluster.kube import controlplane, node
 
     torn_down: list[str] = []
     monkeypatch.setattr(node, "stop", lambda layout, current: torn_down.append("node") or [])
@@ -119,7 +120,7 @@ def test_a_start_refused_the_node_leaves_the_running_node_alone(
 def test_component_ports_are_free_distinct_and_below_the_ephemeral_range() -> None:
     # A port in the ephemeral range can become an outgoing connection's source port while its
     # component restarts; below the range only an explicit bind can take it.
-    from devcluster import components
+    from devcluster.kube import components
 
     low = components.ephemeral_low()
     ports = components.free_ports(6)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from devcluster import health, mlstack, procs
+from devcluster.kube import health, procs
+from devcluster.stack import mlstack
 from devcluster.waiting import WaitTimeout, wait_until
 
 

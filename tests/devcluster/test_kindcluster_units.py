@@ -1,10 +1,10 @@
-"""The pure parts of devcluster.kindcluster: the nodes it reads and the CNI config it writes."""
+"""The pure parts of devcluster.kube.kindcluster: the nodes it reads, the CNI config it writes."""
 
 from __future__ import annotations
 
 import json
 
-from devcluster.kindcluster import Node, cni_config, nodes_from
+from devcluster.kube.kindcluster import Node, cni_config, nodes_from
 
 
 def test_nodes_are_read_with_their_internal_address_and_pod_cidr_and_others_skipped() -> None:

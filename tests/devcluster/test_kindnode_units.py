@@ -1,4 +1,4 @@
-"""The pure parts of the kind node image build (devcluster.kindnode): no Go, no Docker."""
+"""The pure parts of the kind node image build (devcluster.kube.kindnode): no Go, no Docker."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from devcluster import kindnode
+from devcluster.kube import kindnode
 
 CONST_GO = """package nodeimage
 

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from e2e_testlib import SECRET, Artifact, Stack, publish, unique
 
-from devcluster import mlstack
-from devcluster.mlstack import Kube
+from devcluster.stack import mlstack
+from devcluster.stack.mlstack import Kube
 
 STORE_NAMESPACE = "e2e-artifacts"
 

@@ -13,14 +13,14 @@ from typing import Any
 import yaml
 from e2e_testlib import free_port
 
-from devcluster import mlstack
+from devcluster.stack import mlstack
 
 MONITORING = Path(__file__).resolve().parents[2] / "operator" / "deploy" / "monitoring"
 
 
 def prometheus_binary() -> str:
     """Upstream Prometheus built by `make e2e-deps` (Debian's has no Kubernetes SD); required."""
-    from devcluster import prometheus as build
+    from devcluster.stack import prometheus as build
 
     path = build.binary()
     assert path.exists(), f"Prometheus is not built ({path}): run `make e2e-deps`"

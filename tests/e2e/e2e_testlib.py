@@ -10,8 +10,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from devcluster import mlstack
-from devcluster.mlstack import Kube
+from devcluster.stack import mlstack
+from devcluster.stack.mlstack import Kube
 
 ROW = (5.1, 3.5, 1.4, 0.2)
 SECRET = "model-store"  # the store credentials Secret in every test namespace

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from devcluster import mlstack
+from devcluster.stack import mlstack
 
 REPO = Path(__file__).resolve().parents[2]
 STORE_DOCKERFILE = REPO / mlstack.STORE_DOCKERFILE

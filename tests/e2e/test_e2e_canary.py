@@ -30,7 +30,8 @@ import pytest
 from e2e_prometheus import prometheus, query, scrape_config
 from e2e_testlib import ROW, SECRET, Artifact, ConditionLog, Stack, free_port, paced, publish
 
-from devcluster import hostnet, mlstack
+from devcluster.kube import hostnet
+from devcluster.stack import mlstack
 
 pytestmark = pytest.mark.node
 

@@ -16,7 +16,7 @@ import yaml
 from e2e_prometheus import MONITORING, alerts, prometheus, query, scrape_config
 from e2e_testlib import Stack
 
-from devcluster import mlstack
+from devcluster.stack import mlstack
 
 pytestmark = pytest.mark.node
 

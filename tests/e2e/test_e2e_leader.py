@@ -14,7 +14,7 @@ import pytest
 from e2e_testlib import Stack
 from kubernetes import client, config
 
-from devcluster import mlstack
+from devcluster.stack import mlstack
 
 pytestmark = pytest.mark.node
 

@@ -15,7 +15,7 @@ import pytest
 from e2e_prometheus import prometheus, query, scrape_config
 from e2e_testlib import ROW, Stack
 
-from devcluster import mlstack
+from devcluster.stack import mlstack
 
 pytestmark = pytest.mark.node
 

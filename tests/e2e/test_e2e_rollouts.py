@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from e2e_testlib import ConditionLog, Stack, break_then_fix, looping_client, point_at, served_digest
 
-from devcluster import mlstack
+from devcluster.stack import mlstack
 
 pytestmark = pytest.mark.node
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 from e2e_testlib import SECRET, ConditionLog, Stack, predict_grpc, predict_named
 
-from devcluster import mlstack
+from devcluster.stack import mlstack
 
 pytestmark = pytest.mark.node
 

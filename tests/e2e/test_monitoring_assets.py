@@ -198,7 +198,7 @@ def test_drift_alerts_need_a_major_psi_from_a_full_enough_window() -> None:
 
 def promtool() -> str:
     """promtool from the project's Prometheus build (`make e2e-deps`); required."""
-    from devcluster import prometheus as build
+    from devcluster.stack import prometheus as build
 
     path = build.promtool()
     assert path.exists(), f"promtool is not built ({path}): run `make e2e-deps`"

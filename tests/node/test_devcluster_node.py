@@ -20,7 +20,7 @@ from kubernetes import client
 
 from devcluster import waiting
 from devcluster.cluster import KubectlError, NodeCluster
-from devcluster.health import post_json
+from devcluster.kube.health import post_json
 
 pytestmark = pytest.mark.node
 

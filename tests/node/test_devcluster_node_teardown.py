@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from devcluster import config, hostnet, node
+from devcluster import config
+from devcluster.kube import hostnet, node
 
 pytestmark = pytest.mark.node
 

@@ -738,7 +738,7 @@ def test_the_source_follows_the_setting() -> None:
 
 def prometheus_binary() -> str:
     """Prometheus from the project's build (`make e2e-deps`); required for these tests."""
-    from devcluster import prometheus as build
+    from devcluster.stack import prometheus as build
 
     path = build.binary()
     assert path.exists(), f"Prometheus is not built ({path}): run `make e2e-deps`"

@@ -27,8 +27,8 @@ from mlmodel_harness import (
     wait_until,
 )
 
-from devcluster import controlplane
 from devcluster.cluster import Cluster
+from devcluster.kube import controlplane
 
 # the operator's pods turn Ready on kwok's fake nodes, without images or a reachable artifact
 pytestmark = [pytest.mark.cluster, pytest.mark.fake_pods]

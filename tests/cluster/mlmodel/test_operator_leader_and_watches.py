@@ -32,8 +32,8 @@ from test_operator_faults import (
     wait_converged,
 )
 
-from devcluster import controlplane
 from devcluster.cluster import Cluster
+from devcluster.kube import controlplane
 
 # the operator's pods turn Ready on kwok's fake nodes, without images or a reachable artifact
 pytestmark = [pytest.mark.cluster, pytest.mark.fake_pods]

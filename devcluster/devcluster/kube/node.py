@@ -22,9 +22,10 @@ from typing import IO, Any
 
 import yaml
 
-from devcluster import config, health, hostnet, pause, pki, procs
-from devcluster.certs import ClusterPki
-from devcluster.state import Layout, State
+from devcluster import config
+from devcluster.kube import health, hostnet, pause, pki, procs
+from devcluster.kube.certs import ClusterPki
+from devcluster.kube.state import Layout, State
 from devcluster.waiting import WaitTimeout, wait_until
 
 NODE_NAME = "devcluster-node"
@@ -515,7 +516,7 @@ def claim_host(layout: Layout, clean_up_after: Callable[[Layout], object]) -> No
 
 def owner_running(root: Path) -> bool:
     """Whether the node cluster in ``root`` has a live process or is being started/stopped."""
-    from devcluster import state
+    from devcluster.kube import state
 
     layout = Layout(root)
     recorded = state.load(layout)
@@ -540,7 +541,7 @@ def write_kubeconfigs(
     layout: Layout, cluster: ClusterPki, certs: dict[str, pki.KeyPair], server: str
 ) -> None:
     """Client kubeconfigs of kubelet, kube-proxy and metrics-server."""
-    from devcluster.certs import write_kubeconfig
+    from devcluster.kube.certs import write_kubeconfig
 
     for name in ("kubelet", "kube-proxy", "metrics-server"):
         write_kubeconfig(
@@ -562,7 +563,7 @@ def start(
     kubelet = spawn(
         "kubelet", kubelet_argv(layout, kubelet_config(layout, cluster, certs, current.ports))
     )
-    from devcluster import fakenodes
+    from devcluster.kube import fakenodes
 
     fakenodes.wait_node_ready(layout.kubeconfig, NODE_NAME, timeout, kubelet)
     proxy = spawn("kube-proxy", kube_proxy_argv(layout, current.ports))

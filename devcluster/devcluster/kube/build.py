@@ -200,7 +200,7 @@ NODE_APT = (
 
 def build_node() -> None:
     """What ``devcluster up --node`` needs on top: kubelet, kube-proxy, metrics-server, pause."""
-    from devcluster import pause
+    from devcluster.kube import pause
 
     for command, package in NODE_APT:
         ensure_apt_package(command, package)

@@ -11,20 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from devcluster import (
-    build,
-    certs,
-    components,
-    config,
-    fakenodes,
-    health,
-    hostnet,
-    node,
-    procs,
-    state,
-)
-from devcluster.certs import ClusterPki
-from devcluster.state import Layout, State
+from devcluster import config
+from devcluster.kube import build, certs, components, fakenodes, health, hostnet, node, procs, state
+from devcluster.kube.certs import ClusterPki
+from devcluster.kube.state import Layout, State
 
 READY_TIMEOUT = 120.0
 PORT_NAMES = ("etcd", "etcd-peer", "apiserver", "kube-controller-manager", "kube-scheduler", "kwok")

@@ -1,4 +1,4 @@
-"""``python -m devcluster.prometheus build``: upstream Prometheus and promtool, from the module.
+"""``python -m devcluster.stack.prometheus build``: upstream Prometheus and promtool, built here.
 
 Debian's ``prometheus`` package is built without Kubernetes service discovery ("Kubernetes support
 has been completely removed", its NEWS file says), and the monitoring e2e test must discover the
@@ -41,7 +41,7 @@ by an older recipe (before 2: the server alone, every discovery plugin) is rebui
 
 def module_dir() -> Path:
     """The project's Go module that pins the Prometheus release."""
-    return Path(__file__).resolve().parent.parent / "prometheus"
+    return config.project_dir() / "prometheus"
 
 
 def cache_dir() -> Path:
@@ -108,7 +108,9 @@ def build() -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """``build`` (idempotent) or ``path``."""
-    parser = argparse.ArgumentParser(prog="python -m devcluster.prometheus", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m devcluster.stack.prometheus", description=__doc__
+    )
     parser.add_argument("command", choices=("build", "path"))
     args = parser.parse_args(argv)
     if args.command == "path":

@@ -7,7 +7,7 @@ from typing import cast
 
 from kubernetes import client, config
 
-from devcluster import health, procs
+from devcluster.kube import health, procs
 
 FAKE_ANNOTATION = "kwok.x-k8s.io/node"
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from devcluster import procs
+from devcluster.kube import procs
 from devcluster.waiting import WaitTimeout, wait_until
 
 

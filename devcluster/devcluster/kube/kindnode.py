@@ -1,7 +1,7 @@
 """Build `kind` and a kind node image (``kindest/node:<KUBE_VERSION>``) here, without a registry.
 
-``python -m devcluster.kindnode build`` is what ``make kind-build`` runs. Everything comes from the
-Go module proxy, Debian and the project's private Docker engine (``devcluster.images``):
+``python -m devcluster.kube.kindnode build`` is what ``make kind-build`` runs. Everything comes
+from the Go module proxy, Debian and the project's private Docker engine (``devcluster.images``):
 
 - ``kind`` itself: ``go install sigs.k8s.io/kind@KIND_VERSION``; kind's module source (unpacked in
   the module cache) is the reference for the node image: its ``images/base`` files (entrypoint,
@@ -14,8 +14,11 @@ Go module proxy, Debian and the project's private Docker engine (``devcluster.im
 - etcd and CoreDNS at the versions kubeadm asks for, local-path-provisioner, crictl: Go modules
   (``devcluster/kind/go/*``). No kindnetd: kind's CNI daemon is not a module the Go proxy serves,
   and the project does not carry a copy of its source; clusters are made with
-  ``disableDefaultCNI: true`` (``devcluster/kind/cluster.yaml``), so the pod network is the
-  project's own step (not written yet: until then the nodes stay NotReady).
+  ``disableDefaultCNI: true`` (``devcluster/kind/cluster.yaml``), and the pod network is the
+  project's own bridge CNI instead: once kind has made the nodes, ``kindcluster`` writes each
+  node a conflist from ``node.bridge_network`` (``bridge`` + ``host-local`` on the node's pod
+  CIDR, plus ``portmap``; the plugins are Debian's ``containernetworking-plugins`` in the node
+  image) and routes to the other nodes' pod CIDRs, and the kubelets then report Ready.
 - The images: ``devcluster/kind/Dockerfile.images`` (one target each), ``Dockerfile.node``.
 
 Cache (``~/.cache/mlmodel-operator``): ``kind-<KIND_VERSION>/{bin,gocache,gomodcache}`` for the
@@ -41,7 +44,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from devcluster import build, config
+from devcluster import config
+from devcluster.kube import build
 
 KIND_VERSION = "v0.33.0"
 """The kind release: its binary, and the module source the node image follows."""
@@ -116,7 +120,7 @@ def kind_source_dir() -> Path:
 
 def project_kind_dir() -> Path:
     """devcluster/kind in the checkout: Dockerfiles, Go modules, the cluster config."""
-    return Path(__file__).resolve().parent.parent / "kind"
+    return config.project_dir() / "kind"
 
 
 # --- pure helpers (unit-tested)
@@ -460,8 +464,8 @@ def archive_name(ref: str) -> str:
 
 def build_preload_images(ctx: Path, refs: Sequence[str], base_image: str, timings: Timings) -> None:
     """Build every preloaded image and save each to ``ctx/images`` when its image id changed."""
-    from devcluster import pause
     from devcluster.images import engine, paths
+    from devcluster.kube import pause
 
     logs = node_dir() / "logs"
     dockerfile = project_kind_dir() / "Dockerfile.images"
@@ -579,9 +583,9 @@ def build_all() -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m devcluster.kindnode build|env``."""
+    """``python -m devcluster.kube.kindnode build|env``."""
     parser = argparse.ArgumentParser(
-        prog="python -m devcluster.kindnode",
+        prog="python -m devcluster.kube.kindnode",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -1,7 +1,7 @@
 """The project's stack on a running cluster: images, CRD, operator, artifact store, models.
 
-Shared by the demo driver (``python -m devcluster.demo``) and the e2e tests. Every address used
-here is a ClusterIP or pod IP of the cluster on this machine (or loopback for port-forwards).
+Shared by the demo driver (``python -m devcluster.stack.demo``) and the e2e tests. Every address
+used here is a ClusterIP or pod IP of the cluster on this machine (or loopback for port-forwards).
 """
 
 from __future__ import annotations
@@ -150,9 +150,9 @@ def load_images(
     whose Docker image ID was already loaded into this cluster is skipped (the record lives in
     the cluster's state directory, which a new ``up`` wipes).
     """
-    from devcluster import node
     from devcluster.images import engine
-    from devcluster.state import Layout
+    from devcluster.kube import node
+    from devcluster.kube.state import Layout
 
     if load is None:
 

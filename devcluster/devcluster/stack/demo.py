@@ -1,4 +1,4 @@
-"""``python -m devcluster.demo up|down``: the whole project, end to end, on a real node.
+"""``python -m devcluster.stack.demo up|down``: the whole project, end to end, on a real node.
 
 ``up`` starts devcluster with its real node (or, when ``KUBECONFIG`` is set and ``DEVCLUSTER=1`` is
 not, uses that cluster), builds and loads the images, installs the CRD and the operator, runs an
@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from devcluster import config, mlstack
-from devcluster.mlstack import Kube, StackError
+from devcluster import config
+from devcluster.stack import mlstack
+from devcluster.stack.mlstack import Kube, StackError
 
 NAMESPACE: Final = "mlmodel-demo"
 MODEL: Final = "iris"
@@ -110,7 +111,7 @@ def say(line: str) -> None:
 
 def choose_target() -> Target:
     """The user's cluster (KUBECONFIG, unless DEVCLUSTER=1) or the default devcluster."""
-    from devcluster import controlplane
+    from devcluster.kube import controlplane
 
     given = os.environ.get("KUBECONFIG")
     if given and os.environ.get("DEVCLUSTER") != "1":
@@ -122,7 +123,7 @@ def choose_target() -> Target:
 
 def _devcluster_dir_of(kubeconfig: Path) -> Path | None:
     """The devcluster state directory a kubeconfig belongs to, when it has a real node."""
-    from devcluster import state
+    from devcluster.kube import state
 
     recorded = state.load(state.Layout(kubeconfig.parent))
     return kubeconfig.parent if recorded is not None and recorded.node else None
@@ -130,7 +131,7 @@ def _devcluster_dir_of(kubeconfig: Path) -> Path | None:
 
 def start_devcluster(target: Target) -> None:
     """`devcluster build --node` (cached) and `devcluster up --node`."""
-    from devcluster import build, controlplane
+    from devcluster.kube import build, controlplane
 
     assert target.devcluster_dir is not None
     missing = build.missing_binaries(config.CONTROL_PLANE_BINARIES + config.NODE_BINARIES)
@@ -375,8 +376,8 @@ def _load_record() -> dict[str, Any]:
 
 def down() -> int:
     """Remove what ``up`` made: the devcluster it started, or the demo's objects on a cluster."""
-    from devcluster import controlplane
     from devcluster.images import engine
+    from devcluster.kube import controlplane
 
     record = _load_record()
     if not record:
@@ -413,7 +414,7 @@ def down() -> int:
 def main(argv: list[str] | None = None) -> int:
     """``up`` or ``down``."""
     parser = argparse.ArgumentParser(
-        prog="python -m devcluster.demo",
+        prog="python -m devcluster.stack.demo",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

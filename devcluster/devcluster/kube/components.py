@@ -8,8 +8,8 @@ import socket
 from pathlib import Path
 
 from devcluster import config
-from devcluster.certs import SA_ISSUER, SERVICE_CIDR, ClusterPki
-from devcluster.state import Layout
+from devcluster.kube.certs import SA_ISSUER, SERVICE_CIDR, ClusterPki
+from devcluster.kube.state import Layout
 
 LOOPBACK = "127.0.0.1"
 KWOK_POD_CIDR = "10.244.0.0/16"

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from devcluster.procs import Proc
+from devcluster.kube.procs import Proc
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from devcluster import pki
-from devcluster.state import Layout
+from devcluster.kube import pki
+from devcluster.kube.state import Layout
 
 SERVICE_CIDR = "10.96.0.0/16"
 KUBERNETES_SERVICE_IP = "10.96.0.1"

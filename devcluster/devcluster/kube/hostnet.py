@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from devcluster.certs import SERVICE_CIDR
+from devcluster.kube.certs import SERVICE_CIDR
 
 NODE_IP = "10.87.0.1"
 POD_CIDR = "10.88.0.0/16"

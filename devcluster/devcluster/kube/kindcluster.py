@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devcluster import config, hostnet, kindnode
+from devcluster import config
+from devcluster.kube import hostnet, kindnode
 
 NETWORK = "mlmodel-kind"
 SUBNET = "10.89.0.0/24"
@@ -54,7 +55,7 @@ class Node:
 
 def cni_config(pod_cidr: str) -> str:
     """The node's CNI config: devcluster's bridge network on the node's pod CIDR, plus portmap."""
-    from devcluster import node
+    from devcluster.kube import node
 
     conf = node.bridge_network("mlmodel", pod_cidr)
     conf["plugins"].append({"type": "portmap", "capabilities": {"portMappings": True}})
