@@ -124,7 +124,7 @@ def create_app(
         drift_task = asyncio.create_task(drift.watch(), name="drift") if drift.size else None
         copies_task = None
         if versions is not None:  # shadow and agreement copies, off the request path
-            copies_task = asyncio.create_task(versions.copies.run(), name="copies")
+            copies_task = asyncio.create_task(versions.run(), name="copies")
         if load_before_serving:
             await asyncio.to_thread(loader.load)
         else:
@@ -174,7 +174,7 @@ def create_app(
     async def metrics_text() -> Response:
         drift.refresh()  # this worker's drift gauges, current at the scrape
         if versions is not None:
-            versions.copies.flush()  # and its dropped copies (other workers': within FLUSH_S)
+            versions.flush()  # and its versions' counts (other workers': within FLUSH_S)
         body, content_type = metrics.render()
         return Response(body, media_type=content_type)
 

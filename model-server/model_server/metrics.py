@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any, Final
 
+import numpy as np
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -114,6 +115,23 @@ class Metrics:
             MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             return generate_latest(registry), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def observe_many(series: Any, seconds: Sequence[float]) -> None:
+    """Add many observations to one histogram series (a `Histogram.labels(...)` child) at once:
+    one update per bucket that got any, and one of the sum, where `observe` makes two per value
+    (in multiprocess mode each is a locked write to a memory-mapped file, ~0.7 us).
+
+    prometheus_client has no public call for this; it updates what `observe` updates: the
+    series' `_sum` and its per-bucket (not cumulative) `_buckets`, the first whose bound in
+    `_upper_bounds` is >= the value. tests/model_server/test_metrics.py checks the exposition
+    equals one `observe` per value, and fails if those attributes change.
+    """
+    bounds = series._upper_bounds
+    counts = np.bincount(np.searchsorted(bounds, seconds, side="left"), minlength=len(bounds))
+    for bucket in np.flatnonzero(counts):
+        series._buckets[bucket].inc(int(counts[bucket]))
+    series._sum.inc(float(sum(seconds)))
 
 
 class VersionMetrics:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
+from model_server import versions as versions_module
 from model_server.dataplane import Prediction
 from model_server.metrics import VersionMetrics
 from model_server.runtimes.base import Runtime
@@ -142,6 +143,36 @@ def test_the_copy_task_flushes_the_drops_while_it_waits() -> None:
     assert asyncio.run(scenario()) == [0, 3]
 
 
+def test_the_copy_task_flushes_every_flush_s_while_copies_run_back_to_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under load the queue may never run empty: the counts still reach the metrics."""
+    monkeypatch.setattr(versions_module, "FLUSH_S", 0.05)
+    registry = CollectorRegistry()
+    metrics = VersionMetrics(registry)
+    candidate = loaded_version(CANDIDATE, metrics, [])
+    copies = Copies(100, metrics, clock=FakeClock())
+    flushed_with_copies_queued: list[int] = []
+
+    def flush() -> None:
+        flushed_with_copies_queued.append(len(copies))
+
+    async def slow(runtime: Runtime, protocol: str | None) -> tuple[None, Prediction]:
+        await asyncio.sleep(0.02)
+        return None, Prediction(np.array([1]), None)
+
+    async def scenario() -> None:
+        for _ in range(20):  # 20 copies of 20 ms: 0.4 s of copies back to back
+            copies.offer(Copy(candidate, slow, np.array([1]), stable_answered=True))
+        task = asyncio.create_task(copies.run(flush))
+        while len(copies):
+            await asyncio.sleep(0.01)
+        task.cancel()
+
+    asyncio.run(scenario())
+    assert any(queued > 0 for queued in flushed_with_copies_queued), flushed_with_copies_queued
+
+
 def test_copies_stop_once_they_used_one_percent_of_the_wall_time() -> None:
     registry = CollectorRegistry()
     metrics = VersionMetrics(registry)
@@ -163,6 +194,7 @@ def test_copies_stop_once_they_used_one_percent_of_the_wall_time() -> None:
     offer(0.004)
     asyncio.run(drain())
     dropped = "model_server_candidate_copies_dropped_total"
+    candidate.flush()
     assert sample(registry, "model_server_version_requests_total", version="c", role=CANDIDATE,
                   kind="copy", outcome="ok") == 2  # fmt: skip
     copies.flush()
@@ -178,6 +210,7 @@ def test_copies_stop_once_they_used_one_percent_of_the_wall_time() -> None:
     offer(0.001)
     assert len(copies) == 1
     asyncio.run(drain())
+    copies.flush()
     assert sample(registry, "model_server_candidate_compared_rows_total") == 6
     assert sample(registry, "model_server_candidate_agreed_rows_total") == 3
     # never more than a second's worth (10 ms) banked, however long copies were idle: of ten
@@ -185,10 +218,12 @@ def test_copies_stop_once_they_used_one_percent_of_the_wall_time() -> None:
     # the rest are refused
     clock.now += 3600
     ok = {"version": "c", "role": CANDIDATE, "kind": "copy", "outcome": "ok"}
+    candidate.flush()
     ran = sample(registry, "model_server_version_requests_total", **ok)
     for _ in range(10):
         offer(0.002)
         asyncio.run(drain())
+    candidate.flush()
     assert sample(registry, "model_server_version_requests_total", **ok) - ran == 6
     copies.flush()
     assert sample(registry, dropped, reason="budget") == 2 + 4
@@ -220,6 +255,7 @@ def test_copies_started_while_the_process_is_not_busy_are_not_charged() -> None:
     for _ in range(20):  # 20 copies of 2 ms: four times the budget
         clock.now += 0.100
         run(0.002)
+    candidate.flush()
     assert sample(registry, "model_server_version_requests_total", **ok) == 20
     copies.flush()
     assert sample(registry, dropped, reason="budget") == 0
@@ -227,6 +263,7 @@ def test_copies_started_while_the_process_is_not_busy_are_not_charged() -> None:
     clock.now += 0.100
     for _ in range(10):  # the same copies spend the 10 ms, then are refused
         run(0.002)
+    candidate.flush()
     assert sample(registry, "model_server_version_requests_total", **ok) == 20 + 6
     copies.flush()
     assert sample(registry, dropped, reason="budget") == 4
@@ -292,8 +329,12 @@ def test_outputs_the_versions_cannot_compare_are_the_copys_error_and_the_task_go
     copies.offer(Copy(candidate, attempt_labels(["setosa"]), np.array([1.5]), stable_answered=True))
     copies.offer(Copy(candidate, attempt_labels([1.5]), np.array([1.5]), stable_answered=True))
 
+    def flush() -> None:
+        candidate.flush()
+        copies.flush()
+
     async def drain() -> None:
-        task = asyncio.create_task(copies.run())
+        task = asyncio.create_task(copies.run(flush))  # flushes once the queue is empty
         for _ in range(100):  # bounded: a dead task would leave the second copy queued
             await asyncio.sleep(0)
         task.cancel()
@@ -314,6 +355,9 @@ def test_predictions_are_counted_per_label_for_one_row_and_for_batches_of_mixed_
     stable.succeeded("answer", 0.001, np.array(["setosa"], dtype=object))
     stable.succeeded("answer", 0.001, np.array(["setosa", 1, "virginica", "setosa"], dtype=object))
     name = "model_server_version_predictions_total"
+    # counted in plain Python on the request path; the metrics get them at a flush
+    assert sample(registry, name, version="1", role=STABLE, label="setosa") == 0
+    stable.flush()
     counted = {
         label: sample(registry, name, version="1", role=STABLE, label=label)
         for label in ("setosa", "1", "virginica")
@@ -321,6 +365,10 @@ def test_predictions_are_counted_per_label_for_one_row_and_for_batches_of_mixed_
     assert counted == {"setosa": 3, "1": 1, "virginica": 1}
     assert sample(registry, "model_server_version_requests_total", version="1", role=STABLE,
                   kind="answer", outcome="ok") == 2  # fmt: skip
+    duration = "model_server_version_duration_seconds_count"
+    assert sample(registry, duration, version="1", role=STABLE) == 2
+    stable.flush()  # a flush adds only what came since the last one
+    assert sample(registry, name, version="1", role=STABLE, label="setosa") == 3
 
 
 def test_a_process_on_the_cpu_only_for_copies_is_not_busy() -> None:
@@ -331,6 +379,7 @@ def test_a_process_on_the_cpu_only_for_copies_is_not_busy() -> None:
         copies.offer(Copy(candidate, attempt_returning([1], clock, 0.020), np.array([1]), True))
         asyncio.run(copies.run_one())
     copies.flush()
+    candidate.flush()
     ok = {"version": "c", "role": CANDIDATE, "kind": "copy", "outcome": "ok"}
     assert sample(registry, "model_server_version_requests_total", **ok) == 40
     assert sample(registry, "model_server_candidate_copies_dropped_total", reason="budget") == 0

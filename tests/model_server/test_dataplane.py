@@ -252,19 +252,27 @@ def test_keyed_rows_with_commas_in_strings_fit_the_separator_budget() -> None:
 
 
 class _Overlap:
-    """A model whose predict sleeps (releasing the GIL) and records how many ran at once."""
+    """A model whose predict waits (releasing the GIL) and records how many ran at once.
 
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
+    Each predict waits up to 2 s for `expect` predicts to run at once (then 50 ms more): on a
+    busy machine a thread may start late, and a fixed sleep alone let the last of four threads
+    start after the first had finished (seen in CI). Predicts that are serialized never reach
+    `expect` > 1 and each waits the full 2 s, so the test still fails, slowly."""
+
+    def __init__(self, expect: int) -> None:
+        self.expect = expect
+        self.changed = threading.Condition()
         self.running = 0
         self.most = 0
 
     def predict(self, x: Any) -> Any:
-        with self.lock:
+        with self.changed:
             self.running += 1
             self.most = max(self.most, self.running)
+            self.changed.notify_all()
+            self.changed.wait_for(lambda: self.running >= self.expect, timeout=2.0)
         time.sleep(0.05)
-        with self.lock:
+        with self.changed:
             self.running -= 1
         return np.zeros(len(x))
 
@@ -273,7 +281,7 @@ class _Overlap:
 def test_scikit_learn_predicts_take_turns_and_compiled_ones_run_side_by_side(
     fast: bool, most: int
 ) -> None:
-    model = _Overlap()
+    model = _Overlap(expect=most)
     info = ModelInfo(
         name="m", version="1", format="skops", digest="0" * 64, task="regression",
         estimator="E", feature_names=("a",), class_labels=None, runtime="r", compiled=fast,

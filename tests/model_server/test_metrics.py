@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from serverkit import Artifact
+
+from model_server.metrics import LATENCY_BUCKETS, observe_many
 
 ROW = [5.1, 3.5, 1.4, 0.2]
 
@@ -77,3 +80,30 @@ def test_unmatched_paths_are_counted_under_one_label(iris_client: TestClient) ->
     labels = {"protocol": "http", "route": "<unmatched>", "method": "GET", "status": "404"}
     assert value(found, "model_server_requests_total", **labels) >= 1
     assert not any("/no/such/path" in str(key) for key in found)
+
+
+def test_observe_many_gives_the_same_histogram_as_one_observe_per_value() -> None:
+    """Values on bucket bounds, between them, past the last finite bound and zero; fails if the
+    prometheus_client attributes observe_many updates change."""
+    values = [0.0, 0.0002, 0.00021, 0.001, 0.003, 0.003, 0.7, 10.0, 12.5, 0.0001]
+    expositions = []
+    for many in (False, True):
+        registry = CollectorRegistry()
+        histogram = Histogram("t_seconds", "t", ["v"], buckets=LATENCY_BUCKETS, registry=registry)
+        series = histogram.labels("1")
+        if many:
+            observe_many(series, values[:4])
+            observe_many(series, values[4:])
+        else:
+            for v in values:
+                series.observe(v)
+        expositions.append(
+            [
+                line
+                for line in generate_latest(registry).decode().splitlines()
+                if "created" not in line
+            ]
+        )
+    assert expositions[0] == expositions[1]
+    assert 't_seconds_bucket{le="+Inf",v="1"} 10.0' in expositions[1]
+    assert 't_seconds_bucket{le="0.0002",v="1"} 3.0' in expositions[1]  # 0, 0.0001, 0.0002
