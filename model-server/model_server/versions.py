@@ -26,7 +26,6 @@ Nothing here runs per request unless a candidate is loaded (`DataPlane.answer`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import time
@@ -359,20 +358,37 @@ class Copies:
 
     async def run(self, flush: Callable[[], None] | None = None) -> None:
         """Predict queued copies one at a time, forever (the app's lifespan cancels this), and
-        call `flush` (default: this queue's) while waiting for copies and every FLUSH_S."""
+        call `flush` (default: this queue's) every FLUSH_S, copies running or not.
+
+        The flush is a timer of the loop, not a timeout of the wait for copies: a wait with a
+        timeout (`asyncio.wait_for`) makes a task and a timer each time the queue runs empty,
+        which under load is after nearly every copy."""
         flush = flush or self.flush
-        self._wake = asyncio.Event()
-        flushed_at = time.monotonic()
+        loop = asyncio.get_running_loop()
+        ticker: asyncio.TimerHandle | None = None
+
+        def tick() -> None:
+            nonlocal ticker
+            try:
+                flush()
+            except Exception:  # never stop flushing for one failure; the loop logs nothing
+                log.exception("flushing the version metrics failed")
+            ticker = loop.call_later(FLUSH_S, tick)
+
+        wake = self._wake = asyncio.Event()
+        tick()
+        try:
+            await self._copy_forever(wake)
+        finally:
+            if ticker is not None:
+                ticker.cancel()
+
+    async def _copy_forever(self, wake: asyncio.Event) -> None:
+        queue = self._queue
         while True:
-            while not self._queue:
-                flush()
-                flushed_at = time.monotonic()
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), FLUSH_S)
-            if time.monotonic() - flushed_at >= FLUSH_S:  # copies waiting back to back
-                flush()
-                flushed_at = time.monotonic()
+            while not queue:
+                wake.clear()
+                await wake.wait()
             try:
                 await self.run_one()
             except Exception:  # a copy's bookkeeping failed: log once, keep serving copies

@@ -334,10 +334,11 @@ def test_outputs_the_versions_cannot_compare_are_the_copys_error_and_the_task_go
         copies.flush()
 
     async def drain() -> None:
-        task = asyncio.create_task(copies.run(flush))  # flushes once the queue is empty
+        task = asyncio.create_task(copies.run(flush))
         for _ in range(100):  # bounded: a dead task would leave the second copy queued
             await asyncio.sleep(0)
         task.cancel()
+        flush()
 
     asyncio.run(drain())
     labels = {"version": "c", "role": CANDIDATE, "kind": "copy"}
