@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from bench.operator.cluster import BenchCluster, OperatorUnderTest
 from bench.operator.watch import GROUP, PLURAL, VERSION, Key, Timeline
 from devcluster import metrics
 from devcluster.cluster import Cluster
-from devcluster.waiting import wait_until
+from devcluster.waiting import NotYet, WaitTimeout, wait_until
 from mlmodel_operator.render import render_deployment
 from mlmodel_operator.resource import MLModel
 from mlmodel_operator.settings import OperatorSettings
@@ -58,9 +58,15 @@ def create_at_once(names: list[str], create: Callable[[str], object]) -> None:
 
 
 def wait_for_all(seen: dict[Key, float], keys: list[Key], deadline: float) -> None:
-    """Until every key has been seen (the Timeline fills `seen`) or the deadline passes."""
-    while time.monotonic() < deadline and not all(k in seen for k in keys):
-        time.sleep(0.5)
+    """Until every key has been seen (the Timeline fills `seen`) or the deadline passes (the
+    report then counts the ones seen)."""
+
+    def all_seen() -> bool | NotYet:
+        missing = sum(k not in seen for k in keys)
+        return NotYet(f"{missing} of {len(keys)} not seen") if missing else True
+
+    with suppress(WaitTimeout):
+        wait_until("every model", all_seen, max(0.0, deadline - time.monotonic()), 0.5)
 
 
 def arrivals(seen: dict[Key, float], keys: list[Key], started: float) -> list[float]:
@@ -187,12 +193,16 @@ def burst_phase(
 
 def steady_phase(bench: BenchCluster, op: OperatorUnderTest, window: float) -> dict[str, Any]:
     """After the burst settles (no operator write for 10 s, at most 90 s), one window of idling."""
-    settle_deadline = time.monotonic() + 90
     quiet_since, mark = time.monotonic(), bench.audit.mark()
-    while time.monotonic() < settle_deadline and time.monotonic() - quiet_since < 10:
-        time.sleep(1.0)
+
+    def quiet_for_10s() -> bool:
+        nonlocal quiet_since, mark
         if audit.writes(audit.split_leases(bench.audit.requests(mark, op.user))[0]):
             quiet_since, mark = time.monotonic(), bench.audit.mark()
+        return time.monotonic() - quiet_since >= 10
+
+    with suppress(WaitTimeout):  # still busy after 90 s: measure it as it is
+        wait_until("no operator write for 10 s", quiet_for_10s, 90, 1.0)
     mark, cpu0, started = bench.audit.mark(), procstat.cpu_seconds(op.pid), time.monotonic()
     time.sleep(window)  # the measurement window itself
     elapsed = time.monotonic() - started

@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -128,30 +127,32 @@ def wait_answering(
     Every request opens a new connection, so with several worker processes the streak shows
     that all of them have loaded the model, not only the first one up.
     """
-    deadline = time.monotonic() + deadline_s
-    streak, last = 0, "no answer yet"
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(
-                f"server exited with {proc.returncode} before answering {url}:\n{tail(log)}"
-            )
-        try:
-            ok, status, answer = ask(url, body, timeout=2.0, headers=headers)
-        except OSError as exc:
-            ok, last = False, str(exc)
-        else:
-            last = f"{status}: {answer[:200]!r}"
-        if ok:
-            streak += 1
-            if streak >= _READY_STREAK:
-                return answer
-            continue
-        streak = 0
-        time.sleep(0.1)
-    raise TimeoutError(
-        f"server did not answer OK to {url} {_READY_STREAK} times in a row within "
-        f"{deadline_s:.0f}s (last: {last}):\n{tail(log)}"
-    )
+
+    def streak() -> tuple[bytes] | waiting.NotYet:
+        """Requests back to back until one is not OK (not yet) or the streak is complete."""
+        answer = b""
+        for _ in range(_READY_STREAK):
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"server exited with {proc.returncode} before answering {url}:\n{tail(log)}"
+                )
+            try:
+                ok, status, answer = ask(url, body, timeout=2.0, headers=headers)
+            except OSError as exc:
+                return waiting.NotYet(str(exc))
+            if not ok:
+                return waiting.NotYet(f"{status}: {answer[:200]!r}")
+        return (answer,)  # a tuple: an OK answer may be empty
+
+    what = f"{url} to answer OK {_READY_STREAK} times in a row"
+    try:
+        (answer,) = waiting.wait_until(what, streak, deadline_s, 0.1)
+    except waiting.WaitTimeout as exc:
+        raise TimeoutError(
+            f"server did not answer OK to {url} {_READY_STREAK} times in a row within "
+            f"{deadline_s:.0f}s (last: {exc.last}):\n{tail(log)}"
+        ) from None
+    return answer
 
 
 def stop(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:

@@ -31,6 +31,7 @@ from bench.server import procs, protocols, venvs
 from bench.server.run import build_model, sample_rows
 from bench.server.servers import IRIS, OURS, PENGUINS, SERVERS, Model, Server
 from bench.startup import importtime, report
+from devcluster.waiting import WaitTimeout, wait_until
 from mlmodel_artifact import ModelCard, ModelFormat
 
 RESULTS = Path(__file__).parent.parent / "results" / "startup.json"
@@ -317,16 +318,21 @@ def ready_status(port: int) -> int | None:
 
 def wait_ready(proc: Any, port: int, log: Path) -> float:
     """Poll readiness every POLL_S until it answers 200; the perf_counter() of that answer."""
-    deadline = time.perf_counter() + DEADLINE_S
-    last: int | None = None
-    while time.perf_counter() < deadline:
+    last: list[int | None] = [None]
+
+    def answered_200() -> float | None:
         if proc.poll() is not None:
             raise RuntimeError(f"exited with {proc.returncode} before ready:\n{procs.tail(log)}")
-        last = ready_status(port)
-        if last == 200:
-            return time.perf_counter()
-        time.sleep(POLL_S)
-    raise TimeoutError(f"{READY_PATH} not 200 within {DEADLINE_S:.0f}s (last: {last})")
+        last[0] = ready_status(port)
+        return time.perf_counter() if last[0] == 200 else None
+
+    try:
+        return wait_until(f"{READY_PATH} to answer 200", answered_200, DEADLINE_S, POLL_S,
+                          clock=time.perf_counter)  # fmt: skip
+    except WaitTimeout:
+        raise TimeoutError(
+            f"{READY_PATH} not 200 within {DEADLINE_S:.0f}s (last: {last[0]})"
+        ) from None
 
 
 def _first_answer(
@@ -334,15 +340,21 @@ def _first_answer(
 ) -> float:
     """Ask for a prediction right after ready (retrying only while the server says it is not
     ready yet); the perf_counter() once it answered as the model card says."""
-    deadline = time.perf_counter() + 30.0
-    while True:
+    never = f"ready, but {url} never answered a prediction"
+
+    def predicted() -> float | None:
         try:
             _predict(url, protocol, name, row, answer)
-            return time.perf_counter()
         except _NotYet:
-            if time.perf_counter() > deadline or proc.poll() is not None:
-                raise RuntimeError(f"ready, but {url} never answered a prediction") from None
-            time.sleep(POLL_S)
+            if proc.poll() is not None:
+                raise RuntimeError(never) from None
+            return None
+        return time.perf_counter()
+
+    try:
+        return wait_until(f"{url} to predict", predicted, 30.0, POLL_S, clock=time.perf_counter)
+    except WaitTimeout:
+        raise RuntimeError(never) from None
 
 
 class _NotYet(RuntimeError):

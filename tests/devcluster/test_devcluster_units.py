@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,6 +12,7 @@ import pytest
 from devcluster import metrics
 from devcluster.kube import procs, state
 from devcluster.kube.controlplane import ClusterError, _fresh_directory, extra_args
+from devcluster.waiting import WaitTimeout, wait_until
 
 _LINE = (
     'apiserver_request_total{{code="{code}",group="{group}",resource="{res}",verb="{verb}"}} {n}'
@@ -53,11 +54,9 @@ def test_stop_kills_a_process_that_ignores_sigterm(tmp_path: Path) -> None:
         "print('ok', flush=True); time.sleep(60)"
     )
     proc = procs.spawn("stubborn", [sys.executable, "-c", code], tmp_path)
-    deadline_log = Path(proc.log)
-    for _ in range(100):
-        if "ok" in deadline_log.read_text():
-            break
-        subprocess.run(["sleep", "0.05"])
+    log = Path(proc.log)
+    with contextlib.suppress(WaitTimeout):  # best effort: stop() must end it either way
+        wait_until("the child to ignore SIGTERM", lambda: "ok" in log.read_text(), 5, 0.05)
     assert procs.stop(proc, grace=0.5)
     assert not procs.is_alive(proc)
 

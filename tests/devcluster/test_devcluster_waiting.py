@@ -11,7 +11,7 @@ import pytest
 
 from devcluster.kube import health, procs
 from devcluster.stack import mlstack
-from devcluster.waiting import WaitTimeout, wait_until
+from devcluster.waiting import NotYet, WaitTimeout, wait_until
 
 
 class FakeClock:
@@ -118,6 +118,25 @@ def test_a_last_retried_exception_is_named_and_is_the_cause(clock: FakeClock) ->
     assert "after 1.5s waiting for the API server" in str(caught.value)
     assert "last error: ConnectionRefusedError: connection refused" in str(caught.value)
     assert caught.value.last is refused and caught.value.__cause__ is refused
+
+
+def test_a_not_yet_answer_is_falsy_and_the_timeout_shows_its_reason(clock: FakeClock) -> None:
+    check = answers(NotYet("HTTP 503"), NotYet("HTTP 503 loading the model"))
+    with pytest.raises(WaitTimeout) as caught:
+        wait_until("/ready to answer 200", check, 1, 0.5, clock=clock, sleep=clock.sleep)
+    assert str(caught.value) == (
+        "timed out after 1s waiting for /ready to answer 200 (last: HTTP 503 loading the model)"
+    )
+    assert isinstance(caught.value.last, NotYet) and not caught.value.last
+    assert str(caught.value.last) == "HTTP 503 loading the model"
+    assert repr(caught.value.last) == "NotYet('HTTP 503 loading the model')"
+
+
+def test_not_yet_answers_are_polled_past_like_any_falsy_value(clock: FakeClock) -> None:
+    got = wait_until("x", answers(NotYet("a"), NotYet("b"), 42), 10, 1,
+                     clock=clock, sleep=clock.sleep)  # fmt: skip
+    assert got == 42
+    assert clock.sleeps == [1, 1]
 
 
 class NotReady:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import time
 
 import httpx
 import pytest
 
 from devcluster.images import engine
+from devcluster.waiting import NotYet, WaitTimeout, wait_until
 
 READY_TIMEOUT_S = 120.0
 RESTRICTED = ("--read-only", "--cap-drop=ALL", "--security-opt=no-new-privileges")
@@ -47,23 +47,23 @@ def serve_detached(image: str, artifact: object, name: str, *options: str) -> st
 
 def wait_until_ready(base_url: str, container: str) -> None:
     """Poll readiness until 200; fail with the container's logs if it exits or times out."""
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    last = "no answer yet"
-    while time.monotonic() < deadline:
+
+    def ready() -> bool | NotYet:
         state = docker("inspect", "--format", "{{.State.Running}}", container, check=False)
         if state.stdout.strip() != "true":
             logs = docker("logs", container, check=False)
             pytest.fail(f"server container exited before ready:\n{logs.stdout}{logs.stderr}")
         try:
             response = httpx.get(f"{base_url}/v2/health/ready", timeout=2.0)
-            if response.status_code == 200:
-                return
-            last = f"HTTP {response.status_code}"
         except httpx.TransportError as exc:
-            last = repr(exc)
-        time.sleep(0.25)
-    logs = docker("logs", container, check=False)
-    pytest.fail(
-        f"{base_url}/v2/health/ready not 200 within {READY_TIMEOUT_S:.0f}s (last: {last}); "
-        f"container logs:\n{logs.stdout}{logs.stderr}"
-    )
+            return NotYet(repr(exc))
+        return response.status_code == 200 or NotYet(f"HTTP {response.status_code}")
+
+    try:
+        wait_until(f"{base_url}/v2/health/ready to answer 200", ready, READY_TIMEOUT_S, 0.25)
+    except WaitTimeout as exc:
+        logs = docker("logs", container, check=False)
+        pytest.fail(
+            f"{base_url}/v2/health/ready not 200 within {READY_TIMEOUT_S:.0f}s (last: {exc.last}); "
+            f"container logs:\n{logs.stdout}{logs.stderr}"
+        )

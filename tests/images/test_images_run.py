@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
@@ -18,6 +17,7 @@ from images_testlib import (
 )
 
 from devcluster.images import engine
+from devcluster.waiting import wait_until
 
 pytestmark = pytest.mark.docker
 
@@ -139,12 +139,12 @@ def test_slim_image_refuses_a_skops_pin_saying_what_to_do(
     card = json.loads((iris_artifact / "model-card.json").read_text())
     pin = f"--env=MODEL_SERVER_MODEL_SHA256={card['files']['skops']['sha256']}"
     serve_detached(slim_image, iris_artifact, container_name, pin)
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    running = "true"
-    while running == "true" and time.monotonic() < deadline:
-        time.sleep(0.25)
+
+    def stopped() -> bool:
         state = docker("inspect", "--format", "{{.State.Running}}", container_name)
-        running = state.stdout.strip()
+        return state.stdout.strip() != "true"
+
+    wait_until("the slim server to stop", stopped, READY_TIMEOUT_S, 0.25)
     exit_code = docker("inspect", "--format", "{{.State.ExitCode}}", container_name).stdout
     assert exit_code.strip() == "1"
     logs = docker("logs", container_name, check=False)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import socket
 import struct
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from tritonclient.utils import InferenceServerException
 
+from devcluster.waiting import wait_until
 from mlmodel_artifact.compiled import PROBA_TOLERANCE
 from mlmodel_trainer.train import TrainResult
 
@@ -257,9 +257,13 @@ def test_two_workers_share_the_grpc_port(
         iris_artifact.uri, iris_artifact.card.sha256, "iris", tmp_path, MODEL_SERVER_WORKERS="2"
     )
     for server in serving(env, tmp_path / "workers.log"):
-        deadline = time.monotonic() + 60  # ready is the first worker's; the other may follow
-        while server.output().count("over gRPC") < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
+        # ready is the first worker's; the other may follow
+        wait_until(
+            "both workers to listen over gRPC",
+            lambda s=server: s.output().count("over gRPC") >= 2,  # type: ignore[misc]
+            60,
+            0.1,
+        )
         assert server.output().count("over gRPC") == 2  # each worker listens
         for _ in range(4):  # fresh connections: the kernel picks a worker for each
             result = client(server).infer("iris", [matrix_input(ROWS)])

@@ -7,13 +7,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from devcluster import config
 from devcluster.kube import hostnet, node
+from devcluster.waiting import NotYet, WaitTimeout, wait_until
 
 pytestmark = pytest.mark.node
 
@@ -91,24 +91,29 @@ def _kubectl(state_dir: Path, *args: str, input: str | None = None) -> str:
     return proc.stdout
 
 
-def _wait_for_kube_proxy_rules(deadline: float) -> None:
-    while time.monotonic() < deadline:
-        if "KUBE-SVC-" in _out("iptables-save", "-t", "nat"):
-            return
-        time.sleep(0.5)
-    pytest.fail("kube-proxy wrote no KUBE-SVC- rule for the sleeper Service")
+def _wait_for_kube_proxy_rules(timeout: float) -> None:
+    def rules() -> bool:
+        return "KUBE-SVC-" in _out("iptables-save", "-t", "nat")
+
+    try:
+        wait_until("kube-proxy's KUBE-SVC- rules", rules, timeout, 0.5)
+    except WaitTimeout:
+        pytest.fail("kube-proxy wrote no KUBE-SVC- rule for the sleeper Service")
 
 
 def _wait_until_no_node_cluster_runs(timeout: float = 480.0) -> None:
     """Another session's node cluster (one per machine) must be gone before the baseline."""
-    deadline = time.monotonic() + timeout
-    while node.OWNER_FILE.exists():
+
+    def gone() -> bool | NotYet:
+        if not node.OWNER_FILE.exists():
+            return True
         owner = Path(json.loads(node.OWNER_FILE.read_text()).get("dir", ""))
-        if not node.owner_running(owner):
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"a node cluster from {owner} still runs after {timeout:.0f}s")
-        time.sleep(2.0)
+        return NotYet(str(owner)) if node.owner_running(owner) else True
+
+    try:
+        wait_until("the other node cluster to stop", gone, timeout, 2.0)
+    except WaitTimeout as exc:
+        pytest.fail(f"a node cluster from {exc.last} still runs after {timeout:.0f}s")
 
 
 def test_down_leaves_no_process_mount_interface_rule_or_cgroup_behind(tmp_path: Path) -> None:
@@ -127,7 +132,7 @@ def _check_up_and_down(state_dir: Path) -> None:
         _kubectl(state_dir, "apply", "-f", "-", input=json.dumps(PAUSE_POD))
         _kubectl(state_dir, "apply", "-f", "-", input=json.dumps(SERVICE))
         _kubectl(state_dir, "wait", "--for=condition=Ready", "--timeout=120s", "pod/sleeper")
-        _wait_for_kube_proxy_rules(time.monotonic() + 60)
+        _wait_for_kube_proxy_rules(60)
         during = host_snapshot(state_dir)
         # the cluster really changed the host: a bridge, rules, a pod netns and cgroups
         assert hostnet.BRIDGE in during["links"]  # type: ignore[operator]

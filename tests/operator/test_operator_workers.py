@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from devcluster.waiting import wait_until
 from mlmodel_operator import metrics
 from mlmodel_operator.informer import _lines
 from mlmodel_operator.main import supervised, work
@@ -63,12 +64,11 @@ def test_a_worker_whose_event_posting_raises_keeps_working() -> None:
     )
     queue.add(("ns", "a"), "change")
     queue.add(("ns", "b"), "change")
-    for _ in range(200):
-        if len(reconciler.keys) == 2:
-            break
-        threading.Event().wait(0.05)
-    queue.shutdown()
-    thread.join(5)
+    try:
+        wait_until("both keys to be reconciled", lambda: len(reconciler.keys) == 2, 10, 0.05)
+    finally:
+        queue.shutdown()
+        thread.join(5)
     assert reconciler.keys == [("ns", "a"), ("ns", "b")]
 
 
@@ -84,18 +84,12 @@ def test_keys_taken_while_not_leading_are_dropped_and_retry_outcomes_back_off() 
     )
     thread.start()
     queue.add(("ns", "follower"), "change")
-    for _ in range(100):
-        if len(queue) == 0:
-            break
-        threading.Event().wait(0.02)
+    wait_until("the follower's key to be taken", lambda: len(queue) == 0, 2, 0.02)
     threading.Event().wait(0.1)
     assert reconciler.keys == []
     leading[0] = True
     queue.add(("ns", "refused"), "change")
-    for _ in range(100):
-        if reconciler.keys:
-            break
-        threading.Event().wait(0.02)
+    wait_until("the key to be reconciled", lambda: reconciler.keys, 2, 0.02)
     threading.Event().wait(0.1)
     assert reconciler.keys == [("ns", "refused")]
     assert queue.delayed() == 1  # queued again after its backoff

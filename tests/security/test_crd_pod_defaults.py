@@ -7,7 +7,6 @@ validates it and the scheduler places its pod on a (kwok) node.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -15,6 +14,7 @@ import yaml
 from kubernetes import client
 
 from devcluster.cluster import Cluster
+from devcluster.waiting import WaitTimeout, wait_until
 from mlmodel_operator import contract
 from mlmodel_operator.render import render
 from mlmodel_operator.render.meta import DIGEST_ANNOTATION
@@ -53,15 +53,16 @@ def pods(cluster: Cluster, ns: str, name: str) -> list[client.V1Pod]:
 
 def wait_for_pod(cluster: Cluster, ns: str, name: str, done: Any, what: str) -> client.V1Pod:
     """Poll the Deployment's pods until `done(pod)` holds for one (60 s)."""
-    deadline = time.monotonic() + 60
     seen: list[client.V1Pod] = []
-    while time.monotonic() < deadline:
-        seen = pods(cluster, ns, name)
-        for pod in seen:
-            if done(pod):
-                return pod
-        time.sleep(0.5)
-    pytest.fail(f"no pod of {name} {what}: {[p.status for p in seen]}")
+
+    def one_done() -> client.V1Pod | None:
+        seen[:] = pods(cluster, ns, name)
+        return next((pod for pod in seen if done(pod)), None)
+
+    try:
+        return wait_until(f"a pod of {name} {what}", one_done, 60, 0.5)
+    except WaitTimeout:
+        pytest.fail(f"no pod of {name} {what}: {[p.status for p in seen]}")
 
 
 def is_running(pod: client.V1Pod) -> bool:

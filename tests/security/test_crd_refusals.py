@@ -10,13 +10,14 @@ object passed the API server's validation.
 from __future__ import annotations
 
 import json
-import time
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from devcluster.cluster import Cluster
+from devcluster.waiting import NotYet, wait_until
 from mlmodel_operator.resource import uri_problem
 
 pytestmark = pytest.mark.cluster
@@ -71,13 +72,16 @@ def manifest(spec: dict[str, Any]) -> str:
 
 def apply(cluster: Cluster, ns: str, spec: dict[str, Any], *extra: str) -> tuple[bool, str]:
     """kubectl apply the spec: (accepted, stderr). Retries while the CRD is still settling."""
-    for _ in range(50):
+
+    def served() -> subprocess.CompletedProcess[str] | NotYet:
         proc = cluster.kubectl(
             "apply", "-n", ns, *extra, "-f", "-", input=manifest(spec), check=False
         )
-        if "the server could not find the requested resource" not in proc.stderr:
-            break
-        time.sleep(0.2)
+        if "the server could not find the requested resource" in proc.stderr:
+            return NotYet(proc.stderr.strip())
+        return proc
+
+    proc = wait_until("the API server to serve MLModels", served, 10, 0.2)
     return proc.returncode == 0, proc.stderr
 
 

@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import tracemalloc
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from devcluster.waiting import wait_until
 from mlmodel_operator import cardfetch
 from mlmodel_operator.cardfetch import (
     CardPolicy,
@@ -578,11 +578,8 @@ def test_abandoned_lookups_are_bounded_and_a_full_bound_fails_at_once(server: Se
         assert busy.reason == "ArtifactReadBusy"
         assert looked_up == ["a.test", "b.test"]  # no third lookup thread was started
         release.set()
-        for _ in range(3000):  # the abandoned lookups end when the resolver gives up
-            if lookups.outstanding() == 0:
-                break
-            time.sleep(0.01)
-        assert lookups.outstanding() == 0
+        # the abandoned lookups end when the resolver gives up
+        wait_until("the abandoned lookups to end", lambda: lookups.outstanding() == 0, 30, 0.01)
         error = refused(lambda: reader.read("http://c.test/iris"))
         assert (error.reason, looked_up[-1]) == ("ArtifactUnreachable", "c.test")
         assert "did not resolve" in error.detail
@@ -658,8 +655,7 @@ def test_a_full_queue_answers_busy_at_once_instead_of_waiting(server: Server) ->
     pool = CardPool(workers=1, queue_size=2)
     try:
         running = pool.submit("m0", lambda: reader.read(f"{server.base}/m0"))
-        while not server.requests:
-            time.sleep(0.01)
+        wait_until("the first read to reach the server", lambda: server.requests, 30, 0.01)
         queued = [
             pool.submit(f"m{i}", lambda i=i: reader.read(f"{server.base}/m{i}")) for i in (1, 2)
         ]

@@ -23,6 +23,7 @@ from iris_server import ROW, run_server, train_iris
 from prometheus_client.parser import text_string_to_metric_families
 from server_process import Server
 
+from devcluster.waiting import wait_until
 from mlmodel_artifact import ModelCard
 from model_server.settings import LIVENESS_PATH, READINESS_PATH
 
@@ -223,10 +224,12 @@ def test_a_client_that_leaves_mid_body_is_counted_as_499(server: Server) -> None
     sock = send_request(server, "/predict", b'{"inputs": [[1, 2', declared=1000)
     assert get(server, LIVENESS_PATH).status == 200  # the request has started
     sock.close()
-    for _ in range(100):  # the server notices the closed socket on its next loop turn
-        if metric(server, "model_server_requests_total", status="499", **labels) > before:
-            break
-        time.sleep(0.05)
+    wait_until(  # the server notices the closed socket on its next loop turn
+        "a 499 to be counted",
+        lambda: metric(server, "model_server_requests_total", status="499", **labels) > before,
+        5,
+        0.05,
+    )
     assert metric(server, "model_server_requests_total", status="499", **labels) == before + 1
     assert metric(server, "model_server_requests_total", status="500", **labels) == errors_before
 

@@ -11,13 +11,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
+from devcluster.waiting import NotYet, WaitTimeout, wait_until
 from model_server.settings import READINESS_PATH
 
 START_TIMEOUT_S = 180.0
@@ -68,10 +68,9 @@ def start(env: dict[str, str], log: Path) -> Server:
 
 def wait_ready(server: Server, path: str = READINESS_PATH) -> None:
     """Poll `path` until 200; fail with the process output if it exits or times out."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    last = "no answer yet"
     with server.client() as client:
-        while time.monotonic() < deadline:
+
+        def ready() -> bool | NotYet:
             if server.process.poll() is not None:
                 raise AssertionError(
                     f"server exited with {server.process.returncode} before ready:\n"
@@ -79,15 +78,16 @@ def wait_ready(server: Server, path: str = READINESS_PATH) -> None:
                 )
             try:
                 answer = client.get(path)
-                if answer.status_code == 200:
-                    return
-                last = f"{answer.status_code} {answer.text}"
             except httpx.TransportError as exc:
-                last = repr(exc)
-            time.sleep(0.1)
-    raise AssertionError(
-        f"{path} not 200 after {START_TIMEOUT_S:.0f} s ({last}):\n{server.output()}"
-    )
+                return NotYet(repr(exc))
+            return answer.status_code == 200 or NotYet(f"{answer.status_code} {answer.text}")
+
+        try:
+            wait_until(f"{path} to answer 200", ready, START_TIMEOUT_S, 0.1)
+        except WaitTimeout as exc:
+            raise AssertionError(
+                f"{path} not 200 after {START_TIMEOUT_S:.0f} s ({exc.last}):\n{server.output()}"
+            ) from None
 
 
 def stop(server: Server) -> int:

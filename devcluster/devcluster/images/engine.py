@@ -11,11 +11,11 @@ import json
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 from devcluster.images import apt, paths
+from devcluster.waiting import WaitTimeout, wait_until
 
 ENGINE_PACKAGES = ("docker.io", "containerd", "runc")
 START_TIMEOUT_S = 60.0
@@ -117,13 +117,14 @@ def _spawn(name: str, argv: list[str]) -> int:
 
 
 def _wait_for(what: str, ready: Callable[[], bool], pid: int, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
+    def ready_or_exited() -> str:
         if ready():
+            return "ready"
+        return "" if _alive(pid) else "exited"
+
+    with contextlib.suppress(WaitTimeout):
+        if wait_until(f"{what} (pid {pid})", ready_or_exited, START_TIMEOUT_S) == "ready":
             return
-        if not _alive(pid):
-            break
-        time.sleep(0.2)
     tail = log.read_text(errors="replace").splitlines()[-15:] if log.exists() else []
     raise RuntimeError(
         f"{what} (pid {pid}) did not become ready within {START_TIMEOUT_S:.0f}s; "
@@ -190,10 +191,13 @@ def _stop_process(name: str) -> None:
         _pidfile(name).unlink(missing_ok=True)
         return
     os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    while _alive(pid) and time.monotonic() < deadline:
+
+    def gone() -> bool:
         _reap(pid)
-        time.sleep(0.2)
+        return not _alive(pid)
+
+    with contextlib.suppress(WaitTimeout):
+        wait_until(f"{name} (pid {pid}) to exit", gone, STOP_TIMEOUT_S)
     if _alive(pid):
         os.kill(pid, signal.SIGKILL)
     _pidfile(name).unlink(missing_ok=True)

@@ -15,6 +15,7 @@ from devcluster import config
 from devcluster.kube import build, certs, components, fakenodes, health, hostnet, node, procs, state
 from devcluster.kube.certs import ClusterPki
 from devcluster.kube.state import Layout, State
+from devcluster.waiting import NotYet, WaitTimeout, wait_until
 
 READY_TIMEOUT = 120.0
 PORT_NAMES = ("etcd", "etcd-peer", "apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
@@ -95,14 +96,21 @@ def up_with_retry(
 def up_when_node_free(layout: Layout, wait_s: float, log: Callable[[str], None] = print) -> State:
     """Start a cluster with the real node, waiting (at most ``wait_s``) while another
     devcluster holds this machine's node (its owner stops it when done)."""
-    deadline = time.monotonic() + wait_s
-    while True:
+    taken: list[ClusterError] = []
+
+    def start() -> State | NotYet:
         try:
             return up_with_retry(layout, UpOptions(node=True), log)
         except ClusterError as exc:
-            if "a devcluster node already runs" not in str(exc) or time.monotonic() > deadline:
+            if "a devcluster node already runs" not in str(exc):
                 raise
-        time.sleep(2.0)
+            taken[:] = [exc]
+            return NotYet(str(exc))
+
+    try:
+        return wait_until("this machine's node to be free", start, wait_s, 2.0)
+    except WaitTimeout:
+        raise taken[-1] from None
 
 
 def _check_binaries(options: UpOptions) -> None:

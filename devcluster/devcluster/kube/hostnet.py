@@ -14,11 +14,11 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 from devcluster.kube.certs import SERVICE_CIDR
+from devcluster.waiting import NotYet, WaitTimeout, wait_until
 
 NODE_IP = "10.87.0.1"
 POD_CIDR = "10.88.0.0/16"
@@ -225,15 +225,16 @@ def kill_pod_processes(before: list[str], timeout: float = 10.0) -> None:
     """SIGKILL whatever still runs in the cluster's kubepods cgroups (containers orphaned by a
     killed containerd or shim) and wait until they are gone."""
     tops = [t for t in CGROUP_ROOT.glob("*/kubepods*") if str(t) not in before and t.is_dir()]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def none_left() -> bool | NotYet:
         pids = set().union(*(_cgroup_pids(t) for t in tops)) if tops else set()
-        if not pids:
-            return
-        for pid in pids:
+        for pid in pids:  # what is left is killed again at every poll
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        time.sleep(0.2)
+        return NotYet(f"{len(pids)} processes left") if pids else True
+
+    with contextlib.suppress(WaitTimeout):  # best effort: teardown goes on regardless
+        wait_until("the pod processes to be gone", none_left, timeout)
 
 
 def remove_new_cgroups(before: list[str]) -> None:
