@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from typing import Any
 import numpy as np
 from fastapi.testclient import TestClient
 
+from devcluster.waiting import NotYet, WaitTimeout, wait_until
 from mlmodel_artifact import (
     ModelCard,
     ModelDescription,
@@ -82,17 +82,17 @@ def settings_for(artifact: Artifact, workdir: Path, **overrides: Any) -> ServerS
 
 def wait_ready(client: TestClient, timeout: float = READY_TIMEOUT_S) -> None:
     """Poll readiness until 200, failing with the last answer after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def is_ready() -> bool | NotYet:
         answer = client.get(READINESS_PATH)
-        if answer.status_code == 200:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"model not ready after {timeout:.0f} s; readiness said "
-                f"{answer.status_code} {answer.text}"
-            )
-        time.sleep(0.02)
+        return answer.status_code == 200 or NotYet(f"{answer.status_code} {answer.text}")
+
+    try:
+        wait_until("the model to be ready", is_ready, timeout, interval=0.02)
+    except WaitTimeout as timed_out:
+        raise AssertionError(
+            f"model not ready after {timeout:.0f} s; readiness said {timed_out.last}"
+        ) from None
 
 
 @contextmanager
