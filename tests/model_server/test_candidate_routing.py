@@ -384,3 +384,23 @@ def test_a_process_on_the_cpu_only_for_copies_is_not_busy() -> None:
     ok = {"version": "c", "role": CANDIDATE, "kind": "copy", "outcome": "ok"}
     assert sample(registry, "model_server_version_requests_total", **ok) == 40
     assert sample(registry, "model_server_candidate_copies_dropped_total", reason="budget") == 0
+
+
+def test_copies_that_crowd_answers_out_do_not_make_the_process_look_idle() -> None:
+    """Answers on the CPU 65 % of a window and copies 30 %: of the time copies left, answers
+    took 93 %, so the process is busy (answers over the whole window, 65 %, would say idle, and
+    copies would then run uncharged and crowd answers out further)."""
+    clock = FakeClock()
+    cpu = CpuClock(clock)
+    load = Load(clock, cpu)
+    cpu.share = 0.95
+    clock.now += 0.100
+    load.copying += 0.030
+    assert load.busy()
+    # and the same CPU time, all of it answers' while copies were idle, is busy too; 70 % with
+    # no copies is not
+    clock.now += 0.100
+    assert load.busy()
+    cpu.share = 0.70
+    clock.now += 0.100
+    assert not load.busy()
