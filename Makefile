@@ -23,9 +23,10 @@ setup: ## install uv (from PyPI) and the locked Python workspace
 test-unit: setup browser ## tests that need no cluster, no containers (~5 min on 2 cores)
 	$(RUN) pytest -m "not cluster and not node and not docker and not prometheus" tests
 
+# --durations: the slowest tests, printed at the end: where the CI time budget goes.
 test: setup browser images devcluster-build-node e2e-deps kind-build ## the whole suite: every tier that exists, then the kind tier (builds the images first)
-	$(RUN) pytest tests
-	$(RUN) pytest --cluster=kind $(KIND_TESTS)
+	$(RUN) pytest --durations=30 tests
+	$(RUN) pytest --durations=10 --cluster=kind $(KIND_TESTS)
 
 # On kind (pytest --cluster=kind): the operator's cluster tier (but its fake_pods tests, which
 # need devcluster's kwok nodes) and the e2e serving test. devcluster/kind/README.md.
