@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -158,34 +159,34 @@ def test_an_old_and_a_new_operator_at_once_never_alternate_a_child(
 
 
 def test_a_relist_after_410_recreates_a_deployment_deleted_in_the_gap_and_forgets_a_deleted_model(
-    api: Api, running_operator: OperatorProcess
+    api: Api, proxied: tuple[OperatorProcess, BlackHoleProxy]
 ) -> None:
-    operator = running_operator
+    operator, proxy = proxied
     for name in ("kept", "dropped"):
         api.apply(mlmodel_yaml(name, replicas=1))
     wait_until("both Ready", lambda: api.is_ready("kept") and api.is_ready("dropped"))
     old_uid = api.apps.read_namespaced_deployment("kept", api.ns).metadata.uid
     expired = operator.metric("mlmodel_operator_lists_total", reason="expired")
 
-    assert operator.proc is not None
-    operator.proc.send_signal(signal.SIGSTOP)  # its watches stop reading
-    try:
-        api.apps.delete_namespaced_deployment("kept", api.ns)
-        delete(api, "dropped")
-        # The API server goes away (the operator's connections drop, whatever they buffered
-        # stays the last it saw) and etcd compacts its history meanwhile: the watches,
-        # resumed from before the deletes, get 410 Gone and must list again. (A restart
-        # alone is not enough: an API server whose watch cache is still filling serves a
-        # watch from etcd, which has every revision until it is compacted.)
-        layout = controlplane.layout_for(api.cluster.kubeconfig.parent)
-        controlplane.restart(
-            layout,
-            ("kube-apiserver",),
-            log=lambda _: None,
-            while_stopped=lambda: controlplane.compact_etcd(layout),
-        )
-    finally:
-        operator.proc.send_signal(signal.SIGCONT)
+    # The operator's connections go silent: it sees neither the deletes nor the API server's
+    # shutdown bookmark. (Stopping the operator's process instead, the kernel buffered both for
+    # it: a bookmark taken at shutdown carries a version past the deletes, the watches resumed
+    # from it without a 410, and CI saw 0 expired lists twice.)
+    proxy.freeze()
+    api.apps.delete_namespaced_deployment("kept", api.ns)
+    delete(api, "dropped")
+    # The API server goes away and etcd compacts its history meanwhile: the watches, resumed
+    # from before the deletes, get 410 Gone and must list again. (A restart alone is not
+    # enough: an API server whose watch cache is still filling serves a watch from etcd, which
+    # has every revision until it is compacted.)
+    layout = controlplane.layout_for(api.cluster.kubeconfig.parent)
+    controlplane.restart(
+        layout,
+        ("kube-apiserver",),
+        log=lambda _: None,
+        while_stopped=lambda: controlplane.compact_etcd(layout),
+    )
+    proxy.cut()  # the silent connections close: the operator resumes its watches at once
 
     wait_until(
         "Deployment kept re-created",
@@ -216,12 +217,17 @@ class BlackHoleProxy:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self._frozen_before = 0  # connections numbered below this are black-holed
+        self._cut_before = 0  # ... and below this closed
         self._count = 0
         self._closed = False
         threading.Thread(target=self._accept, daemon=True).start()
 
     def freeze(self) -> None:
         self._frozen_before = self._count
+
+    def cut(self) -> None:
+        """Close the frozen connections (within half a second), both ends."""
+        self._cut_before = self._frozen_before
 
     def close(self) -> None:
         self._closed = True
@@ -235,7 +241,11 @@ class BlackHoleProxy:
                 return
             number = self._count
             self._count += 1
-            upstream = socket.create_connection(self.target)
+            try:
+                upstream = socket.create_connection(self.target)
+            except OSError:  # the API server is restarting: refuse this one, keep accepting
+                downstream.close()
+                continue
             threading.Thread(
                 target=self._relay, args=(number, downstream, upstream), daemon=True
             ).start()
@@ -245,7 +255,7 @@ class BlackHoleProxy:
         selector.register(a, selectors.EVENT_READ, b)
         selector.register(b, selectors.EVENT_READ, a)
         try:
-            while not self._closed:
+            while not self._closed and number >= self._cut_before:
                 if number < self._frozen_before:
                     time.sleep(0.5)  # hold both ends open, relay nothing
                     continue
@@ -261,9 +271,12 @@ class BlackHoleProxy:
             b.close()
 
 
-def test_a_black_holed_watch_fails_healthz_then_the_operator_reconnects_and_converges(
-    api: Api, running_operator: OperatorProcess, installed: Cluster, tmp_path: Path
-) -> None:
+@contextmanager
+def operator_behind_a_proxy(
+    running_operator: OperatorProcess, installed: Cluster, tmp_path: Path, **settings: str
+) -> Iterator[tuple[OperatorProcess, BlackHoleProxy]]:
+    """An operator (the leader: the session's is stopped meanwhile) that reaches the API server
+    through a BlackHoleProxy; the session's operator runs again afterwards."""
     kubeconfig = service_account_kubeconfig(installed, tmp_path / "kubeconfig")
     config = yaml.safe_load(kubeconfig.read_text())
     server = config["clusters"][0]["cluster"]["server"]
@@ -271,15 +284,37 @@ def test_a_black_holed_watch_fails_healthz_then_the_operator_reconnects_and_conv
     proxy = BlackHoleProxy((host, int(port)))
     config["clusters"][0]["cluster"]["server"] = f"https://{host}:{proxy.port}"
     kubeconfig.write_text(yaml.safe_dump(config))
-    proxied = OperatorProcess(
-        kubeconfig,
-        tmp_path / "proxied.log",
-        MLOP_WATCH_TIMEOUT_SECONDS="10",
-        MLOP_REQUEST_TIMEOUT_SECONDS="10",
-    )
+    proxied = OperatorProcess(kubeconfig, tmp_path / "proxied.log", **settings)
     running_operator.stop()  # the proxied operator must be the leader
     try:
         proxied.start()
+        yield proxied, proxy
+    finally:
+        proxied.stop()
+        proxy.close()
+        running_operator.start()
+
+
+@pytest.fixture
+def proxied(
+    running_operator: OperatorProcess, installed: Cluster, tmp_path: Path
+) -> Iterator[tuple[OperatorProcess, BlackHoleProxy]]:
+    """operator_behind_a_proxy with the default deadlines (a silent watch is noticed only after
+    minutes: the test decides when its connections close)."""
+    with operator_behind_a_proxy(running_operator, installed, tmp_path) as pair:
+        yield pair
+
+
+def test_a_black_holed_watch_fails_healthz_then_the_operator_reconnects_and_converges(
+    api: Api, running_operator: OperatorProcess, installed: Cluster, tmp_path: Path
+) -> None:
+    with operator_behind_a_proxy(
+        running_operator,
+        installed,
+        tmp_path,
+        MLOP_WATCH_TIMEOUT_SECONDS="10",
+        MLOP_REQUEST_TIMEOUT_SECONDS="10",
+    ) as (proxied, proxy):
         api.apply(mlmodel_yaml("steady", replicas=1))
         wait_until("steady Ready", lambda: api.is_ready("steady"), timeout=60)
         assert proxied.probe("/healthz") == 200
@@ -294,7 +329,3 @@ def test_a_black_holed_watch_fails_healthz_then_the_operator_reconnects_and_conv
         assert proxied.metric("mlmodel_operator_watch_restarts_total", reason="timeout") >= 1
         # silent past the watch timeout (10 s) plus the grace (5 s), counted from its last byte
         assert failed_after <= 20, failed_after
-    finally:
-        proxied.stop()
-        proxy.close()
-        running_operator.start()
