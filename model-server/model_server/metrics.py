@@ -189,7 +189,7 @@ class VersionMetrics:
         self.dropped = Counter(
             "model_server_candidate_copies_dropped",
             "Copies not predicted: queue_full (MODEL_SERVER_SHADOW_QUEUE) or budget (copies "
-            "used 1 % of the last second's wall time while the process was busy).",
+            "used 0.25 % of the last second's wall time while the process was busy).",
             ["reason"],
             registry=registry,
         )

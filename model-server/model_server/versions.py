@@ -12,7 +12,7 @@
 
 Copies (shadow, and in canary the stable's prediction of what the candidate answered, so both
 modes measure agreement) run on one background task (`Copies.run`) from a bounded queue and
-within a time budget: while the process is busy, at most 1 % of the wall time, refilled
+within a time budget: while the process is busy, at most 0.25 % of the wall time, refilled
 continuously and held to a second's worth (a token bucket). A copy that does not fit is dropped
 and counted, never queued without bound.
 
@@ -67,12 +67,15 @@ TOO_LARGE: Final = "too_large"
 # answers arriving meanwhile wait behind: only batches up to this many rows are copied.
 COPY_MAX_ROWS: Final = 256
 BUCKETS: Final = 10_000  # sticky buckets: a share of p percent is buckets below p * 100
-BUDGET_SHARE: Final = 0.01  # copies may use this share of the wall time while busy
-BUDGET_WINDOW_S: Final = 1.0  # ... held to this window's worth (1 % of one second: 10 ms)
+BUDGET_SHARE: Final = 0.0025  # copies may use this share of the wall time while busy
+BUDGET_WINDOW_S: Final = 1.0  # ... held to this window's worth (0.25 % of a second: 2.5 ms)
+INITIAL_COPY_COST_S: Final = 1e-4  # what a copy is taken to cost until one was measured
+COST_SMOOTHING: Final = 0.1  # weight of the last copy in the moving average of their cost
 BUSY_SHARE: Final = 0.8  # a process on the CPU more than 80 % of the wall time is busy (Load)
 LOAD_WINDOW_S: Final = 0.05  # ... measured over the last window of at least this long
 FLUSH_S: Final = 1.0  # what is counted reaches the metrics at least this often (Versions.flush)
 FLUSH_COUNT: Final = 4096  # ... and once a version has this many predictions waiting (a bound)
+FLUSH_ROWS: Final = 65_536  # ... or this many rows of batches whose labels wait to be counted
 MAX_LABELS: Final = 100  # label values per version in model_server_version_predictions_total
 OTHER_LABEL: Final = "other"
 AGREE_ABS: Final = 1e-6  # regression: values agree within AGREE_ABS + AGREE_REL * |stable|
@@ -130,6 +133,8 @@ class Version:
         self._ok = dict.fromkeys((ANSWER, COPY), 0)
         self._durations: list[float] = []
         self._rows: dict[Any, int] = {}
+        self._batches: list[Array] = []  # labels of batches (several rows), counted at a flush
+        self._batch_rows = 0
         metrics.loading(version, role)
 
     def attach(self, runtime: Runtime) -> None:
@@ -165,19 +170,16 @@ class Version:
         durations = self._durations
         durations.append(seconds)
         rows = self._rows
+        n = len(labels)
         if self.regression:
-            rows[""] = rows.get("", 0) + len(labels)
-        else:
-            values = labels.tolist()
-            if len(values) == 1:
-                label = values[0]
-                rows[label] = rows.get(label, 0) + 1
-            else:
-                # a Counter hashes (5x faster than np.unique's sort of 100 class names, and
-                # labels of mixed types need no order)
-                for label, n in Counter(values).items():
-                    rows[label] = rows.get(label, 0) + n
-        if len(durations) >= FLUSH_COUNT:
+            rows[""] = rows.get("", 0) + n
+        elif n == 1:
+            label = labels.tolist()[0]
+            rows[label] = rows.get(label, 0) + 1
+        else:  # batches are counted at the flush, all at once (count_labels)
+            self._batches.append(labels)
+            self._batch_rows += n
+        if len(durations) >= FLUSH_COUNT or self._batch_rows >= FLUSH_ROWS:
             self.flush()
 
     def flush(self) -> None:
@@ -190,6 +192,11 @@ class Version:
         if self._durations:
             durations, self._durations = self._durations, []
             observe_many(self._duration, durations)
+        if self._batches:
+            batches, self._batches, self._batch_rows = self._batches, [], 0
+            rows = self._rows
+            for label, n in count_labels(batches).items():
+                rows[label] = rows.get(label, 0) + n
         if self._rows:
             rows, self._rows = self._rows, {}
             for label, n in rows.items():
@@ -203,6 +210,23 @@ class Version:
             if name != OTHER_LABEL:
                 self._labels[label] = child
         return child
+
+
+def count_labels(batches: list[Array]) -> Counter[Any]:
+    """Rows per label over arrays of labels: numbers by one numpy sort per dtype, anything else
+    (class names, labels of mixed types) with a Counter, which needs no order. Equal values are
+    one label whatever their type (1 and 1.0), as in a dict."""
+    counts: Counter[Any] = Counter()
+    numeric: dict[np.dtype[Any], list[Array]] = {}
+    for labels in batches:
+        if labels.dtype.kind in "biuf":
+            numeric.setdefault(labels.dtype, []).append(labels)
+        else:
+            counts.update(labels.tolist())
+    for arrays in numeric.values():
+        values, n = np.unique(np.concatenate(arrays), return_counts=True)
+        counts.update(dict(zip(values.tolist(), n.tolist(), strict=True)))
+    return counts
 
 
 @dataclass(slots=True)
@@ -296,6 +320,7 @@ class Copies:
         self._wake: asyncio.Event | None = None
         self._capacity = BUDGET_SHARE * BUDGET_WINDOW_S
         self._allowance = self._capacity
+        self._cost = INITIAL_COPY_COST_S  # a copy's cost, a moving average of measured ones
         self._at = clock()
         self._dropped = {
             reason: metrics.dropped.labels(reason) for reason in (QUEUE_FULL, BUDGET, TOO_LARGE)
@@ -327,7 +352,13 @@ class Copies:
         if len(self._queue) >= self.limit:
             self._unflushed[QUEUE_FULL] += 1
             return False
-        if self._refill() <= 0:
+        # While busy, the queued copies will spend their share of what is left: without this,
+        # a burst of requests queued `limit` copies at once, ran them back to back and overdrew
+        # the budget (then no copy for seconds: copies came in bursts).
+        allowance = self._refill()
+        if allowance <= 0 or (
+            allowance <= len(self._queue) * self._cost and (self._load is None or self._load.busy())
+        ):
             self._unflushed[BUDGET] += 1
             return False
         return True
@@ -415,6 +446,7 @@ class Copies:
             await self._predict(copy)
         finally:
             took = self._clock() - start
+            self._cost += COST_SMOOTHING * (took - self._cost)
             if charged:
                 self._allowance -= took
             if load is not None:

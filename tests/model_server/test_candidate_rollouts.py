@@ -38,6 +38,7 @@ from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from devcluster import waiting
 from mlmodel_artifact import write_artifact
 from mlmodel_trainer.train import TrainConfig, TrainResult, train
+from model_server import versions
 from model_server.__main__ import load_settings
 from model_server.settings import ServerSettings
 
@@ -59,6 +60,15 @@ class Trained:
 def publish(result: TrainResult, where: Path) -> Trained:
     uri, card = write_artifact(result.model, result.description, str(where), check_onnx=True)
     return Trained(result, uri, card.sha256)
+
+
+@pytest.fixture(autouse=True)
+def clients_keep_the_process_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process is never busy (Load), so no copy is charged to the budget: the in-process
+    test client runs in the server's own process and keeps its CPU near 100 % with requests
+    sent one after another, which a real client never does. These tests count every copy; the
+    budget has tests of its own (test_candidate_routing.py)."""
+    monkeypatch.setattr(versions.Load, "busy", lambda self: False)
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,11 @@ from model_server.metrics import VersionMetrics
 from model_server.runtimes.base import Runtime
 from model_server.versions import (
     BUDGET_SHARE,
+    BUDGET_WINDOW_S,
     CANDIDATE,
     COPY_MAX_ROWS,
     FLUSH_S,
+    INITIAL_COPY_COST_S,
     STABLE,
     Copies,
     Copy,
@@ -27,6 +29,7 @@ from model_server.versions import (
     Split,
     Version,
     agreeing_rows,
+    count_labels,
     sticky_bucket,
 )
 
@@ -173,7 +176,7 @@ def test_the_copy_task_flushes_every_flush_s_while_copies_run_back_to_back(
     assert any(queued > 0 for queued in flushed_with_copies_queued), flushed_with_copies_queued
 
 
-def test_copies_stop_once_they_used_one_percent_of_the_wall_time() -> None:
+def test_copies_stop_once_they_used_their_share_of_the_wall_time() -> None:
     registry = CollectorRegistry()
     metrics = VersionMetrics(registry)
     candidate = loaded_version(CANDIDATE, metrics, [])
@@ -188,10 +191,10 @@ def test_copies_stop_once_they_used_one_percent_of_the_wall_time() -> None:
         while len(copies):
             await copies.run_one()
 
-    # a second's worth of budget (10 ms): one 8 ms copy fits, then 4 ms more goes over
-    offer(0.008)
-    offer(0.004)
-    offer(0.004)
+    # a second's worth of budget (0.25 %: 2.5 ms): one 2 ms copy fits, then 1 ms more goes over
+    offer(0.002)
+    offer(0.001)
+    offer(0.001)
     asyncio.run(drain())
     dropped = "model_server_candidate_copies_dropped_total"
     candidate.flush()
@@ -199,8 +202,8 @@ def test_copies_stop_once_they_used_one_percent_of_the_wall_time() -> None:
                   kind="copy", outcome="ok") == 2  # fmt: skip
     copies.flush()
     assert sample(registry, dropped, reason="budget") == 1
-    # 12 ms charged against 10 banked plus the 0.12 ms earned meanwhile (1 % of 12 ms):
-    # 1.88 ms over, which 1 % of the wall time pays back in 188 ms; until then copies are
+    # 3 ms charged against 2.5 banked plus the 0.0075 ms earned meanwhile (0.25 % of 3 ms):
+    # 0.4925 ms over, which 0.25 % of the wall time pays back in 197 ms; until then copies are
     # refused
     clock.now += 0.100
     offer(0.001)
@@ -213,21 +216,21 @@ def test_copies_stop_once_they_used_one_percent_of_the_wall_time() -> None:
     copies.flush()
     assert sample(registry, "model_server_candidate_compared_rows_total") == 6
     assert sample(registry, "model_server_candidate_agreed_rows_total") == 3
-    # never more than a second's worth (10 ms) banked, however long copies were idle: of ten
-    # 2 ms copies in a row, five spend it, the sixth runs on what they earned (0.1 ms) and
-    # the rest are refused
+    # never more than a second's worth (2.5 ms) banked, however long copies were idle: of ten
+    # 0.5 ms copies in a row, five spend it, the sixth runs on what they earned (0.00625 ms)
+    # and the rest are refused
     clock.now += 3600
     ok = {"version": "c", "role": CANDIDATE, "kind": "copy", "outcome": "ok"}
     candidate.flush()
     ran = sample(registry, "model_server_version_requests_total", **ok)
     for _ in range(10):
-        offer(0.002)
+        offer(0.0005)
         asyncio.run(drain())
     candidate.flush()
     assert sample(registry, "model_server_version_requests_total", **ok) - ran == 6
     copies.flush()
     assert sample(registry, dropped, reason="budget") == 2 + 4
-    assert BUDGET_SHARE == 0.01
+    assert BUDGET_SHARE == 0.0025
 
 
 def copies_under_load() -> tuple[CollectorRegistry, Version, FakeClock, CpuClock, Copies]:
@@ -252,17 +255,17 @@ def test_copies_started_while_the_process_is_not_busy_are_not_charged() -> None:
     ok = {"version": "c", "role": CANDIDATE, "kind": "copy", "outcome": "ok"}
     dropped = "model_server_candidate_copies_dropped_total"
     cpu.share = 0.7  # waiting for clients part of the time
-    for _ in range(20):  # 20 copies of 2 ms: four times the budget
+    for _ in range(20):  # 20 copies of 0.5 ms: four times the budget
         clock.now += 0.100
-        run(0.002)
+        run(0.0005)
     candidate.flush()
     assert sample(registry, "model_server_version_requests_total", **ok) == 20
     copies.flush()
     assert sample(registry, dropped, reason="budget") == 0
     cpu.share = 0.9  # answering nearly all the time: busy
     clock.now += 0.100
-    for _ in range(10):  # the same copies spend the 10 ms, then are refused
-        run(0.002)
+    for _ in range(10):  # the same copies spend the 2.5 ms, then are refused
+        run(0.0005)
     candidate.flush()
     assert sample(registry, "model_server_version_requests_total", **ok) == 20 + 6
     copies.flush()
@@ -404,3 +407,46 @@ def test_copies_that_crowd_answers_out_do_not_make_the_process_look_idle() -> No
     cpu.share = 0.70
     clock.now += 0.100
     assert not load.busy()
+
+
+def test_while_busy_copies_queue_only_as_far_as_the_budget_left_reaches() -> None:
+    """A burst of requests must not queue `limit` copies that then overdraw the budget: while
+    busy, a copy is queued only while the budget left exceeds what the queued copies will cost
+    (INITIAL_COPY_COST_S each until one was measured). Not busy, copies are not charged and
+    the queue's limit alone applies."""
+    registry, candidate, clock, cpu, copies = copies_under_load()
+    dropped = "model_server_candidate_copies_dropped_total"
+
+    def burst(n: int) -> None:
+        for _ in range(n):
+            copies.offer(Copy(candidate, attempt_returning([1]), np.array([1]), True))
+
+    cpu.share = 0.9
+    clock.now += 0.100
+    burst(40)
+    bank = BUDGET_SHARE * BUDGET_WINDOW_S
+    assert len(copies) == round(bank / INITIAL_COPY_COST_S) == 25
+    copies.flush()
+    assert sample(registry, dropped, reason="budget") == 15
+
+    _, candidate, clock, cpu, idle = copies_under_load()
+    cpu.share = 0.5
+    clock.now += 0.100
+    copies = idle
+    burst(40)
+    assert len(copies) == 40
+
+
+def test_batch_labels_are_counted_by_value_over_every_dtype() -> None:
+    """Numbers by numpy per dtype, class names and mixed labels by a Counter; equal values are
+    one label whatever their type (1 and 1.0, as Python compares them)."""
+    counted = count_labels(
+        [
+            np.array([0, 1, 1, 2]),
+            np.array([1, 2]),
+            np.array([1.0, 2.5]),
+            np.array(["setosa", "setosa", 1], dtype=object),
+        ]
+    )
+    assert counted == {0: 1, 1: 5, 2: 2, 2.5: 1, "setosa": 2}
+    assert count_labels([]) == {}
