@@ -389,26 +389,6 @@ def test_a_process_on_the_cpu_only_for_copies_is_not_busy() -> None:
     assert sample(registry, "model_server_candidate_copies_dropped_total", reason="budget") == 0
 
 
-def test_copies_that_crowd_answers_out_do_not_make_the_process_look_idle() -> None:
-    """Answers on the CPU 65 % of a window and copies 30 %: of the time copies left, answers
-    took 93 %, so the process is busy (answers over the whole window, 65 %, would say idle, and
-    copies would then run uncharged and crowd answers out further)."""
-    clock = FakeClock()
-    cpu = CpuClock(clock)
-    load = Load(clock, cpu)
-    cpu.share = 0.95
-    clock.now += 0.100
-    load.copying += 0.030
-    assert load.busy()
-    # and the same CPU time, all of it answers' while copies were idle, is busy too; 70 % with
-    # no copies is not
-    clock.now += 0.100
-    assert load.busy()
-    cpu.share = 0.70
-    clock.now += 0.100
-    assert not load.busy()
-
-
 def test_while_busy_copies_queue_only_as_far_as_the_budget_left_reaches() -> None:
     """A burst of requests must not queue `limit` copies that then overdraw the budget: while
     busy, a copy is queued only while the budget left exceeds what the queued copies will cost
