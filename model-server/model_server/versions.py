@@ -253,18 +253,19 @@ def agreeing_rows(stable: Array, candidate: Array, regression: bool) -> int:
 
 class Load:
     """Whether this process is busy: answering (on the CPU, all its threads, for anything but
-    copies) more than BUSY_SHARE of the wall time over the last LOAD_WINDOW_S or more,
-    measured when asked (`busy`).
+    copies) more than BUSY_SHARE of the time copies left free, over the last LOAD_WINDOW_S or
+    more, measured when asked (`busy`).
 
     One event loop answers every request in a process, so a process near 100 % is answering
     back to back and a copy delays answers; one well below it is waiting for clients, and a
     copy then delays no one (wrk's 8 connections kept the iris server at ~98 %: CPU time per
-    request x requests per second). The time copies took (`copying`) is left out of the CPU
-    time, so that copies run while clients are slow do not make the process look busy and stop
-    themselves. It is not left out of the wall time: a copy's clock includes time it waited
-    (for a thread, for a CPU-limited pod's quota), and a window whose copies' clock filled it
-    looked busy at light load (the shadow e2e lost 69 of 300 copies to the budget that way).
-    The clocks are injectable for tests.
+    request x requests per second). The CPU time copies took (`copying`) is left out of both
+    sides: out of the CPU time, so that copies run while clients are slow do not make the
+    process look busy and stop themselves; out of the wall time, so that copies crowding answers
+    out (answers 65 %, copies 30 % of a window) do not make it look idle and run uncharged.
+    CPU time, not the copies' clock: that includes what a copy waited for (a thread, a
+    CPU-limited pod's quota), and windows filled by copies' clocks looked busy at light load
+    (the shadow e2e lost 69 of 300 copies to the budget that way). The clocks are injectable.
     """
 
     def __init__(
@@ -273,20 +274,21 @@ class Load:
         cpu: Callable[[], float] = time.process_time,
     ) -> None:
         self._wall = wall
-        self._cpu = cpu
+        self.cpu = cpu  # the process's CPU time (Copies reads it around each copy)
         self._at = wall()
         self._used = cpu()
         self._busy = False
-        self.copying = 0.0  # seconds copies took, added by Copies (wall time: ~CPU, inline)
+        self.copying = 0.0  # CPU seconds of the process while copies ran, added by Copies
         self._copied = 0.0
 
     def busy(self) -> bool:
         """Whether the process was busy over the last window (the one before, mid-window)."""
         now = self._wall()
         if now - self._at >= LOAD_WINDOW_S:
-            used, copied = self._cpu(), self.copying
-            answering = (used - self._used) - (copied - self._copied)
-            self._busy = answering > BUSY_SHARE * (now - self._at)
+            used, copied = self.cpu(), self.copying
+            copying = copied - self._copied
+            answering = (used - self._used) - copying
+            self._busy = answering > BUSY_SHARE * (now - self._at - copying)
             self._at, self._used, self._copied = now, used, copied
         return self._busy
 
@@ -442,6 +444,7 @@ class Copies:
         load = self._load
         charged = load is None or load.busy()
         start = self._clock()
+        cpu_start = load.cpu() if load is not None else 0.0
         try:
             await self._predict(copy)
         finally:
@@ -450,7 +453,7 @@ class Copies:
             if charged:
                 self._allowance -= took
             if load is not None:
-                load.copying += took
+                load.copying += load.cpu() - cpu_start
 
     async def _predict(self, copy: Copy[Any]) -> None:
         version = copy.version

@@ -95,10 +95,12 @@ class LoopResult:
 REQUESTS_PER_SECOND = 100
 
 
-def paced(stop: threading.Event, max_seconds: float) -> Iterator[None]:
-    """One tick per request, at most REQUESTS_PER_SECOND, until `stop` is set or `max_seconds`
-    pass. A slow answer delays the next tick; no burst follows to catch up."""
-    gap = 1 / REQUESTS_PER_SECOND
+def paced(
+    stop: threading.Event, max_seconds: float, per_second: float = REQUESTS_PER_SECOND
+) -> Iterator[None]:
+    """One tick per request, at most `per_second`, until `stop` is set or `max_seconds` pass.
+    A slow answer delays the next tick; no burst follows to catch up."""
+    gap = 1 / per_second
     deadline = time.monotonic() + max_seconds
     due = time.monotonic()
     while time.monotonic() < deadline:

@@ -430,3 +430,31 @@ def test_batch_labels_are_counted_by_value_over_every_dtype() -> None:
     )
     assert counted == {0: 1, 1: 5, 2: 2, 2.5: 1, "setosa": 2}
     assert count_labels([]) == {}
+
+
+def test_copies_that_crowd_answers_out_do_not_make_the_process_look_idle() -> None:
+    """Answers on the CPU 65 % of a window and copies 30 %: of the time copies left, answers
+    took 93 %, so the process is busy (answers over the whole window, 65 %, would say idle, and
+    copies would then run uncharged and crowd answers out further)."""
+    clock = FakeClock()
+    cpu = CpuClock(clock)
+    load = Load(clock, cpu)
+    cpu.share = 0.95
+    clock.now += 0.100
+    load.copying += 0.030
+    assert load.busy()
+    cpu.share = 0.70  # 70 % with no copies is not busy
+    clock.now += 0.100
+    assert not load.busy()
+
+
+def test_a_copy_is_charged_to_load_with_its_cpu_time_not_its_clock() -> None:
+    """A copy that waits (a thread, a CPU-limited pod's quota) takes longer by the clock than on
+    the CPU; Load leaves out only what the process spent on the CPU meanwhile."""
+    _registry, candidate, clock, cpu, copies = copies_under_load()
+    cpu.share = 0.25  # on the CPU a quarter of the time, copies included
+    copies.offer(Copy(candidate, attempt_returning([1], clock, 0.040), np.array([1]), True))
+    load = copies._load
+    assert load is not None
+    asyncio.run(copies.run_one())
+    assert load.copying == pytest.approx(0.010)  # 40 ms by the clock, 10 ms on the CPU
