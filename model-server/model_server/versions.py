@@ -113,10 +113,10 @@ class Split:
 class Version:
     """One served version: its runtime once loaded (or why it failed) and its metric series.
 
-    What succeeded is counted in plain Python on the request path (`answered`, `succeeded`) and
-    added to the metric families by `flush` (Versions.flush: at each scrape, every FLUSH_S, and
-    whenever FLUSH_COUNT predictions wait): the metric updates per answer cost ~3.5 us in
-    multiprocess mode, the tally ~0.5 us (bench-server, shadow row). Errors are counted at once.
+    What succeeded is counted in plain Python on the request path (`succeeded`) and added to
+    the metric families by `flush` (Versions.flush: at each scrape, every FLUSH_S, and whenever
+    FLUSH_COUNT predictions wait): the metric updates per answer cost ~3.5 us in multiprocess
+    mode, the tally ~0.5 us (measured in-process). Errors are counted at once.
     """
 
     def __init__(self, role: str, version: str, metrics: VersionMetrics) -> None:
@@ -159,11 +159,6 @@ class Version:
     def succeeded(self, kind: str, seconds: float, labels: Array) -> None:
         """A prediction of `kind` took `seconds` (decode + predict) and answered `labels`."""
         self._ok[kind] += 1
-        self._tally(seconds, labels)
-
-    def answered(self, seconds: float, labels: Array) -> None:
-        """An answer took `seconds` (decode + predict) and answered `labels` (the hot path)."""
-        self._ok[ANSWER] += 1
         self._tally(seconds, labels)
 
     def _tally(self, seconds: float, labels: Array) -> None:
@@ -407,7 +402,7 @@ class Copies:
             nonlocal ticker
             try:
                 flush()
-            except Exception:  # never stop flushing for one failure; the loop logs nothing
+            except Exception:  # logged here, so that the timer is re-armed below all the same
                 log.exception("flushing the version metrics failed")
             ticker = loop.call_later(FLUSH_S, tick)
 
@@ -600,7 +595,7 @@ class Versions:
         except Exception:
             stable.count(ANSWER, ERROR)
             raise
-        stable.answered(time.perf_counter() - start, result.labels)
+        stable.succeeded(ANSWER, time.perf_counter() - start, result.labels)
         if self._shadow:
             copies = self.copies
             if copies.admit(len(result.labels)):
