@@ -35,6 +35,7 @@ from test_operator_faults import (
 
 from devcluster.cluster import Cluster
 from devcluster.kube import controlplane
+from devcluster.waiting import NotYet
 
 # the operator's pods turn Ready on kwok's fake nodes, without images or a reachable artifact
 pytestmark = [pytest.mark.cluster, pytest.mark.fake_pods]
@@ -188,15 +189,21 @@ def test_a_relist_after_410_recreates_a_deployment_deleted_in_the_gap_and_forget
     )
     proxy.cut()  # the silent connections close: the operator resumes its watches at once
 
+    # The re-list is counted when it has been read, which may take a few tries while the new
+    # API server's caches fill (429 until then): wait for it, don't sample it. (CI once read
+    # 0 here while the re-list was still under way: the waits below can pass without it.)
+    def relisted() -> bool | NotYet:
+        if operator.metric("mlmodel_operator_lists_total", reason="expired") > expired:
+            return True
+        return NotYet(f"no expired list yet; the operator's log ends:\n{operator.log_tail()}")
+
+    wait_until("a watch to expire and its re-list to complete", relisted, timeout=120)
     wait_until(
         "Deployment kept re-created",
         lambda: (d := api.deployment("kept")) is not None and d["metadata"]["uid"] != old_uid,
         timeout=120,
     )
     wait_until("dropped's children collected", lambda: not api.exists("Deployment", "dropped"))
-    assert operator.metric("mlmodel_operator_lists_total", reason="expired") > expired, (
-        "no watch expired: the test did not exercise a re-list"
-    )
     created = operator.metric("mlmodel_operator_child_writes_total", verb="Created")
     runs = operator.metric("mlmodel_operator_reconcile_total", trigger="timer")
     wait_until(
@@ -220,10 +227,18 @@ class BlackHoleProxy:
         self._cut_before = 0  # ... and below this closed
         self._count = 0
         self._closed = False
+        self._lock = threading.Lock()  # held while a chunk is forwarded, and to freeze
         threading.Thread(target=self._accept, daemon=True).start()
 
     def freeze(self) -> None:
-        self._frozen_before = self._count
+        """From its return on, no byte more crosses an open connection.
+
+        Under the lock every relay forwards its chunks: a relay that was waiting for data when
+        this was called cannot forward what arrives next (the deletes' events, in the re-list
+        test) - it checks again under the lock before it sends.
+        """
+        with self._lock:
+            self._frozen_before = self._count
 
     def cut(self) -> None:
         """Close the frozen connections (within half a second), both ends."""
@@ -260,10 +275,13 @@ class BlackHoleProxy:
                     time.sleep(0.5)  # hold both ends open, relay nothing
                     continue
                 for key, _ in selector.select(timeout=0.5):
-                    data = key.fileobj.recv(65536)  # type: ignore[union-attr]
-                    if not data:
-                        return
-                    key.data.sendall(data)
+                    with self._lock:
+                        if number < self._frozen_before:
+                            break  # frozen while waiting: leave the data unread
+                        data = key.fileobj.recv(65536)  # type: ignore[union-attr]
+                        if not data:
+                            return
+                        key.data.sendall(data)
         except OSError:
             return
         finally:
