@@ -6,6 +6,9 @@ SHELL := /bin/bash
 
 export PATH := $(HOME)/.local/bin:$(PATH)
 export UV_LINK_MODE := copy
+# ONNX Runtime's telemetry off in every process make starts (tests, benches, the demo): it
+# would send events off the machine (mlmodel_artifact/__init__.py).
+export ORT_DISABLE_TELEMETRY := 1
 RUN := uv run --frozen
 
 .PHONY: help setup browser test test-unit test-cluster lint demo bench bench-server bench-startup bench-startup-node images images-down cluster-up cluster-down

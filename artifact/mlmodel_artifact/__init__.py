@@ -1,6 +1,14 @@
 """The model artifact contract, shared by the trainer (writer) and the model server (reader)."""
 
+import os
 from typing import TYPE_CHECKING
+
+# ONNX Runtime (1.32 on Linux) starts Microsoft's 1DS telemetry when it is imported: it writes a
+# device id and an event queue under ~/.cache/Microsoft/DeveloperTools and sends them to
+# mobile.events.data.microsoft.com. A model server must not phone home (nor write to its home),
+# so every process that loads ONNX through this package has it off, unless its owner turned it
+# on explicitly. Set here, before anything of ours can import onnxruntime.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 from mlmodel_artifact.artifact import (
     LoadedModel,

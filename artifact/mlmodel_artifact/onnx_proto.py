@@ -75,22 +75,51 @@ class Messages(NamedTuple):
     TensorProto: Any
 
 
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, value = value & 0x7F, value >> 7
+        out.append(low | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _field(number: int, value: int | str | bytes) -> bytes:
+    """One field of a descriptor message in protobuf's wire format (varint or length-delimited)."""
+    if isinstance(value, int):
+        return _varint(number << 3) + _varint(value)
+    data = value.encode() if isinstance(value, str) else value
+    return _varint(number << 3 | 2) + _varint(len(data)) + data
+
+
+def file_descriptor() -> bytes:
+    """The subset as a serialized google.protobuf.FileDescriptorProto.
+
+    Written here rather than built with `descriptor_pb2`, whose import alone costs a serving
+    process ~2 MB (every descriptor message class of protobuf). Field numbers of
+    descriptor.proto: FileDescriptorProto name 1, package 2, message_type 4, syntax 12;
+    DescriptorProto name 1, field 2; FieldDescriptorProto name 1, number 3, label 4, type 5,
+    type_name 6. (A unit test compares it with descriptor_pb2's own serialization.)
+    """
+    file = _field(1, "mlmodel_artifact/onnx_subset.proto") + _field(2, PACKAGE)
+    for message, fields in FIELDS.items():
+        described = _field(1, message)
+        for name, number, label, kind, type_name in fields:
+            field = _field(1, name) + _field(3, number) + _field(4, label) + _field(5, kind)
+            if type_name is not None:
+                field += _field(6, f".{PACKAGE}.{type_name}")
+            described += _field(2, field)
+        file += _field(4, described)
+    return file + _field(12, "proto2")
+
+
 @functools.cache
 def messages() -> Messages:
     """Build the subset's message classes once (in a private pool)."""
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    from google.protobuf import descriptor_pool, message_factory
 
-    file = descriptor_pb2.FileDescriptorProto(
-        name="mlmodel_artifact/onnx_subset.proto", package=PACKAGE, syntax="proto2"
-    )
-    for message, fields in FIELDS.items():
-        described = file.message_type.add(name=message)
-        for name, number, label, kind, type_name in fields:
-            field = described.field.add(name=name, number=number, label=label, type=kind)
-            if type_name is not None:
-                field.type_name = f".{PACKAGE}.{type_name}"
     pool = descriptor_pool.DescriptorPool()
-    pool.Add(file)
+    pool.AddSerializedFile(file_descriptor())
     return Messages(
         *(
             message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{PACKAGE}.{name}"))

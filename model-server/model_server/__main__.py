@@ -106,6 +106,7 @@ def uvicorn_options(settings: ServerSettings) -> dict[str, Any]:
             HeaderDeadlineProtocol, header_timeout=settings.header_timeout_seconds
         ),
         "lifespan": "on",
+        "ws": "none",  # no websockets: uvicorn would import a websockets library if installed
         "log_level": settings.log_level,
         "access_log": settings.access_log,
         "timeout_graceful_shutdown": 20,

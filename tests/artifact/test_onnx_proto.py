@@ -35,6 +35,23 @@ def test_every_field_has_onnx_s_number_label_and_wire_type(message: str) -> None
         assert ours.fields_by_name[name].number == number
 
 
+def test_the_hand_written_file_descriptor_is_what_descriptor_pb2_serializes() -> None:
+    from google.protobuf import descriptor_pb2
+
+    expected = descriptor_pb2.FileDescriptorProto(
+        name="mlmodel_artifact/onnx_subset.proto", package=onnx_proto.PACKAGE, syntax="proto2"
+    )
+    for message, fields in onnx_proto.FIELDS.items():
+        described = expected.message_type.add(name=message)
+        for name, number, label, kind, type_name in fields:
+            field = described.field.add(name=name, number=number, label=label, type=kind)
+            if type_name is not None:
+                field.type_name = f".{onnx_proto.PACKAGE}.{type_name}"
+    ours = descriptor_pb2.FileDescriptorProto.FromString(onnx_proto.file_descriptor())
+    assert ours == expected
+    assert onnx_proto.file_descriptor() == expected.SerializeToString(deterministic=True)
+
+
 def nested_model() -> bytes:
     """Tensors and domains in every place the check looks: initializers, sparse initializers,
     tensor attributes and an If branch's subgraph."""
