@@ -11,6 +11,7 @@ from bench.server.servers import OURS, PENGUINS
 Summary = dict[str, Any]
 ONNX = f"{OURS} (onnx)"
 CONVERT = f"{OURS} (convert)"
+NO_GRPC = f"{OURS} (onnx, no gRPC)"
 # (ours, theirs): start-up and memory of the first divided by the second's, same run.
 PAIRS = (
     (ONNX, "mlserver"),
@@ -62,6 +63,8 @@ def targets(servers: list[Summary]) -> list[dict[str, Any]]:
     fast = _find(servers, ONNX)
     ready = None if fast is None else fast["ready_s"]["median"]
     rss = None if fast is None else fast["rss_after_mb"]["median"]
+    http_only = _find(servers, NO_GRPC)
+    without = "" if http_only is None else f"{http_only['rss_after_mb']['median']:.0f} MB"
     return [
         {
             "target": f"start -> ready under {READY_TARGET_S} s ({ONNX}, median)",
@@ -76,9 +79,11 @@ def targets(servers: list[Summary]) -> list[dict[str, Any]]:
             "figure": None if rss is None else f"{rss:.0f} MB",
             "note": "measured in the full workspace venv, not in mlmodel-server:slim; this "
             "path imports none of what the slim image leaves out (scikit-learn, scipy, onnx: "
-            "tests/model_server/test_checked_onnx.py), so the figure is the same code's. Of "
-            "it, ~103 MB are the libraries alone (numpy, FastAPI/uvicorn, ONNX Runtime with "
-            "the session, a started gRPC server; ~92 MB without gRPC), measured for issue 16",
+            "tests/model_server/test_checked_onnx.py), so the figure is the same code's. "
+            "The libraries alone (imported one by one: Python, numpy, pydantic, ONNX Runtime "
+            "with the session, FastAPI/uvicorn, prometheus_client, a started gRPC server) "
+            "take ~105 MB; the V2 gRPC service (on by default) ~12 MB of it"
+            + (f": without it {without} ({NO_GRPC})" if without else ""),
         },
     ]
 

@@ -57,6 +57,7 @@ class Subject:
     name: str
     server: Server
     pin: str | None = None  # ours only: "onnx" (serves model.onnx) or "primary" (converts)
+    env: tuple[tuple[str, str], ...] = ()  # ours only: settings on top of bench/server's
 
     @property
     def ours(self) -> bool:
@@ -70,6 +71,9 @@ def _server(name: str) -> Server:
 
 SUBJECTS: tuple[Subject, ...] = (
     Subject(f"{OURS} (onnx)", _server(OURS), pin="onnx"),
+    # gRPC off (MODEL_SERVER_GRPC_PORT=0, what spec.service.grpcPort: 0 renders): what the
+    # V2 gRPC service costs a worker, which the row above (gRPC on, the default) includes.
+    Subject(report.NO_GRPC, _server(OURS), pin="onnx", env=(("MODEL_SERVER_GRPC_PORT", "0"),)),
     Subject(f"{OURS} (convert)", _server(OURS), pin="primary"),
     Subject("mlserver", _server("mlserver")),
     Subject("kserve", _server("kserve")),
@@ -243,7 +247,7 @@ def launch_for(
         model = replace(model, artifact_sha256=artifact.pin(subject.pin))
     launch = subject.server.launch(model, 1, port, workdir)
     if subject.ours:
-        env = {**launch.env, "MODEL_SERVER_LOG_LEVEL": "info"}
+        env = {**launch.env, "MODEL_SERVER_LOG_LEVEL": "info", **dict(subject.env)}
         argv = [launch.argv[0], *python_flags, *launch.argv[1:]]
         launch = replace(launch, env=env, argv=argv)
     elif python_flags:
