@@ -39,6 +39,7 @@ from typing import Any
 from kubernetes import client
 
 from bench.startup import node_timeline as tl
+from bench.startup import podmem
 from bench.startup.run import machine, note_load
 from devcluster.kube import controlplane, fakenodes, node, state
 from devcluster.stack import mlstack
@@ -54,6 +55,9 @@ TIMEOUT_S = 240.0
 NODE_WAIT_S = 900.0
 IMAGES = (mlstack.SERVER_SLIM_IMAGE, mlstack.OPERATOR_IMAGE, mlstack.STORE_IMAGE)
 FLOOR_LABEL = "bench.mlops.dev/floor"
+# After all replicas are Ready, before their memory is read: the probes' first answers have
+# been served, the servers idle.
+MEMORY_SETTLE_S = 10.0
 
 
 def say(line: str) -> None:
@@ -215,6 +219,28 @@ class Bench:
         server["scale"] = max(self.server_start(p) for p in new)
         seen_s = {"apply": apply_seen, "scale": seen - sent}
         return {"apply": apply, "scale": scale, "seen": seen_s, "server": server}
+
+    def memory(self, name: str) -> list[dict[str, Any]]:
+        """An MLModel with SCALE_TO replicas on the one node: each pod's cgroup charge and its
+        server's RSS, once all are Ready and idle (bench/startup/podmem.py)."""
+        body = self.mlmodel(name)
+        body["spec"]["replicas"] = SCALE_TO
+        self.custom.create_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, body)
+
+        def all_ready() -> bool:
+            got = self._get_mlm(name)
+            status = got.get("status") or {}
+            return mlstack.is_ready(got, self.digest) and status.get("readyReplicas") == SCALE_TO
+
+        self._wait(f"MLModel {name} {SCALE_TO}/{SCALE_TO} ready", all_ready)
+        time.sleep(MEMORY_SETTLE_S)
+        pods = sorted(
+            self.pods(self.get("deployment", name)),
+            key=lambda p: p["status"]["containerStatuses"][0]["state"]["running"]["startedAt"],
+        )
+        return [
+            podmem.pod_memory(p["metadata"]["name"], p["metadata"]["uid"]).as_dict() for p in pods
+        ]
 
     def floor(self, name: str) -> dict[str, Any]:
         """A plain Deployment with the warm-up's pod template: apply -> Ready, scale -> Ready."""
@@ -409,12 +435,20 @@ def main(argv: list[str] | None = None) -> int:
                             f"API: {got['apply']}, {got['scale']}"
                         )
             finer = bench.finer_data()
+            say(f"memory: one MLModel with {SCALE_TO} replicas")
+            memory: list[dict[str, Any]] = []
+            try:
+                memory = bench.memory("iris-memory")
+            except (StackError, podmem.PodMemoryError, client.ApiException) as exc:
+                failures.append(f"memory: {exc}")
+                say(f"FAILED {failures[-1]}")
         finally:
             bench.kube.run("delete", "namespace", namespace, "--wait=true", check=False)
             bench.api.close()  # type: ignore[no-untyped-call]
     load_after = os.getloadavg()
     result = build_result(args, how, published, bench.template, finer, rounds)
     result |= {
+        "memory": memory,
         "load_avg_before": [round(x, 2) for x in load_before],
         "load_avg_after": [round(x, 2) for x in load_after],
         "failures": failures,

@@ -372,9 +372,37 @@ def render(result: dict[str, Any]) -> str:
         add("where the time goes (medians)")
         for line in result["where"]:
             add(f"  {line}")
+    if result.get("memory"):
+        add("")
+        lines.extend(memory_lines(result["memory"]))
     for failure in result.get("failures", []):
         add(f"NOT MEASURED: {failure}")
     return "\n".join(lines) + "\n"
+
+
+def memory_lines(pods: list[dict[str, Any]]) -> list[str]:
+    """Each replica's cgroup charge beside its server's RSS (bench/startup/podmem.py)."""
+    out = [
+        f"memory of {len(pods)} replicas of one MLModel on the node, Ready and idle, in order of "
+        "start (MiB): the pod's memory cgroup (what limits, evictions and kubectl top count: "
+        "anonymous + the file pages charged to it; a file page is charged to the first pod "
+        "that reads it) beside its server's RSS (every page it maps) and PSS",
+        f"  {'pod':<34}{'charged':>9}{'anon':>8}{'file':>8}{'working set':>13}"
+        f"{'server RSS':>12}{'PSS':>8}",
+    ]
+    for p in pods:
+        out.append(
+            f"  {p['pod']:<34}{p['charged']:>9.1f}{p['anon']:>8.1f}{p['file']:>8.1f}"
+            f"{p['working_set']:>13.1f}{p['server_rss']:>12.1f}{p['server_pss']:>8.1f}"
+        )
+    charged = sum(p["charged"] for p in pods)
+    rss = sum(p["server_rss"] for p in pods)
+    out.append(
+        f"  all {len(pods)}: charged {charged:.0f} MiB ({charged / len(pods):.0f} per replica; "
+        f"each after the first {sum(p['charged'] for p in pods[1:]) / max(1, len(pods) - 1):.0f})"
+        f", against {rss:.0f} MiB of RSS ({rss / len(pods):.0f} per replica)"
+    )
+    return out
 
 
 def _cell2(s: dict[str, Any] | None) -> str:
