@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
+import gc
 import logging
 import os
 import shutil
 import socket
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -172,11 +174,44 @@ def serve_workers(settings: ServerSettings) -> int:
     )
     supervisor = Multiprocess(config, sockets=[config.bind_socket()])
     try:
-        supervisor.run()
+        with forked_workers(grpc=settings.grpc_port != 0):
+            supervisor.run()
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
     failed = any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes)
     return 1 if failed else 0
+
+
+@contextlib.contextmanager
+def forked_workers(grpc: bool) -> Iterator[None]:
+    """uvicorn's supervisor forks its workers from this process instead of spawning them, after
+    this process has imported what every worker imports and frozen it out of the collector.
+
+    A spawned worker starts a new interpreter and imports numpy, ONNX Runtime, FastAPI, grpc and
+    the app again (~100 MB of its own each); a forked one starts with the parent's pages, shared
+    until written. Nothing imported here starts a thread but numpy's BLAS (fork-aware), and no
+    event loop, gRPC object, session or pool exists yet: each worker makes its own, as spawned.
+    """
+    import importlib
+    import multiprocessing
+
+    from uvicorn import _subprocess
+
+    import model_server.app  # noqa: F401  # numpy, FastAPI, prometheus_client, the app
+
+    # after mlmodel_artifact (imported by the app): ONNX Runtime's telemetry is off by then
+    importlib.import_module("onnxruntime")
+    if grpc:  # the module only: grpc starts nothing on import (its server is the worker's)
+        importlib.import_module("model_server.protocols.v2_grpc")
+
+    gc.collect()
+    gc.freeze()  # the collector would touch every object's header (copying its page) otherwise
+    spawn = _subprocess.spawn
+    _subprocess.spawn = multiprocessing.get_context("fork")  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        _subprocess.spawn = spawn
 
 
 def fetch_candidate(settings: ServerSettings) -> dict[str, str]:

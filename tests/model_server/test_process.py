@@ -140,6 +140,27 @@ def test_several_workers_serve_and_sum_their_metrics_then_stop_on_sigterm(
     assert list(tmp_path.glob("metrics-*")) == []  # the multiprocess directory is cleaned up
 
 
+def test_workers_are_forked_from_the_server_after_its_imports_not_spawned(
+    iris_artifact: Artifact, tmp_path: Path
+) -> None:
+    """A forked worker starts with the parent's imported libraries (pages shared until
+    written); a spawned one runs `python -c "from multiprocessing.spawn import spawn_main..."`
+    and imports them all again, beside a multiprocessing resource tracker."""
+    server = start(pod_env(iris_artifact, tmp_path, MODEL_SERVER_WORKERS="2"), tmp_path / "w.log")
+    try:
+        wait_ready(server)
+        pid = server.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        parent = Path(f"/proc/{pid}/cmdline").read_bytes()
+        commands = [Path(f"/proc/{child}/cmdline").read_bytes() for child in children]
+        with server.client() as client:  # and the forked workers answer
+            assert client.post("/predict", json={"inputs": [ROW]}).status_code == 200
+    finally:
+        stop(server)
+    assert len(children) == 2, commands
+    assert commands == [parent, parent]
+
+
 def test_a_worker_that_cannot_load_stops_the_whole_server_non_zero(
     iris_artifact: Artifact, tmp_path: Path
 ) -> None:

@@ -2,8 +2,8 @@
 
 They freeze what their imports made before the model loads, so the collection that settles the
 heap after the load walks only what the load made (the milliseconds between loaded and ready);
-and the parent of worker processes, which serves nothing, imports only what fetching and
-checking the artifact need (its resident memory is shared out over the workers)."""
+and the parent of worker processes imports what every worker runs on before it forks them, so
+the workers share those pages instead of importing everything again."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from server_process import free_port
 from serverkit import Artifact, settings_for
 
 from model_server import __main__ as cli
@@ -59,20 +60,33 @@ def test_serve_single_freezes_the_imports_before_the_server_runs(
 
 
 PARENT = """
-import sys
+import gc, sys
+from uvicorn import _subprocess
 from uvicorn.supervisors import Multiprocess
 from model_server.__main__ import load_settings, serve_workers
-Multiprocess.run = lambda self: print(sorted(m for m in {heavy!r} if m in sys.modules))
+def run(self):
+    print(sorted(m for m in {modules!r} if m in sys.modules))
+    print(_subprocess.spawn.get_start_method(), gc.get_freeze_count() > 0)
+Multiprocess.run = run
 argv = ["--model-uri", {uri!r}, "--workdir", {workdir!r}, "--workers", "2", "--port", "0"]
-sys.exit(serve_workers(load_settings([*argv, "--grpc-port", "0"])))
+sys.exit(serve_workers(load_settings([*argv, "--grpc-port", {grpc_port!r}])))
 """
 
 
-def test_the_parent_of_workers_imports_nothing_only_a_worker_needs(
+def test_the_parent_of_workers_imports_what_they_share_then_forks_them(
     iris_artifact: Artifact, tmp_path: Path
 ) -> None:
-    heavy = ("numpy", "onnxruntime", "onnx", "prometheus_client", "fastapi", "grpc")
-    code = PARENT.format(uri=iris_artifact.uri, workdir=str(tmp_path), heavy=heavy)
+    """When the supervisor starts the workers, the parent has imported the libraries every
+    worker runs on (and frozen them out of the collector), but none that only converting a
+    model needs, and the workers will be forked: they start with those pages, shared."""
+    shared = ("fastapi", "grpc", "numpy", "onnxruntime", "prometheus_client")
+    converting = ("onnx", "scipy", "skl2onnx", "sklearn")
+    code = PARENT.format(
+        uri=iris_artifact.uri,
+        workdir=str(tmp_path),
+        modules=shared + converting,
+        grpc_port=str(free_port()),  # gRPC on, as the operator renders it (nothing binds here)
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
+    assert done.stdout.splitlines() == [str(sorted(shared)), "fork True"]
