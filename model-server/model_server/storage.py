@@ -7,6 +7,9 @@ module imports no numpy, ONNX Runtime or metrics, so that parent stays small (is
 from __future__ import annotations
 
 import hashlib
+import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Final
 
@@ -22,6 +25,8 @@ from mlmodel_artifact import (
 from mlmodel_artifact import require_pin as require_artifact_pin
 from model_server.settings import ServerSettings
 
+# The download child's exit status for an ArtifactError (its JSON on stdout says which).
+DOWNLOAD_FAILED: Final = 3
 # pvc://<claim>/<path> is mounted read-only here by the operator (it renders file:// URIs).
 PVC_MOUNT_PATH: Final = Path("/mnt/models")
 
@@ -35,21 +40,66 @@ def local_uri(uri: str) -> str:
 
 
 def fetch_model(settings: ServerSettings) -> Path:
-    """Make the configured artifact local: local paths in place, remote ones under workdir."""
+    """Make the configured artifact local: local paths in place, remote ones under workdir,
+    downloaded by a child process (`download_in_child`)."""
     uri = local_uri(settings.model_uri)
     # One directory per URI, so workers and restarts reuse it and two models never mix files.
     target = settings.workdir / "artifacts" / hashlib.sha256(uri.encode()).hexdigest()[:16]
-    if not parse_location(uri).is_local:
-        target.mkdir(parents=True, exist_ok=True)
-    return Path(fetch_artifact(uri, target, lambda card: [served_format(card, settings)]))
+    if parse_location(uri).is_local:  # used in place: nothing to download
+        return Path(fetch_artifact(uri, target, lambda card: [served_format(card, settings)]))
+    target.mkdir(parents=True, exist_ok=True)
+    return download_in_child(uri, target, settings)
+
+
+def download_in_child(uri: str, target: Path, settings: ServerSettings) -> Path:
+    """Download the artifact's card and served model file in a child process.
+
+    The S3 client (boto3 and botocore with its service models) takes ~24 MB of a process
+    that imports it and stays for the process's life, for one download at start-up; httpx
+    several more. The child (`python -m model_server.download`) imports them and gives the
+    memory back when it exits; the server never imports them. Its deadlines are the clients'
+    own (per request). An ArtifactError of the child comes back as the same error.
+    """
+    request = {
+        "uri": uri,
+        "target": str(target),
+        "format": settings.model_format,
+        "sha256": settings.model_sha256,
+        "compiled": settings.compiled,
+    }
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "model_server.download", json.dumps(request)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except OSError as exc:
+        raise ArtifactError(uri, "StorageError", f"cannot start the download: {exc}") from exc
+    if done.returncode == 0:
+        return target
+    if done.returncode == DOWNLOAD_FAILED:
+        error = json.loads(done.stdout)
+        raise ArtifactError(uri, error["reason"], error["message"])
+    last = (done.stderr.strip().splitlines() or ["no output"])[-1][:500]
+    raise ArtifactError(
+        uri, "StorageError", f"the download process failed (exit {done.returncode}): {last}"
+    )
 
 
 def served_format(card: ModelCard, settings: ServerSettings) -> ModelFormat:
     """Which of the artifact's model files this server loads: MODEL_SERVER_MODEL_FORMAT when
     set, else by the card's rule (`ModelCard.served_format`: the checked ONNX file when nothing
     else is pinned and the compiled path is on)."""
-    requested = ModelFormat(settings.model_format) if settings.model_format else None
-    return card.served_format(requested, settings.model_sha256, compiled=settings.compiled)
+    return choose_format(card, settings.model_format, settings.model_sha256, settings.compiled)
+
+
+def choose_format(
+    card: ModelCard, requested: str | None, pin: str | None, compiled: bool
+) -> ModelFormat:
+    """`served_format` from the settings' values (what the download child is given)."""
+    fmt = ModelFormat(requested) if requested else None
+    return card.served_format(fmt, pin, compiled=compiled)
 
 
 def checked_onnx_skipped(card: ModelCard, settings: ServerSettings, fmt: ModelFormat) -> bool:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -12,6 +14,7 @@ from typing import Any
 import pytest
 from serverkit import Artifact, settings_for
 
+from mlmodel_artifact import ArtifactError
 from model_server.lifecycle import load_and_warm
 from model_server.storage import fetch_model
 
@@ -74,3 +77,66 @@ def test_s3_artifacts_are_downloaded_into_the_workdir_and_served(
     assert runtime.metadata.compiled
     downloaded = sorted(p.name for p in (tmp_path / "artifacts").glob("*/*"))
     assert downloaded == ["model-card.json", "model.skops"]
+
+
+# A server process's download, then which client libraries that process holds.
+DOWNLOAD_AND_LIST_CLIENTS = """
+import sys
+from pathlib import Path
+from model_server.settings import ServerSettings
+from model_server.storage import fetch_model
+local = fetch_model(ServerSettings(model_uri={uri!r}, workdir=Path({workdir!r})))
+print(sorted(p.name for p in local.iterdir()))
+print(sorted(m for m in ("boto3", "botocore", "s3transfer", "httpx") if m in sys.modules))
+"""
+
+
+def test_s3_downloads_run_in_a_child_so_the_server_never_holds_the_s3_client(
+    iris_forest: Any, iris_artifact: Artifact, s3_env: str, tmp_path: Path
+) -> None:
+    """boto3 with its service models stays ~24 MB in a process that imported it once."""
+    from mlmodel_artifact import ModelDescription, write_artifact
+
+    description = ModelDescription.model_validate(
+        iris_artifact.card.model_dump(include=set(ModelDescription.model_fields))
+    )
+    uri, _ = write_artifact(iris_forest, description, f"s3://{s3_env}/models/iris")
+    code = DOWNLOAD_AND_LIST_CLIENTS.format(uri=uri, workdir=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["['model-card.json', 'model.skops']", "[]"]
+
+
+def test_a_missing_s3_artifact_is_the_child_s_artifact_not_found(
+    s3_env: str, tmp_path: Path
+) -> None:
+    uri = f"s3://{s3_env}/no-such-model"
+    with pytest.raises(ArtifactError) as caught:
+        fetch_model(settings_for(Artifact(uri, None), tmp_path))  # type: ignore[arg-type]
+    assert caught.value.reason == "ArtifactNotFound"
+    assert uri in str(caught.value)
+
+
+def test_a_download_child_that_crashes_is_a_storage_error_with_its_last_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anything but an ArtifactError in the child (here an interpreter that dies at once)."""
+    crashing = tmp_path / "python"
+    crashing.write_text("#!/bin/sh\necho 'Traceback (most recent call last):' >&2\n"
+                        "echo 'RuntimeError: boom' >&2\nexit 5\n")  # fmt: skip
+    crashing.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(crashing))
+    uri = "https://127.0.0.1:9/model"
+    with pytest.raises(ArtifactError) as caught:
+        fetch_model(settings_for(Artifact(uri, None), tmp_path))  # type: ignore[arg-type]
+    assert caught.value.reason == "StorageError"
+    assert "(exit 5): RuntimeError: boom" in str(caught.value)
+
+
+def test_a_download_child_that_cannot_start_is_a_storage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python"))
+    with pytest.raises(ArtifactError) as caught:
+        fetch_model(settings_for(Artifact("https://127.0.0.1:9/m", None), tmp_path))  # type: ignore[arg-type]
+    assert caught.value.reason == "StorageError"
