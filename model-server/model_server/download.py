@@ -3,8 +3,9 @@
 Run by `storage.download_in_child`, so the server process never imports the S3 and HTTP
 clients. REQUEST is JSON: the URI, the target directory and what decides the served file
 (`format`, `sha256`, `compiled`: the server's settings of those names). Exit 0 when the card
-and the model file are in the target; DOWNLOAD_FAILED with {"reason", "message"} on stdout
-for an ArtifactError; anything else is a crash, its traceback on stderr.
+and the model file are in the target; DOWNLOAD_FAILED for an ArtifactError, with its "uri"
+(the file it was about), "reason" and "message" as JSON on stdout; anything else is a crash,
+its traceback on stderr.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def main(argv: Sequence[str]) -> int:
     try:
         fetch_artifact(request["uri"], Path(request["target"]), served)
     except ArtifactError as exc:
-        print(json.dumps({"reason": exc.reason, "message": exc.message}))
+        print(json.dumps({"uri": exc.uri, "reason": exc.reason, "message": exc.message}))
         return DOWNLOAD_FAILED
     return 0
 

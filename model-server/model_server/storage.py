@@ -79,8 +79,8 @@ def download_in_child(uri: str, target: Path, settings: ServerSettings) -> Path:
     if done.returncode == 0:
         return target
     if done.returncode == DOWNLOAD_FAILED:
-        error = json.loads(done.stdout)
-        raise ArtifactError(uri, error["reason"], error["message"])
+        error = json.loads(done.stdout)  # the file it was about: the card, a model file
+        raise ArtifactError(error["uri"], error["reason"], error["message"])
     last = (done.stderr.strip().splitlines() or ["no output"])[-1][:500]
     raise ArtifactError(
         uri, "StorageError", f"the download process failed (exit {done.returncode}): {last}"
