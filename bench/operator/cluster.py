@@ -63,9 +63,7 @@ class BenchCluster:
         api.configuration.connection_pool_maxsize = 16
         self.cluster = Cluster(kubeconfig=self.layout.kubeconfig, api=api)
         self.cluster.kubectl("apply", "-f", str(REPO / "crds" / "mlmodel.yaml"))
-        self.cluster.kubectl(
-            "wait", "--for=condition=Established", "--timeout=60s", "crd/mlmodels.mlops.dev"
-        )
+        self.cluster.wait_established("mlmodels.mlops.dev")
         wait_until(
             "MLModels to be listable",
             lambda: (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ from typing import Any
 from kubernetes import client
 
 from devcluster import config
+from devcluster.waiting import NotYet, wait_until
 
 
 def kubectl_binary() -> str:
@@ -56,6 +58,24 @@ class Cluster:
         if response.status >= 400:
             raise RuntimeError(f"GET {path}: HTTP {response.status}: {data.decode()[:500]}")
         return data.decode()
+
+    def wait_established(self, crd: str, timeout: float = 60.0) -> None:
+        """Until the CustomResourceDefinition `crd` has condition Established True.
+
+        Not `kubectl wait --for=condition=Established`: kubectl 1.36 fails at once ("accessor
+        error: <nil> is of the type <nil>") when it reads the CRD before the API server has
+        written a condition, which the kind tier met right after the apply.
+        """
+
+        def established() -> bool | NotYet:
+            found = json.loads(
+                self.raw_get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd}")
+            )
+            conditions = (found.get("status") or {}).get("conditions") or []
+            status = {c.get("type"): c.get("status") for c in conditions}
+            return status.get("Established") == "True" or NotYet(f"conditions: {conditions}")
+
+        wait_until(f"CRD {crd} Established", established, timeout, retry_on=(RuntimeError,))
 
     def apiserver_metrics(self) -> str:
         """The API server's ``/metrics`` text (Prometheus format), e.g. apiserver_request_total."""

@@ -79,9 +79,7 @@ def namespace(cluster: Cluster) -> Iterator[str]:
 def widget_crd(cluster: Cluster) -> str:
     """The Widget CRD, Established (and its storage ready for lists)."""
     cluster.kubectl("apply", "-f", "-", input=WIDGET_CRD)
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", "crd/widgets.devcluster.example.com"
-    )
+    cluster.wait_established("widgets.devcluster.example.com")
     # right after Established, lists may get 429 "storage is (re)initializing" for a moment
     wait_until(
         "widgets to be listable",

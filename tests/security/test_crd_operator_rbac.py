@@ -70,9 +70,7 @@ def rbac(cluster: Cluster) -> Cluster:
     """The CRD, the ClusterRole and its binding from the repo (the ServiceAccount need not
     exist); can-i answers "no" for a resource type the API server does not know."""
     cluster.kubectl("apply", "-f", str(CRD_FILE))
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", "crd/mlmodels.mlops.dev"
-    )
+    cluster.wait_established("mlmodels.mlops.dev")
     cluster.kubectl("apply", "-k", str(RBAC_DIR))
     return cluster
 

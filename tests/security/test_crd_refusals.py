@@ -54,9 +54,7 @@ SERVER_SETTINGS = ["MODEL_SERVER_MODEL_SHA256", "model_server_model_sha256", "Mo
 def crd(cluster: Cluster) -> None:
     """The CRD installed from the repo (the namespace, `ns`, is tests/security/conftest.py's)."""
     cluster.kubectl("apply", "-f", str(CRD_FILE))
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", "crd/mlmodels.mlops.dev"
-    )
+    cluster.wait_established("mlmodels.mlops.dev")
 
 
 def manifest(spec: dict[str, Any]) -> str:

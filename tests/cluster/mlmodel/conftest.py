@@ -36,9 +36,7 @@ os.environ.setdefault("DEVCLUSTER_EXTRA_ARGS_KUBE_APISERVER", "--feature-gates=W
 def installed(cluster: Cluster) -> Cluster:
     """`kubectl apply -f crds/` and `kubectl apply -k operator/deploy` on the devcluster."""
     cluster.kubectl("apply", "-f", str(CRD_FILE))
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", "crd/mlmodels.mlops.dev"
-    )
+    cluster.wait_established("mlmodels.mlops.dev")
     # right after Established, lists can get 429 "storage is (re)initializing" for a moment
     wait_until(
         "MLModels can be listed",
