@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from serverkit import Artifact, settings_for
 
-from mlmodel_artifact import ArtifactError
+from mlmodel_artifact import ArtifactError, ModelCard, ModelDescription, write_artifact
 from model_server.lifecycle import load_and_warm
 from model_server.storage import fetch_model
 
@@ -63,15 +63,18 @@ def test_a_missing_http_artifact_names_the_uri(http_root: str, tmp_path: Path) -
     assert uri in str(caught.value)
 
 
-def test_s3_artifacts_are_downloaded_into_the_workdir_and_served(
-    iris_forest: Any, iris_artifact: Artifact, s3_env: str, tmp_path: Path
-) -> None:
-    from mlmodel_artifact import ModelDescription, write_artifact
-
+def iris_in_s3(iris_forest: Any, iris_artifact: Artifact, bucket: str) -> tuple[str, ModelCard]:
+    """The session's iris forest written as an artifact into the moto S3 bucket."""
     description = ModelDescription.model_validate(
         iris_artifact.card.model_dump(include=set(ModelDescription.model_fields))
     )
-    uri, card = write_artifact(iris_forest, description, f"s3://{s3_env}/models/iris")
+    return write_artifact(iris_forest, description, f"s3://{bucket}/models/iris")
+
+
+def test_s3_artifacts_are_downloaded_into_the_workdir_and_served(
+    iris_forest: Any, iris_artifact: Artifact, s3_env: str, tmp_path: Path
+) -> None:
+    uri, card = iris_in_s3(iris_forest, iris_artifact, s3_env)
     runtime = load_and_warm(settings_for(Artifact(uri, card), tmp_path, model_sha256=card.sha256))
     assert runtime.metadata.digest == card.sha256
     assert runtime.metadata.compiled
@@ -95,12 +98,7 @@ def test_s3_downloads_run_in_a_child_so_the_server_never_holds_the_s3_client(
     iris_forest: Any, iris_artifact: Artifact, s3_env: str, tmp_path: Path
 ) -> None:
     """boto3 with its service models stays ~24 MB in a process that imported it once."""
-    from mlmodel_artifact import ModelDescription, write_artifact
-
-    description = ModelDescription.model_validate(
-        iris_artifact.card.model_dump(include=set(ModelDescription.model_fields))
-    )
-    uri, _ = write_artifact(iris_forest, description, f"s3://{s3_env}/models/iris")
+    uri, _ = iris_in_s3(iris_forest, iris_artifact, s3_env)
     code = DOWNLOAD_AND_LIST_CLIENTS.format(uri=uri, workdir=str(tmp_path))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
