@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
-from typing import Final
+from typing import IO, Final
 
 from mlmodel_artifact import (
     MODEL_CARD_FILE,
@@ -27,6 +29,9 @@ from model_server.settings import ServerSettings
 
 # The download child's exit status for an ArtifactError (its JSON on stdout says which).
 DOWNLOAD_FAILED: Final = 3
+# What is read of the child's stdout (its JSON) and stderr (a traceback's last line): our own
+# child's output, but a library that logs a lot must not grow the server's memory.
+CHILD_OUTPUT_BYTES: Final = 64 * 1024
 # pvc://<claim>/<path> is mounted read-only here by the operator (it renders file:// URIs).
 PVC_MOUNT_PATH: Final = Path("/mnt/models")
 
@@ -58,7 +63,9 @@ def download_in_child(uri: str, target: Path, settings: ServerSettings) -> Path:
     that imports it and stays for the process's life, for one download at start-up; httpx
     several more. The child (`python -m model_server.download`) imports them and gives the
     memory back when it exits; the server never imports them. Its deadlines are the clients'
-    own (per request). An ArtifactError of the child comes back as the same error.
+    own (per request). An ArtifactError of the child comes back as the same error; anything
+    else (a crash, an exit without its JSON) as a StorageError with the last line it wrote.
+    Its output goes to temporary files, of which only a bounded head and tail are read.
     """
     request = {
         "uri": uri,
@@ -67,24 +74,47 @@ def download_in_child(uri: str, target: Path, settings: ServerSettings) -> Path:
         "sha256": settings.model_sha256,
         "compiled": settings.compiled,
     }
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        try:
+            code = subprocess.run(
+                [sys.executable, "-m", "model_server.download", json.dumps(request)],
+                stdout=out,
+                stderr=err,
+                check=False,
+            ).returncode
+        except OSError as exc:
+            raise ArtifactError(uri, "StorageError", f"cannot start the download: {exc}") from exc
+        if code == 0:
+            return target
+        if code == DOWNLOAD_FAILED:  # its error names the file it was about: card, model file
+            failure = _reported_error(head(out, CHILD_OUTPUT_BYTES))
+            if failure is not None:
+                raise failure
+        lines = tail(err, CHILD_OUTPUT_BYTES).decode(errors="replace").strip().splitlines()
+    last = (lines or ["no output"])[-1][:500]
+    raise ArtifactError(uri, "StorageError", f"the download process failed (exit {code}): {last}")
+
+
+def _reported_error(stdout: bytes) -> ArtifactError | None:
+    """The ArtifactError the child wrote as JSON, or None when its stdout is not one."""
     try:
-        done = subprocess.run(
-            [sys.executable, "-m", "model_server.download", json.dumps(request)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    except OSError as exc:
-        raise ArtifactError(uri, "StorageError", f"cannot start the download: {exc}") from exc
-    if done.returncode == 0:
-        return target
-    if done.returncode == DOWNLOAD_FAILED:
-        error = json.loads(done.stdout)  # the file it was about: the card, a model file
-        raise ArtifactError(error["uri"], error["reason"], error["message"])
-    last = (done.stderr.strip().splitlines() or ["no output"])[-1][:500]
-    raise ArtifactError(
-        uri, "StorageError", f"the download process failed (exit {done.returncode}): {last}"
-    )
+        error = json.loads(stdout)
+        return ArtifactError(str(error["uri"]), str(error["reason"]), str(error["message"]))
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+def head(file: IO[bytes], limit: int) -> bytes:
+    """The first `limit` bytes written to `file`."""
+    file.seek(0)
+    return file.read(limit)
+
+
+def tail(file: IO[bytes], limit: int) -> bytes:
+    """The last `limit` bytes written to `file`."""
+    size = file.seek(0, os.SEEK_END)
+    file.seek(max(0, size - limit))
+    return file.read(limit)
 
 
 def served_format(card: ModelCard, settings: ServerSettings) -> ModelFormat:

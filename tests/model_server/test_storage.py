@@ -115,20 +115,49 @@ def test_a_missing_s3_artifact_is_the_child_s_artifact_not_found(
     assert str(caught.value) == f"{uri}/model-card.json: no such S3 object"  # as in-process
 
 
+def fake_python(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str) -> None:
+    """The download child is `sys.executable -m model_server.download`: a shell script instead."""
+    fake = tmp_path / "python"
+    fake.write_text(f"#!/bin/sh\n{script}\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(fake))
+
+
+def download_error(tmp_path: Path) -> ArtifactError:
+    with pytest.raises(ArtifactError) as caught:
+        fetch_model(settings_for(Artifact("https://127.0.0.1:9/model", None), tmp_path))  # type: ignore[arg-type]
+    return caught.value
+
+
 def test_a_download_child_that_crashes_is_a_storage_error_with_its_last_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Anything but an ArtifactError in the child (here an interpreter that dies at once)."""
-    crashing = tmp_path / "python"
-    crashing.write_text("#!/bin/sh\necho 'Traceback (most recent call last):' >&2\n"
-                        "echo 'RuntimeError: boom' >&2\nexit 5\n")  # fmt: skip
-    crashing.chmod(0o755)
-    monkeypatch.setattr(sys, "executable", str(crashing))
-    uri = "https://127.0.0.1:9/model"
-    with pytest.raises(ArtifactError) as caught:
-        fetch_model(settings_for(Artifact(uri, None), tmp_path))  # type: ignore[arg-type]
-    assert caught.value.reason == "StorageError"
-    assert "(exit 5): RuntimeError: boom" in str(caught.value)
+    fake_python(tmp_path, monkeypatch, "echo 'Traceback (most recent call last):' >&2\n"
+                                       "echo 'RuntimeError: boom' >&2\nexit 5")  # fmt: skip
+    error = download_error(tmp_path)
+    assert error.reason == "StorageError"
+    assert "(exit 5): RuntimeError: boom" in str(error)
+
+
+def test_a_download_child_that_fails_without_its_json_is_a_storage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its ArtifactError exit status, but stdout is not the JSON it writes with it."""
+    fake_python(tmp_path, monkeypatch, "echo 'not json'\necho 'MemoryError' >&2\nexit 3")
+    error = download_error(tmp_path)
+    assert error.reason == "StorageError"
+    assert "(exit 3): MemoryError" in str(error)
+
+
+def test_a_download_child_s_flood_of_output_is_read_only_at_its_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """8 MB on stderr before the last line: the message is still that line."""
+    flood = "head -c 8000000 /dev/zero | tr '\\0' 'x' >&2"
+    fake_python(tmp_path, monkeypatch, f"{flood}\necho >&2\necho 'OSError: disk full' >&2\nexit 1")
+    error = download_error(tmp_path)
+    assert str(error).endswith("(exit 1): OSError: disk full")
 
 
 def test_a_download_child_that_cannot_start_is_a_storage_error(
