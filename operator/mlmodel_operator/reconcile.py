@@ -55,7 +55,7 @@ from mlmodel_operator.cards import (
     resolve_model,
 )
 from mlmodel_operator.kube import FIELD_MANAGER, Kube
-from mlmodel_operator.render import render, unwanted_kinds
+from mlmodel_operator.render import CHILD_KINDS, render, unwanted_kinds
 from mlmodel_operator.render.deployment import candidate_uri_in_pod, model_uri_in_pod
 from mlmodel_operator.render.meta import CANDIDATE_DIGEST_ANNOTATION
 from mlmodel_operator.resource import KIND, MLModel
@@ -80,6 +80,8 @@ LOG = logging.getLogger("mlmodel_operator.reconcile")
 VersionReadiness = Callable[[MLModel], Mapping[str, int] | None]
 
 APPLY_REFUSED: Final = "ApplyRefused"
+NOT_OWNED: Final = "ChildNotOwned"  # a same-named child the operator did not create
+HPA_KIND: Final = "HorizontalPodAutoscaler"
 # Answers that refuse the request itself: bad request, forbidden (admission webhooks, quota, a
 # namespace being deleted, missing RBAC), method not allowed, not acceptable, too large,
 # unsupported media type, invalid. The same apply gets the same answer until something changes,
@@ -136,7 +138,7 @@ def is_controlled_by(child: Mapping[str, Any], mlmodel: MLModel) -> bool:
 
 def _not_owned(kind: str, mlmodel: MLModel) -> Problem:
     return Problem(
-        "ChildNotOwned",
+        NOT_OWNED,
         f"{kind} {mlmodel.namespace}/{mlmodel.name} exists and is not owned by MLModel "
         f"{mlmodel.name}; the operator leaves it alone. Delete or rename it to let the "
         "operator create its own.",
@@ -369,7 +371,10 @@ class Reconciler:
             candidate=plan,
         )
         hold = candidate is not None and candidate.hold
+        foreign = False  # a same-named Deployment that is not this MLModel's
         for manifest in wanted:
+            if manifest["kind"] == HPA_KIND and foreign:
+                continue  # it would scale someone else's Deployment: removed below instead
             if manifest["kind"] == "Deployment" and (resolved.pending is not None or hold):
                 live, change, problem = self._until_card_read(mlmodel, manifest, hold)
             else:
@@ -378,7 +383,8 @@ class Reconciler:
             problems += [problem] if problem else []
             if manifest["kind"] == "Deployment":
                 deployment = live
-        changes += self._remove_unwanted(mlmodel)
+                foreign = problem is not None and problem.reason == NOT_OWNED
+        changes += self._remove_unwanted(mlmodel, keep_hpa=not foreign)
         if deployment is not None:
             problems += self._pod_problems(mlmodel, deployment)
         observed = Observed(
@@ -550,9 +556,15 @@ class Reconciler:
         with _api_call(f"scaling Deployment {mlmodel.namespace}/{mlmodel.name}"):
             self.kube.apply_deployment_scale(mlmodel.namespace, mlmodel.name, keep)
 
-    def _remove_unwanted(self, mlmodel: MLModel) -> list[Change]:
+    def _remove_unwanted(self, mlmodel: MLModel, keep_hpa: bool = True) -> list[Change]:
+        """Delete the children this MLModel does not want, of those it controls; its HPA too
+        unless `keep_hpa` (False while the Deployment of its name is someone else's: the HPA
+        targets that name, and the operator must not scale what it does not own)."""
         removed = []
-        for api_version, kind in unwanted_kinds(mlmodel, self.settings):
+        unwanted = unwanted_kinds(mlmodel, self.settings)
+        if not keep_hpa:
+            unwanted += [key for key in CHILD_KINDS if key[1] == HPA_KIND and key not in unwanted]
+        for api_version, kind in unwanted:
             live = self.cache.get(kind, mlmodel.namespace, mlmodel.name)
             if live is None or not is_controlled_by(live, mlmodel):
                 continue

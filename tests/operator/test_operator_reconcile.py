@@ -408,6 +408,50 @@ def test_a_same_named_deployment_it_does_not_own_is_left_alone(world: World) -> 
     assert world.kube.objects[("Deployment", NAME)]["metadata"]["uid"] == "someone-else"
 
 
+FOREIGN_DEPLOYMENT: dict[str, Any] = {
+    "apiVersion": "apps/v1",
+    "kind": "Deployment",
+    "metadata": {"name": NAME, "namespace": NS, "uid": "someone-else", "ownerReferences": []},
+    "spec": {"replicas": 5},
+}
+
+
+def test_no_hpa_is_made_for_a_same_named_deployment_it_does_not_own(
+    settings: OperatorSettings,
+) -> None:
+    """The HPA targets the Deployment by name: it would scale another team's Deployment."""
+    world = World(
+        settings, mlmodel_body({**SPEC, "autoscaling": {"minReplicas": 1, "maxReplicas": 1}})
+    )
+    world.kube.objects[("Deployment", NAME)] = copy.deepcopy(FOREIGN_DEPLOYMENT)
+    outcome = world.reconcile()
+
+    assert "HorizontalPodAutoscaler" not in applied_kinds(world.kube)
+    assert ("HorizontalPodAutoscaler", NAME) not in world.kube.objects
+    assert [p.reason for p in outcome.problems] == ["ChildNotOwned"]
+    assert world.kube.objects[("Deployment", NAME)]["spec"]["replicas"] == 5
+
+
+def test_its_hpa_is_removed_when_the_deployment_of_its_name_is_someone_else_s(
+    settings: OperatorSettings,
+) -> None:
+    world = World(
+        settings, mlmodel_body({**SPEC, "autoscaling": {"minReplicas": 1, "maxReplicas": 3}})
+    )
+    world.reconcile()
+    assert ("HorizontalPodAutoscaler", NAME) in world.kube.objects
+    # Its Deployment deleted and another made in its place (by someone who may do so).
+    ours = world.kube.objects.pop(("Deployment", NAME))
+    world.cache.deleted("Deployment", NS, NAME, ours["metadata"]["uid"])
+    world.kube.objects[("Deployment", NAME)] = copy.deepcopy(FOREIGN_DEPLOYMENT)
+    world.reconcile()
+
+    hpa_writes = [w for w in world.kube.child_writes() if w[1] == "HorizontalPodAutoscaler"]
+    assert [w[0] for w in hpa_writes] == ["delete"]
+    assert ("HorizontalPodAutoscaler", NAME) not in world.kube.objects
+    assert world.condition("Degraded")["reason"] == "ChildNotOwned"
+
+
 # --- handing replicas to the HPA
 
 
