@@ -30,8 +30,10 @@ from mlmodel_operator.resource import MLModel
 CONDITION_TYPES: Final = ("Ready", "Available", "Progressing", "Degraded")
 _PULL_FAILURES: Final = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName"})
 _CONFIG_FAILURES: Final = frozenset({"CreateContainerConfigError", "CreateContainerError"})
-# The model server's one start-up failure line: "model load failed: [ArtifactDigestMismatch] …"
-_LOAD_FAILURE: Final = re.compile(r"model load failed: \[([A-Z][A-Za-z]+)\]")
+# The model server's one start-up failure line: "model load failed: [ArtifactDigestMismatch] …".
+# The reason becomes a condition's reason: bounded (the CRD refuses one over 1024 characters,
+# and a status patch refused for it would leave status stuck), so a longer one is not taken.
+_LOAD_FAILURE: Final = re.compile(r"model load failed: \[([A-Z][A-Za-z]{0,62})\]")
 # pydantic ends an error's location with the union member it tried (Quantity is int | str).
 _UNION_MEMBERS: Final = frozenset({"int", "str"})
 _FIELDS_NAMED: Final = 5

@@ -294,6 +294,18 @@ def test_a_server_that_cannot_load_its_model_reports_the_artifact_reason() -> No
     assert problem.message == f"Pod iris-1 cannot load the model (2 restarts): {line}"
 
 
+def test_an_overlong_load_failure_reason_is_not_taken_as_the_condition_s_reason() -> None:
+    """Any image can print the line: a 2,000-letter reason would make the CRD refuse the
+    status patch (reason maxLength 1024), and status would stay as it was."""
+    line = f"ERROR model_server: model load failed: [A{'a' * 2000}] s3://b/iris"
+    problem = pod_problem([pod("iris-1", {"reason": "CrashLoopBackOff"}, restarts=2, said=line)])
+    assert problem is not None
+    assert problem.reason == "CrashLooping"
+    longest = f"ERROR model_server: model load failed: [A{'a' * 62}] s3://b/iris"
+    problem = pod_problem([pod("iris-1", {"reason": "CrashLoopBackOff"}, restarts=2, said=longest)])
+    assert problem is not None and problem.reason == f"A{'a' * 62}"
+
+
 def test_the_load_failure_is_found_in_the_termination_message_even_when_not_last() -> None:
     crashed = pod("iris-1", {"reason": "CrashLoopBackOff"}, restarts=3)
     tail = (
