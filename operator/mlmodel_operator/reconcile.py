@@ -82,6 +82,7 @@ VersionReadiness = Callable[[MLModel], Mapping[str, int] | None]
 APPLY_REFUSED: Final = "ApplyRefused"
 NOT_OWNED: Final = "ChildNotOwned"  # a same-named child the operator did not create
 HPA_KIND: Final = "HorizontalPodAutoscaler"
+READING_CARD: Final = "ReadingModelCard"
 # Answers that refuse the request itself: bad request, forbidden (admission webhooks, quota, a
 # namespace being deleted, missing RBAC), method not allowed, not acceptable, too large,
 # unsupported media type, invalid. The same apply gets the same answer until something changes,
@@ -142,6 +143,18 @@ def _not_owned(kind: str, mlmodel: MLModel) -> Problem:
         f"{kind} {mlmodel.namespace}/{mlmodel.name} exists and is not owned by MLModel "
         f"{mlmodel.name}; the operator leaves it alone. Delete or rename it to let the "
         "operator create its own.",
+    )
+
+
+def _reading_card(mlmodel: MLModel) -> Problem:
+    """The Deployment waits for the card of a new spec.model.uri: not a fault, but this
+    generation is not applied, so Ready is False and Progressing True until it is."""
+    return Problem(
+        READING_CARD,
+        "The model card of spec.model.uri is being read; the pods keep serving what they "
+        "served until the Deployment is applied with its digest.",
+        blocks_ready=True,
+        degrades=False,
     )
 
 
@@ -490,11 +503,13 @@ class Reconciler:
         do not run yet is added once, when its card has been read.
         """
         live = self.cache.get("Deployment", mlmodel.namespace, mlmodel.name)
-        if not hold and live is not None and _served_uri(live) == model_uri_in_pod(mlmodel):
+        serves_uri = live is not None and _served_uri(live) == model_uri_in_pod(mlmodel)
+        if not hold and serves_uri:
             return self._converge(mlmodel, manifest)
         if live is not None and not is_controlled_by(live, mlmodel):
             return None, None, _not_owned("Deployment", mlmodel)
-        return live, None, None
+        # Not ready for this generation until its pods run the new URI: say why they do not yet.
+        return live, None, None if serves_uri else _reading_card(mlmodel)
 
     def _converge(
         self, mlmodel: MLModel, manifest: dict[str, Any]

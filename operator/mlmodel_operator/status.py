@@ -271,6 +271,8 @@ def _ready_and_available(
 def _progressing(rollout: Rollout | None, degraded: Problem | None) -> dict[str, str]:
     if degraded is not None and degraded.reason == "ProgressDeadlineExceeded":
         return _condition("Progressing", False, degraded.reason, degraded.message)
+    if degraded is not None and not degraded.degrades:  # waiting for something, no fault
+        return _condition("Progressing", True, degraded.reason, degraded.message)
     if rollout is not None and rollout.complete:
         return _condition("Progressing", False, "RolloutComplete", "The latest spec is rolled out.")
     return _condition(

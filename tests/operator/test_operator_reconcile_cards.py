@@ -244,3 +244,37 @@ def test_a_reconciler_closes_only_the_card_reader_it_made(settings: OperatorSett
     Reconciler(FakeKube(), ObjectCache(), settings, reader=given).close()
     assert given_pool.submit("k", lambda: b"x").result(timeout=30) == b"x"
     given_pool.shutdown()
+
+
+def test_a_new_uri_whose_card_is_being_read_is_not_ready_for_its_generation(
+    settings: OperatorSettings, blocked: BlockedCards, cards: CardReader
+) -> None:
+    """The pods still run the old URI: Ready says so (not "All replicas run generation 2")
+    and Progressing is True, until the card is read and the Deployment applied."""
+    old = MLModel.from_body(
+        mlmodel_body({"model": {"uri": "s3://models/iris/v1", "sha256": SHA_A}})
+    )
+    (live,) = [m for m in render(old, settings) if m["kind"] == "Deployment"]
+    live["metadata"].update(uid="uid-deployment", generation=1)
+    live["status"] = {"observedGeneration": 1, "replicas": 1, "readyReplicas": 1,
+                      "updatedReplicas": 1, "availableReplicas": 1}  # fmt: skip
+    cache = ObjectCache()
+    cache.store("Deployment", live)
+    kube = FakeKube()
+    reconcile = reconciler(settings, cards, WorkQueue(), kube, cache)
+    body = mlmodel_body({"model": {"uri": "https://cards.test/iris"}}, generation=2)
+
+    outcome = reconcile_aside(reconcile, body)
+
+    assert not blocked.finished.is_set()
+    assert "Deployment" not in kube.kinds()  # left serving v1 until the card is read
+    conditions = {c["type"]: c for c in outcome.status_patch["conditions"]}
+    assert (conditions["Ready"]["status"], conditions["Ready"]["reason"]) == (
+        "False", "ReadingModelCard"
+    )  # fmt: skip
+    assert (conditions["Progressing"]["status"], conditions["Progressing"]["reason"]) == (
+        "True", "ReadingModelCard"
+    )  # fmt: skip
+    assert conditions["Available"]["status"] == "True"  # v1's pods serve meanwhile
+    assert conditions["Degraded"]["status"] == "False"  # waiting, not a fault
+    assert "spec.model.uri is being read" in conditions["Ready"]["message"]
