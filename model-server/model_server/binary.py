@@ -25,7 +25,7 @@ import orjson
 from model_server.dataplane import check_rows
 from model_server.errors import InvalidInput, MalformedRequest
 from model_server.runtimes.base import Array
-from model_server.tensors import is_count
+from model_server.tensors import SHAPE_RULE, is_shape
 
 HEADER: Final = b"inference-header-content-length"  # ASGI servers lower-case header names
 EXTENSION: Final = "binary_tensor_data"
@@ -114,8 +114,8 @@ def raw_tensor(
 def check_shape(shape: Any, where: str, max_rows: int | None) -> list[int]:
     """`shape` if it is a non-empty list of tensor dimensions whose batch (the first) is within
     `max_rows`, else InvalidInput (PayloadTooLarge for the batch)."""
-    if not isinstance(shape, list) or not shape or not all(is_count(d) for d in shape):
-        raise InvalidInput(f"{where} shape must be a list of non-negative integers")
+    if not is_shape(shape):
+        raise InvalidInput(f"{where} {SHAPE_RULE}")
     check_rows(shape[0], max_rows, where)
     return shape
 

@@ -14,6 +14,9 @@ from model_server.runtimes.base import Array
 
 V2_DATATYPES: Final = ("FP32", "FP64", "INT32", "INT64", "BOOL")
 _INT32_MAX: Final = 2**31 - 1
+# A tensor's dimensions: a tabular model takes 1 or 2, images 4; ONNX models rarely go past 6.
+MAX_DIMS: Final = 8
+SHAPE_RULE: Final = f"shape must be a list of 1 to {MAX_DIMS} non-negative integers"
 
 
 def tensors_matrix(
@@ -73,8 +76,8 @@ def _tensor(
     name, shape, datatype = tensor.get("name"), tensor.get("shape"), tensor.get("datatype")
     if not isinstance(name, str):
         raise InvalidInput(f"{where}.name must be a string")
-    if not isinstance(shape, list) or not all(is_count(d) for d in shape) or not shape:
-        raise InvalidInput(f"input {name!r} shape must be a list of non-negative integers")
+    if not is_shape(shape):
+        raise InvalidInput(f"input {name!r} {SHAPE_RULE}")
     if datatype not in V2_DATATYPES:
         raise InvalidInput(
             f"input {name!r} has datatype {datatype!r}; supported: {', '.join(V2_DATATYPES)}"
@@ -99,6 +102,18 @@ def _tensor(
 def is_count(value: Any) -> bool:
     """Whether `value` is a valid tensor dimension (a JSON integer, 0 to 2**31)."""
     return value.__class__ is int and 0 <= value <= 2**31
+
+
+def is_shape(value: Any) -> bool:
+    """Whether `value` is a valid tensor shape: 1 to MAX_DIMS dimensions (is_count).
+
+    The number of dimensions is bounded before anything counts the values: the product of a
+    few hundred thousand dimensions of 2**31 takes Python minutes (holding the GIL, so the
+    probes too), and its digits exceed what int-to-text allows in an error message.
+    """
+    return (
+        isinstance(value, list) and 0 < len(value) <= MAX_DIMS and all(is_count(d) for d in value)
+    )
 
 
 def _as_shaped(data: Any, shape: list[int]) -> Array | None:

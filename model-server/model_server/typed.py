@@ -21,7 +21,7 @@ from mlmodel_artifact.schema import encode_column, encode_rows, model_input
 from model_server.dataplane import check_rows, json_kind
 from model_server.errors import InvalidInput
 from model_server.runtimes.base import ModelInfo
-from model_server.tensors import flatten, is_count
+from model_server.tensors import SHAPE_RULE, flatten, is_shape
 
 NUMERIC_DATATYPES: Final = ("FP32", "FP64", "INT32", "INT64")
 TYPED_DATATYPES: Final = (*NUMERIC_DATATYPES, "BOOL", "BYTES")
@@ -96,8 +96,8 @@ def _tensor(tensor: Any, where: str, max_rows: int | None) -> Tensor:
     name, shape, datatype = tensor.get("name"), tensor.get("shape"), tensor.get("datatype")
     if not isinstance(name, str):
         raise InvalidInput(f"{where}.name must be a string")
-    if not isinstance(shape, list) or not shape or not all(is_count(d) for d in shape):
-        raise InvalidInput(f"input {name!r} shape must be a list of non-negative integers")
+    if not is_shape(shape):
+        raise InvalidInput(f"input {name!r} {SHAPE_RULE}")
     if datatype not in TYPED_DATATYPES:
         raise InvalidInput(
             f"input {name!r} has datatype {datatype!r}; supported: {', '.join(TYPED_DATATYPES)}"

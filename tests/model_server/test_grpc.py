@@ -145,7 +145,16 @@ ONE = ROWS[:1].astype("<f8").tobytes()
     [
         (raw_request(ONE, [2, 4]), "INVALID_ARGUMENT", "takes 64 bytes"),
         (raw_request(ONE[:-1], [1, 4]), "INVALID_ARGUMENT", "raw_input_contents of 31"),
-        (raw_request(ONE, [-1, 4]), "INVALID_ARGUMENT", "shape must be a list of non-negative"),
+        (
+            raw_request(ONE, [-1, 4]),
+            "INVALID_ARGUMENT",
+            "shape must be a list of 1 to 8 non-negative",
+        ),
+        (
+            raw_request(ONE, [1, *[2**31] * 100_000]),  # minutes of counting before
+            "INVALID_ARGUMENT",
+            "shape must be a list of 1 to 8 non-negative",
+        ),
         (raw_request(ONE, [1, 4], "FP16"), "INVALID_ARGUMENT", "datatype 'FP16'"),
         (
             raw_request(np.array([[np.nan, 1, 1, 1]]).astype("<f8").tobytes(), [1, 4]),

@@ -275,6 +275,7 @@ def _with(served: Served, feature: str, **tensor: Any) -> dict[str, Any]:
         ("year", {"name": "beak"}, "unknown feature 'beak'"),
         ("year", {"shape": [1, 2], "data": [2009, 2009]}, "'year' must have shape [N] or [N, 1]"),
         ("year", {"shape": [2], "data": [2009, 2009]}, "different lengths"),
+        ("year", {"shape": [1, *[2**31] * 500]}, "shape must be a list of 1 to 8"),
         ("year", {"datatype": "STRING"}, "'year' has datatype 'STRING'"),
         ("sex", {"datatype": "BOOL", "data": [True]}, "'sex' is categorical"),
     ],
