@@ -76,10 +76,18 @@ def parse_json(body: bytes) -> Any:
                 f"the request body nests arrays or objects deeper than {JSON_DEPTH_LIMIT} levels"
             ) from None
         try:
-            return json.loads(body)  # NaN, Infinity, 1e999 (read as infinity)
+            parsed = json.loads(body)  # NaN, Infinity, 1e999 (read as infinity)
         except (ValueError, RecursionError):
-            pass
-        raise MalformedRequest(f"the request body is not valid JSON: {reason}") from None
+            raise MalformedRequest(f"the request body is not valid JSON: {reason}") from None
+        # but not a lone UTF-16 surrogate ("\ud800"), which orjson refuses and the stdlib
+        # takes: it is no Unicode text, and echoing it would fail the answer (a 500)
+        try:
+            json.dumps(parsed, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise MalformedRequest(
+                "the request body is not valid JSON: a string holds a lone UTF-16 surrogate"
+            ) from None
+        return parsed
 
 
 def json_response(content: Any, status: int = 200) -> Response:
