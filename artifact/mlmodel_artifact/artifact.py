@@ -21,7 +21,7 @@ from mlmodel_artifact.card import (
     ModelFormat,
     Task,
 )
-from mlmodel_artifact.digest import sha256_file
+from mlmodel_artifact.digest import sha256_bytes, sha256_file
 from mlmodel_artifact.errors import ArtifactError
 from mlmodel_artifact.storage import Location, download, parse_location, read_bytes, upload
 
@@ -159,19 +159,43 @@ def check_digest(
     and it must resolve inside `local_dir`: a symlink out of it is refused unread.
     """
     entry = _file_for(card, fmt, uri)
+    path = _existing_model_file(local_dir, fmt, uri, entry.file)
+    _compare(entry.file, sha256_file(path), entry.sha256, expected_sha256, uri)
+    return path
+
+
+def read_checked(
+    local_dir: Path, card: ModelCard, fmt: ModelFormat, uri: str, expected_sha256: str | None
+) -> bytes:
+    """`fmt`'s model file, read once, after its sha256 matched card and pin (`check_digest`).
+
+    What is loaded must be these bytes, never the file read again: on a shared volume (a
+    `pvc://` claim others can write) the file could be replaced between the check and the load.
+    """
+    entry = _file_for(card, fmt, uri)
+    data = _existing_model_file(local_dir, fmt, uri, entry.file).read_bytes()
+    _compare(entry.file, sha256_bytes(data), entry.sha256, expected_sha256, uri)
+    return data
+
+
+def _existing_model_file(local_dir: Path, fmt: ModelFormat, uri: str, name: str) -> Path:
     path = model_file_path(local_dir, fmt, uri)
     if not path.is_file():
-        raise ArtifactError(uri, "ArtifactNotFound", f"the model file {entry.file} is missing")
-    actual = sha256_file(path)
-    for expected, source in ((entry.sha256, "the model card"), (expected_sha256, "the pinned")):
+        raise ArtifactError(uri, "ArtifactNotFound", f"the model file {name} is missing")
+    return path
+
+
+def _compare(
+    name: str, actual: str, card_sha256: str | None, expected_sha256: str | None, uri: str
+) -> None:
+    for expected, source in ((card_sha256, "the model card"), (expected_sha256, "the pinned")):
         if expected is not None and actual != expected:
             raise ArtifactError(
                 uri,
                 "ArtifactDigestMismatch",
-                f"{entry.file} has sha256 {actual} but {source} sha256 is {expected}; "
+                f"{name} has sha256 {actual} but {source} sha256 is {expected}; "
                 "the file was changed or truncated, so it was not loaded",
             )
-    return path
 
 
 def model_file_path(local_dir: Path, fmt: ModelFormat, uri: str) -> Path:
@@ -236,8 +260,9 @@ def load_model(
     card = ModelCard.from_json(card_path.read_bytes(), uri)
     fmt = parse_format(format, uri) if format is not None else card.format
     require_pin(fmt, expected_sha256, uri)
-    path = check_digest(local_dir, card, fmt, uri, expected_sha256)
-    model = serialization.deserialize(fmt, path, uri, card.n_features)
+    data = read_checked(local_dir, card, fmt, uri, expected_sha256)
+    model = serialization.deserialize(fmt, data, uri, card.n_features)
+    path = model_file_path(local_dir, fmt, uri)
     loaded = LoadedModel(card=card, format=fmt, path=path, model=model)
     loaded.warnings.extend(check_sample(loaded, uri))
     return loaded

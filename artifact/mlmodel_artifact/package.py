@@ -41,7 +41,7 @@ from mlmodel_artifact.card import (
     Task,
     TrainingInfo,
 )
-from mlmodel_artifact.digest import sha256_file
+from mlmodel_artifact.digest import sha256_bytes, sha256_file
 from mlmodel_artifact.drift import reference_from_frame
 from mlmodel_artifact.errors import ArtifactError
 from mlmodel_artifact.schema import (
@@ -212,12 +212,13 @@ def load_model_file(path: Path, *, trust: bool, n_features: int) -> tuple[Any, s
             "if you made it yourself (or trust who did): pass --trust (trust=True in Python); "
             "or save the model with mlmodel_artifact.save() or skops instead"
         )
-    digest = sha256_file(path)  # before loading: the bytes that were trusted
+    data = path.read_bytes()  # read once: the bytes hashed are the bytes loaded
+    digest = sha256_bytes(data)
     if kind == "pickle":
-        model = serialization.deserialize(ModelFormat.JOBLIB, path, uri, n_features)
+        model = serialization.deserialize(ModelFormat.JOBLIB, data, uri, n_features)
     elif kind == "skops":
         try:
-            model = serialization.deserialize(ModelFormat.SKOPS, path, uri, n_features)
+            model = serialization.deserialize(ModelFormat.SKOPS, data, uri, n_features)
         except ArtifactError as exc:
             if exc.reason != "ArtifactLoadFailed" or "n_features_in_" not in exc.message:
                 raise
@@ -228,7 +229,7 @@ def load_model_file(path: Path, *, trust: bool, n_features: int) -> tuple[Any, s
                 "the true-value column as the target)"
             ) from exc
     elif kind == "onnx":
-        model = serialization.deserialize(ModelFormat.ONNX, path, uri, n_features)
+        model = serialization.deserialize(ModelFormat.ONNX, data, uri, n_features)
     elif kind == "xgboost":
         model = _load_xgboost(path)
     else:

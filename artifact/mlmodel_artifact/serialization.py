@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -89,22 +90,24 @@ def _plain_lightgbm_dicts(model: Any) -> None:
                     stack.append(value)
 
 
-def deserialize(fmt: ModelFormat, path: Path, uri: str, n_features: int) -> Any:
-    """Load a model file whose digest the caller has already verified.
+def deserialize(fmt: ModelFormat, data: bytes, uri: str, n_features: int) -> Any:
+    """Load a model from the bytes whose digest the caller has checked.
 
-    `n_features` is the width of the input the model will be given (the card's feature count):
-    a skops model must declare it, and the indices in its fitted trees are bounded by it.
+    Bytes, not a path: a file read again after its check could have been replaced meanwhile
+    (a shared volume), and the replacement would be loaded unchecked. `n_features` is the width
+    of the input the model will be given (the card's feature count): a skops model must declare
+    it, and the indices in its fitted trees are bounded by it.
     """
     try:
         if fmt is ModelFormat.SKOPS:
-            return _load_skops(path, uri, n_features)
+            return _load_skops(data, uri, n_features)
         if fmt is ModelFormat.JOBLIB:
             import joblib
 
-            return joblib.load(path)
+            return joblib.load(io.BytesIO(data))
         from mlmodel_artifact.onnx_model import OnnxModel
 
-        return OnnxModel(path.read_bytes(), uri)
+        return OnnxModel(data, uri)
     except ArtifactError:
         raise
     except Exception as exc:
@@ -121,13 +124,13 @@ def untrusted_skops_types(path: Path) -> list[str]:
     return sorted(found.callables | (found.types - TRUSTED_TYPES) | found.misplaced)
 
 
-def _load_skops(path: Path, uri: str, n_features: int) -> Any:
+def _load_skops(data: bytes, uri: str, n_features: int) -> Any:
     import skops.io
 
     from mlmodel_artifact.tree_checks import check_trees
 
-    trusted = check_skops_file(path, uri)  # bounds and allow-list; raises before any load
-    model = skops.io.load(path, trusted=trusted)
+    trusted = check_skops_file(data, uri)  # bounds and allow-list; raises before any load
+    model = skops.io.loads(data, trusted=trusted)
     check_loaded(model, uri)  # no function or class left where scikit-learn would call it
     check_trees(model, uri, n_features)  # forged indices would read out of bounds in predict
     return model

@@ -20,13 +20,14 @@ bounded first); no object is constructed before `check_skops_file` has passed.
 
 from __future__ import annotations
 
+import io
 import json
 import struct
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 from mlmodel_artifact.errors import ArtifactError
 
@@ -244,14 +245,26 @@ _LOCAL_HEADER: Final = struct.Struct("<4s2B4HL2L2H")
 _LOCAL_MAGIC: Final = b"PK\x03\x04"
 
 
-def check_skops_file(path: Path, uri: str) -> list[str]:
-    """Check `path` may be loaded: zip bounds first, then every type in it.
+# A skops file: its path, or its bytes as read once (the bytes whose digest was checked).
+Source = Path | bytes
+
+
+def _open(source: Source) -> BinaryIO:
+    return io.BytesIO(source) if isinstance(source, bytes) else source.open("rb")
+
+
+def _length(source: Source) -> int:
+    return len(source) if isinstance(source, bytes) else source.stat().st_size
+
+
+def check_skops_file(source: Source, uri: str) -> list[str]:
+    """Check a skops file may be loaded: zip bounds first, then every type in it.
 
     Returns the types to pass to `skops.io.load(trusted=…)` (all on TRUSTED_TYPES).
     ArtifactError(ArtifactTooLarge) or ArtifactError(UntrustedType) otherwise.
     """
-    check_zip_bounds(path, uri)
-    found = skops_types(path, uri)
+    check_zip_bounds(source, uri)
+    found = skops_types(source, uri)
     refused = sorted(found.callables | (found.types - TRUSTED_TYPES))
     if refused:
         raise ArtifactError(
@@ -279,10 +292,10 @@ def check_skops_file(path: Path, uri: str) -> list[str]:
     return sorted(found.skops_untrusted)
 
 
-def check_zip_bounds(path: Path, uri: str) -> None:
+def check_zip_bounds(source: Source, uri: str) -> None:
     """ArtifactError(ArtifactTooLarge) if the zip's declared sizes exceed the bounds above, or
     if its entries overlap (then the declared sizes bound nothing)."""
-    with zipfile.ZipFile(path) as archive:
+    with _open(source) as raw, zipfile.ZipFile(raw) as archive:
         infos = archive.infolist()
         directory = archive.start_dir
     if len(infos) > MAX_ENTRIES:
@@ -293,14 +306,16 @@ def check_zip_bounds(path: Path, uri: str) -> None:
             _too_large(uri, f"entry {info.filename!r} unpacks to {_size(info.file_size)} "
                        f"(at most {_size(limit)})")  # fmt: skip
         _check_ratio(uri, f"entry {info.filename!r}", info.file_size, info.compress_size)
-    check_zip_layout(path, uri, infos, directory)
+    check_zip_layout(source, uri, infos, directory)
     total = sum(info.file_size for info in infos)
     if total > MAX_TOTAL_BYTES:
         _too_large(uri, f"it unpacks to {_size(total)} (at most {_size(MAX_TOTAL_BYTES)})")
     _check_ratio(uri, "the archive", total, sum(info.compress_size for info in infos))
 
 
-def check_zip_layout(path: Path, uri: str, infos: list[zipfile.ZipInfo], directory: int) -> None:
+def check_zip_layout(
+    source: Source, uri: str, infos: list[zipfile.ZipInfo], directory: int
+) -> None:
     """Each entry's bytes are its own: local header plus data end before the next entry (or the
     central directory) starts, and all compressed sizes together fit in the file.
 
@@ -309,7 +324,7 @@ def check_zip_layout(path: Path, uri: str, infos: list[zipfile.ZipInfo], directo
     quoting the next entry's header) make that sum far larger than the file, so a 1 MB file
     could declare forty 200 MB entries within the ratio. Measured on the file, not declared.
     """
-    file_size = path.stat().st_size
+    file_size = _length(source)
     compressed = sum(info.compress_size for info in infos)
     if compressed > file_size:
         _too_large(
@@ -318,7 +333,7 @@ def check_zip_layout(path: Path, uri: str, infos: list[zipfile.ZipInfo], directo
             f"{_size(file_size)}, so they overlap",
         )
     ordered = sorted(infos, key=lambda info: info.header_offset)
-    with path.open("rb") as raw:
+    with _open(source) as raw:
         for info, following in zip(ordered, [*ordered[1:], None], strict=True):
             raw.seek(info.header_offset)
             header = raw.read(_LOCAL_HEADER.size)
@@ -402,7 +417,7 @@ class FoundTypes:
     booster_problems: tuple[str, ...] = ()
 
 
-def skops_types(path: Path, uri: str | None = None) -> FoundTypes:
+def skops_types(source: Source, uri: str | None = None) -> FoundTypes:
     """Every type and callable named in the skops file, from skops' audit tree.
 
     `skops.io.get_untrusted_types` leaves out what skops trusts by default (every scikit-learn
@@ -412,9 +427,10 @@ def skops_types(path: Path, uri: str | None = None) -> FoundTypes:
     from skops.io._audit import get_tree
     from skops.io._utils import read_schema
 
-    with zipfile.ZipFile(path) as archive:
+    where = uri or (str(source) if isinstance(source, Path) else "the skops file")
+    with _open(source) as raw, zipfile.ZipFile(raw) as archive:
         schema, context = read_schema(archive)
-        check_schema_reads(schema, archive.infolist(), path.stat().st_size, uri or str(path))
+        check_schema_reads(schema, archive.infolist(), _length(source), where)
         root = get_tree(schema, context, trusted=None)  # audits only: constructs nothing
     types: set[str] = set()
     callables: set[str] = set()

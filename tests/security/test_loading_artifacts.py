@@ -31,6 +31,7 @@ from mlmodel_artifact import (
     TrainingInfo,
     load_model,
     read_model_card,
+    serialization,
     sha256_file,
     verify_artifact,
     write_artifact,
@@ -232,6 +233,26 @@ def test_an_unpinned_pickle_is_never_unpickled(tmp_path: Path) -> None:
 def test_a_pinned_genuine_pickle_loads(tmp_path: Path) -> None:
     digest = write_iris(tmp_path, ModelFormat.JOBLIB)
     assert load_model(tmp_path, expected_sha256=digest).model.predict(X[:1]).tolist() == [0]
+
+
+def test_a_pickle_swapped_after_its_check_is_never_unpickled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a shared volume (a pvc:// claim others can write) the file can change between the
+    digest check and the load: the load takes the bytes that were checked, not the file again."""
+    marker = tmp_path / "pwned"
+    digest = write_iris(tmp_path / "a", ModelFormat.JOBLIB)
+    real = serialization.deserialize
+
+    def swapped_first(*args: Any) -> Any:  # the swap lands right after the check
+        (tmp_path / "a" / "model.joblib").write_bytes(pickle.dumps(Exploit(marker)))
+        return real(*args)
+
+    monkeypatch.setattr(serialization, "deserialize", swapped_first)
+    loaded = load_model(tmp_path / "a", expected_sha256=digest)
+
+    assert not marker.exists(), "the swapped pickle was unpickled"
+    assert loaded.model.predict(X[:1]).tolist() == [0]
 
 
 @pytest.mark.parametrize("pin", [None, "genuine"], ids=["no-pin", "pin-of-the-genuine-file"])

@@ -249,7 +249,9 @@ def test_a_tabular_pipeline_holds_only_allow_listed_types(tmp_path: Path) -> Non
     path = tmp_path / "model.skops"
     skops.io.dump(model, path)
     assert untrusted_skops_types(path) == []
-    loaded = deserialize(ModelFormat.SKOPS, path, str(path), 5)  # every check, the tree ones too
+    loaded = deserialize(
+        ModelFormat.SKOPS, path.read_bytes(), str(path), 5
+    )  # every check, the tree ones too
     assert loaded.predict(frame).tolist() == model.predict(frame).tolist()
 
 
@@ -538,7 +540,7 @@ def test_a_tree_without_its_input_width_is_refused_before_predict(
     # Refused by the checks alone (deserialize never predicts), so a regression fails the test
     # instead of crashing it; load_model runs the same checks before the card's sample.
     with pytest.raises(ArtifactError, match=problem) as caught:
-        deserialize(ModelFormat.SKOPS, path, str(path), 4)
+        deserialize(ModelFormat.SKOPS, path.read_bytes(), str(path), 4)
     assert caught.value.reason == "ArtifactLoadFailed"
     with pytest.raises(ArtifactError, match=problem):
         load_model(artifact)
@@ -553,13 +555,13 @@ def test_a_tree_is_bounded_by_the_card_not_by_what_the_model_declares(artifact: 
     model.tree_ = forge_nodes(model.tree_, lambda nodes: None, n_features=HUGE_WIDTH)
     path = plant(artifact, model)
     with pytest.raises(ArtifactError, match=f"built for {HUGE_WIDTH} input columns, not its 4"):
-        deserialize(ModelFormat.SKOPS, path, str(path), 4)
+        deserialize(ModelFormat.SKOPS, path.read_bytes(), str(path), 4)
     model.n_features_in_ = HUGE_WIDTH
     path = plant(artifact, model)
     with pytest.raises(
         ArtifactError, match=f"takes {HUGE_WIDTH} input columns .* names 4 features"
     ):
-        deserialize(ModelFormat.SKOPS, path, str(path), 4)
+        deserialize(ModelFormat.SKOPS, path.read_bytes(), str(path), 4)
 
 
 def test_a_forest_after_a_width_changing_step_is_held_to_its_own_width(tmp_path: Path) -> None:
@@ -570,11 +572,13 @@ def test_a_forest_after_a_width_changing_step_is_held_to_its_own_width(tmp_path:
     assert forest.n_features_in_ == 7
     path = tmp_path / "model.skops"
     skops.io.dump(model, path)
-    assert deserialize(ModelFormat.SKOPS, path, str(path), 5).predict(frame).shape == (80,)
+    assert deserialize(ModelFormat.SKOPS, path.read_bytes(), str(path), 5).predict(frame).shape == (
+        80,
+    )
     forest.estimators_[0].tree_ = forge_nodes(forest.estimators_[0].tree_, column_50)
     skops.io.dump(model, path)
     with pytest.raises(ArtifactError, match="outside its 7 input columns"):
-        deserialize(ModelFormat.SKOPS, path, str(path), 5)
+        deserialize(ModelFormat.SKOPS, path.read_bytes(), str(path), 5)
 
 
 def test_gradient_boosting_trees_must_match_its_initial_predictions(artifact: Path) -> None:
@@ -586,7 +590,7 @@ def test_gradient_boosting_trees_must_match_its_initial_predictions(artifact: Pa
     model.estimators_ = np.concatenate([model.estimators_] * 3, axis=1)
     path = plant(artifact, model)
     with pytest.raises(ArtifactError, match="adds 3 trees per stage into 1 columns"):
-        deserialize(ModelFormat.SKOPS, path, str(path), 4)
+        deserialize(ModelFormat.SKOPS, path.read_bytes(), str(path), 4)
 
 
 # --- Zip entries that share bytes, and arrays read more than once (review M3). ---
