@@ -23,7 +23,14 @@ from mlmodel_artifact.card import (
 )
 from mlmodel_artifact.digest import sha256_bytes, sha256_file
 from mlmodel_artifact.errors import ArtifactError
-from mlmodel_artifact.storage import Location, download, parse_location, read_bytes, upload
+from mlmodel_artifact.storage import (
+    MAX_CARD_BYTES,
+    Location,
+    download,
+    parse_location,
+    read_bytes,
+    upload,
+)
 
 _VERSIONED_LIBRARIES = (
     "scikit-learn",
@@ -128,8 +135,8 @@ def fetch_artifact(
     if callable(formats):
         formats = formats(card)
     for fmt in formats or [card.format]:
-        _file_for(card, fmt, uri)  # ArtifactNotFound when the card lists no such file
-        download(loc, MODEL_FILE_NAMES[fmt], workdir / MODEL_FILE_NAMES[fmt])
+        entry = _file_for(card, fmt, uri)  # ArtifactNotFound when the card lists no such file
+        download(loc, MODEL_FILE_NAMES[fmt], workdir / MODEL_FILE_NAMES[fmt], entry.size)
     return workdir
 
 
@@ -340,7 +347,7 @@ def reproduces_sample(model: Any, card: ModelCard, fmt: ModelFormat) -> str:
 
 def _download_card(loc: Location, workdir: Path) -> ModelCard:
     workdir.mkdir(parents=True, exist_ok=True)
-    download(loc, MODEL_CARD_FILE, workdir / MODEL_CARD_FILE)
+    download(loc, MODEL_CARD_FILE, workdir / MODEL_CARD_FILE, MAX_CARD_BYTES)
     return ModelCard.from_json((workdir / MODEL_CARD_FILE).read_bytes(), loc.child(MODEL_CARD_FILE))
 
 

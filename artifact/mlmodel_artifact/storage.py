@@ -23,6 +23,9 @@ HTTP_TOKEN_ENV: Final = "MLMODEL_HTTP_TOKEN"
 SCHEMES: Final = ("file", "http", "https", "s3")
 _HTTP_TIMEOUT_SECONDS: Final = 30.0
 _HTTP_CONNECT_TIMEOUT_SECONDS: Final = 10.0
+# A model card is a few KB (its sample rows and drift reference are bounded); the operator
+# reads at most this much of one too (MLOP_CARD_MAX_BYTES).
+MAX_CARD_BYTES: Final = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -72,12 +75,17 @@ def read_bytes(loc: Location, name: str) -> bytes:
     """Read one small file (the model card) of the artifact."""
     with tempfile.TemporaryDirectory() as tmp:
         dest = Path(tmp) / name
-        download(loc, name, dest)
+        download(loc, name, dest, MAX_CARD_BYTES)
         return dest.read_bytes()
 
 
-def download(loc: Location, name: str, dest: Path) -> None:
-    """Copy one file of the artifact to `dest`, atomically (a partial file never has the name)."""
+def download(loc: Location, name: str, dest: Path, max_bytes: int | None = None) -> None:
+    """Copy one file of the artifact to `dest`, atomically (a partial file never has the name).
+
+    A file longer than `max_bytes` (the card's size for a model file, MAX_CARD_BYTES for the
+    card) is ArtifactTooLarge: over HTTP as soon as the stream passes it, so a store that
+    never stops sending does not fill the disk.
+    """
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + ".partial")
     try:
@@ -86,10 +94,18 @@ def download(loc: Location, name: str, dest: Path) -> None:
         elif loc.scheme == "s3":
             _download_s3(loc, name, partial)
         else:
-            _download_http(loc, name, partial)
+            _download_http(loc, name, partial, max_bytes)
+        if max_bytes is not None and partial.stat().st_size > max_bytes:
+            _too_large(loc.child(name), max_bytes)
         partial.replace(dest)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def _too_large(uri: str, max_bytes: int) -> None:
+    raise ArtifactError(
+        uri, "ArtifactTooLarge", f"the file is larger than the {max_bytes:,} bytes expected"
+    )
 
 
 def upload(local_dir: Path, names: Iterable[str], loc: Location) -> None:
@@ -121,7 +137,7 @@ def _copy_local(loc: Location, name: str, dest: Path) -> None:
     shutil.copyfile(source, dest)
 
 
-def _download_http(loc: Location, name: str, dest: Path) -> None:
+def _download_http(loc: Location, name: str, dest: Path, max_bytes: int | None) -> None:
     import httpx  # here, not at the top: a process that never fetches over HTTP saves ~16 MB
 
     url = f"{loc.base_url}/{name}"
@@ -133,12 +149,16 @@ def _download_http(loc: Location, name: str, dest: Path) -> None:
         with httpx.stream("GET", url, headers=headers, timeout=timeout) as response:
             if response.status_code == 404:
                 raise ArtifactError(url, "ArtifactNotFound", "the server answered 404 Not Found")
-            if response.status_code >= 400:
+            if not 200 <= response.status_code < 300:  # a redirect is not followed either
                 raise ArtifactError(
                     url, "StorageError", f"the server answered HTTP {response.status_code}"
                 )
+            written = 0
             with dest.open("wb") as f:
                 for chunk in response.iter_bytes():
+                    written += len(chunk)
+                    if max_bytes is not None and written > max_bytes:
+                        _too_large(url, max_bytes)
                     f.write(chunk)
     except httpx.HTTPError as exc:
         raise ArtifactError(url, "StorageError", f"HTTP download failed: {exc}") from exc

@@ -201,6 +201,14 @@ class ServerSettings(BaseSettings):
         "outputs, missing shares, in /metrics and GET /v2/models/{name}/drift); 0 turns drift "
         "monitoring off. Env MODEL_SERVER_DRIFT_WINDOW.",
     )
+    download_timeout_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        le=86_400,
+        description="A remote artifact (its card and the served model file) must be downloaded "
+        "within this many seconds, or the download is stopped and the server exits with a "
+        "StorageError (a stalled or trickling store would otherwise keep the pod unready).",
+    )
     workdir: Path = Field(
         default=Path("/tmp/model-server"),
         description="Writable directory for downloaded artifacts and multiprocess metrics.",

@@ -62,10 +62,11 @@ def download_in_child(uri: str, target: Path, settings: ServerSettings) -> Path:
     The S3 client (boto3 and botocore with its service models) takes ~24 MB of a process
     that imports it and stays for the process's life, for one download at start-up; httpx
     several more. The child (`python -m model_server.download`) imports them and gives the
-    memory back when it exits; the server never imports them. Its deadlines are the clients'
-    own (per request). An ArtifactError of the child comes back as the same error; anything
-    else (a crash, an exit without its JSON) as a StorageError with the last line it wrote.
-    Its output goes to temporary files, of which only a bounded head and tail are read.
+    memory back when it exits; the server never imports them. Besides the clients' own
+    deadlines (per request), the child has download_timeout_seconds in all, then is killed.
+    An ArtifactError of the child comes back as the same error; anything else (a crash, an
+    exit without its JSON, the deadline) as a StorageError. Its output goes to temporary
+    files, of which only a bounded head and tail are read.
     """
     request = {
         "uri": uri,
@@ -74,6 +75,7 @@ def download_in_child(uri: str, target: Path, settings: ServerSettings) -> Path:
         "sha256": settings.model_sha256,
         "compiled": settings.compiled,
     }
+    deadline = settings.download_timeout_seconds
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         try:
             code = subprocess.run(
@@ -81,9 +83,17 @@ def download_in_child(uri: str, target: Path, settings: ServerSettings) -> Path:
                 stdout=out,
                 stderr=err,
                 check=False,
+                timeout=deadline,  # then the child is killed
             ).returncode
         except OSError as exc:
             raise ArtifactError(uri, "StorageError", f"cannot start the download: {exc}") from exc
+        except subprocess.TimeoutExpired:
+            raise ArtifactError(
+                uri,
+                "StorageError",
+                f"the download did not finish within {deadline:g} s "
+                f"(MODEL_SERVER_DOWNLOAD_TIMEOUT_SECONDS); the store is stalled or too slow",
+            ) from None
         if code == 0:
             return target
         if code == DOWNLOAD_FAILED:  # its error names the file it was about: card, model file

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 import numpy as np
 
@@ -104,7 +104,7 @@ def is_count(value: Any) -> bool:
     return value.__class__ is int and 0 <= value <= 2**31
 
 
-def is_shape(value: Any) -> bool:
+def is_shape(value: Any) -> TypeGuard[list[int]]:
     """Whether `value` is a valid tensor shape: 1 to MAX_DIMS dimensions (is_count).
 
     The number of dimensions is bounded before anything counts the values: the product of a

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import shutil
 import subprocess
 import sys
 import threading
@@ -24,10 +26,10 @@ class QuietHandler(SimpleHTTPRequestHandler):
         """Keep test output clean."""
 
 
-@pytest.fixture(scope="module")
-def http_root(artifact_root: Path) -> Iterator[str]:
-    """A real HTTP server on loopback serving the session's artifacts."""
-    handler = functools.partial(QuietHandler, directory=str(artifact_root))
+@contextlib.contextmanager
+def serving(root: Path) -> Iterator[str]:
+    """A real HTTP server on loopback serving the files under `root`; its base URL."""
+    handler = functools.partial(QuietHandler, directory=str(root))
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -36,6 +38,13 @@ def http_root(artifact_root: Path) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(scope="module")
+def http_root(artifact_root: Path) -> Iterator[str]:
+    """The session's artifacts over HTTP."""
+    with serving(artifact_root) as url:
+        yield url
 
 
 def test_local_artifacts_are_used_in_place(iris_artifact: Artifact, tmp_path: Path) -> None:
@@ -61,6 +70,29 @@ def test_a_missing_http_artifact_names_the_uri(http_root: str, tmp_path: Path) -
     with pytest.raises(ArtifactError) as caught:
         fetch_model(settings_for(Artifact(uri, None), tmp_path))  # type: ignore[arg-type]
     assert uri in str(caught.value)
+
+
+def test_an_http_redirect_is_a_storage_error_naming_it(tmp_path: Path) -> None:
+    """Redirects are not followed (the token would go along); the answer is named, not saved
+    as the card."""
+    (tmp_path / "www" / "moved" / "model-card.json").mkdir(parents=True)  # 301 to add a '/'
+    with serving(tmp_path / "www") as url, pytest.raises(ArtifactError) as caught:
+        fetch_model(settings_for(Artifact(f"{url}/moved", None), tmp_path / "w"))  # type: ignore[arg-type]
+    assert caught.value.reason == "StorageError"
+    assert "answered HTTP 301" in str(caught.value)
+
+
+def test_a_model_file_longer_than_its_card_says_is_refused_while_it_streams(
+    iris_artifact: Artifact, tmp_path: Path
+) -> None:
+    served = tmp_path / "www" / "iris"
+    shutil.copytree(iris_artifact.uri, served)
+    with (served / "model.skops").open("ab") as model:
+        model.write(b"\0" * 1_000_000)  # a store that keeps sending
+    with serving(tmp_path / "www") as url, pytest.raises(ArtifactError) as caught:
+        fetch_model(settings_for(Artifact(f"{url}/iris", None), tmp_path / "w"))  # type: ignore[arg-type]
+    assert caught.value.reason == "ArtifactTooLarge"
+    assert str(caught.value).startswith(f"{url}/iris/model.skops: the file is larger than the ")
 
 
 def iris_in_s3(iris_forest: Any, iris_artifact: Artifact, bucket: str) -> tuple[str, ModelCard]:
@@ -158,6 +190,18 @@ def test_a_download_child_s_flood_of_output_is_read_only_at_its_end(
     fake_python(tmp_path, monkeypatch, f"{flood}\necho >&2\necho 'OSError: disk full' >&2\nexit 1")
     error = download_error(tmp_path)
     assert str(error).endswith("(exit 1): OSError: disk full")
+
+
+def test_a_download_that_outlasts_its_deadline_is_stopped_as_a_storage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stalled or trickling store: each read within the client's timeout, never done."""
+    fake_python(tmp_path, monkeypatch, "exec sleep 600")
+    settings = settings_for(Artifact("https://127.0.0.1:9/model", None), tmp_path)  # type: ignore[arg-type]
+    with pytest.raises(ArtifactError) as caught:
+        fetch_model(settings.model_copy(update={"download_timeout_seconds": 1.0}))
+    assert caught.value.reason == "StorageError"
+    assert "did not finish within 1 s (MODEL_SERVER_DOWNLOAD_TIMEOUT_SECONDS)" in str(caught.value)
 
 
 def test_a_download_child_that_cannot_start_is_a_storage_error(
