@@ -319,19 +319,21 @@ def card_reader(settings: OperatorSettings) -> CardReader:
     )
 
 
-def resolve_model(mlmodel: MLModel, reader: CardSource) -> Resolved:
+def resolve_model(mlmodel: MLModel, reader: CardSource, known_applies: bool = True) -> Resolved:
     """The digest pods must serve and the format of that file; on a card failure the last
     known ones (pods are not rolled).
 
     A pinned sha256 is served without reading the card (nothing the operator needs is there):
     the format is then spec.model.format, or unknown. pvc:// cards are not mounted here.
+    `known_applies` is False when the pods serve another URI than spec.model.uri: status's
+    digest and format are that URI's then, not to be rendered with the new one.
     """
     source = mlmodel.spec.model
     if source.sha256:
         return Resolved(source.sha256, model_format=source.format)
     if source.scheme == "pvc":
         return Resolved(None, model_format=source.format)
-    known = mlmodel.status.model_digest
+    known = mlmodel.status.model_digest if known_applies else None
     runtime = mlmodel.status.runtime
     known_format = source.format or (runtime.model_format if runtime and known else None)
     try:

@@ -363,8 +363,9 @@ class Reconciler:
 
     def _reconcile(self, mlmodel: MLModel, previous: dict[str, Any]) -> Outcome:
         now = self.clock()
-        resolved = resolve_model(mlmodel, self.reader)
         live = self.cache.get("Deployment", mlmodel.namespace, mlmodel.name)
+        other_uri = live is not None and _served_uri(live) != model_uri_in_pod(mlmodel)
+        resolved = resolve_model(mlmodel, self.reader, known_applies=not other_uri)
         rendered = rendered_candidate(mlmodel, live, self.settings)
         candidate = resolve_candidate(mlmodel, self.reader, rendered)
         if self.requeue is not None:
@@ -406,6 +407,8 @@ class Reconciler:
             model_format=resolved.model_format,
             problems=problems,
             candidate=seen,
+            # moved to the new URI (not held for its card): the old digest describes no pod
+            keep_known_digest=not other_uri or resolved.pending is not None,
         )
         status = derive_status(
             mlmodel,

@@ -89,6 +89,9 @@ class Observed:
     model_format: str | None = None  # of the file the pods load, when the operator knows it
     problems: Sequence[Problem] = field(default_factory=tuple)
     candidate: CandidateObserved | None = None  # None: no spec.candidate
+    # False when the pods are being moved to another URI whose digest is not known: status's
+    # last modelDigest was the old URI's and is dropped instead of kept.
+    keep_known_digest: bool = True
 
 
 @dataclass(frozen=True)
@@ -362,7 +365,9 @@ def derive_status(
         "url": service_url(mlmodel, cluster_domain),
         "conditions": conditions,
     }
-    digest = observed.digest or previous.get("modelDigest")
+    digest = observed.digest or (
+        previous.get("modelDigest") if observed.keep_known_digest else None
+    )
     if digest:
         status["modelDigest"] = digest
     runtime = runtime_of(observed)

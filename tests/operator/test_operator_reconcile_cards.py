@@ -14,6 +14,7 @@ import pytest
 from operator_testlib import card_json, mlmodel_body
 
 from mlmodel_operator.cache import ObjectCache
+from mlmodel_operator.cardfetch import CardReadError
 from mlmodel_operator.cards import CardPool, CardReader, card_reader
 from mlmodel_operator.reconcile import Outcome, Reconciler
 from mlmodel_operator.render import render
@@ -278,3 +279,39 @@ def test_a_new_uri_whose_card_is_being_read_is_not_ready_for_its_generation(
     assert conditions["Available"]["status"] == "True"  # v1's pods serve meanwhile
     assert conditions["Degraded"]["status"] == "False"  # waiting, not a fault
     assert "spec.model.uri is being read" in conditions["Ready"]["message"]
+
+
+def test_a_new_uri_whose_card_cannot_be_read_is_not_rendered_with_the_old_uri_s_digest(
+    settings: OperatorSettings,
+) -> None:
+    """The old URI's digest and format belong to its file: the slim image and digest of an
+    ONNX model must not go to pods that will load another URI's (unknown) file."""
+    old = MLModel.from_body(mlmodel_body({"model": {"uri": "https://cards.test/v1"}}))
+    (live,) = [
+        m
+        for m in render(old, settings, digest=SHA_B, model_format="onnx")
+        if m["kind"] == "Deployment"
+    ]
+    assert live["spec"]["template"]["spec"]["containers"][0]["image"] == settings.slim_image
+    live["metadata"]["uid"] = "uid-deployment"
+    cache = ObjectCache()
+    cache.store("Deployment", live)
+
+    def unreachable(uri: str) -> Any:
+        raise CardReadError("ArtifactUnreachable", "refused")
+
+    kube = FakeKube()
+    reconcile = Reconciler(kube, cache, settings, reader=unreachable)
+    body = mlmodel_body({"model": {"uri": "https://cards.test/v2"}}, generation=2)
+    body["status"] = {"modelDigest": SHA_B, "runtime": {"image": settings.slim_image,
+                                                       "modelFormat": "onnx"}}  # fmt: skip
+    outcome = reconcile.reconcile(body)
+
+    (applied,) = [m for m in kube.applied if m["kind"] == "Deployment"]
+    template = applied["spec"]["template"]
+    assert template["spec"]["containers"][0]["image"] == settings.default_image
+    assert DIGEST_ANNOTATION not in (template["metadata"].get("annotations") or {})
+    assert outcome.status_patch["modelDigest"] is None  # it was v1's
+    (problem,) = outcome.problems
+    assert problem.reason == "ArtifactUnreachable"
+    assert "Pods will try to fetch it themselves" in problem.message
