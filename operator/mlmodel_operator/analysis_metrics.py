@@ -30,7 +30,9 @@ the parser, only the sample lines of the few metrics the analysis uses are kept 
 a cheap line filter: a body full of other series costs no parsing), and after a pod read that
 failed (or a Prometheus query), that MLModel's pods (its queries) are not read again for
 `BACKOFF_SECONDS` (30 s, `Backoff`), whatever its pods are now: churning pods does not buy
-another read. Moving the reads off the workers is the next step (docs/rollouts.md).
+another read. A read that succeeds but takes `SLOW_READ_SECONDS` (1 s) or more backs off the
+same way, so pods that answer just inside the timeout cost a worker at most once per back-off.
+Moving the reads off the workers is the next step (docs/rollouts.md).
 
 The metric names and labels are the model server's (docs/rollouts.md, "Server metrics"); this
 module is the one place the operator names them.
@@ -84,6 +86,9 @@ BUDGET_SECONDS: Final = 5.0
 MAX_BYTES: Final = 256 << 10
 # After a failed read, that MLModel's pods (or its Prometheus queries) are left alone this long.
 BACKOFF_SECONDS: Final = 30.0
+# A pod read that succeeds but takes this long backs off too: pods that answer just inside the
+# per-pod timeout would otherwise hold a reconcile worker at every analysis round.
+SLOW_READ_SECONDS: Final = 1.0
 MIN_WINDOW_SECONDS: Final = 15.0  # the shipped prometheus.yml's scrape_interval
 METRICS_PATH: Final = "/metrics"
 METRICS_ACCEPT: Final = "text/plain;version=0.0.4"  # the classic text format, not OpenMetrics
@@ -518,11 +523,14 @@ class PodMetricsSource:
             return Unmeasured("no ready pod of the current pod template to read metrics from")
         if self.backoff.waiting(scope.namespace, scope.mlmodel):
             return Unmeasured(
-                "the metrics of a pod could not be read; the pods are read again at most every "
+                "the metrics of a pod could not be read, or took over "
+                f"{SLOW_READ_SECONDS:g} s; the pods are read again at most every "
                 f"{self.backoff.seconds:g} s"
             )
+        started = time.monotonic()
         result = self._read(scope)
-        if isinstance(result, Unmeasured):
+        slow = time.monotonic() - started >= SLOW_READ_SECONDS
+        if isinstance(result, Unmeasured) or slow:
             self.backoff.failed(scope.namespace, scope.mlmodel)
         return result
 

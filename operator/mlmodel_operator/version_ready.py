@@ -39,6 +39,7 @@ from typing import Any, Final
 
 from mlmodel_operator.analysis_metrics import (
     POD_BACKOFF,
+    SLOW_READ_SECONDS,
     Backoff,
     PodTarget,
     read_version_ready,
@@ -129,10 +130,11 @@ class PodVersionReadiness:
             return _copy(kept.counts)
         if self.backoff.waiting(namespace, name):
             return None  # a read failed lately: not again yet, whatever the pods are now
+        started = time.monotonic()
         counts = self.read(namespace, targets)
         counts = None if counts is None else {role: int(n) for role, n in counts.items()}
-        if counts is None:
-            self.backoff.failed(namespace, name)
+        if counts is None or time.monotonic() - started >= SLOW_READ_SECONDS:
+            self.backoff.failed(namespace, name)  # slow pods hold a worker: not again soon
         with self._lock:
             for old in [k for k, a in self._answers.items() if now - a.at >= self.max_age]:
                 del self._answers[old]  # MLModels gone, or not read lately

@@ -13,6 +13,7 @@ import json
 import re
 import subprocess
 import threading
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -31,6 +32,7 @@ from mlmodel_operator.analysis import Measurement, Unmeasured
 from mlmodel_operator.analysis_metrics import (
     MAX_BYTES,
     METRICS_ACCEPT,
+    SLOW_READ_SECONDS,
     Backoff,
     PodMetricsSource,
     PodTarget,
@@ -359,6 +361,26 @@ def test_an_unparsable_body_backs_off_too(loopback: Loopback) -> None:
     assert isinstance(source.measure(scope(pod), SINCE), Unmeasured)
     assert isinstance(source.measure(scope(pod), SINCE), Unmeasured)
     assert len(server.seen) == 1
+
+
+def test_a_slow_but_good_pod_read_backs_off_too(loopback: Loopback) -> None:
+    """Pods that answer just inside the timeout held a reconcile worker every round (a few such
+    MLModels starved every other namespace's reconciles): used once, then the back-off."""
+    ticks = Ticks()
+    source = PodMetricsSource(backoff=Backoff(30.0, clock=ticks))
+    good = answer(exposition({"a": POD_A}))
+
+    def slow(h: http.server.BaseHTTPRequestHandler) -> None:
+        time.sleep(SLOW_READ_SECONDS + 0.2)
+        good(h)
+
+    server, pod = loopback.pod(slow)
+    assert isinstance(source.measure(scope(pod), SINCE), Measurement)  # the answer is used
+    waiting = source.measure(scope(pod), SINCE)
+    assert isinstance(waiting, Unmeasured) and "took over 1 s" in waiting.reason
+    assert len(server.seen) == 1
+    ticks.now += 30
+    assert isinstance(source.measure(scope(pod), SINCE), Measurement)
 
 
 def test_a_body_over_the_cap_without_a_length_is_refused_while_reading(

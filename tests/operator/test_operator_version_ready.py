@@ -11,6 +11,7 @@ import errno
 import http.server
 import socket
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,7 @@ from mlmodel_operator import main
 from mlmodel_operator.analysis_metrics import (
     METRICS_ACCEPT,
     POD_BACKOFF,
+    SLOW_READ_SECONDS,
     Backoff,
     PodTarget,
     read_version_ready,
@@ -50,6 +52,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if server.hang is not None:
             server.hang.wait()
             return
+        time.sleep(server.delay)
         data = server.body.encode()
         self.send_response(server.status)
         self.send_header("Content-Type", METRICS_ACCEPT)
@@ -70,6 +73,7 @@ class PodServer(http.server.ThreadingHTTPServer):
         self.body = LOADED
         self.status = 200
         self.hang: threading.Event | None = None
+        self.delay = 0.0  # seconds before answering
         self.hits: list[str] = []
 
     def handle_error(self, request: object, client_address: object) -> None:
@@ -379,6 +383,27 @@ def test_after_a_failed_read_a_changed_pod_set_is_not_read_until_the_backoff_end
     setup.world.reconcile()
     assert setup.read.calls == 1 and newcomer.hits == []  # not read during the back-off
     setup.clock.now += 1  # 30 s after the failed read
+    assert setup.hook(mlmodel) == {"stable": 2, "candidate": 2}
+    assert setup.read.calls == 2
+
+
+def test_after_a_slow_read_a_changed_pod_set_is_not_read_until_the_backoff_ends(
+    settings: OperatorSettings, pods: Pods
+) -> None:
+    """A good answer that took SLOW_READ_SECONDS or more is used, and the pods (whichever they
+    are next) are left alone for the back-off: slow pods held a reconcile worker every round."""
+    setup = Setup(settings, pods, count=2)
+    setup.servers[1].delay = SLOW_READ_SECONDS + 0.2
+    setup.roll_out()
+    mlmodel = setup.mlmodel()
+    assert setup.read.calls == 1 and setup.hook(mlmodel) == {"stable": 2, "candidate": 2}
+    (newcomer,) = pods.start(1)
+    setup.world.cache.drop_pod(pod_body(setup.world, setup.servers[1], f"{NAME}-7c9d-1"))
+    setup.world.cache.store_pod(pod_body(setup.world, newcomer, f"{NAME}-7c9d-2"))
+    setup.clock.now += 10
+    assert setup.hook(mlmodel) is None  # not read again yet
+    assert setup.read.calls == 1 and newcomer.hits == []
+    setup.clock.now += 20
     assert setup.hook(mlmodel) == {"stable": 2, "candidate": 2}
     assert setup.read.calls == 2
 
