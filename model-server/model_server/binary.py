@@ -25,7 +25,7 @@ import orjson
 from model_server.dataplane import check_rows
 from model_server.errors import InvalidInput, MalformedRequest
 from model_server.runtimes.base import Array
-from model_server.tensors import SHAPE_RULE, is_shape
+from model_server.tensors import SHAPE_RULE, is_shape, shown_name
 
 HEADER: Final = b"inference-header-content-length"  # ASGI servers lower-case header names
 EXTENSION: Final = "binary_tensor_data"
@@ -67,7 +67,7 @@ def attach_inputs(body: dict[str, Any], blob: bytes, max_rows: int | None) -> No
         if size is None:
             continue
         name = tensor.get("name")
-        where = f"input {name!r}" if isinstance(name, str) else f"inputs[{i}]"
+        where = shown_name(name, f"inputs[{i}]")
         if "data" in tensor:
             raise MalformedRequest(f"{where} has both data and parameters.binary_data_size")
         if size > len(blob) - offset:

@@ -17,6 +17,16 @@ _INT32_MAX: Final = 2**31 - 1
 # A tensor's dimensions: a tabular model takes 1 or 2, images 4; ONNX models rarely go past 6.
 MAX_DIMS: Final = 8
 SHAPE_RULE: Final = f"shape must be a list of 1 to {MAX_DIMS} non-negative integers"
+# A tensor's name is echoed in errors: a feature name or "input-0", never megabytes.
+MAX_NAME_CHARS: Final = 256
+
+
+def shown_name(name: Any, where: str) -> str:
+    """`where` as errors name it: `input 'x'` for a string name of at most MAX_NAME_CHARS,
+    else `where` itself (a name that long matches no input anyway)."""
+    if isinstance(name, str) and len(name) <= MAX_NAME_CHARS:
+        return f"input {name!r}"
+    return where
 
 
 def tensors_matrix(
@@ -73,9 +83,8 @@ def _tensor(
 ) -> tuple[str, list[int], Array]:
     if not isinstance(tensor, dict):
         raise InvalidInput(f"{where} must be a tensor object, got {json_kind(tensor)}")
-    name, shape, datatype = tensor.get("name"), tensor.get("shape"), tensor.get("datatype")
-    if not isinstance(name, str):
-        raise InvalidInput(f"{where}.name must be a string")
+    name = check_name(tensor.get("name"), where)
+    shape, datatype = tensor.get("shape"), tensor.get("datatype")
     if not is_shape(shape):
         raise InvalidInput(f"input {name!r} {SHAPE_RULE}")
     if datatype not in V2_DATATYPES:
@@ -97,6 +106,15 @@ def _tensor(
             "data values"
         )
     return name, shape, _typed(flat, datatype, name)
+
+
+def check_name(name: Any, where: str) -> str:
+    """`name` if it is a string of at most MAX_NAME_CHARS, else InvalidInput."""
+    if not isinstance(name, str):
+        raise InvalidInput(f"{where}.name must be a string")
+    if len(name) > MAX_NAME_CHARS:
+        raise InvalidInput(f"{where}.name is longer than {MAX_NAME_CHARS} characters")
+    return name
 
 
 def is_count(value: Any) -> bool:

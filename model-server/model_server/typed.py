@@ -21,7 +21,7 @@ from mlmodel_artifact.schema import encode_column, encode_rows, model_input
 from model_server.dataplane import check_rows, json_kind
 from model_server.errors import InvalidInput
 from model_server.runtimes.base import ModelInfo
-from model_server.tensors import SHAPE_RULE, flatten, is_shape
+from model_server.tensors import SHAPE_RULE, check_name, flatten, is_shape
 
 NUMERIC_DATATYPES: Final = ("FP32", "FP64", "INT32", "INT64")
 TYPED_DATATYPES: Final = (*NUMERIC_DATATYPES, "BOOL", "BYTES")
@@ -93,9 +93,8 @@ def _input(encode: Callable[[], Columns], info: ModelInfo) -> Any:
 def _tensor(tensor: Any, where: str, max_rows: int | None) -> Tensor:
     if not isinstance(tensor, dict):
         raise InvalidInput(f"{where} must be a tensor object, got {json_kind(tensor)}")
-    name, shape, datatype = tensor.get("name"), tensor.get("shape"), tensor.get("datatype")
-    if not isinstance(name, str):
-        raise InvalidInput(f"{where}.name must be a string")
+    name = check_name(tensor.get("name"), where)
+    shape, datatype = tensor.get("shape"), tensor.get("datatype")
     if not is_shape(shape):
         raise InvalidInput(f"input {name!r} {SHAPE_RULE}")
     if datatype not in TYPED_DATATYPES:

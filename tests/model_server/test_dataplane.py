@@ -133,6 +133,7 @@ def test_one_v2_tensor_per_feature_is_assembled_by_name() -> None:
         # counting the values of 500 dimensions of 2**31 took seconds and a 500 before
         ([tensor([1, 2, 3], [1, *[2**31] * 500])], "a list of 1 to 8 non-negative"),
         ([tensor([1, 2, 3], [1] * 9)], "a list of 1 to 8 non-negative"),
+        ([tensor([1, 2, 3], [1, 3], name="x" * 2_000_000)], "inputs[0].name is longer than 256"),
         ([{"name": "x", "shape": [1, 3], "datatype": "FP64"}], "input 'x' has no data"),
         ([tensor([1], [1], name="a"), tensor([2], [1], name="zz")], "unknown feature name 'zz'"),
         ([tensor([1], [1], name="a"), tensor([2], [1], name="b")], "missing input tensor for"),

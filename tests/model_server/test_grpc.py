@@ -123,9 +123,11 @@ def test_penguins_bytes_tensors_through_tritonclient(
     assert [v.decode() for v in got.tolist()] == expected
 
 
-def raw_request(x: bytes, shape: list[int], datatype: str = "FP64", **fields: Any) -> Any:
+def raw_request(
+    x: bytes, shape: list[int], datatype: str = "FP64", name: str = "input-0", **fields: Any
+) -> Any:
     request = pb.ModelInferRequest(**{"model_name": "iris", **fields})
-    request.inputs.add(name="input-0", datatype=datatype, shape=shape)
+    request.inputs.add(name=name, datatype=datatype, shape=shape)
     request.raw_input_contents.append(x)
     return request
 
@@ -149,6 +151,16 @@ ONE = ROWS[:1].astype("<f8").tobytes()
             raw_request(ONE, [-1, 4]),
             "INVALID_ARGUMENT",
             "shape must be a list of 1 to 8 non-negative",
+        ),
+        (  # echoed whole, it overflowed gRPC's metadata limit: RESOURCE_EXHAUSTED before
+            raw_request(ONE, [2, 4], name="x" * 100_000),
+            "INVALID_ARGUMENT",
+            "inputs[0] has raw_input_contents of 32",
+        ),
+        (
+            raw_request(ONE, [1, 4], name="x" * 100_000),
+            "INVALID_ARGUMENT",
+            "inputs[0].name is longer than 256 characters",
         ),
         (
             raw_request(ONE, [1, *[2**31] * 100_000]),  # minutes of counting before

@@ -31,6 +31,7 @@ from model_server.metrics import Metrics
 from model_server.protocols import v2
 from model_server.runtimes.base import Array, Runtime
 from model_server.settings import KEEP_ALIVE_SECONDS, ServerSettings
+from model_server.tensors import shown_name
 
 log = logging.getLogger("model_server")
 
@@ -216,7 +217,7 @@ def request_body(request: Any, max_rows: int) -> dict[str, Any]:
         )
     inputs = []
     for i, tensor in enumerate(request.inputs):
-        where = f"input {tensor.name!r}"
+        where = shown_name(tensor.name, f"inputs[{i}]")
         shape = list(tensor.shape)
         if raw:
             if tensor.HasField("contents"):
