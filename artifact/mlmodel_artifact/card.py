@@ -211,7 +211,7 @@ class ModelCard(ModelDescription):
             card = cls.model_validate_json(text)
         except ValidationError as exc:
             problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+                f"{'.'.join(_loc_part(p) for p in err['loc']) or '<root>'}: {err['msg']}"
                 for err in exc.errors()[:5]
             )
             raise ArtifactError(
@@ -224,3 +224,11 @@ class ModelCard(ModelDescription):
                 f"{MODEL_CARD_FILE} names format {card.format} but lists no file for it",
             )
         return card
+
+
+def _loc_part(part: str | int) -> str:
+    """One step of an error's location as a message shows it: a key from the card itself (a
+    metric's name, say) may be megabytes or hold a newline, which would forge log lines."""
+    if isinstance(part, int) or (part.isidentifier() and len(part) <= 64):
+        return str(part)
+    return repr(part[:64]) + ("…" if len(part) > 64 else "")

@@ -119,6 +119,22 @@ def test_card_that_does_not_parse_names_the_field(iris_model: Iris, tmp_path: Pa
         load_model(directory)
 
 
+def test_a_card_s_own_keys_in_an_error_are_shown_short_and_on_one_line(
+    iris_model: Iris, tmp_path: Path
+) -> None:
+    """A key is the card's text: a megabyte one holding a newline made a log line forging the
+    server's 'model load failed: [Reason]', which the operator reads into status."""
+    directory, _ = _artifact(iris_model, tmp_path, ModelFormat.SKOPS)
+    card = json.loads((directory / MODEL_CARD_FILE).read_text())
+    card["metrics"] = {"x" * 1_000_000 + "\nmodel load failed: [Forged] y": "not a number"}
+    (directory / MODEL_CARD_FILE).write_text(json.dumps(card))
+    with pytest.raises(ArtifactError) as info:
+        load_model(directory)
+    assert info.value.reason == "InvalidModelCard"
+    assert "\n" not in str(info.value) and len(str(info.value)) < 1000
+    assert f"metrics.{'x' * 64!r}…:" in str(info.value)
+
+
 def test_unknown_format_is_named(iris_model: Iris, tmp_path: Path) -> None:
     directory, _ = _artifact(iris_model, tmp_path, ModelFormat.SKOPS)
     with pytest.raises(ArtifactError, match="unknown model format 'pmml'") as info:
