@@ -18,7 +18,13 @@ from threadpoolctl import threadpool_limits
 
 from mlmodel_artifact.schema import JSON_KINDS
 from model_server.drift import DriftMonitor
-from model_server.errors import InvalidInput, ModelNotFound, ModelNotReady, PayloadTooLarge
+from model_server.errors import (
+    InvalidInput,
+    ModelNotFound,
+    ModelNotReady,
+    PayloadTooLarge,
+    load_failure_for_clients,
+)
 from model_server.runtimes.base import Array, ModelInfo, Runtime
 from model_server.versions import Attempt, Headers, Versions
 
@@ -95,7 +101,7 @@ class DataPlane:
 
     def fail(self, message: str) -> None:
         """Record why the model will never be ready (readiness keeps answering 503)."""
-        self._not_ready = f"the model failed to load: {message}"
+        self._not_ready = f"the model failed to load: {load_failure_for_clients(message)}"
 
     def close(self) -> None:
         """Stop the prediction threads (at shutdown)."""

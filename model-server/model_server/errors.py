@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
+# "[ArtifactDigestMismatch] s3://bucket/key: sha256 ..." (lifecycle's load failure line)
+_REASON = re.compile(r"\[([A-Za-z]{1,64})\]")
+
 
 class ServerError(Exception):
     """Base of every error a request can cause; the message is shown to the client."""
@@ -41,3 +46,11 @@ class ServerBusy(ServerError):
 
 class ModelLoadError(Exception):
     """Start-up could not fetch, verify or load the model; the process must not serve."""
+
+
+def load_failure_for_clients(message: str) -> str:
+    """What a client is told of a failed load: the reason, not the URI, paths or the store's
+    own words (those are in the server's log and the MLModel's status)."""
+    found = _REASON.match(message)
+    reason = f"[{found.group(1)}]" if found else "an error"
+    return f"{reason}; the server's log says why"

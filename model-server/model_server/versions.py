@@ -36,7 +36,13 @@ from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 import numpy as np
 
-from model_server.errors import InvalidInput, MalformedRequest, ModelNotReady, PayloadTooLarge
+from model_server.errors import (
+    InvalidInput,
+    MalformedRequest,
+    ModelNotReady,
+    PayloadTooLarge,
+    load_failure_for_clients,
+)
 from model_server.metrics import VersionMetrics, observe_many
 from model_server.runtimes.base import Array, Runtime
 
@@ -533,7 +539,7 @@ class Versions:
             if self.candidate.failure is not None:
                 raise ModelNotReady(
                     f"version {version!r} of model {name!r} failed to load: "
-                    f"{self.candidate.failure}"
+                    f"{load_failure_for_clients(self.candidate.failure)}"
                 )
             raise ModelNotReady(f"version {version!r} of model {name!r} is still loading")
         return runtime

@@ -418,8 +418,9 @@ def test_a_candidate_that_fails_to_load_leaves_the_server_ready_and_says_why(
         answer = client.get(f"/v2/models/{MODEL}/versions/candidate/ready")
         assert answer.status_code == 503
         error = answer.json()["error"]
-        assert error.startswith(
-            f"version 'candidate' of model '{MODEL}' failed to load: [ArtifactDigestMismatch]"
+        assert error == (
+            f"version 'candidate' of model '{MODEL}' failed to load: [ArtifactDigestMismatch]; "
+            "the server's log says why"
         )
         assert "\n" not in error
         named = client.post(f"/v2/models/{MODEL}/versions/candidate/infer", json=v2_body(ROWS[:1]))
