@@ -108,6 +108,10 @@ class ObjectCache:
         self._lock = threading.Lock()
         self._objects: dict[Key, dict[str, Any]] = {}
         self._pods: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+        # (namespace, pod) -> the MLModel it is kept under: a pod whose instance label changes
+        # (or that leaves the watch's selector, which arrives as a delete with the new labels)
+        # must leave the group it was in.
+        self._pod_owner: dict[tuple[str, str], str] = {}
         self._recent: dict[Key, tuple[float, dict[str, Any] | None, str]] = {}
 
     # --- fed by the watch streams
@@ -130,25 +134,32 @@ class ObjectCache:
                 del self._recent[key]  # our write to it is moot: it is gone
 
     def store_pod(self, body: Mapping[str, Any]) -> None:
-        """Keep a model pod, under the MLModel named by its instance label."""
+        """Keep a model pod, under the MLModel named by its instance label (and under no other:
+        a pod whose label changed leaves its old group)."""
         meta = body.get("metadata") or {}
+        namespace, name = meta.get("namespace", ""), meta.get("name", "")
         owner = (meta.get("labels") or {}).get(LABEL_INSTANCE)
-        if not owner:
-            return
         with self._lock:
-            pods = self._pods.setdefault((meta.get("namespace", ""), owner), {})
-            pods[meta.get("name", "")] = slim_pod(body)
+            self._unfile_pod(namespace, name)
+            if owner:
+                self._pods.setdefault((namespace, owner), {})[name] = slim_pod(body)
+                self._pod_owner[(namespace, name)] = owner
 
     def drop_pod(self, body: Mapping[str, Any]) -> None:
-        """Forget a deleted pod."""
+        """Forget a deleted pod (from the group it was kept in, whatever its labels say now)."""
         meta = body.get("metadata") or {}
-        key = (meta.get("namespace", ""), (meta.get("labels") or {}).get(LABEL_INSTANCE, ""))
         with self._lock:
-            pods = self._pods.get(key)
-            if pods is not None:
-                pods.pop(meta.get("name", ""), None)
-                if not pods:
-                    del self._pods[key]
+            self._unfile_pod(meta.get("namespace", ""), meta.get("name", ""))
+
+    def _unfile_pod(self, namespace: str, name: str) -> None:
+        owner = self._pod_owner.pop((namespace, name), None)
+        if owner is None:
+            return
+        pods = self._pods.get((namespace, owner))
+        if pods is not None:
+            pods.pop(name, None)
+            if not pods:
+                del self._pods[(namespace, owner)]
 
     def replace(
         self, kind: str, namespace: str | None, bodies: Sequence[Mapping[str, Any]]
@@ -197,6 +208,10 @@ class ObjectCache:
             for key in stale:
                 del self._pods[key]
             self._pods.update(fresh)
+            for pod in [k for k in self._pod_owner if namespace is None or k[0] == namespace]:
+                del self._pod_owner[pod]
+            for (pod_namespace, owner), group in fresh.items():
+                self._pod_owner.update({(pod_namespace, name): owner for name in group})
         return changed
 
     def __len__(self) -> int:

@@ -129,6 +129,29 @@ def test_pods_are_grouped_by_instance_label_and_dropped_on_delete() -> None:
     assert cache.pods("models", "nothing") == []
 
 
+def test_a_pod_whose_instance_label_changes_leaves_its_old_group() -> None:
+    """A user relabels a pod: it must not stay among the old MLModel's pods (their crash
+    reasons and the analysis's scrape targets) until the next full re-list."""
+    cache = ObjectCache()
+
+    def pod(instance: str | None) -> dict[str, Any]:
+        labels = {"app.kubernetes.io/instance": instance} if instance else {}
+        return {"metadata": {"name": "iris-a", "namespace": "models", "labels": labels}}
+
+    cache.store_pod(pod("iris"))
+    cache.store_pod(pod("wine"))  # relabelled
+    assert cache.pods("models", "iris") == []
+    assert [p["metadata"]["name"] for p in cache.pods("models", "wine")] == ["iris-a"]
+    cache.store_pod(pod(None))  # label removed
+    assert cache.pods("models", "wine") == []
+    cache.store_pod(pod("iris"))
+    cache.drop_pod(pod("wine"))  # a delete carrying other labels than the pod was filed under
+    assert cache.pods("models", "iris") == []
+    cache.replace_pods("models", [pod("wine")])
+    cache.drop_pod(pod("iris"))
+    assert cache.pods("models", "wine") == []
+
+
 def test_names_lists_one_kind() -> None:
     cache = ObjectCache()
     cache.store("Deployment", deployment(1))
