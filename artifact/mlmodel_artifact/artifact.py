@@ -269,6 +269,7 @@ def load_model(
     require_pin(fmt, expected_sha256, uri)
     data = read_checked(local_dir, card, fmt, uri, expected_sha256)
     model = serialization.deserialize(fmt, data, uri, card.n_features)
+    del data  # the file's bytes: not kept while the model is checked and served
     path = model_file_path(local_dir, fmt, uri)
     loaded = LoadedModel(card=card, format=fmt, path=path, model=model)
     loaded.warnings.extend(check_sample(loaded, uri))

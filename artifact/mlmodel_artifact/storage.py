@@ -23,9 +23,9 @@ HTTP_TOKEN_ENV: Final = "MLMODEL_HTTP_TOKEN"
 SCHEMES: Final = ("file", "http", "https", "s3")
 _HTTP_TIMEOUT_SECONDS: Final = 30.0
 _HTTP_CONNECT_TIMEOUT_SECONDS: Final = 10.0
-# A model card is a few KB (its sample rows and drift reference are bounded); the operator
-# reads at most this much of one too (MLOP_CARD_MAX_BYTES).
-MAX_CARD_BYTES: Final = 1 << 20
+# A model card is KBs (sample rows, the drift reference, the schema's categories): this bound
+# is far above any a trainer writes, so it only stops a store that never stops sending.
+MAX_CARD_BYTES: Final = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -83,16 +83,16 @@ def download(loc: Location, name: str, dest: Path, max_bytes: int | None = None)
     """Copy one file of the artifact to `dest`, atomically (a partial file never has the name).
 
     A file longer than `max_bytes` (the card's size for a model file, MAX_CARD_BYTES for the
-    card) is ArtifactTooLarge: over HTTP as soon as the stream passes it, so a store that
-    never stops sending does not fill the disk.
+    card) is ArtifactTooLarge before it fills the disk: over HTTP as soon as the stream passes
+    it, from S3 by the object's size (HEAD), locally by the file's.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + ".partial")
     try:
         if loc.path is not None:
-            _copy_local(loc, name, partial)
+            _copy_local(loc, name, partial, max_bytes)
         elif loc.scheme == "s3":
-            _download_s3(loc, name, partial)
+            _download_s3(loc, name, partial, max_bytes)
         else:
             _download_http(loc, name, partial, max_bytes)
         if max_bytes is not None and partial.stat().st_size > max_bytes:
@@ -129,11 +129,13 @@ def upload(local_dir: Path, names: Iterable[str], loc: Location) -> None:
             ) from exc
 
 
-def _copy_local(loc: Location, name: str, dest: Path) -> None:
+def _copy_local(loc: Location, name: str, dest: Path, max_bytes: int | None) -> None:
     assert loc.path is not None
     source = loc.path / name
     if not source.is_file():
         raise ArtifactError(loc.child(name), "ArtifactNotFound", "no such file")
+    if max_bytes is not None and source.stat().st_size > max_bytes:
+        _too_large(loc.child(name), max_bytes)
     shutil.copyfile(source, dest)
 
 
@@ -164,11 +166,17 @@ def _download_http(loc: Location, name: str, dest: Path, max_bytes: int | None) 
         raise ArtifactError(url, "StorageError", f"HTTP download failed: {exc}") from exc
 
 
-def _download_s3(loc: Location, name: str, dest: Path) -> None:
+def _download_s3(loc: Location, name: str, dest: Path, max_bytes: int | None) -> None:
     from botocore.exceptions import BotoCoreError, ClientError
 
     client = _s3_client(loc)
     try:
+        if max_bytes is not None:  # the object's size, before a byte of it is written
+            size = int(
+                client.head_object(Bucket=loc.bucket, Key=_s3_key(loc, name))["ContentLength"]
+            )
+            if size > max_bytes:
+                _too_large(loc.child(name), max_bytes)
         client.download_file(loc.bucket, _s3_key(loc, name), str(dest))
     except ClientError as exc:
         code = str(exc.response.get("Error", {}).get("Code", ""))

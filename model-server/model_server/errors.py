@@ -8,10 +8,19 @@ import re
 _REASON = re.compile(r"\[([A-Za-z]{1,64})\]")
 
 
+# An error message is built from the request (a name, a datatype, a version...): whatever it
+# quotes, what the client gets back is at most this long (gRPC carries it in metadata, whose
+# default limit is 8 KiB: a longer one would turn into RESOURCE_EXHAUSTED).
+MAX_MESSAGE_CHARS = 1000
+
+
 class ServerError(Exception):
-    """Base of every error a request can cause; the message is shown to the client."""
+    """Base of every error a request can cause; the message is shown to the client (cut at
+    MAX_MESSAGE_CHARS)."""
 
     def __init__(self, message: str) -> None:
+        if len(message) > MAX_MESSAGE_CHARS:
+            message = message[: MAX_MESSAGE_CHARS - 1] + "…"
         super().__init__(message)
         self.message = message
 

@@ -202,7 +202,7 @@ class ServerSettings(BaseSettings):
         "monitoring off. Env MODEL_SERVER_DRIFT_WINDOW.",
     )
     download_timeout_seconds: float = Field(
-        default=600.0,
+        default=3600.0,
         gt=0,
         le=86_400,
         description="A remote artifact (its card and the served model file) must be downloaded "

@@ -30,8 +30,8 @@ the parser, only the sample lines of the few metrics the analysis uses are kept 
 a cheap line filter: a body full of other series costs no parsing), and after a pod read that
 failed (or a Prometheus query), that MLModel's pods (its queries) are not read again for
 `BACKOFF_SECONDS` (30 s, `Backoff`), whatever its pods are now: churning pods does not buy
-another read. A read that succeeds but takes `SLOW_READ_SECONDS` (1 s) or more backs off the
-same way, so pods that answer just inside the timeout cost a worker at most once per back-off.
+another read. A read that succeeds but takes `SLOW_READ_SECONDS` (1 s) or more per pod backs off
+the same way, so pods that answer just inside the timeout cost a worker at most once per back-off.
 Moving the reads off the workers is the next step (docs/rollouts.md).
 
 The metric names and labels are the model server's (docs/rollouts.md, "Server metrics"); this
@@ -86,8 +86,8 @@ BUDGET_SECONDS: Final = 5.0
 MAX_BYTES: Final = 256 << 10
 # After a failed read, that MLModel's pods (or its Prometheus queries) are left alone this long.
 BACKOFF_SECONDS: Final = 30.0
-# A pod read that succeeds but takes this long backs off too: pods that answer just inside the
-# per-pod timeout would otherwise hold a reconcile worker at every analysis round.
+# A pod read that succeeds but takes this long per pod (on average) backs off too: pods that
+# answer just inside the per-pod timeout would otherwise hold a reconcile worker every round.
 SLOW_READ_SECONDS: Final = 1.0
 MIN_WINDOW_SECONDS: Final = 15.0  # the shipped prometheus.yml's scrape_interval
 METRICS_PATH: Final = "/metrics"
@@ -194,6 +194,12 @@ class Backoff:
             self._failed[(namespace, mlmodel)] = now
             while len(self._failed) > self.max_entries:
                 del self._failed[next(iter(self._failed))]
+
+
+def slow_read(started: float, pods: int) -> bool:
+    """Whether reading `pods` pods since `started` (time.monotonic) took SLOW_READ_SECONDS or
+    more per pod, on average: many fast pods are not a slow read."""
+    return time.monotonic() - started >= SLOW_READ_SECONDS * max(pods, 1)
 
 
 # The operator's pod reads (analysis and readiness) share one: a pod that failed one is not
@@ -529,8 +535,7 @@ class PodMetricsSource:
             )
         started = time.monotonic()
         result = self._read(scope)
-        slow = time.monotonic() - started >= SLOW_READ_SECONDS
-        if isinstance(result, Unmeasured) or slow:
+        if isinstance(result, Unmeasured) or slow_read(started, len(scope.pods)):
             self.backoff.failed(scope.namespace, scope.mlmodel)
         return result
 

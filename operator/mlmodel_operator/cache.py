@@ -133,33 +133,37 @@ class ObjectCache:
             if recent is not None and (uid is None or recent[2] == uid):
                 del self._recent[key]  # our write to it is moot: it is gone
 
-    def store_pod(self, body: Mapping[str, Any]) -> None:
+    def store_pod(self, body: Mapping[str, Any]) -> str | None:
         """Keep a model pod, under the MLModel named by its instance label (and under no other:
-        a pod whose label changed leaves its old group)."""
+        a pod whose label changed leaves its old group). Returns the MLModel it was kept under
+        before, when that was another (its pods changed too)."""
         meta = body.get("metadata") or {}
         namespace, name = meta.get("namespace", ""), meta.get("name", "")
         owner = (meta.get("labels") or {}).get(LABEL_INSTANCE)
         with self._lock:
-            self._unfile_pod(namespace, name)
+            before = self._unfile_pod(namespace, name)
             if owner:
                 self._pods.setdefault((namespace, owner), {})[name] = slim_pod(body)
                 self._pod_owner[(namespace, name)] = owner
+        return before if before != owner else None
 
-    def drop_pod(self, body: Mapping[str, Any]) -> None:
-        """Forget a deleted pod (from the group it was kept in, whatever its labels say now)."""
+    def drop_pod(self, body: Mapping[str, Any]) -> str | None:
+        """Forget a deleted pod (from the group it was kept in, whatever its labels say now);
+        returns that group's MLModel."""
         meta = body.get("metadata") or {}
         with self._lock:
-            self._unfile_pod(meta.get("namespace", ""), meta.get("name", ""))
+            return self._unfile_pod(meta.get("namespace", ""), meta.get("name", ""))
 
-    def _unfile_pod(self, namespace: str, name: str) -> None:
+    def _unfile_pod(self, namespace: str, name: str) -> str | None:
         owner = self._pod_owner.pop((namespace, name), None)
         if owner is None:
-            return
+            return None
         pods = self._pods.get((namespace, owner))
         if pods is not None:
             pods.pop(name, None)
             if not pods:
                 del self._pods[(namespace, owner)]
+        return owner
 
     def replace(
         self, kind: str, namespace: str | None, bodies: Sequence[Mapping[str, Any]]

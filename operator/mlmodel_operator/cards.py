@@ -333,13 +333,14 @@ def resolve_model(mlmodel: MLModel, reader: CardSource, known_applies: bool = Tr
         return Resolved(source.sha256, model_format=source.format)
     if source.scheme == "pvc":
         return Resolved(None, model_format=source.format)
-    known = mlmodel.status.model_digest if known_applies else None
+    last = mlmodel.status.model_digest
     runtime = mlmodel.status.runtime
-    known_format = source.format or (runtime.model_format if runtime and known else None)
+    last_format = source.format or (runtime.model_format if runtime and last else None)
+    known, known_format = (last, last_format) if known_applies else (None, source.format)
     try:
         served, digest = served_file(reader(source.uri), source.format)
-    except CardPending as pending:
-        return Resolved(known, _as_before(mlmodel), pending.future, known_format)
+    except CardPending as pending:  # the Deployment is held: its pods serve what status says
+        return Resolved(last, _as_before(mlmodel), pending.future, last_format)
     except CardReadError as exc:
         if exc.reason == NOT_ALLOWED:
             return Resolved(known, _not_tracked(mlmodel), model_format=known_format)

@@ -235,7 +235,9 @@ class Feed:
         meta = obj.get("metadata") or {}
         namespace = meta.get("namespace") or ""
         if kind == "Pod":
-            (self.cache.drop_pod if type_ == "DELETED" else self.cache.store_pod)(obj)
+            left = (self.cache.drop_pod if type_ == "DELETED" else self.cache.store_pod)(obj)
+            if left and namespace and self.active():  # the MLModel whose pod it no longer is
+                self.queue.add((namespace, left), "child")
         elif type_ == "DELETED":
             self.cache.drop(kind, namespace, meta.get("name", ""), meta.get("uid"))
         else:

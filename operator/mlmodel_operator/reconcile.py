@@ -146,13 +146,15 @@ def _not_owned(kind: str, mlmodel: MLModel) -> Problem:
     )
 
 
-def _reading_card(mlmodel: MLModel) -> Problem:
-    """The Deployment waits for the card of a new spec.model.uri: not a fault, but this
-    generation is not applied, so Ready is False and Progressing True until it is."""
+def _reading_card(candidate: bool) -> Problem:
+    """The Deployment waits for the card of a new spec.model.uri (or of the candidate's, while
+    the stable's URI is new too): not a fault, but this generation is not applied, so Ready is
+    False and Progressing True until it is."""
+    whose = "spec.candidate.model.uri" if candidate else "spec.model.uri"
     return Problem(
         READING_CARD,
-        "The model card of spec.model.uri is being read; the pods keep serving what they "
-        "served until the Deployment is applied with its digest.",
+        f"The model card of {whose} is being read; the pods keep serving what they served "
+        "until the Deployment is applied.",
         blocks_ready=True,
         degrades=False,
     )
@@ -512,7 +514,7 @@ class Reconciler:
         if live is not None and not is_controlled_by(live, mlmodel):
             return None, None, _not_owned("Deployment", mlmodel)
         # Not ready for this generation until its pods run the new URI: say why they do not yet.
-        return live, None, None if serves_uri else _reading_card(mlmodel)
+        return live, None, None if serves_uri else _reading_card(hold)
 
     def _converge(
         self, mlmodel: MLModel, manifest: dict[str, Any]

@@ -328,6 +328,14 @@ def stamp_conditions(
     return stamped
 
 
+def known_digest(observed: Observed, previous: Mapping[str, Any]) -> str | None:
+    """The digest the stable pods serve: this round's, else status's last unless the pods are
+    being moved to another URI (`keep_known_digest`)."""
+    if observed.digest:
+        return observed.digest
+    return previous.get("modelDigest") if observed.keep_known_digest else None
+
+
 def derive_status(
     mlmodel: MLModel,
     observed: Observed,
@@ -365,9 +373,7 @@ def derive_status(
         "url": service_url(mlmodel, cluster_domain),
         "conditions": conditions,
     }
-    digest = observed.digest or (
-        previous.get("modelDigest") if observed.keep_known_digest else None
-    )
+    digest = known_digest(observed, previous)
     if digest:
         status["modelDigest"] = digest
     runtime = runtime_of(observed)
@@ -447,7 +453,7 @@ def derive_candidate(
         status.update(kept or {"phase": "Progressing", "step": 0})
         health = NOT_SERVED
     stable_ready, candidate_ready = _ready_per_version(mlmodel, observed, rollout, seen)
-    status["stable"] = _version(observed.digest or previous.get("modelDigest"), stable_ready)
+    status["stable"] = _version(known_digest(observed, previous), stable_ready)
     status["candidate"] = _version(seen.digest, candidate_ready)
     ready = _candidate_ready(mlmodel, observed, rollout, seen, candidate_ready)
     if seen.note is not None and seen.problem is None:

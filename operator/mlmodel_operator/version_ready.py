@@ -39,11 +39,11 @@ from typing import Any, Final
 
 from mlmodel_operator.analysis_metrics import (
     POD_BACKOFF,
-    SLOW_READ_SECONDS,
     Backoff,
     PodTarget,
     read_version_ready,
     scrape_targets,
+    slow_read,
 )
 from mlmodel_operator.cache import ObjectCache
 from mlmodel_operator.render.deployment import candidate_uri_in_pod
@@ -133,7 +133,7 @@ class PodVersionReadiness:
         started = time.monotonic()
         counts = self.read(namespace, targets)
         counts = None if counts is None else {role: int(n) for role, n in counts.items()}
-        if counts is None or time.monotonic() - started >= SLOW_READ_SECONDS:
+        if counts is None or slow_read(started, len(targets)):
             self.backoff.failed(namespace, name)  # slow pods hold a worker: not again soon
         with self._lock:
             for old in [k for k, a in self._answers.items() if now - a.at >= self.max_age]:

@@ -260,6 +260,16 @@ def test_client_errors_are_json_naming_what_was_wrong(
     assert message in answer.json()["error"]
 
 
+def test_an_error_quoting_a_long_request_string_is_cut(iris_client: TestClient) -> None:
+    """Messages quote names, datatypes, versions: what a client gets back stays short."""
+    tensor = {"name": "input-0", "shape": [1, 4], "datatype": "X" * 20_000, "data": [1] * 4}
+    answer = iris_client.post("/v2/models/iris/infer", json={"inputs": [tensor]})
+    assert answer.status_code == 422
+    error = answer.json()["error"]
+    assert error.startswith("input 'input-0' has datatype 'XXX") and error.endswith("…")
+    assert len(error) == 1000
+
+
 @pytest.mark.parametrize("path", ["/predict", "/v1/models/iris:predict", "/v2/models/iris/infer"])
 @pytest.mark.parametrize("body", [b"{", b"", b"\xff\xfe", b'{"input": [1, 2, 3, 4]} trailing'])
 def test_malformed_json_is_400(iris_client: TestClient, path: str, body: bytes) -> None:

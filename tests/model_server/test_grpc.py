@@ -157,6 +157,12 @@ ONE = ROWS[:1].astype("<f8").tobytes()
             "INVALID_ARGUMENT",
             "inputs[0] has raw_input_contents of 32",
         ),
+        (  # any long string a message quotes: every error is cut at 1,000 characters
+            raw_request(ONE, [1, 4], "X" * 100_000),
+            "INVALID_ARGUMENT",
+            "has datatype 'XXXX",
+        ),
+        (raw_request(ONE, [1, 4], model_name="m" * 100_000), "NOT_FOUND", "no model named 'mmm"),
         (
             raw_request(ONE, [1, 4], name="x" * 100_000),
             "INVALID_ARGUMENT",

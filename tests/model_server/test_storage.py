@@ -18,7 +18,7 @@ from serverkit import Artifact, settings_for
 
 from mlmodel_artifact import ArtifactError, ModelCard, ModelDescription, write_artifact
 from model_server.lifecycle import load_and_warm
-from model_server.storage import fetch_model
+from model_server.storage import CHILD_OUTPUT_BYTES, fetch_model, head, tail
 
 
 class QuietHandler(SimpleHTTPRequestHandler):
@@ -95,12 +95,14 @@ def test_a_model_file_longer_than_its_card_says_is_refused_while_it_streams(
     assert str(caught.value).startswith(f"{url}/iris/model.skops: the file is larger than the ")
 
 
-def iris_in_s3(iris_forest: Any, iris_artifact: Artifact, bucket: str) -> tuple[str, ModelCard]:
+def iris_in_s3(
+    iris_forest: Any, iris_artifact: Artifact, bucket: str, prefix: str = "models/iris"
+) -> tuple[str, ModelCard]:
     """The session's iris forest written as an artifact into the moto S3 bucket."""
     description = ModelDescription.model_validate(
         iris_artifact.card.model_dump(include=set(ModelDescription.model_fields))
     )
-    return write_artifact(iris_forest, description, f"s3://{bucket}/models/iris")
+    return write_artifact(iris_forest, description, f"s3://{bucket}/{prefix}")
 
 
 def test_s3_artifacts_are_downloaded_into_the_workdir_and_served(
@@ -135,6 +137,20 @@ def test_s3_downloads_run_in_a_child_so_the_server_never_holds_the_s3_client(
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["['model-card.json', 'model.skops']", "[]"]
+
+
+def test_an_s3_object_longer_than_its_card_says_is_refused_before_it_is_written(
+    iris_forest: Any, iris_artifact: Artifact, s3_env: str, tmp_path: Path
+) -> None:
+    import boto3
+
+    uri, _ = iris_in_s3(iris_forest, iris_artifact, s3_env, "models/iris-too-large")
+    key = "models/iris-too-large/model.skops"
+    boto3.client("s3").put_object(Bucket=s3_env, Key=key, Body=b"\0" * 5_000_000)
+    with pytest.raises(ArtifactError) as caught:
+        fetch_model(settings_for(Artifact(uri, None), tmp_path))  # type: ignore[arg-type]
+    assert caught.value.reason == "ArtifactTooLarge"
+    assert not list((tmp_path / "artifacts").glob("*/model.skops*"))
 
 
 def test_a_missing_s3_artifact_is_the_child_s_artifact_not_found(
@@ -182,7 +198,15 @@ def test_a_download_child_that_fails_without_its_json_is_a_storage_error(
     assert "(exit 3): MemoryError" in str(error)
 
 
-def test_a_download_child_s_flood_of_output_is_read_only_at_its_end(
+def test_of_the_child_s_output_only_a_bounded_head_and_tail_are_read(tmp_path: Path) -> None:
+    with (tmp_path / "out").open("w+b") as out:
+        out.write(b"a" * 100 + b"b" * 1_000_000 + b"c" * 100)
+        assert head(out, 100) == b"a" * 100
+        assert tail(out, 100) == b"c" * 100
+        assert tail(out, CHILD_OUTPUT_BYTES) == b"b" * (CHILD_OUTPUT_BYTES - 100) + b"c" * 100
+
+
+def test_a_download_child_s_last_line_is_found_after_megabytes_of_output(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """8 MB on stderr before the last line: the message is still that line."""

@@ -383,6 +383,20 @@ def test_a_slow_but_good_pod_read_backs_off_too(loopback: Loopback) -> None:
     assert isinstance(source.measure(scope(pod), SINCE), Measurement)
 
 
+def test_many_fast_pods_are_not_a_slow_read(loopback: Loopback) -> None:
+    """The threshold is per pod: twelve pods at 0.1 s each are read again the next round."""
+    good = answer(exposition({"a": POD_A}))
+
+    def brisk(h: http.server.BaseHTTPRequestHandler) -> None:
+        time.sleep(0.1)
+        good(h)
+
+    source = PodMetricsSource(backoff=Backoff(30.0, clock=Ticks()))
+    many = scope(*[loopback.pod(brisk, f"iris-{i}")[1] for i in range(12)])
+    assert isinstance(source.measure(many, SINCE), Measurement)
+    assert isinstance(source.measure(many, SINCE), Measurement)
+
+
 def test_a_body_over_the_cap_without_a_length_is_refused_while_reading(
     loopback: Loopback,
 ) -> None:

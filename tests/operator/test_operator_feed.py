@@ -106,6 +106,17 @@ def test_events_keep_the_cache_and_queue_the_owner() -> None:
     assert drain(queue) == {(("a", "x"), "child")}
 
 
+def test_a_relabelled_pod_queues_the_mlmodel_it_left_and_the_one_it_joined() -> None:
+    """The one it left would keep that pod's crash reason in status otherwise."""
+    cache, queue = ObjectCache(), WorkQueue[tuple[str, str]]()
+    feed = Feed(cache, queue)
+    feed.event(PODS, "ADDED", pod("a", "x", "p-1"))
+    drain(queue)
+    feed.event(PODS, "MODIFIED", pod("a", "y", "p-1"))
+    assert cache.pods("a", "x") == []
+    assert drain(queue) == {(("a", "x"), "child"), (("a", "y"), "child")}
+
+
 def test_a_follower_keeps_its_cache_but_queues_nothing() -> None:
     cache, queue = ObjectCache(), WorkQueue[tuple[str, str]]()
     feed = Feed(cache, queue, active=lambda: False)
