@@ -451,6 +451,9 @@ def test_while_the_candidates_card_is_read_the_deployment_is_left_as_it_is(
     fresh.reconcile()
     assert ("Deployment", NAME) not in fresh.kube.objects
     assert fresh.conditions()["CandidateReady"]["status"] == "Unknown"
+    ready = fresh.conditions()["Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "ReadingModelCard")
+    assert "card of spec.candidate.model.uri is being read" in ready["message"]
 
 
 ANALYSIS = {"steps": [10, 25, 50], "interval": "1m", "maxErrorRate": 0.01}
