@@ -15,6 +15,7 @@ the Go-built binaries).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -141,8 +142,20 @@ def node_cluster(
 
     Module-scoped on devcluster: only one node cluster can run on a machine, so each test module
     that needs one gets its own (about 10 s to start) and it is stopped, with every host change
-    undone, when the module is done. kind's takes a minute to start, so modules share it.
+    undone, when the module is done. kind's takes a minute to start, so modules share it. A
+    directory of modules can share one too, by overriding this fixture at package scope with
+    `started_node_cluster` (tests/e2e does: its stack takes a minute and a half to install).
     """
+    with started_node_cluster(request, tmp_path_factory) as handle:
+        yield handle
+
+
+@contextlib.contextmanager
+def started_node_cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[NodeCluster | KindNodeCluster]:
+    """The body of `node_cluster`, for a fixture of another scope: a fresh devcluster with one
+    real node, stopped when the block ends (or the session's kind cluster, left running)."""
     from devcluster.cluster import NodeCluster
     from devcluster.kube import controlplane, fakenodes, node
 

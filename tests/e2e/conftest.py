@@ -1,11 +1,15 @@
 """e2e fixtures: the project's whole stack on devcluster's real node.
 
-Module scope, because a node cluster is per test module (only one can run on a machine): the
-images (server and operator built by `make images`; the artifact store image is built here and
-cached) loaded into the node, the CRD and the operator from operator/deploy, an in-cluster S3
-store and four artifacts in it (v1, a retrained v2, a corrupt copy of v1, and the penguins
-pipeline with its mixed-type features). Each test gets
-its own namespace that enforces the restricted Pod Security Standard.
+Package scope: every e2e module shares one node cluster and one stack, installed once (about a
+minute and a half: most of it loading the images into the node) and stopped after the last e2e
+test, before the node tier starts its own cluster (only one can run on a machine). The stack:
+the images (server and operator built by `make images`; the artifact store image is built here
+and cached) loaded into the node, the CRD and the operator from operator/deploy, an in-cluster
+S3 store and four artifacts in it (v1, a retrained v2, a corrupt copy of v1, and the penguins
+pipeline with its mixed-type features). Each test gets its own namespace that enforces the
+restricted Pod Security Standard, so what one module leaves behind is not another's: nothing
+here lists across namespaces, and a module that kills the operator's leader (test_e2e_leader)
+leaves the operator as a user's would be after such a fault, which the later modules then use.
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from e2e_testlib import SECRET, Artifact, Stack, publish, unique
 
+from devcluster.pytest_plugin import started_node_cluster
 from devcluster.stack import mlstack
 from devcluster.stack.mlstack import Kube
+
+from .e2e_testlib import SECRET, Artifact, Stack, publish, unique
 
 STORE_NAMESPACE = "e2e-artifacts"
 
@@ -36,7 +42,16 @@ def _corrupt_copy(v1: Artifact, prefix: str) -> Artifact:
     return Artifact(f"s3://{mlstack.BUCKET}/{prefix}", v1.sha256, v1.rows, v1.expected)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
+def node_cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
+    """devcluster's `node_cluster`, shared by the e2e modules (see above)."""
+    with started_node_cluster(request, tmp_path_factory) as handle:
+        yield handle
+
+
+@pytest.fixture(scope="package")
 def stack(node_cluster: Any) -> Iterator[Stack]:
     """Images loaded, CRD + operator installed, the artifact store running with artifacts."""
     kube = Kube(node_cluster.kubeconfig)

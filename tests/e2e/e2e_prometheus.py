@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from e2e_testlib import free_port
 
 from devcluster.stack import mlstack
+
+from .e2e_testlib import free_port
 
 MONITORING = Path(__file__).resolve().parents[2] / "operator" / "deploy" / "monitoring"
 

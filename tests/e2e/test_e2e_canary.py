@@ -27,11 +27,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from e2e_prometheus import prometheus, query, scrape_config
-from e2e_testlib import ROW, SECRET, Artifact, ConditionLog, Stack, free_port, paced, publish
 
 from devcluster.kube import hostnet
 from devcluster.stack import mlstack
+
+from .e2e_prometheus import prometheus, query, scrape_config
+from .e2e_testlib import ROW, SECRET, Artifact, ConditionLog, Stack, free_port, paced, publish
 
 pytestmark = pytest.mark.node
 

@@ -13,10 +13,11 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from e2e_prometheus import MONITORING, alerts, prometheus, query, scrape_config
-from e2e_testlib import Stack
 
 from devcluster.stack import mlstack
+
+from .e2e_prometheus import MONITORING, alerts, prometheus, query, scrape_config
+from .e2e_testlib import Stack
 
 pytestmark = pytest.mark.node
 

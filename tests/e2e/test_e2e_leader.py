@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_testlib import Stack
 from kubernetes import client, config
 
 from devcluster.stack import mlstack
+
+from .e2e_testlib import Stack
 
 pytestmark = pytest.mark.node
 

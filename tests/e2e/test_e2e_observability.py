@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_prometheus import prometheus, query, scrape_config
-from e2e_testlib import ROW, Stack
 
 from devcluster.stack import mlstack
+
+from .e2e_prometheus import prometheus, query, scrape_config
+from .e2e_testlib import ROW, Stack
 
 pytestmark = pytest.mark.node
 

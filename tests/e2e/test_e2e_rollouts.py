@@ -4,9 +4,17 @@ takes traffic, says why in status, and fixing the spec recovers."""
 from __future__ import annotations
 
 import pytest
-from e2e_testlib import ConditionLog, Stack, break_then_fix, looping_client, point_at, served_digest
 
 from devcluster.stack import mlstack
+
+from .e2e_testlib import (
+    ConditionLog,
+    Stack,
+    break_then_fix,
+    looping_client,
+    point_at,
+    served_digest,
+)
 
 pytestmark = pytest.mark.node
 

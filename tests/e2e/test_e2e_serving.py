@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from e2e_testlib import SECRET, ConditionLog, Stack, predict_grpc, predict_named
 
 from devcluster.stack import mlstack
+
+from .e2e_testlib import SECRET, ConditionLog, Stack, predict_grpc, predict_named
 
 pytestmark = pytest.mark.node
 

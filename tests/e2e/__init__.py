@@ -1,0 +1,1 @@
+"""e2e tests: a package, so that its modules share one node cluster and stack (conftest.py)."""
