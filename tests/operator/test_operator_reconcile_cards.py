@@ -15,7 +15,7 @@ from operator_testlib import card_json, mlmodel_body
 
 from mlmodel_operator.cache import ObjectCache
 from mlmodel_operator.cardfetch import CardReadError
-from mlmodel_operator.cards import CardPool, CardReader, card_reader
+from mlmodel_operator.cards import CardPool, CardReader, card_reader, parse_card
 from mlmodel_operator.reconcile import Outcome, Reconciler
 from mlmodel_operator.render import render
 from mlmodel_operator.render.meta import DIGEST_ANNOTATION
@@ -315,3 +315,38 @@ def test_a_new_uri_whose_card_cannot_be_read_is_not_rendered_with_the_old_uri_s_
     (problem,) = outcome.problems
     assert problem.reason == "ArtifactUnreachable"
     assert "Pods will try to fetch it themselves" in problem.message
+
+
+def test_a_new_uri_whose_card_cannot_be_read_leaves_no_old_digest_in_candidate_stable(
+    settings: OperatorSettings,
+) -> None:
+    """status.candidate.stable follows the same rule as modelDigest: the stable pods are being
+    moved to another URI whose file is unknown, so the old URI's digest is not said to serve."""
+    old = MLModel.from_body(mlmodel_body({"model": {"uri": "https://cards.test/v1"}}))
+    (live,) = [m for m in render(old, settings, digest=SHA_B) if m["kind"] == "Deployment"]
+    live["metadata"]["uid"] = "uid-deployment"
+    cache = ObjectCache()
+    cache.store("Deployment", live)
+
+    def read(uri: str) -> Any:
+        if uri.endswith("/v2"):
+            raise CardReadError("ArtifactUnreachable", "refused")
+        return parse_card(card_json(SHA_A), uri)  # the candidate's card
+
+    kube = FakeKube()
+    reconcile = Reconciler(kube, cache, settings, reader=read)
+    spec = {
+        "model": {"uri": "https://cards.test/v2"},
+        "candidate": {"model": {"uri": "https://cards.test/candidate"}},
+    }
+    body = mlmodel_body(spec, generation=2)
+    body["status"] = {
+        "modelDigest": SHA_B,
+        "candidate": {"stable": {"digest": SHA_B, "readyReplicas": 1}},
+    }
+    outcome = reconcile.reconcile(body)
+
+    assert outcome.status_patch["modelDigest"] is None  # it was v1's
+    # a merge patch: an unchanged key is left out, None removes it
+    assert outcome.status_patch["candidate"]["stable"] == {"digest": None, "readyReplicas": 0}
+    assert outcome.status_patch["candidate"]["candidate"]["digest"] == SHA_A
