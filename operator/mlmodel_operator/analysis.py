@@ -464,7 +464,8 @@ def decide(
     due = (state.evaluated_at or state.started_at) + timedelta(seconds=period)
     if now < due:
         return Decision(rollout, state, event, (due - now).total_seconds())
-    state, step_event = _evaluate(rollout, state, measure(state.started_at), now)
+    settled = ready_share == rollout.share(state.step)
+    state, step_event = _evaluate(rollout, state, measure(state.started_at), now, settled)
     requeue = None if isinstance(state, Succeeded | Failed) else period
     return Decision(rollout, state, step_event or event, requeue)
 
@@ -476,18 +477,28 @@ def _start_step(rollout: Rollout, step: int, now: datetime) -> Measuring:
 
 
 def _evaluate(
-    rollout: Rollout, state: Measuring, result: MeasureResult, now: datetime
+    rollout: Rollout, state: Measuring, result: MeasureResult, now: datetime, settled: bool
 ) -> tuple[State, Event | None]:
-    """Judge one measurement: fail, wait, hold or advance."""
+    """Judge one measurement: fail, restart the step, wait, hold or advance.
+
+    settled: every pod is still updated and ready at this step's share. When one is not (it
+    restarted, which also zeroes its counters; it became unready; the Deployment scaled), a
+    broken bound still fails the candidate, but nothing passes: the step starts again once
+    every pod is ready, so a step passes only on what every pod served for a whole interval.
+    """
     head = _since(rollout, state.step, state.started_at)
-    if isinstance(result, Unmeasured):
+    if isinstance(result, Unmeasured) and settled:
         message = f"{head}; metrics unavailable, waiting: {result.reason}"
         return replace(state, message=message, evaluated_at=now, measured=None), None
-
+    if not isinstance(result, Unmeasured):
+        broken = _broken_bounds(rollout.analysis, result)
+        if broken:
+            return _fail(rollout, state, Measured.of(result), broken)
+    if not settled:
+        message = f"{_rolling_message(rollout, state.step)}; the step starts again then"
+        return Rolling(rollout.key, state.step, message), None
+    assert not isinstance(result, Unmeasured)
     measured = Measured.of(result)
-    broken = _broken_bounds(rollout.analysis, result)
-    if broken:
-        return _fail(rollout, state, measured, broken)
     waiting = _why_waiting(rollout, result, measured)
     if waiting is not None:
         message = f"{head}; {waiting}"
@@ -524,6 +535,11 @@ def _why_waiting(rollout: Rollout, result: Measurement, measured: Measured) -> s
         return (
             f"{not_loaded}waiting for traffic: {result.requests} of {MIN_REQUESTS} "
             "candidate requests"
+        )
+    if result.candidate_ready is False:
+        return (
+            f"{measured.summary()}; waiting for the candidate to be loaded on every pod "
+            "(model_server_version_ready 0 on some)"
         )
     missing = []
     if measured.latency_ratio is None and "maxLatencyRatio" in rollout.analysis.bounds():

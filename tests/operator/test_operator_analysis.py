@@ -4,7 +4,7 @@ next reconcile sees is what this one decided."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -492,6 +492,53 @@ def test_the_step_advances_at_the_first_evaluation_once_the_interval_is_over() -
         assert isinstance(walk.step(at(t), ready_share=10).state, Measuring)
     advanced = walk.step(at(15), ready_share=10)
     assert isinstance(advanced.state, Rolling) and advanced.state.step == 1
+
+
+@pytest.mark.parametrize("ready_share", [None, 0, 50])
+def test_a_step_whose_pods_are_not_all_ready_at_its_share_starts_again_and_passes_nothing(
+    ready_share: int | None,
+) -> None:
+    """A pod restarted (its counters start from 0 again), became unready or was added: what
+    the step measured is not what every pod served for a whole interval."""
+    walk = Walk(rollout(interval=60))  # period 15 s
+    walk.step(at(0))
+    walk.start_step(at(0))
+    decision = walk.step(at(75), ready_share=ready_share)  # past the interval, GOOD measured
+    assert isinstance(decision.state, Rolling) and decision.state.step == 0, decision.state
+    assert decision.message == (
+        "step 1 of 4: waiting for every pod to be updated and ready at 10 %; "
+        "the step starts again then"
+    )
+    assert decision.event is None and decision.share == 10
+    restarted = walk.step(at(80), ready_share=10)
+    assert isinstance(restarted.state, Measuring) and restarted.state.started_at == at(80)
+    assert isinstance(walk.step(at(125), ready_share=10).state, Measuring)  # interval anew
+    assert walk.step(at(140), ready_share=10).state.step == 1
+
+
+def test_a_broken_bound_fails_the_step_even_while_a_pod_is_not_ready() -> None:
+    walk = Walk(rollout())
+    walk.step(at(0))
+    walk.start_step(at(0))
+    bad = Measurement(100, 40, 0.01, 0.01, 100, 100)
+    decision = walk.step(at(30), ready_share=None, result=bad)
+    assert isinstance(decision.state, Failed), decision.state
+    assert "maxErrorRate: 0.4 > 0.01" in decision.message
+
+
+def test_a_step_never_passes_while_a_pod_has_not_loaded_the_candidate() -> None:
+    """Pods that did not load it send it nothing; the pods that did can bring the requests."""
+    walk = Walk(rollout(interval=60))
+    walk.step(at(0))
+    walk.start_step(at(0))
+    partly = replace(GOOD, candidate_ready=False)
+    decision = walk.step(at(75), ready_share=10, result=partly)
+    assert isinstance(decision.state, Measuring) and decision.state.step == 0
+    assert decision.message.endswith(
+        "; waiting for the candidate to be loaded on every pod (model_server_version_ready 0 "
+        "on some)"
+    )
+    assert walk.step(at(90), ready_share=10).state.step == 1  # loaded everywhere: it passes
 
 
 def test_rolling_waits_for_the_pods_at_the_steps_share_without_measuring() -> None:
