@@ -196,10 +196,13 @@ class Backoff:
                 del self._failed[next(iter(self._failed))]
 
 
-def slow_read(started: float, pods: int) -> bool:
-    """Whether reading `pods` pods since `started` (time.monotonic) took SLOW_READ_SECONDS or
-    more per pod, on average: many fast pods are not a slow read."""
-    return time.monotonic() - started >= SLOW_READ_SECONDS * max(pods, 1)
+def slow_read(started: float, pods: int, budget: float) -> bool:
+    """Whether reading `pods` pods since `started` (time.monotonic) was slow: SLOW_READ_SECONDS
+    or more per pod on average (many fast pods are not a slow read), or half the read's
+    `budget` (so that many pods each just under a second, whose read the budget cuts short of
+    SLOW_READ_SECONDS x pods, are slow too)."""
+    threshold = min(SLOW_READ_SECONDS * max(pods, 1), budget / 2)
+    return time.monotonic() - started >= threshold
 
 
 # The operator's pod reads (analysis and readiness) share one: a pod that failed one is not
@@ -535,7 +538,7 @@ class PodMetricsSource:
             )
         started = time.monotonic()
         result = self._read(scope)
-        if isinstance(result, Unmeasured) or slow_read(started, len(scope.pods)):
+        if isinstance(result, Unmeasured) or slow_read(started, len(scope.pods), self.budget):
             self.backoff.failed(scope.namespace, scope.mlmodel)
         return result
 

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from mlmodel_operator.analysis_metrics import (
+    BUDGET_SECONDS,
     POD_BACKOFF,
     Backoff,
     PodTarget,
@@ -126,17 +127,22 @@ class PodVersionReadiness:
         now = self.clock()
         with self._lock:
             kept = self._answers.get(key)
-        if kept is not None and kept.pods == pod_set and now - kept.at < self.max_age:
+        same_pods = kept is not None and kept.pods == pod_set
+        if kept is not None and same_pods and now - kept.at < self.max_age:
             return _copy(kept.counts)
         if self.backoff.waiting(namespace, name):
-            return None  # a read failed lately: not again yet, whatever the pods are now
+            # a read failed lately (maybe the analysis'): not again yet. The last answer for
+            # these pods still stands, however old: dropping it would make CandidateReady
+            # flip to "derived from the Deployment" and back at every back-off
+            return _copy(kept.counts) if kept is not None and same_pods else None
         started = time.monotonic()
         counts = self.read(namespace, targets)
         counts = None if counts is None else {role: int(n) for role, n in counts.items()}
-        if counts is None or slow_read(started, len(targets)):
+        if counts is None or slow_read(started, len(targets), BUDGET_SECONDS):
             self.backoff.failed(namespace, name)  # slow pods hold a worker: not again soon
+        horizon = self.max_age + self.backoff.seconds  # kept through a back-off, as above
         with self._lock:
-            for old in [k for k, a in self._answers.items() if now - a.at >= self.max_age]:
+            for old in [k for k, a in self._answers.items() if now - a.at >= horizon]:
                 del self._answers[old]  # MLModels gone, or not read lately
             self._answers[key] = _Answer(pod_set, now, counts)
         return _copy(counts)

@@ -397,6 +397,25 @@ def test_many_fast_pods_are_not_a_slow_read(loopback: Loopback) -> None:
     assert isinstance(source.measure(many, SINCE), Measurement)
 
 
+def test_pods_each_just_under_the_threshold_are_slow_once_they_take_half_the_budget(
+    loopback: Loopback,
+) -> None:
+    """Per pod on average alone, the budget (which cuts a read short) kept five or more pods
+    at 0.9 s each from ever being slow: each read held a worker for 4.5 s of every 5 s."""
+    good = answer(exposition({"a": POD_A}))
+
+    def sluggish(h: http.server.BaseHTTPRequestHandler) -> None:
+        time.sleep(0.3)  # under SLOW_READ_SECONDS: never slow by the per-pod average
+        good(h)
+
+    ticks = Ticks()
+    source = PodMetricsSource(budget=2.0, backoff=Backoff(30.0, clock=ticks))
+    four = scope(*[loopback.pod(sluggish, f"iris-{i}")[1] for i in range(4)])
+    assert isinstance(source.measure(four, SINCE), Measurement)  # 1.2 s: over 2.0 / 2
+    waiting = source.measure(four, SINCE)
+    assert isinstance(waiting, Unmeasured) and "took over 1 s" in waiting.reason
+
+
 def test_a_body_over_the_cap_without_a_length_is_refused_while_reading(
     loopback: Loopback,
 ) -> None:

@@ -410,6 +410,26 @@ def test_after_a_slow_read_a_changed_pod_set_is_not_read_until_the_backoff_ends(
     assert setup.read.calls == 2
 
 
+def test_during_a_backoff_the_last_answer_for_the_same_pods_stands_however_old(
+    settings: OperatorSettings, pods: Pods
+) -> None:
+    """The analysis' read failing backs the readiness read off too, often past the answer's
+    30 s: CandidateReady would flip to True "derived from the Deployment" and back."""
+    setup = Setup(settings, pods, count=2)
+    setup.servers[1].body = NOT_LOADED
+    setup.roll_out()
+    mlmodel = setup.mlmodel()
+    assert setup.hook(mlmodel) == {"stable": 2, "candidate": 1}
+    setup.clock.now += 20
+    setup.hook.backoff.failed(NS, NAME)  # as PodMetricsSource does after a failed pod read
+    setup.clock.now += 15  # the answer is 35 s old; the back-off has 15 s to go
+    assert setup.hook(mlmodel) == {"stable": 2, "candidate": 1}
+    assert setup.read.calls == 1
+    setup.clock.now += 15
+    assert setup.hook(mlmodel) == {"stable": 2, "candidate": 1}
+    assert setup.read.calls == 2  # read again once the back-off ended
+
+
 def test_a_failed_analysis_read_backs_off_the_readiness_read_too(
     settings: OperatorSettings, pods: Pods
 ) -> None:
