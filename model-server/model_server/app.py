@@ -31,6 +31,7 @@ from model_server.drift import DriftMonitor
 from model_server.lifecycle import ModelLoader
 from model_server.metrics import (
     CLIENT_GONE,
+    DOCS_ASSETS,
     ASGIApp,
     Message,
     Metrics,
@@ -64,7 +65,6 @@ CLOSING_ERRORS: Final = (errors.RequestTimeout, errors.PayloadTooLarge, errors.S
 RETRY_AFTER_SECONDS: Final = "1"
 
 HOT_PATHS: Final = frozenset({seed.PREDICT_PATH, V1_PREDICT, *V2_INFER})
-DOCS_ASSETS: Final = "/docs/static"  # Swagger UI's and ReDoc's files (the fastapi-offline package)
 # Never counted against the in-flight limit: probes must answer while predictions queue.
 UNGUARDED_PATHS: Final = frozenset({LIVENESS_PATH, READINESS_PATH, METRICS_PATH})
 TIMED_OUT: Final = "model_server.body_timed_out"  # scope key: cancelled by the body deadline

@@ -30,6 +30,9 @@ LATENCY_BUCKETS: Final = (
     0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0
 )  # fmt: skip
 UNMATCHED: Final = "<unmatched>"
+# Served without a route: the API docs' pages, and their files under DOCS_ASSETS (app.py).
+DOCS_PAGES: Final = frozenset({"/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"})
+DOCS_ASSETS: Final = "/docs/static"
 # nginx's status for "the client closed the connection before the answer"; not a server error.
 CLIENT_CLOSED_REQUEST: Final = 499
 CLIENT_GONE: Final = "model_server.client_gone"  # scope key: the client disconnected
@@ -235,9 +238,16 @@ class MetricsMiddleware:
 
 
 def _route(scope: Scope, status: int) -> str:
-    """The route template; /docs and /openapi.json by path; anything else that failed to match
-    under one label (never the raw path: that would make a time series per URL)."""
+    """The route template; the API docs' pages by path and their files under one label;
+    anything else without a route under one label. Never a path a client chose: the docs'
+    file mount normalizes `/docs/static/<anything>/../favicon.png` and answers 200, so
+    labelling by path gave a client a new time series (and a bigger /metrics) per request."""
     route = scope.get("route")
     if route is not None:
         return str(route.path)
-    return str(scope["path"]) if status < 300 else UNMATCHED
+    path = str(scope["path"])
+    if path in DOCS_PAGES and status < 300:
+        return path
+    if path.startswith(DOCS_ASSETS + "/"):
+        return DOCS_ASSETS
+    return UNMATCHED

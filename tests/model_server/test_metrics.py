@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from serverkit import Artifact
 
-from model_server.metrics import LATENCY_BUCKETS, observe_many
+from model_server.metrics import DOCS_ASSETS, LATENCY_BUCKETS, UNMATCHED, _route, observe_many
 
 ROW = [5.1, 3.5, 1.4, 0.2]
 
@@ -107,3 +108,32 @@ def test_observe_many_gives_the_same_histogram_as_one_observe_per_value() -> Non
     assert expositions[0] == expositions[1]
     assert 't_seconds_bucket{le="+Inf",v="1"} 10.0' in expositions[1]
     assert 't_seconds_bucket{le="0.0002",v="1"} 3.0' in expositions[1]  # 0, 0.0001, 0.0002
+
+
+def test_the_docs_files_are_counted_under_one_route(iris_client: TestClient) -> None:
+    before = samples(iris_client)
+    for name in ("favicon.png", "swagger-ui.css"):
+        assert iris_client.get(f"{DOCS_ASSETS}/{name}").status_code == 200
+    after = samples(iris_client)
+    files = {"protocol": "http", "route": DOCS_ASSETS, "method": "GET", "status": "200"}
+    key = "model_server_requests_total"
+    assert value(after, key, **files) - value(before, key, **files) == 2
+    assert not [labels for _, labels in after if ("route", f"{DOCS_ASSETS}/favicon.png") in labels]
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "label"),
+    [
+        # the file mount normalizes this and answers 200: a client-chosen label per request
+        (f"{DOCS_ASSETS}/{'x' * 60000}/../favicon.png", 200, DOCS_ASSETS),
+        (f"{DOCS_ASSETS}/nothing-here", 404, DOCS_ASSETS),
+        ("/docs", 200, "/docs"),
+        ("/openapi.json", 200, "/openapi.json"),
+        ("/chosen-by-a-client", 200, UNMATCHED),
+        ("/chosen-by-a-client", 404, UNMATCHED),
+    ],
+)
+def test_a_request_without_a_route_is_labelled_by_a_fixed_name_never_its_path(
+    path: str, status: int, label: str
+) -> None:
+    assert _route({"type": "http", "path": path}, status) == label
