@@ -25,7 +25,7 @@ import orjson
 from model_server.dataplane import check_rows
 from model_server.errors import InvalidInput, MalformedRequest
 from model_server.runtimes.base import Array
-from model_server.tensors import SHAPE_RULE, is_shape, shown_name
+from model_server.tensors import SHAPE_RULE, is_shape, shown_name, shown_value
 
 HEADER: Final = b"inference-header-content-length"  # ASGI servers lower-case header names
 EXTENSION: Final = "binary_tensor_data"
@@ -47,7 +47,8 @@ def header_length(headers: list[tuple[bytes, bytes]], body_size: int) -> int | N
     if raw is None:
         return None
     value = raw.decode("latin-1")
-    if not (value.isascii() and value.isdigit()) or int(value) > body_size:
+    # at most 19 digits before int(): Python refuses to read more than 4300 (ValueError, a 500)
+    if not (value.isascii() and value.isdigit()) or len(value) > 19 or int(value) > body_size:
         raise MalformedRequest(
             f"Inference-Header-Content-Length is {value[:20]!r}; it must be the length in "
             f"bytes of the JSON part, at most the body's {body_size} bytes"
@@ -63,11 +64,10 @@ def attach_inputs(body: dict[str, Any], blob: bytes, max_rows: int | None) -> No
     inputs = body.get("inputs")
     offset = 0
     for i, tensor in enumerate(inputs if isinstance(inputs, list) else []):
-        size = _binary_size(tensor)
+        where = shown_name(tensor.get("name"), f"inputs[{i}]") if isinstance(tensor, dict) else ""
+        size = _binary_size(tensor, where)
         if size is None:
             continue
-        name = tensor.get("name")
-        where = shown_name(name, f"inputs[{i}]")
         if "data" in tensor:
             raise MalformedRequest(f"{where} has both data and parameters.binary_data_size")
         if size > len(blob) - offset:
@@ -87,7 +87,7 @@ def attach_inputs(body: dict[str, Any], blob: bytes, max_rows: int | None) -> No
         )
 
 
-def _binary_size(tensor: Any) -> int | None:
+def _binary_size(tensor: Any, where: str) -> int | None:
     if not isinstance(tensor, dict):
         return None
     parameters = tensor.get("parameters")
@@ -95,9 +95,7 @@ def _binary_size(tensor: Any) -> int | None:
         return None
     size = parameters["binary_data_size"]
     if size.__class__ is not int or size < 0:
-        raise MalformedRequest(
-            f"input {tensor.get('name')!r} binary_data_size must be a non-negative integer"
-        )
+        raise MalformedRequest(f"{where} binary_data_size must be a non-negative integer")
     return int(size)
 
 
@@ -127,7 +125,7 @@ def _decode(chunk: bytes, datatype: Any, shape: list[int], where: str, size_name
     dtype = NUMPY_TYPES.get(datatype) if isinstance(datatype, str) else None
     if dtype is None:
         supported = ", ".join([*NUMPY_TYPES, "BYTES"])
-        raise InvalidInput(f"{where} has datatype {datatype!r}; supported: {supported}")
+        raise InvalidInput(f"{where} has datatype {shown_value(datatype)}; supported: {supported}")
     if len(chunk) != count * dtype.itemsize:
         raise MalformedRequest(
             f"{where} has {size_name} {len(chunk)}, but shape {shape} of {datatype} takes "

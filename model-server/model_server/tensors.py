@@ -29,6 +29,15 @@ def shown_name(name: Any, where: str) -> str:
     return where
 
 
+def shown_value(value: Any) -> str:
+    """A client's value (a datatype, say) as errors echo it: a string cut to 32 characters, or
+    only the kind of anything else (`repr` of a list nested a thousand deep raised
+    RecursionError, a 500)."""
+    if isinstance(value, str):
+        return repr(value[:32]) + ("…" if len(value) > 32 else "")
+    return json_kind(value)
+
+
 def tensors_matrix(
     inputs: Any, features: Sequence[str], booleans: bool = True, max_rows: int | None = None
 ) -> Array:
@@ -49,8 +58,9 @@ def tensors_matrix(
 
 def _columns(tensors: list[tuple[str, list[int], Array]], features: Sequence[str]) -> Array:
     by_name: dict[str, Array] = {}
+    known = frozenset(features)  # a wide model: no scan of every feature name per tensor
     for name, shape, data in tensors:
-        if name not in features:
+        if name not in known:
             if len(tensors) == 1:
                 raise InvalidInput(
                     f"input {name!r} has shape {shape}; send shape [N, {len(features)}], or one "
@@ -89,7 +99,8 @@ def _tensor(
         raise InvalidInput(f"input {name!r} {SHAPE_RULE}")
     if datatype not in V2_DATATYPES:
         raise InvalidInput(
-            f"input {name!r} has datatype {datatype!r}; supported: {', '.join(V2_DATATYPES)}"
+            f"input {name!r} has datatype {shown_value(datatype)}; "
+            f"supported: {', '.join(V2_DATATYPES)}"
         )
     if "data" not in tensor:
         raise InvalidInput(f"input {name!r} has no data")

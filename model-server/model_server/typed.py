@@ -21,7 +21,7 @@ from mlmodel_artifact.schema import encode_column, encode_rows, model_input
 from model_server.dataplane import check_rows, json_kind
 from model_server.errors import InvalidInput
 from model_server.runtimes.base import ModelInfo
-from model_server.tensors import SHAPE_RULE, check_name, flatten, is_shape
+from model_server.tensors import SHAPE_RULE, check_name, flatten, is_shape, shown_value
 
 NUMERIC_DATATYPES: Final = ("FP32", "FP64", "INT32", "INT64")
 TYPED_DATATYPES: Final = (*NUMERIC_DATATYPES, "BOOL", "BYTES")
@@ -99,7 +99,8 @@ def _tensor(tensor: Any, where: str, max_rows: int | None) -> Tensor:
         raise InvalidInput(f"input {name!r} {SHAPE_RULE}")
     if datatype not in TYPED_DATATYPES:
         raise InvalidInput(
-            f"input {name!r} has datatype {datatype!r}; supported: {', '.join(TYPED_DATATYPES)}"
+            f"input {name!r} has datatype {shown_value(datatype)}; "
+            f"supported: {', '.join(TYPED_DATATYPES)}"
         )
     if "data" not in tensor:
         raise InvalidInput(f"input {name!r} has no data")

@@ -266,8 +266,35 @@ def test_an_error_quoting_a_long_request_string_is_cut(iris_client: TestClient) 
     answer = iris_client.post("/v2/models/iris/infer", json={"inputs": [tensor]})
     assert answer.status_code == 422
     error = answer.json()["error"]
-    assert error.startswith("input 'input-0' has datatype 'XXX") and error.endswith("…")
-    assert len(error) == 1000
+    assert error.startswith(f"input 'input-0' has datatype '{'X' * 32}'…; supported: FP32")
+
+
+@pytest.mark.parametrize("form", ["json", "binary"])
+def test_a_datatype_nested_a_thousand_deep_is_a_client_error_not_a_500(
+    iris_client: TestClient, form: str
+) -> None:
+    """Echoed with repr, a list nested 1,000 deep (orjson reads 1,024) raised RecursionError."""
+    deep = "[" * 1000 + "]" * 1000
+    tensor = f'{{"name": "input-0", "shape": [1, 4], "datatype": {deep}, "data": [1, 2, 3, 4]}}'
+    body = f'{{"inputs": [{tensor}]}}'.encode()
+    headers = {"Content-Type": "application/json"}
+    if form == "binary":  # the binary tensor extension: the tensor's bytes after the JSON
+        body = body.replace(b'"data": [1, 2, 3, 4]', b'"parameters": {"binary_data_size": 32}')
+        headers["Inference-Header-Content-Length"] = str(len(body))
+        body += bytes(32)
+    answer = iris_client.post("/v2/models/iris/infer", content=body, headers=headers)
+    assert answer.status_code == 422, answer.text
+    assert "has datatype array; supported:" in answer.json()["error"]
+
+
+def test_an_inference_header_length_of_thousands_of_digits_is_a_client_error(
+    iris_client: TestClient,
+) -> None:
+    """Python refuses to read an int of more than 4,300 digits: ValueError, a 500."""
+    headers = {"Content-Type": "application/json", "Inference-Header-Content-Length": "9" * 5000}
+    answer = iris_client.post("/v2/models/iris/infer", content=b"{}", headers=headers)
+    assert answer.status_code == 400, answer.text
+    assert "Inference-Header-Content-Length is '99999" in answer.json()["error"]
 
 
 @pytest.mark.parametrize("path", ["/predict", "/v1/models/iris:predict", "/v2/models/iris/infer"])
