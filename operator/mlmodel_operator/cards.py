@@ -50,6 +50,10 @@ CARD_REASONS: Final = frozenset(
     }
 )
 NOT_ALLOWED: Final = "ArtifactSourceNotAllowed"
+# The operator's own read queue (or its lookups) had no room: not the artifact's fault, so
+# nothing is Degraded; the model is held as while a read runs, and read again this much later.
+BUSY: Final = "ArtifactReadBusy"
+BUSY_RETRY_SECONDS: Final = 5.0
 # A card that keeps failing is re-read after ttl, 2 ttl, then every 4 ttl: a tarpit or a dead
 # host costs one thread for one deadline per 4 drift rounds, not per round.
 MAX_BACKOFF: Final = 4
@@ -64,13 +68,21 @@ class Resolved:
 
     `pending` is the future of a card read whose outcome is not known yet: the digest and
     problem are what status already said, and the MLModel should be reconciled again when
-    the future is done.
+    the future is done. `busy`: the same, but the read could not even be queued (the
+    operator's own read queue is full: nothing is wrong with the artifact); the MLModel
+    should be reconciled again after BUSY_RETRY_SECONDS.
     """
 
     digest: str | None
     problem: Problem | None = None
     pending: Future[Any] | None = None
     model_format: str | None = None
+    busy: bool = False
+
+    @property
+    def waiting(self) -> bool:
+        """The card's outcome is not known this round (being read, or no room to read it)."""
+        return self.pending is not None or self.busy
 
 
 class CardPending(Exception):
@@ -177,6 +189,7 @@ class _Entry:
     future: Future[Outcome]
     failures: int
     done_at: float | None = None
+    busy: bool = False  # the read itself found the operator's lookups full: read again soon
 
 
 class CardReader:
@@ -242,7 +255,15 @@ class CardReader:
             if entry is not None and not self._stale(entry):
                 self._entries.move_to_end(uri)
                 return entry, None
-            started = self.pool.submit(uri, partial(self.read, uri))  # Busy: nothing remembered
+            try:
+                started = self.pool.submit(uri, partial(self.read, uri))
+            except CardReadError:
+                if entry is not None and entry.future.done():
+                    # A re-read finding the queue full waits for a later call; the last outcome
+                    # stands meanwhile (a burst of re-reads, every card due on one drift tick,
+                    # made healthy models Degraded ArtifactReadBusy).
+                    return entry, None
+                raise  # nothing known yet: nothing remembered, the caller retries
             entry = _Entry(Future(), entry.failures if entry else 0)
             self._entries[uri] = entry
             self._entries.move_to_end(uri)
@@ -253,14 +274,19 @@ class CardReader:
     def _stale(self, entry: _Entry) -> bool:
         if entry.done_at is None:
             return False  # being read: share it
+        if entry.busy:
+            return True  # the read found no room (the operator's, not the artifact's fault)
         backoff = min(2 ** (entry.failures - 1), MAX_BACKOFF) if entry.failures else 1
         return self.clock() - entry.done_at >= self.ttl * backoff
 
     def _complete(self, uri: str, entry: _Entry, started: Future[bytes]) -> None:
         outcome = _outcome(uri, started)
+        busy = isinstance(outcome, CardFailure) and outcome.reason == BUSY
         with self._lock:
             entry.done_at = self.clock()
-            entry.failures = entry.failures + 1 if isinstance(outcome, CardFailure) else 0
+            entry.busy = busy
+            if not busy:
+                entry.failures = entry.failures + 1 if isinstance(outcome, CardFailure) else 0
         if isinstance(outcome, CardFailure):  # the detail is for the admin, never for status
             LOG.warning("model card of %s not read: %s (%s)", uri, outcome.reason, outcome.detail)
         entry.future.set_result(outcome)
@@ -342,6 +368,8 @@ def resolve_model(mlmodel: MLModel, reader: CardSource, known_applies: bool = Tr
     except CardPending as pending:  # the Deployment is held: its pods serve what status says
         return Resolved(last, _as_before(mlmodel), pending.future, last_format)
     except CardReadError as exc:
+        if exc.reason == BUSY:  # held likewise, and read again after BUSY_RETRY_SECONDS
+            return Resolved(last, _as_before(mlmodel), model_format=last_format, busy=True)
         if exc.reason == NOT_ALLOWED:
             return Resolved(known, _not_tracked(mlmodel), model_format=known_format)
         shown = "" if exc.reason == "InvalidURI" else f" {source.uri}"  # may hold a password
@@ -375,6 +403,7 @@ class CandidateResolved:
     problem: Problem | None = None
     hold: bool = False
     pending: Future[Any] | None = None
+    busy: bool = False  # held because the read could not be queued: retried after a while
     # A failed re-read of a candidate the live Deployment already carries: it stays rendered
     # as it is (`digest`, `model_format` are the rendered ones) and CandidateReady says this.
     note: Problem | None = None
@@ -442,8 +471,8 @@ def resolve_candidate(
     except CardReadError as exc:
         if exc.reason == NOT_ALLOWED:  # like the stable's: rendered, the pods check it
             return CandidateResolved(source.sha256, source.format)
-        if exc.reason == "ArtifactReadBusy":  # the operator's own queue: try again later
-            return CandidateResolved(hold=True, problem=_candidate_problem(exc.reason, exc.public))
+        if exc.reason == BUSY:  # the operator's own queue: held, read again later
+            return CandidateResolved(hold=True, problem=_busy_problem(exc.public), busy=True)
         if rendered is not None and exc.reason not in LASTING_REASONS:
             return _kept(rendered, exc.reason, exc.public, shown)
         if exc.reason == "ArtifactUnreachable" and source.sha256:  # the pods check the pin
@@ -505,6 +534,16 @@ def _candidate_problem(reason: str, detail: str, where: str | None = None) -> Pr
         reason,
         f"{said.rstrip('.')} ({reason}). Nothing of the candidate is rendered: the stable "
         "serves every request as before. Fix spec.candidate.model or the artifact.",
+        blocks_ready=False,
+        degrades=False,
+    )
+
+
+def _busy_problem(detail: str) -> Problem:
+    return Problem(
+        BUSY,
+        f"The candidate's model card waits to be read: {detail.rstrip('.')} ({BUSY}). The "
+        "pods are left as they are meanwhile.",
         blocks_ready=False,
         degrades=False,
     )

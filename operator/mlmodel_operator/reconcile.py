@@ -46,6 +46,7 @@ from mlmodel_operator.candidate import (
     without_engine,
 )
 from mlmodel_operator.cards import (
+    BUSY_RETRY_SECONDS,
     CandidateResolved,
     CardReader,
     CardSource,
@@ -391,7 +392,7 @@ class Reconciler:
         for manifest in wanted:
             if manifest["kind"] == HPA_KIND and foreign:
                 continue  # it would scale someone else's Deployment: removed below instead
-            if manifest["kind"] == "Deployment" and (resolved.pending is not None or hold):
+            if manifest["kind"] == "Deployment" and (resolved.waiting or hold):
                 live, change, problem = self._until_card_read(mlmodel, manifest, hold)
             else:
                 live, change, problem = self._converge(mlmodel, manifest)
@@ -410,7 +411,7 @@ class Reconciler:
             problems=problems,
             candidate=seen,
             # moved to the new URI (not held for its card): the old digest describes no pod
-            keep_known_digest=not other_uri or resolved.pending is not None,
+            keep_known_digest=not other_uri or resolved.waiting,
         )
         status = derive_status(
             mlmodel,
@@ -421,13 +422,16 @@ class Reconciler:
         )
         retry = any(problem.reason == APPLY_REFUSED for problem in problems)
         analysis = seen.analysis if seen is not None else None
+        requeue_after = analysis.requeue_after if analysis else None
+        if resolved.busy or (candidate is not None and candidate.busy):
+            requeue_after = min(requeue_after or BUSY_RETRY_SECONDS, BUSY_RETRY_SECONDS)
         return Outcome(
             status_patch(previous, status),
             tuple(changes),
             tuple(problems),
             retry,
             events=analysis.events if analysis else (),
-            requeue_after=analysis.requeue_after if analysis else None,
+            requeue_after=requeue_after,
         )
 
     def _candidate(
@@ -513,8 +517,12 @@ class Reconciler:
             return self._converge(mlmodel, manifest)
         if live is not None and not is_controlled_by(live, mlmodel):
             return None, None, _not_owned("Deployment", mlmodel)
-        # Not ready for this generation until its pods run the new URI: say why they do not yet.
-        return live, None, None if serves_uri else _reading_card(hold)
+        # Not ready for this generation until its pods run the new URI, or while the held
+        # Deployment differs from this generation's (the candidate's card is read, and the same
+        # edit changed the image, say): say why they do not run it yet.
+        if live is None or not serves_uri or drift.drift(manifest, live, FIELD_MANAGER):
+            return live, None, _reading_card(hold)
+        return live, None, None
 
     def _converge(
         self, mlmodel: MLModel, manifest: dict[str, Any]

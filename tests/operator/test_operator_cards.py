@@ -12,6 +12,7 @@ from concurrent.futures import Future
 import pytest
 from operator_testlib import card_json, make_mlmodel, mlmodel_body
 
+from devcluster.waiting import wait_until
 from mlmodel_artifact import ArtifactError, ModelCard, ModelFormat
 from mlmodel_operator.cardfetch import CardReadError
 from mlmodel_operator.cards import (
@@ -360,6 +361,53 @@ def test_busy_is_not_remembered() -> None:
     finally:
         release.set()
         pool.shutdown()
+
+
+def test_a_re_read_that_finds_the_queue_full_keeps_the_last_card() -> None:
+    """Every unpinned card is due on the same drift tick: the re-reads that found no room made
+    healthy models Degraded ArtifactReadBusy. The known card stands until a reader is free."""
+    release, started = threading.Event(), threading.Event()
+    fake, now = Fake(), [0.0]
+    pool = CardPool(workers=1, queue_size=1)
+    try:
+        cards = reader(fake, pool, now)
+        assert cards("s3://b/iris").sha256 == SHA_A  # known
+        now[0] = 60.0  # due again
+
+        def slow() -> bytes:
+            started.set()
+            release.wait(30)
+            return b""
+
+        pool.submit("running", slow)
+        assert started.wait(30)
+        pool.submit("queued", slow)  # the queue is full now
+        assert cards("s3://b/iris").sha256 == SHA_A  # the last card, not ArtifactReadBusy
+        assert reason_of(lambda: cards("s3://b/never-read")).reason == "ArtifactReadBusy"
+        release.set()
+        wait_until("the queue to drain", lambda: pool.queued() == 0, timeout=30)
+        cards.wait = 30.0
+        calls = len(fake.calls)
+        assert cards("s3://b/iris").sha256 == SHA_A and len(fake.calls) == calls + 1  # re-read
+    finally:
+        release.set()
+        pool.shutdown()
+
+
+def test_a_read_that_finds_no_lookup_free_is_read_again_at_the_next_call(pool: CardPool) -> None:
+    """ArtifactReadBusy from inside the read (the resolver's lookups full) is the operator's
+    own state, not the card's: not kept for a ttl with its back-off like a failure."""
+    fake, now = Fake(), [0.0]
+    outcomes = [CardReadError("ArtifactReadBusy", "16 lookups outstanding")]
+
+    def read(uri: str) -> bytes:
+        if outcomes:
+            raise outcomes.pop()
+        return fake(uri)
+
+    cards = CardReader(read, pool, ttl=10.0, wait=10.0, clock=lambda: now[0])
+    assert reason_of(lambda: cards("s3://b/iris")).reason == "ArtifactReadBusy"
+    assert cards("s3://b/iris").sha256 == SHA_A  # read again at once, and kept
 
 
 def test_the_pool_shares_a_pending_read_and_reads_again_once_it_finished() -> None:

@@ -15,7 +15,13 @@ from operator_testlib import card_json, mlmodel_body
 
 from mlmodel_operator.cache import ObjectCache
 from mlmodel_operator.cardfetch import CardReadError
-from mlmodel_operator.cards import CardPool, CardReader, card_reader, parse_card
+from mlmodel_operator.cards import (
+    BUSY_RETRY_SECONDS,
+    CardPool,
+    CardReader,
+    card_reader,
+    parse_card,
+)
 from mlmodel_operator.reconcile import Outcome, Reconciler
 from mlmodel_operator.render import render
 from mlmodel_operator.render.meta import DIGEST_ANNOTATION
@@ -350,3 +356,56 @@ def test_a_new_uri_whose_card_cannot_be_read_leaves_no_old_digest_in_candidate_s
     # a merge patch: an unchanged key is left out, None removes it
     assert outcome.status_patch["candidate"]["stable"] == {"digest": None, "readyReplicas": 0}
     assert outcome.status_patch["candidate"]["candidate"]["digest"] == SHA_A
+
+
+def test_a_card_the_operator_has_no_room_to_read_holds_the_model_and_comes_back(
+    settings: OperatorSettings,
+) -> None:
+    """The operator's own queue is full: not the artifact's fault, so not Degraded; the
+    Deployment waits as while a read runs, and the MLModel is reconciled again after 5 s."""
+
+    def busy(uri: str) -> Any:
+        raise CardReadError("ArtifactReadBusy", "256 card reads queued")
+
+    kube = FakeKube()
+    reconcile = Reconciler(kube, ObjectCache(), settings, reader=busy)
+    outcome = reconcile.reconcile(mlmodel_body({"model": {"uri": "https://cards.test/iris"}}))
+
+    assert "Deployment" not in kube.kinds()
+    conditions = {c["type"]: c for c in outcome.status_patch["conditions"]}
+    assert conditions["Degraded"]["status"] == "False", conditions["Degraded"]
+    assert (conditions["Ready"]["status"], conditions["Ready"]["reason"]) == (
+        "False", "ReadingModelCard"
+    )  # fmt: skip
+    assert outcome.requeue_after == BUSY_RETRY_SECONDS
+
+
+def test_held_for_the_candidate_s_card_with_other_changes_unapplied_is_not_ready(
+    settings: OperatorSettings, blocked: BlockedCards, cards: CardReader
+) -> None:
+    """The same edit added a candidate and changed the image: the Deployment waits for the
+    candidate's card, so generation 2 is not rolled out whatever the old pods' state."""
+    spec: dict[str, Any] = {"model": {"uri": "s3://models/iris/v1", "sha256": SHA_A}}
+    (live,) = [
+        m for m in render(MLModel.from_body(mlmodel_body(spec)), settings)
+        if m["kind"] == "Deployment"
+    ]  # fmt: skip
+    live["metadata"].update(uid="uid-deployment", generation=1)
+    live["status"] = {"observedGeneration": 1, "replicas": 1, "readyReplicas": 1,
+                      "updatedReplicas": 1, "availableReplicas": 1}  # fmt: skip
+    cache = ObjectCache()
+    cache.store("Deployment", live)
+    kube = FakeKube()
+    reconcile = reconciler(settings, cards, WorkQueue(), kube, cache)
+    spec = {**spec, "server": {"image": "mlmodel-server:v2"},
+            "candidate": {"model": {"uri": "https://cards.test/iris/v2"}}}  # fmt: skip
+
+    outcome = reconcile_aside(reconcile, mlmodel_body(spec, generation=2))
+
+    assert "Deployment" not in kube.kinds()
+    conditions = {c["type"]: c for c in outcome.status_patch["conditions"]}
+    assert (conditions["Ready"]["status"], conditions["Ready"]["reason"]) == (
+        "False", "ReadingModelCard"
+    )  # fmt: skip
+    assert "spec.candidate.model.uri" in conditions["Ready"]["message"]
+    assert conditions["Progressing"]["status"] == "True"
