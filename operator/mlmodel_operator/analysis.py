@@ -186,6 +186,11 @@ class Rollout:
         return f"step {step + 1} of {n}"
 
 
+# Request and row counts beyond this are a pod's invention (and past float precision): the
+# status's int64 fields would refuse them, and every status patch of the MLModel with them.
+MAX_COUNT: Final = 2**53
+
+
 @dataclass(frozen=True)
 class Measurement:
     """The candidate's metrics over a step's window, summed over every pod.
@@ -205,6 +210,11 @@ class Measurement:
     candidate_ready: bool | None = None
 
     def __post_init__(self) -> None:
+        if self.requests > MAX_COUNT or self.compared > MAX_COUNT:
+            raise ValueError(
+                f"counts over 2^53 are not plausible: {self.requests} requests, "
+                f"{self.compared} compared rows"
+            )
         if not 0 <= self.errors <= self.requests:
             raise ValueError(f"errors {self.errors} not within requests {self.requests}")
         if not 0 <= self.agreed <= self.compared:

@@ -313,16 +313,19 @@ class PrometheusSource:
 
         requests, compared = count("requests"), count("compared")
         ready = values["candidate_ready"]
-        return Measurement(
-            requests=requests,
-            # increase() extrapolates each series alone: keep the parts within their wholes
-            errors=min(count("errors"), requests),
-            p99_candidate=values["p99_candidate"],
-            p99_stable=values["p99_stable"],
-            compared=compared,
-            agreed=min(count("agreed"), compared),
-            candidate_ready=None if ready is None else ready >= 1,
-        )
+        try:
+            return Measurement(
+                requests=requests,
+                # increase() extrapolates each series alone: keep the parts within their wholes
+                errors=min(count("errors"), requests),
+                p99_candidate=values["p99_candidate"],
+                p99_stable=values["p99_stable"],
+                compared=compared,
+                agreed=min(count("agreed"), compared),
+                candidate_ready=None if ready is None else ready >= 1,
+            )
+        except ValueError as exc:  # a pod's counters beyond belief: measured as nothing
+            return Unmeasured(f"Prometheus answered implausible values ({exc})")
 
     def _query(self, promql: str, at: float, seconds: float) -> float | None:
         """An instant query's single value (None: no series, or NaN)."""
@@ -560,7 +563,10 @@ class PodMetricsSource:
             except Exception as exc:  # never raise: the step waits instead
                 LOG.warning("metrics of pod %s/%s: %r", scope.namespace, pod.name, exc)
                 return Unmeasured(f"the metrics of pod {pod.name} could not be read")
-        return sums.measurement()
+        try:
+            return sums.measurement()
+        except ValueError as exc:  # counters beyond belief (or otherwise impossible)
+            return Unmeasured(f"the pods' metrics are implausible ({exc})")
 
 
 # --- which versions the pods loaded (status' CandidateReady) ------------------------------

@@ -21,7 +21,13 @@ _MERGE_KEYS: Final = ("name", "uid", "containerPort", "port", "type", "key")
 
 
 def drifted_paths(desired: Any, live: Any, path: str = "") -> list[str]:
-    """Paths under `desired` whose value is missing from or different in `live`."""
+    """Paths under `desired` whose value is missing from or different in `live`.
+
+    An empty desired value ("", [], {}) matches a missing one: the API server leaves empty
+    optional fields out of what it returns (`omitempty`: an env var's value "", a toleration's
+    value ""), and counting that as drift re-applied the same object every round."""
+    if live is None and _empty(desired):
+        return []
     if isinstance(desired, Mapping):
         if not isinstance(live, Mapping):
             return [path or "."]
@@ -32,6 +38,14 @@ def drifted_paths(desired: Any, live: Any, path: str = "") -> list[str]:
     if isinstance(desired, Sequence) and not isinstance(desired, str):
         return _list_drift(desired, live, path)
     return [] if _scalar_equal(desired, live) else [path]
+
+
+def _empty(value: Any) -> bool:
+    return (isinstance(value, str | Mapping) or _is_list(value)) and len(value) == 0
+
+
+def _is_list(value: Any) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, str)
 
 
 def _list_drift(desired: Sequence[Any], live: Any, path: str) -> list[str]:

@@ -923,3 +923,13 @@ def test_prometheus_source_without_series_for_the_model_measures_no_traffic(
     source = PrometheusSource(prometheus, min_window=60)
     measured = source.measure(Scope("ns-c", "iris"), datetime.now(UTC))
     assert measured == Measurement(0, 0, None, None, 0, 0, None)
+
+
+def test_counters_beyond_belief_are_measured_as_nothing(loopback: Loopback) -> None:
+    """A user's pod can claim 1e30 requests: as a count, it overflowed the status's int64 and
+    every status patch of the MLModel was refused from then on."""
+    huge = exposition({"a": Traffic(answered=10**30, compared=30, agreed=30)})
+    _, pod = loopback.pod(answer(huge))
+    measured = PodMetricsSource().measure(scope(pod), SINCE)
+    assert isinstance(measured, Unmeasured), measured
+    assert "implausible" in measured.reason

@@ -63,6 +63,25 @@ def test_fields_defaulted_or_added_by_others_are_not_drift() -> None:
     assert drifted_paths(desired, live) == []
 
 
+def test_an_empty_value_the_api_server_leaves_out_is_not_drift() -> None:
+    """`omitempty`: an env var's value "" and a toleration's value "" come back without the
+    field; counted as drift, the same Deployment was applied (and an Event posted) every
+    drift round."""
+    container = {"name": "server", "env": [{"name": "FOO", "value": ""}], "args": []}
+    toleration = {"key": "k", "operator": "Exists", "value": ""}
+    desired = {"spec": {"template": {"spec": {
+        "containers": [container], "tolerations": [toleration], "nodeSelector": {}}}}}  # fmt: skip
+    live = {"spec": {"template": {"spec": {
+        "containers": [{"name": "server", "env": [{"name": "FOO"}]}],
+        "tolerations": [{"key": "k", "operator": "Exists"}]}}}}  # fmt: skip
+    assert drifted_paths(desired, live) == []
+    # a value that is not empty, or an empty one where the live object has another, still is
+    live["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"] = "bar"
+    assert drifted_paths(desired, live) == [
+        ".spec.template.spec.containers[name=server].env[name=FOO].value"
+    ]
+
+
 def test_a_hand_edited_value_is_drift_and_names_the_field() -> None:
     desired = {
         "spec": {
