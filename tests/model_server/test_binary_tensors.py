@@ -131,8 +131,8 @@ def strings(*values: bytes) -> bytes:
                 strings(b"x"),
                 n,
             ),
-            400,
-            "BYTES",
+            422,  # refused before its elements are read: this model takes no strings
+            "has datatype 'BYTES'; this model takes numbers only",
         ),
         (
             lambda h, b, n: (_set(_size(h, 12), "datatype", "BOOL"), b"\x02" * 12, n),
@@ -156,6 +156,26 @@ def test_bad_framing_is_4xx_saying_which(
     # the server is still there and answers
     good_head, good_blob = fp32(ROWS)
     assert post(iris_server, good_head, good_blob).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("datatype", "shape", "words"),
+    [
+        # empty elements: reading 2 million took seconds of CPU before the model's checks
+        ("BYTES", [10_000, 4], "has datatype 'BYTES'; this model takes numbers only"),
+        # more values than 10,000 rows (MODEL_SERVER_MAX_ROWS) of the model's 4 features
+        ("FP32", [10, 100_000], "1000000 values, more than this model takes in one request"),
+    ],
+)
+def test_a_tensor_the_model_cannot_take_is_refused_before_its_values_are_read(
+    iris_server: Server, datatype: str, shape: list[int], words: str
+) -> None:
+    size = 4 * shape[0] * shape[1]  # a 4-byte length per BYTES element, or 4 bytes per FP32
+    head = {"inputs": [{"name": "input-0", "shape": shape, "datatype": datatype,
+                        "parameters": {"binary_data_size": size}}]}  # fmt: skip
+    answer = post(iris_server, head, bytes(size))
+    assert answer.status_code == 422, answer.text
+    assert words in answer.json()["error"]
 
 
 def test_bytes_framing_errors_are_400_naming_the_element() -> None:

@@ -209,6 +209,26 @@ def test_bad_requests_get_a_client_status_saying_why(
     assert stub.ServerLive(pb.ServerLiveRequest()).live  # still serving
 
 
+def test_bytes_contents_for_a_numeric_model_are_refused_before_they_are_read(stub: Any) -> None:
+    request = pb.ModelInferRequest(model_name="iris")
+    tensor = request.inputs.add(name="input-0", datatype="BYTES", shape=[10_000, 4])
+    tensor.contents.bytes_contents.extend([b""] * 40_000)
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.ModelInfer(request)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (
+        refused.value.details()
+        == "input 'input-0' has datatype 'BYTES'; this model takes numbers only"
+    )
+    wide = raw_request(bytes(8 * 40 * 10_000), [10_000, 40])  # 10,000 rows of 40 values
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.ModelInfer(wide)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "400000 values, more than this model takes in one request (40000)" in (
+        refused.value.details()
+    )
+
+
 def test_raw_contents_must_match_the_inputs(stub: Any) -> None:
     request = raw_request(ONE, [1, 4])
     request.raw_input_contents.append(ONE)

@@ -176,7 +176,7 @@ def decode(
     text = raw if split is None else raw[:split]
     body, booleans = parse_object(text, "'inputs' (a list of tensors)")
     if split is not None:
-        binary.attach_inputs(body, raw[split:], max_rows)
+        binary.attach_inputs(body, raw[split:], max_rows, binary.Takes.of(info, max_rows))
     x, wanted = model_input(body, info, max_rows, booleans)
     request_id = body.get("id")
     as_binary = binary.wants_binary(body)

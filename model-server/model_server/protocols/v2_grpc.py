@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
@@ -32,7 +31,7 @@ from model_server.metrics import Metrics
 from model_server.protocols import v2
 from model_server.runtimes.base import Array, Runtime
 from model_server.settings import KEEP_ALIVE_SECONDS, ServerSettings
-from model_server.tensors import shown_name
+from model_server.tensors import shown_name, shown_value
 
 log = logging.getLogger("model_server")
 
@@ -202,7 +201,8 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
             info = runtime.metadata
 
             def decode() -> tuple[Any, list[str]]:
-                return v2.model_input(request_body(request, plane.max_rows), info, plane.max_rows)
+                body = request_body(request, plane.max_rows, binary.Takes.of(info, plane.max_rows))
+                return v2.model_input(body, info, plane.max_rows)
 
             x, wanted = await plane.offload(size, decode)
             proba = "predict_proba" in wanted
@@ -231,8 +231,9 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
         return reply
 
 
-def request_body(request: Any, max_rows: int) -> dict[str, Any]:
-    """The request as the V2 REST decoder's body: tensors with flat typed `data`."""
+def request_body(request: Any, max_rows: int, takes: binary.Takes) -> dict[str, Any]:
+    """The request as the V2 REST decoder's body: tensors with flat typed `data` (each checked
+    against what the model `takes` before its values are read)."""
     raw = request.raw_input_contents
     if raw and len(raw) != len(request.inputs):
         raise errors.MalformedRequest(
@@ -250,10 +251,10 @@ def request_body(request: Any, max_rows: int) -> dict[str, Any]:
                     "use one or the other for all inputs"
                 )
             data = binary.raw_tensor(
-                raw[i], tensor.datatype, shape, where, max_rows, "raw_input_contents of"
+                raw[i], tensor.datatype, shape, where, max_rows, "raw_input_contents of", takes
             )
         else:
-            data = typed_values(tensor, shape, where, max_rows)
+            data = typed_values(tensor, shape, where, max_rows, takes)
         inputs.append({"name": tensor.name, "datatype": tensor.datatype, "shape": shape,
                        "data": data})  # fmt: skip
     body: dict[str, Any] = {"inputs": inputs}
@@ -262,21 +263,23 @@ def request_body(request: Any, max_rows: int) -> dict[str, Any]:
     return body
 
 
-def typed_values(tensor: Any, shape: list[int], where: str, max_rows: int) -> Any:
+def typed_values(
+    tensor: Any, shape: list[int], where: str, max_rows: int, takes: binary.Takes
+) -> Any:
     """A tensor's typed contents as a flat array (strings for BYTES), checked against its shape
-    the way raw contents are."""
+    and what the model `takes` the way raw contents are."""
     field = CONTENTS.get(tensor.datatype)
     if field is None:
         supported = ", ".join(CONTENTS)
         raise errors.InvalidInput(
-            f"{where} has datatype {tensor.datatype!r}; supported: {supported}"
+            f"{where} has datatype {shown_value(tensor.datatype)}; supported: {supported}"
         )
     shape = binary.check_shape(shape, where, max_rows)
+    count = takes.check(shape, tensor.datatype, where)
     values = getattr(tensor.contents, field)
-    if len(values) != math.prod(shape):
+    if len(values) != count:
         raise errors.MalformedRequest(
-            f"{where} has {len(values)} values in contents.{field}; its shape {shape} "
-            f"takes {math.prod(shape)}"
+            f"{where} has {len(values)} values in contents.{field}; its shape {shape} takes {count}"
         )
     if field != "bytes_contents":
         return np.fromiter(values, dtype=binary.NUMPY_TYPES[tensor.datatype], count=len(values))
