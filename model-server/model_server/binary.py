@@ -149,18 +149,20 @@ def raw_tensor(
     datatype against what the model `takes`), then that the bytes are exactly what the shape
     takes; `size_name` names the size in messages (the REST extension's binary_data_size,
     gRPC's raw_input_contents)."""
-    shape = check_shape(shape, where, max_rows)
-    count = takes.check(shape, datatype, where)
+    shape, count = check_tensor(shape, datatype, where, max_rows, takes)
     return _decode(chunk, datatype, shape, count, where, size_name)
 
 
-def check_shape(shape: Any, where: str, max_rows: int | None) -> list[int]:
+def check_tensor(
+    shape: Any, datatype: Any, where: str, max_rows: int | None, takes: Takes
+) -> tuple[list[int], int]:
     """`shape` if it is a non-empty list of tensor dimensions whose batch (the first) is within
-    `max_rows`, else InvalidInput (PayloadTooLarge for the batch)."""
+    `max_rows`, else InvalidInput (PayloadTooLarge for the batch); and its value count, which
+    the model must be able to take in `datatype` (`Takes.check`)."""
     if not is_shape(shape):
         raise InvalidInput(f"{where} {SHAPE_RULE}")
     check_rows(shape[0], max_rows, where)
-    return shape
+    return shape, takes.check(shape, datatype, where)
 
 
 def _decode(

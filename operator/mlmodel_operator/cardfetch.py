@@ -51,6 +51,9 @@ SCHEMES: Final = ("http", "https", "s3")
 _BUCKET_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-")
 
 # Public sentences, one per reason: the only text about a failed read that reaches status.
+# The operator's own read queue (or its lookups) had no room: not the artifact's fault, so
+# nothing is Degraded for it (cards.py).
+BUSY: Final = "ArtifactReadBusy"
 PUBLIC: Final = {
     "InvalidURI": "the URI is not one the operator reads (it must have no user-info, query, "
     "fragment or '.'/'..' path segments)",
@@ -58,7 +61,7 @@ PUBLIC: Final = {
     "(it is not under a prefix of MLOP_ARTIFACT_SOURCES)",
     "ArtifactNotFound": "there is no model card at this URI",
     "ArtifactUnreachable": "the model card could not be read",
-    "ArtifactReadBusy": "too many model cards are being read right now; it is retried later",
+    BUSY: "too many model cards are being read right now; it is retried later",
     "InvalidModelCard": "the document at this URI is not a valid model card",
 }
 
@@ -302,7 +305,7 @@ class Lookups:
         wait = deadline.remaining()
         with self._lock:
             if self._outstanding >= self.limit:
-                raise CardReadError("ArtifactReadBusy", f"{self._outstanding} lookups outstanding")
+                raise CardReadError(BUSY, f"{self._outstanding} lookups outstanding")
             self._outstanding += 1
         done = threading.Event()
         answer: list[list[str] | BaseException] = []

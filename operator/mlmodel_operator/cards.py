@@ -32,7 +32,14 @@ from functools import partial
 from typing import Any, Final
 
 from mlmodel_artifact import ArtifactError, ModelCard, ModelFormat
-from mlmodel_operator.cardfetch import PUBLIC, CardPolicy, CardReadError, Lookups, parse_sources
+from mlmodel_operator.cardfetch import (
+    BUSY,
+    PUBLIC,
+    CardPolicy,
+    CardReadError,
+    Lookups,
+    parse_sources,
+)
 from mlmodel_operator.resource import MLModel
 from mlmodel_operator.settings import OperatorSettings
 from mlmodel_operator.status import Problem
@@ -44,15 +51,14 @@ CARD_REASONS: Final = frozenset(
         "InvalidURI",
         "ArtifactNotFound",
         "ArtifactUnreachable",
-        "ArtifactReadBusy",
+        BUSY,
         "InvalidModelCard",
         "UnknownFormat",
     }
 )
 NOT_ALLOWED: Final = "ArtifactSourceNotAllowed"
-# The operator's own read queue (or its lookups) had no room: not the artifact's fault, so
-# nothing is Degraded; the model is held as while a read runs, and read again this much later.
-BUSY: Final = "ArtifactReadBusy"
+# After BUSY (no room to read the card): the model is held as while a read runs, and read
+# again this much later.
 BUSY_RETRY_SECONDS: Final = 5.0
 # A card that keeps failing is re-read after ttl, 2 ttl, then every 4 ttl: a tarpit or a dead
 # host costs one thread for one deadline per 4 drift rounds, not per round.
@@ -127,11 +133,11 @@ class CardPool:
         """The future of `read()`, shared with any read of `key` not finished yet."""
         with self._cond:
             if self._closed:
-                raise CardReadError("ArtifactReadBusy", "the card pool is shut down")
+                raise CardReadError(BUSY, "the card pool is shut down")
             if key in self._inflight:
                 return self._inflight[key]
             if len(self._pending) >= self.queue_size:
-                raise CardReadError("ArtifactReadBusy", f"{len(self._pending)} card reads queued")
+                raise CardReadError(BUSY, f"{len(self._pending)} card reads queued")
             future: Future[bytes] = Future()
             self._inflight[key] = future
             self._pending.append((key, read, future))

@@ -35,7 +35,7 @@ def drifted_paths(desired: Any, live: Any, path: str = "") -> list[str]:
         for key, value in desired.items():
             found += drifted_paths(value, live.get(key), f"{path}.{key}")
         return found
-    if isinstance(desired, Sequence) and not isinstance(desired, str):
+    if _is_list(desired):
         return _list_drift(desired, live, path)
     return [] if _scalar_equal(desired, live) else [path]
 
@@ -49,7 +49,7 @@ def _is_list(value: Any) -> bool:
 
 
 def _list_drift(desired: Sequence[Any], live: Any, path: str) -> list[str]:
-    if not isinstance(live, Sequence) or isinstance(live, str):
+    if not _is_list(live):
         return [path]
     key = _merge_key(desired)
     if key is None:
@@ -115,7 +115,7 @@ def owned_but_unwanted(managed: Mapping[str, Any], desired: Any, path: str = "")
 
 
 def _element_by_key(items: Any, ident: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    if not isinstance(items, Sequence) or isinstance(items, str):
+    if not _is_list(items):
         return None
     for item in items:
         if isinstance(item, Mapping) and all(item.get(k) == v for k, v in ident.items()):

@@ -127,14 +127,14 @@ class PodVersionReadiness:
         now = self.clock()
         with self._lock:
             kept = self._answers.get(key)
-        same_pods = kept is not None and kept.pods == pod_set
-        if kept is not None and same_pods and now - kept.at < self.max_age:
-            return _copy(kept.counts)
+        last = kept if kept is not None and kept.pods == pod_set else None  # for these pods
+        if last is not None and now - last.at < self.max_age:
+            return _copy(last.counts)
         if self.backoff.waiting(namespace, name):
             # a read failed lately (maybe the analysis'): not again yet. The last answer for
             # these pods still stands, however old: dropping it would make CandidateReady
             # flip to "derived from the Deployment" and back at every back-off
-            return _copy(kept.counts) if kept is not None and same_pods else None
+            return _copy(last.counts) if last is not None else None
         started = time.monotonic()
         counts = self.read(namespace, targets)
         counts = None if counts is None else {role: int(n) for role, n in counts.items()}

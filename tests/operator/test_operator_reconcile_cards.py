@@ -253,20 +253,26 @@ def test_a_reconciler_closes_only_the_card_reader_it_made(settings: OperatorSett
     given_pool.shutdown()
 
 
-def test_a_new_uri_whose_card_is_being_read_is_not_ready_for_its_generation(
-    settings: OperatorSettings, blocked: BlockedCards, cards: CardReader
-) -> None:
-    """The pods still run the old URI: Ready says so (not "All replicas run generation 2")
-    and Progressing is True, until the card is read and the Deployment applied."""
-    old = MLModel.from_body(
-        mlmodel_body({"model": {"uri": "s3://models/iris/v1", "sha256": SHA_A}})
-    )
-    (live,) = [m for m in render(old, settings) if m["kind"] == "Deployment"]
+def rolled_out(spec: dict[str, Any], settings: OperatorSettings) -> ObjectCache:
+    """A cache holding this spec's Deployment at generation 1, its one pod updated and ready."""
+    (live,) = [
+        m for m in render(MLModel.from_body(mlmodel_body(spec)), settings)
+        if m["kind"] == "Deployment"
+    ]  # fmt: skip
     live["metadata"].update(uid="uid-deployment", generation=1)
     live["status"] = {"observedGeneration": 1, "replicas": 1, "readyReplicas": 1,
                       "updatedReplicas": 1, "availableReplicas": 1}  # fmt: skip
     cache = ObjectCache()
     cache.store("Deployment", live)
+    return cache
+
+
+def test_a_new_uri_whose_card_is_being_read_is_not_ready_for_its_generation(
+    settings: OperatorSettings, blocked: BlockedCards, cards: CardReader
+) -> None:
+    """The pods still run the old URI: Ready says so (not "All replicas run generation 2")
+    and Progressing is True, until the card is read and the Deployment applied."""
+    cache = rolled_out({"model": {"uri": "s3://models/iris/v1", "sha256": SHA_A}}, settings)
     kube = FakeKube()
     reconcile = reconciler(settings, cards, WorkQueue(), kube, cache)
     body = mlmodel_body({"model": {"uri": "https://cards.test/iris"}}, generation=2)
@@ -386,15 +392,7 @@ def test_held_for_the_candidate_s_card_with_other_changes_unapplied_is_not_ready
     """The same edit added a candidate and changed the image: the Deployment waits for the
     candidate's card, so generation 2 is not rolled out whatever the old pods' state."""
     spec: dict[str, Any] = {"model": {"uri": "s3://models/iris/v1", "sha256": SHA_A}}
-    (live,) = [
-        m for m in render(MLModel.from_body(mlmodel_body(spec)), settings)
-        if m["kind"] == "Deployment"
-    ]  # fmt: skip
-    live["metadata"].update(uid="uid-deployment", generation=1)
-    live["status"] = {"observedGeneration": 1, "replicas": 1, "readyReplicas": 1,
-                      "updatedReplicas": 1, "availableReplicas": 1}  # fmt: skip
-    cache = ObjectCache()
-    cache.store("Deployment", live)
+    cache = rolled_out(spec, settings)
     kube = FakeKube()
     reconcile = reconciler(settings, cards, WorkQueue(), kube, cache)
     spec = {**spec, "server": {"image": "mlmodel-server:v2"},

@@ -274,8 +274,7 @@ def typed_values(
         raise errors.InvalidInput(
             f"{where} has datatype {shown_value(tensor.datatype)}; supported: {supported}"
         )
-    shape = binary.check_shape(shape, where, max_rows)
-    count = takes.check(shape, tensor.datatype, where)
+    shape, count = binary.check_tensor(shape, tensor.datatype, where, max_rows, takes)
     values = getattr(tensor.contents, field)
     if len(values) != count:
         raise errors.MalformedRequest(
