@@ -1,8 +1,10 @@
 """The only module that talks to the Kubernetes API.
 
 Writes are server-side apply with one field manager (forcing conflicts, so a hand edit of a
-field the operator owns is taken back), deletes carry a uid precondition, and everything else
-is a read. The kubernetes client is synchronous: the operator's reconcile workers are threads.
+field the operator owns is taken back), deletes carry a uid precondition, status patches the
+resourceVersion they were computed from, and everything else is a read. Each write's timeout
+comes from `write_timeout()` (the leader's remaining term, in main.LeaderKube). The kubernetes
+client is synchronous: the operator's reconcile workers are threads.
 """
 
 from __future__ import annotations
@@ -22,19 +24,31 @@ from mlmodel_operator.resource import API_VERSION, KIND
 FIELD_MANAGER: Final = "mlmodel-operator"
 
 
-def load_api_client(request_timeout: float | None = None) -> client.ApiClient:
-    """An API client for the in-cluster service account, else the current kubeconfig.
-
-    With `request_timeout`, every request that does not set its own `_request_timeout` gets
-    it as connect and read timeout (the kubernetes client has none by default, so a half-open
-    connection would hang a worker for good).
-    """
+def load_api_client(request_timeout: float | None = None, retries: bool = True) -> client.ApiClient:
+    """An API client for the in-cluster service account, else the current kubeconfig (see
+    `api_client` for the arguments)."""
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call]
-    configuration = client.Configuration.get_default_copy()
-    if request_timeout:
+    return api_client(client.Configuration.get_default_copy(), request_timeout, retries)
+
+
+def api_client(
+    configuration: client.Configuration,
+    request_timeout: float | None = None,
+    retries: bool = True,
+) -> client.ApiClient:
+    """An API client for `configuration` (which it changes).
+
+    With `request_timeout`, every request that does not set its own `_request_timeout` gets
+    it as connect and read timeout (the kubernetes client has none by default, so a half-open
+    connection would hang a worker for good). Without `retries`, a request is sent once: each
+    urllib3 retry would start its own timeout, so a write could outlive its deadline.
+    """
+    if not retries:
+        configuration.retries = Retry(total=0, redirect=0)
+    elif request_timeout:
         # urllib3 retries a timed-out read of an idempotent request three times by default:
         # a black-holed connection would hold a request for four timeouts. Connection errors
         # are still retried; a failed read fails the reconcile, which is retried with backoff.
@@ -61,6 +75,10 @@ class Kube:
         self.dynamic = DynamicClient(api)  # type: ignore[no-untyped-call]
         self.core = client.CoreV1Api(api)
 
+    def write_timeout(self) -> float | None:
+        """The timeout of the next write; None: the client's own. LeaderKube bounds it."""
+        return None
+
     def _resource(self, api_version: str, kind: str) -> Any:
         return self.dynamic.resources.get(api_version=api_version, kind=kind)
 
@@ -82,6 +100,7 @@ class Kube:
             namespace=manifest["metadata"]["namespace"],
             field_manager=FIELD_MANAGER,
             force_conflicts=True,
+            _request_timeout=self.write_timeout(),
         )
         result: dict[str, Any] = applied.to_dict()
         return result
@@ -90,7 +109,9 @@ class Kube:
         """Delete exactly the object with this uid (never a same-named newcomer)."""
         body = {"preconditions": {"uid": uid}, "propagationPolicy": "Background"}
         try:
-            self._resource(api_version, kind).delete(name=name, namespace=namespace, body=body)
+            self._resource(api_version, kind).delete(
+                name=name, namespace=namespace, body=body, _request_timeout=self.write_timeout()
+            )
         except NotFoundError:
             return
 
@@ -115,20 +136,30 @@ class Kube:
             namespace=namespace,
             field_manager=FIELD_MANAGER,
             force_conflicts=True,
+            _request_timeout=self.write_timeout(),
         )
 
     def patch_mlmodel_status(
-        self, namespace: str, name: str, patch: Mapping[str, Any]
+        self, namespace: str, name: str, patch: Mapping[str, Any], resource_version: str = ""
     ) -> dict[str, Any]:
-        """Merge-patch the MLModel's status subresource; returns the updated MLModel."""
+        """Merge-patch the MLModel's status subresource; returns the updated MLModel.
+
+        The patch holds only what changed since the status it was computed from. With that
+        status's `resource_version`, the API server refuses it (409 Conflict) when the MLModel
+        has been written since, instead of merging it into a status it was not computed from.
+        """
         status = self._resource(API_VERSION, KIND).subresources["status"]
+        body: dict[str, Any] = {"status": dict(patch)}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
         updated = self.dynamic.patch(  # type: ignore[no-untyped-call]
             status,
-            body={"status": dict(patch)},
+            body=body,
             name=name,
             namespace=namespace,
             content_type="application/merge-patch+json",
             field_manager=FIELD_MANAGER,
+            _request_timeout=self.write_timeout(),
         )
         result: dict[str, Any] = updated.to_dict()
         return result
@@ -160,4 +191,8 @@ class Kube:
             "lastTimestamp": now,
             "count": 1,
         }
-        self.core.create_namespaced_event(meta["namespace"], event)  # type: ignore[arg-type]
+        self.core.create_namespaced_event(
+            meta["namespace"],
+            event,  # type: ignore[arg-type]
+            _request_timeout=self.write_timeout(),
+        )

@@ -95,8 +95,13 @@ class LeaderElector:
     # --- the guard
     def is_leader(self) -> bool:
         """Whether this process holds the Lease now (renewed within the renew deadline)."""
+        return self.valid_for() > 0
+
+    def valid_for(self) -> float:
+        """Seconds this process still counts itself leader without another renewal; 0: not
+        leader. A write must be done by then (LeaderKube gives it this as its deadline)."""
         with self._lock:
-            return self.clock() < self._valid_until
+            return max(0.0, self._valid_until - self.clock())
 
     # --- lifecycle
     def start(self) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -59,6 +60,7 @@ PODS: Final = Resource("", "v1", "pods", "Pod")
 OUR_LABEL: Final = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
 SERVICE_ACCOUNT_NAMESPACE: Final = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 WORKER_RESTART_DELAY_SECONDS: Final = 1.0
+MIN_WRITE_SECONDS: Final = 1.0  # of the leader's term left, for a write to start
 
 
 class NotLeader(Exception):
@@ -66,39 +68,26 @@ class NotLeader(Exception):
 
 
 class LeaderKube(Kube):
-    """Kube whose writes are refused unless this replica holds the Lease at that moment."""
+    """Kube whose writes must end within this replica's term as leader.
 
-    def __init__(self, api: Any, is_leader: Callable[[], bool]) -> None:
+    `term_left()` is how long this replica still counts itself leader (LeaderElector.valid_for).
+    A write is refused when less than MIN_WRITE_SECONDS of it are left, and otherwise gets the
+    rest of the term as its timeout: a leader cut off from the API server gives up its writes
+    before another replica may take over, instead of after the request timeout. `api` should
+    send each request once (`load_api_client(retries=False)`), since every retry would start a
+    new timeout.
+    """
+
+    def __init__(self, api: Any, term_left: Callable[[], float], request_seconds: float) -> None:
         super().__init__(api)
-        self._is_leader = is_leader
+        self._term_left = term_left
+        self._request_seconds = request_seconds
 
-    def _check(self) -> None:
-        if not self._is_leader():
-            raise NotLeader("not the leader: write refused")
-
-    def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
-        self._check()
-        return super().apply(manifest)
-
-    def delete(self, api_version: str, kind: str, namespace: str, name: str, uid: str) -> None:
-        self._check()
-        super().delete(api_version, kind, namespace, name, uid)
-
-    def apply_deployment_scale(self, namespace: str, name: str, replicas: int) -> None:
-        self._check()
-        super().apply_deployment_scale(namespace, name, replicas)
-
-    def patch_mlmodel_status(
-        self, namespace: str, name: str, patch: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        self._check()
-        return super().patch_mlmodel_status(namespace, name, patch)
-
-    def post_event(
-        self, involved: Mapping[str, Any], reason: str, message: str, event_type: str = "Normal"
-    ) -> None:
-        self._check()
-        super().post_event(involved, reason, message, event_type)
+    def write_timeout(self) -> float:
+        left = self._term_left()
+        if left < MIN_WRITE_SECONDS:
+            raise NotLeader(f"not the leader for another {MIN_WRITE_SECONDS:.0f} s: write refused")
+        return min(left, self._request_seconds)
 
 
 def post_events(recorder: EventRecorder, body: Mapping[str, Any], outcome: Outcome) -> None:
@@ -151,6 +140,8 @@ def work(
             with metrics.observe_reconcile(trigger):
                 result = reconciler.reconcile_key(namespace, name)
         except NotLeader:
+            if leading():  # the term ends before a renewal: try again after it
+                queue.retry((namespace, name))
             LOG.info("MLModel %s/%s: leadership lost during its reconcile", namespace, name)
         except Exception as exc:  # any failure: log it, retry this model later, go on
             delay = queue.retry((namespace, name))
@@ -299,7 +290,8 @@ class Operator:
         ]
         self.workers: list[threading.Thread] = []
         self.reader = card_reader(config)
-        kube = LeaderKube(self.api, self.leading)
+        writes = load_api_client(config.request_timeout_seconds, retries=False)
+        kube = LeaderKube(writes, self.term_left, config.request_timeout_seconds)
         self.reconciler = Reconciler(
             kube,
             self.cache,
@@ -318,6 +310,13 @@ class Operator:
         if self.elector is None:
             return self._leading_without_election.is_set()
         return self.elector.is_leader()
+
+    def term_left(self) -> float:
+        """How long this replica may still write: the Lease's validity, unbounded without
+        election (while started)."""
+        if self.elector is None:
+            return math.inf if self._leading_without_election.is_set() else 0.0
+        return self.elector.valid_for()
 
     def _took_over(self) -> None:
         """Became leader: queue every MLModel (what happened before was not queued here)."""

@@ -45,6 +45,7 @@ from mlmodel_operator.candidate import (
     effective_percent,
     without_engine,
 )
+from mlmodel_operator.cardfetch import BUSY
 from mlmodel_operator.cards import (
     BUSY_RETRY_SECONDS,
     CandidateResolved,
@@ -138,6 +139,10 @@ def is_controlled_by(child: Mapping[str, Any], mlmodel: MLModel) -> bool:
     return any(ref.get("uid") == mlmodel.uid and ref.get("controller") for ref in refs)
 
 
+def _resource_version(body: Mapping[str, Any]) -> str:
+    return str((body.get("metadata") or {}).get("resourceVersion") or "")
+
+
 def _not_owned(kind: str, mlmodel: MLModel) -> Problem:
     return Problem(
         NOT_OWNED,
@@ -147,14 +152,21 @@ def _not_owned(kind: str, mlmodel: MLModel) -> Problem:
     )
 
 
-def _reading_card(candidate: bool) -> Problem:
+def _reading_card(candidate: bool, busy: bool = False) -> Problem:
     """The Deployment waits for the card of a new spec.model.uri (or of the candidate's, while
     the stable's URI is new too): not a fault, but this generation is not applied, so Ready is
-    False and Progressing True until it is."""
+    False and Progressing True until it is. `busy`: the read waits for room in the operator's
+    card-read queue."""
     whose = "spec.candidate.model.uri" if candidate else "spec.model.uri"
+    reading = (
+        f"waits to be read (the operator's card reads are all taken: {BUSY}; tried again in "
+        f"{BUSY_RETRY_SECONDS:.0f} s)"
+        if busy
+        else "is being read"
+    )
     return Problem(
         READING_CARD,
-        f"The model card of {whose} is being read; the pods keep serving what they served "
+        f"The model card of {whose} {reading}; the pods keep serving what they served "
         "until the Deployment is applied.",
         blocks_ready=True,
         degrades=False,
@@ -335,7 +347,9 @@ class Reconciler:
         if outcome.status_patch:
             try:
                 with _api_call(f"patching status of MLModel {namespace}/{name}"):
-                    updated = self.kube.patch_mlmodel_status(namespace, name, outcome.status_patch)
+                    updated = self.kube.patch_mlmodel_status(
+                        namespace, name, outcome.status_patch, _resource_version(body)
+                    )
             except ApiCallFailed as exc:
                 if exc.status == 404:  # deleted meanwhile: the watch will drop it
                     return None
@@ -393,7 +407,8 @@ class Reconciler:
             if manifest["kind"] == HPA_KIND and foreign:
                 continue  # it would scale someone else's Deployment: removed below instead
             if manifest["kind"] == "Deployment" and (resolved.waiting or hold):
-                live, change, problem = self._until_card_read(mlmodel, manifest, hold)
+                busy = candidate.busy if hold and candidate else resolved.busy
+                live, change, problem = self._until_card_read(mlmodel, manifest, hold, busy)
             else:
                 live, change, problem = self._converge(mlmodel, manifest)
             changes += [change] if change else []
@@ -500,7 +515,7 @@ class Reconciler:
             return AnalysisResult(phase, step, fields, health, requeue_after=ANALYSIS_RETRY_SECONDS)
 
     def _until_card_read(
-        self, mlmodel: MLModel, manifest: dict[str, Any], hold: bool = False
+        self, mlmodel: MLModel, manifest: dict[str, Any], hold: bool = False, busy: bool = False
     ) -> tuple[dict[str, Any] | None, Change | None, Problem | None]:
         """The Deployment while its card (or its candidate's, `hold`) is being read.
 
@@ -521,7 +536,7 @@ class Reconciler:
         # Deployment differs from this generation's (the candidate's card is read, and the same
         # edit changed the image, say): say why they do not run it yet.
         if live is None or not serves_uri or drift.drift(manifest, live, FIELD_MANAGER):
-            return live, None, _reading_card(hold)
+            return live, None, _reading_card(hold, busy)
         return live, None, None
 
     def _converge(

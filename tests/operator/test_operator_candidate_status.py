@@ -84,9 +84,10 @@ class Kube(FakeKube):
         return body
 
     def patch_mlmodel_status(
-        self, namespace: str, name: str, patch: Mapping[str, Any]
+        self, namespace: str, name: str, patch: Mapping[str, Any], resource_version: str = ""
     ) -> dict[str, Any]:
         self.writes.append(("status", KIND, name, copy.deepcopy(dict(patch))))
+        self.check_version(resource_version)
         merge(self.mlmodel.setdefault("status", {}), patch)
         self.mlmodel["metadata"]["resourceVersion"] = self._revision()
         return copy.deepcopy(self.mlmodel)

@@ -98,6 +98,11 @@ class FakeKube:
     def _revision(self) -> str:
         return str(next(self._revisions))
 
+    def check_version(self, resource_version: str) -> None:
+        """A write's resourceVersion precondition, as the API server checks it."""
+        if resource_version and resource_version != self.mlmodel["metadata"]["resourceVersion"]:
+            raise api_error(409, "Operation cannot be fulfilled: the object has been modified")
+
     def read(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         self.reads.append((kind, name))
         found = self.objects.get((kind, name))
@@ -141,11 +146,12 @@ class FakeKube:
         self.objects.pop((kind, name), None)
 
     def patch_mlmodel_status(
-        self, namespace: str, name: str, patch: Mapping[str, Any]
+        self, namespace: str, name: str, patch: Mapping[str, Any], resource_version: str = ""
     ) -> dict[str, Any]:
         self.writes.append(("status", KIND, name, copy.deepcopy(dict(patch))))
         if self.status_error is not None:
             raise self.status_error
+        self.check_version(resource_version)
         status = self.mlmodel.setdefault("status", {})
         for key, value in patch.items():  # a merge patch of top-level status fields
             if value is None:
@@ -642,6 +648,23 @@ def test_a_status_patch_answering_not_found_means_the_mlmodel_is_gone(
     world.kube.status_error = api_error(404, 'mlmodels.mlops.dev "iris" not found', dynamic=dynamic)
     assert world.reconciler.reconcile_key(NS, NAME) is None  # no exception: nothing to retry
     assert len(world.kube.status_writes()) == 1
+
+
+def test_a_status_patch_computed_from_an_outdated_mlmodel_is_refused_not_merged(
+    world: World,
+) -> None:
+    """Someone (a new leader, say) wrote the MLModel after the cache's copy: the patch carries
+    the copy's resourceVersion, so the API server refuses it and the reconcile is retried."""
+    world.kube.mlmodel["status"] = {"observedGeneration": 7}
+    world.kube.mlmodel["metadata"]["resourceVersion"] = world.kube._revision()  # not watched yet
+    with pytest.raises(ApiCallFailed, match="patching status") as refused:
+        world.reconciler.reconcile_key(NS, NAME)
+    assert refused.value.status == 409
+    assert world.kube.status_writes()  # it was sent ...
+    assert world.kube.mlmodel["status"] == {"observedGeneration": 7}  # ... and nothing merged
+    world.watch()  # the watch delivers the write
+    world.reconcile()
+    assert world.kube.mlmodel["status"]["observedGeneration"] == 1
 
 
 def test_a_status_patch_failing_otherwise_is_retried(world: World) -> None:

@@ -383,6 +383,9 @@ def test_a_card_the_operator_has_no_room_to_read_holds_the_model_and_comes_back(
     assert (conditions["Ready"]["status"], conditions["Ready"]["reason"]) == (
         "False", "ReadingModelCard"
     )  # fmt: skip
+    message = conditions["Ready"]["message"]
+    assert "waits to be read" in message and "ArtifactReadBusy" in message, message
+    assert "being read" not in message
     assert outcome.requeue_after == BUSY_RETRY_SECONDS
 
 

@@ -491,8 +491,8 @@ def test_reading_a_link_local_pod_address_is_refused() -> None:
 def test_the_operator_wires_the_hook_to_its_cache(
     settings: OperatorSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(main, "load_api_client", lambda timeout: object())
-    monkeypatch.setattr(main, "LeaderKube", lambda api, leading: object())  # no API server
+    monkeypatch.setattr(main, "load_api_client", lambda timeout, retries=True: object())
+    monkeypatch.setattr(main, "LeaderKube", lambda *args: object())  # no API server
     operator = main.Operator(settings.model_copy(update={"leader_election": False}))
     try:
         hook = operator.reconciler.version_ready

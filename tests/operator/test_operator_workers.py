@@ -9,7 +9,7 @@ from typing import Any
 from devcluster.waiting import wait_until
 from mlmodel_operator import metrics
 from mlmodel_operator.informer import _lines
-from mlmodel_operator.main import supervised, work
+from mlmodel_operator.main import NotLeader, supervised, work
 from mlmodel_operator.reconcile import Outcome
 from mlmodel_operator.workqueue import WorkQueue
 
@@ -95,6 +95,52 @@ def test_keys_taken_while_not_leading_are_dropped_and_retry_outcomes_back_off() 
     assert queue.delayed() == 1  # queued again after its backoff
     queue.shutdown()
     thread.join(5)
+
+
+class RefusingReconciler(Reconciler):
+    """Every reconcile ends in a write refused for the leader's term; for a key named "lost"
+    the term ends during the reconcile."""
+
+    def __init__(self, leading: list[bool]) -> None:
+        super().__init__(Outcome({}))
+        self.leading = leading
+
+    def reconcile_key(self, namespace: str, name: str) -> tuple[dict[str, Any], Outcome]:
+        self.keys.append((namespace, name))
+        if name == "lost":
+            self.leading[0] = False
+        raise NotLeader("not the leader for another 1 s: write refused")
+
+
+def refusing_worker(name: str) -> tuple[list[tuple[str, str]], int]:
+    """A worker's one reconcile of `name`, ending in NotLeader: the keys it reconciled and how
+    many keys then waited for a retry."""
+    queue: WorkQueue[tuple[str, str]] = WorkQueue()
+    leading = [True]
+    reconciler = RefusingReconciler(leading)
+    thread = threading.Thread(
+        target=work,
+        args=(reconciler, queue, Recorder()),
+        kwargs={"leading": lambda: leading[0]},
+        daemon=True,
+    )
+    thread.start()
+    queue.add(("ns", name), "change")
+    try:
+        wait_until("the key to be reconciled", lambda: reconciler.keys, 5, 0.02)
+        threading.Event().wait(0.2)  # a retry comes after 1 s at the earliest
+        return reconciler.keys, queue.delayed()
+    finally:
+        queue.shutdown()
+        thread.join(5)
+
+
+def test_a_write_refused_near_the_end_of_the_term_is_retried_while_still_leading() -> None:
+    """A key whose write found too little of the term left is retried while this replica still
+    leads (the renewal that follows extends the term, and nothing else would queue the key
+    again); it is dropped once leadership is lost (the next leader queues every MLModel)."""
+    assert refusing_worker("renewing") == ([("ns", "renewing")], 1)
+    assert refusing_worker("lost") == ([("ns", "lost")], 0)
 
 
 def test_watch_lines_are_split_across_chunk_boundaries() -> None:

@@ -9,6 +9,7 @@ import functools
 import http.server
 import json
 import os
+import selectors
 import shutil
 import signal
 import socket
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -349,3 +351,77 @@ class Api:
 def dump(obj: Any) -> str:
     """Compact JSON for assertion messages."""
     return json.dumps(obj, default=str)[:2000]
+
+
+class BlackHoleProxy:
+    """A TCP proxy on loopback; `freeze()` stops relaying on every open connection (they stay
+    open, silent: a half-open path), while new connections are relayed normally."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self._frozen_before = 0  # connections numbered below this are black-holed
+        self._cut_before = 0  # ... and below this closed
+        self._count = 0
+        self._closed = False
+        self._lock = threading.Lock()  # held while a chunk is forwarded, and to freeze
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def freeze(self) -> None:
+        """From its return on, no byte more crosses an open connection.
+
+        Under the lock every relay forwards its chunks: a relay that was waiting for data when
+        this was called cannot forward what arrives next (the deletes' events, in the re-list
+        test) - it checks again under the lock before it sends.
+        """
+        with self._lock:
+            self._frozen_before = self._count
+
+    def cut(self) -> None:
+        """Close the frozen connections (within half a second), both ends."""
+        self._cut_before = self._frozen_before
+
+    def close(self) -> None:
+        self._closed = True
+        self.listener.close()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                downstream, _ = self.listener.accept()
+            except OSError:
+                return
+            number = self._count
+            self._count += 1
+            try:
+                upstream = socket.create_connection(self.target)
+            except OSError:  # the API server is restarting: refuse this one, keep accepting
+                downstream.close()
+                continue
+            threading.Thread(
+                target=self._relay, args=(number, downstream, upstream), daemon=True
+            ).start()
+
+    def _relay(self, number: int, a: socket.socket, b: socket.socket) -> None:
+        selector = selectors.DefaultSelector()
+        selector.register(a, selectors.EVENT_READ, b)
+        selector.register(b, selectors.EVENT_READ, a)
+        try:
+            while not self._closed and number >= self._cut_before:
+                if number < self._frozen_before:
+                    time.sleep(0.5)  # hold both ends open, relay nothing
+                    continue
+                for key, _ in selector.select(timeout=0.5):
+                    with self._lock:
+                        if number < self._frozen_before:
+                            break  # frozen while waiting: leave the data unread
+                        data = key.fileobj.recv(65536)  # type: ignore[union-attr]
+                        if not data:
+                            return
+                        key.data.sendall(data)
+        except OSError:
+            return
+        finally:
+            a.close()
+            b.close()
