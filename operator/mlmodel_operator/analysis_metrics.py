@@ -48,7 +48,8 @@ import math
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Protocol
@@ -128,10 +129,11 @@ class MetricsSource(Protocol):
         ...
 
 
-def source_from_settings(settings: Any) -> MetricsSource:
-    """PrometheusSource when MLOP_PROMETHEUS_URL is set, else PodMetricsSource."""
+def source_from_settings(settings: Any, reads: PodReads | None = None) -> MetricsSource:
+    """PrometheusSource when MLOP_PROMETHEUS_URL is set, else PodMetricsSource (its reads
+    through `reads`, shared with the readiness reads)."""
     url = getattr(settings, "prometheus_url", "")
-    return PrometheusSource(url) if url else PodMetricsSource(backoff=POD_BACKOFF)
+    return PrometheusSource(url) if url else PodMetricsSource(backoff=POD_BACKOFF, reads=reads)
 
 
 # --- bounded GETs -----------------------------------------------------------------------
@@ -208,6 +210,46 @@ def slow_read(started: float, pods: int, budget: float) -> bool:
 # The operator's pod reads (analysis and readiness) share one: a pod that failed one is not
 # read by the other either.
 POD_BACKOFF: Final = Backoff()
+
+
+class PodReads:
+    """At most `slots` pod reads at once, and at most one per namespace.
+
+    Pod reads (analysis and readiness) run on the reconcile workers, each bounded by its
+    budget and backed off per MLModel after a slow one. A namespace whose user made many
+    MLModels with slow pods could still keep every worker in such reads, one MLModel after
+    another, and every other namespace's reconciles would wait. With this gate it holds one
+    worker at most, and pod reads together hold `slots` (the operator sets half its workers):
+    the rest of the workers always reconcile. A read that finds no slot is not made this round
+    and is not counted as failed (nothing is wrong with its pods). Thread-safe.
+    """
+
+    def __init__(self, slots: int = 2) -> None:
+        self.slots = max(1, slots)
+        self._lock = threading.Lock()
+        self._reading: dict[str, int] = {}  # namespace -> reads running (0 or 1)
+
+    @contextmanager
+    def slot(self, namespace: str) -> Iterator[bool]:
+        """Yields whether this read may run now; the slot is held until the block ends."""
+        with self._lock:
+            free = namespace not in self._reading and len(self._reading) < self.slots
+            if free:
+                self._reading[namespace] = 1
+        try:
+            yield free
+        finally:
+            if free:
+                with self._lock:
+                    del self._reading[namespace]
+
+
+def no_slot_message(reads: PodReads) -> str:
+    """Why a pod read was not made this round (PodReads refused it)."""
+    return (
+        "the operator is reading other pods' metrics (at most "
+        f"{reads.slots} at once, one per namespace); read again on a later round"
+    )
 
 
 def keep_lines(text: str, names: Iterable[str]) -> str:
@@ -514,7 +556,8 @@ class _Sums:
 class PodMetricsSource:
     """Measures by scraping the pods of `Scope.pods` (see `scrape_targets`): `timeout` per pod,
     `budget` for all, `max_bytes` a body; after a failed read, none of this MLModel's pods for
-    `backoff` (POD_BACKOFF when the operator wires it: shared with the readiness reads)."""
+    `backoff` (POD_BACKOFF when the operator wires it: shared with the readiness reads); only
+    when `reads` has a slot for the namespace (shared with the readiness reads too)."""
 
     def __init__(
         self,
@@ -523,11 +566,13 @@ class PodMetricsSource:
         budget: float = BUDGET_SECONDS,
         max_bytes: int = MAX_BYTES,
         backoff: Backoff | None = None,
+        reads: PodReads | None = None,
     ) -> None:
         self.timeout = timeout
         self.budget = budget
         self.max_bytes = max_bytes
         self.backoff = backoff if backoff is not None else Backoff()
+        self.reads = reads if reads is not None else PodReads()
 
     def measure(self, scope: Scope, since: datetime) -> MeasureResult:
         """Every pod's counters, summed (`since` is not used: the pods started with the step)."""
@@ -539,8 +584,11 @@ class PodMetricsSource:
                 f"{SLOW_READ_SECONDS:g} s; the pods are read again at most every "
                 f"{self.backoff.seconds:g} s"
             )
-        started = time.monotonic()
-        result = self._read(scope)
+        with self.reads.slot(scope.namespace) as free:
+            if not free:
+                return Unmeasured(no_slot_message(self.reads))
+            started = time.monotonic()
+            result = self._read(scope)
         if isinstance(result, Unmeasured) or slow_read(started, len(scope.pods), self.budget):
             self.backoff.failed(scope.namespace, scope.mlmodel)
         return result

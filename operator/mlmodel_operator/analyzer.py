@@ -18,6 +18,7 @@ from datetime import datetime
 from mlmodel_operator.analysis import Analysis, MeasureResult, Rollout, decide, state_from_status
 from mlmodel_operator.analysis_metrics import (
     MetricsSource,
+    PodReads,
     Scope,
     scrape_targets,
     source_from_settings,
@@ -80,6 +81,9 @@ def cache_scope(cache: ObjectCache) -> ScopeOf:
     return scope_of
 
 
-def analyzer_from_settings(settings: OperatorSettings, cache: ObjectCache) -> Analyzer:
-    """Prometheus (MLOP_PROMETHEUS_URL) when set, else the pods' /metrics from the cache."""
-    return metrics_analyzer(source_from_settings(settings), cache_scope(cache))
+def analyzer_from_settings(
+    settings: OperatorSettings, cache: ObjectCache, reads: PodReads | None = None
+) -> Analyzer:
+    """Prometheus (MLOP_PROMETHEUS_URL) when set, else the pods' /metrics from the cache (read
+    through `reads`)."""
+    return metrics_analyzer(source_from_settings(settings, reads), cache_scope(cache))

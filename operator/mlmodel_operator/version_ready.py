@@ -22,7 +22,10 @@ It reads only when the answer means something and costs nothing on most reconcil
 - after a failed read (or a failed analysis read of the same pods: the operator's pod reads
   share `analysis_metrics.POD_BACKOFF`), none for that MLModel for the back-off (30 s), even
   when its pods changed: a user churning pods cannot buy a read per event, and a pod that
-  hangs costs one bounded read (2 s a pod, 5 s in all) per back-off.
+  hangs costs one bounded read (2 s a pod, 5 s in all) per back-off;
+- only when `analysis_metrics.PodReads` has a slot: at most one pod read per namespace at once,
+  and a few in all (shared with the analysis), so one namespace's slow pods cannot hold every
+  reconcile worker. Without a slot the last answer for the same pods stands, or None.
 
 None (status derives readiness from the Deployment, as without the hook) in every other case:
 nothing to read yet, or any pod could not be read. The hook never raises.
@@ -41,6 +44,7 @@ from mlmodel_operator.analysis_metrics import (
     BUDGET_SECONDS,
     POD_BACKOFF,
     Backoff,
+    PodReads,
     PodTarget,
     read_version_ready,
     scrape_targets,
@@ -82,8 +86,10 @@ class PodVersionReadiness:
         max_age: float = MAX_AGE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
         backoff: Backoff | None = None,
+        reads: PodReads | None = None,
     ) -> None:
         self.cache = cache
+        self.reads = reads if reads is not None else PodReads()
         self.read = read
         self.max_age = max_age
         self.clock = clock
@@ -135,8 +141,11 @@ class PodVersionReadiness:
             # these pods still stands, however old: dropping it would make CandidateReady
             # flip to "derived from the Deployment" and back at every back-off
             return _copy(last.counts) if last is not None else None
-        started = time.monotonic()
-        counts = self.read(namespace, targets)
+        with self.reads.slot(namespace) as free:
+            if not free:  # another read of this namespace's pods, or enough reads, run
+                return _copy(last.counts) if last is not None else None
+            started = time.monotonic()
+            counts = self.read(namespace, targets)
         counts = None if counts is None else {role: int(n) for role, n in counts.items()}
         if counts is None or slow_read(started, len(targets), BUDGET_SECONDS):
             self.backoff.failed(namespace, name)  # slow pods hold a worker: not again soon
@@ -164,6 +173,9 @@ def _pod_set(
     return generation, tuple((t.name, t.ip, t.port, restarts.get(t.name, 0)) for t in targets)
 
 
-def version_ready_from_cache(cache: ObjectCache) -> PodVersionReadiness:
-    """The reconciler's `version_ready` hook, reading the pods the watch cache lists."""
-    return PodVersionReadiness(cache, backoff=POD_BACKOFF)
+def version_ready_from_cache(
+    cache: ObjectCache, reads: PodReads | None = None
+) -> PodVersionReadiness:
+    """The reconciler's `version_ready` hook, reading the pods the watch cache lists (through
+    `reads`, shared with the analysis)."""
+    return PodVersionReadiness(cache, backoff=POD_BACKOFF, reads=reads)

@@ -35,6 +35,7 @@ from mlmodel_operator.analysis_metrics import (
     SLOW_READ_SECONDS,
     Backoff,
     PodMetricsSource,
+    PodReads,
     PodTarget,
     PrometheusSource,
     Scope,
@@ -449,6 +450,53 @@ def test_a_pod_that_hangs_is_given_up_on(loopback: Loopback, when: str) -> None:
     _, pod = loopback.pod(hang)
     measured = PodMetricsSource(timeout=0.5).measure(scope(pod), SINCE)
     assert measured == Unmeasured("the metrics of pod iris-1 could not be read")
+
+
+def test_pod_reads_hold_one_slot_per_namespace_and_a_few_in_all() -> None:
+    reads = PodReads(slots=2)
+    with reads.slot("ns-a") as first, reads.slot("ns-a") as same_namespace:
+        with reads.slot("ns-b") as other, reads.slot("ns-c") as over:
+            assert (first, same_namespace, other, over) == (True, False, True, False)
+        with reads.slot("ns-c") as freed:
+            assert freed
+    with reads.slot("ns-a") as again:
+        assert again
+
+
+def test_a_namespace_whose_pods_hang_holds_one_reconcile_worker_not_all(
+    loopback: Loopback,
+) -> None:
+    """A worker reads a model whose pod hangs: the next models of that namespace are not read
+    (their workers go on at once, and nothing is held against their pods), another namespace's
+    are read."""
+    reads = PodReads(slots=2)
+    source = PodMetricsSource(reads=reads, backoff=Backoff(30.0, clock=Ticks()))
+    hanging = threading.Event()
+
+    def hang(h: http.server.BaseHTTPRequestHandler) -> None:
+        hanging.set()
+        loopback.release.wait()
+
+    _, stuck = loopback.pod(hang, "slow-1")
+    good, pod = loopback.pod(answer(exposition({"a": POD_A})), "iris-1")
+    expected = source.measure(Scope("ns-z", "first", (pod,)), SINCE)
+    assert isinstance(expected, Measurement) and expected.requests > 0
+    worker = threading.Thread(
+        target=source.measure, args=(Scope("ns-a", "slow", (stuck,)), SINCE), daemon=True
+    )
+    worker.start()
+    assert hanging.wait(5)
+    refused = source.measure(Scope("ns-a", "iris", (pod,)), SINCE)
+    assert refused == Unmeasured(
+        "the operator is reading other pods' metrics (at most 2 at once, one per namespace); "
+        "read again on a later round"
+    )
+    assert len(good.seen) == 1  # only the first read
+    assert source.measure(Scope("ns-b", "iris", (pod,)), SINCE) == expected
+    loopback.release.set()
+    worker.join(5)
+    # not held against the refused model: read as soon as the slot is free
+    assert source.measure(Scope("ns-a", "iris", (pod,)), SINCE) == expected
 
 
 def test_a_pod_that_trickles_is_given_up_on_at_the_deadline(loopback: Loopback) -> None:

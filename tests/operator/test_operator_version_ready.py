@@ -387,6 +387,26 @@ def test_after_a_failed_read_a_changed_pod_set_is_not_read_until_the_backoff_end
     assert setup.read.calls == 2
 
 
+def test_while_another_read_of_the_namespace_runs_the_pods_are_not_read_nor_backed_off(
+    settings: OperatorSettings, pods: Pods
+) -> None:
+    """One namespace's pod reads hold one reconcile worker at most (analysis_metrics.PodReads):
+    with its slot taken, the hook keeps the last answer for the same pods, or says nothing,
+    without reading, and reads as soon as the slot is free."""
+    setup = Setup(settings, pods, count=2)
+    with setup.hook.reads.slot(NS):  # another MLModel of the namespace is being read
+        setup.roll_out()  # its reconcile asks
+        mlmodel = setup.mlmodel()
+        assert setup.hook(mlmodel) is None
+    assert setup.read.calls == 0 and pods.hits() == 0
+    assert setup.hook(mlmodel) == {"stable": 2, "candidate": 2}  # no back-off: read now
+    assert setup.read.calls == 1
+    setup.clock.now += 31  # the answer is due again
+    with setup.hook.reads.slot(NS):
+        assert setup.hook(mlmodel) == {"stable": 2, "candidate": 2}  # the last one stands
+    assert setup.read.calls == 1
+
+
 def test_after_a_slow_read_a_changed_pod_set_is_not_read_until_the_backoff_ends(
     settings: OperatorSettings, pods: Pods
 ) -> None:
