@@ -159,6 +159,7 @@ class DataPlane:
         protocol: str,
         headers: Headers = (),
         explicit: bool = False,
+        size: int = 0,
     ) -> tuple[E, Prediction, Runtime]:
         """Where every protocol's prediction goes: `attempt` (decode for a runtime + predict)
         on the version that answers, and that version's runtime (Model-Version).
@@ -166,12 +167,12 @@ class DataPlane:
         Without a loaded candidate, `attempt(runtime)` and nothing else. With one, the routing
         of docs/rollouts.md (`Versions.answer`): `explicit` when the request named `runtime`'s
         version; `headers` (HTTP headers, or a callable giving gRPC metadata) for the sticky
-        header."""
+        header; `size`, the request's bytes as received, bounds the copies' memory."""
         rollout = self._rollout
         if rollout is None:
             extra, result = await attempt(runtime, protocol)
             return extra, result, runtime
-        return await rollout.answer(runtime, attempt, protocol, headers, explicit)
+        return await rollout.answer(runtime, attempt, protocol, headers, explicit, size)
 
     async def decode(
         self,

@@ -70,8 +70,12 @@ QUEUE_FULL: Final = "queue_full"
 BUDGET: Final = "budget"
 TOO_LARGE: Final = "too_large"
 # A copy holds its request (body and parsed input) while it waits, and runs as one predict that
-# answers arriving meanwhile wait behind: only batches up to this many rows are copied.
+# answers arriving meanwhile wait behind: only batches up to this many rows are copied, of
+# requests up to COPY_MAX_BYTES, and the queued copies' requests come to COPY_QUEUE_BYTES at most
+# (bytes as received: the queue's memory has a bound whatever MODEL_SERVER_SHADOW_QUEUE says).
 COPY_MAX_ROWS: Final = 256
+COPY_MAX_BYTES: Final = 1 << 20
+COPY_QUEUE_BYTES: Final = 8 << 20
 BUCKETS: Final = 10_000  # sticky buckets: a share of p percent is buckets below p * 100
 BUDGET_SHARE: Final = 0.0025  # copies may use this share of the wall time while busy
 BUDGET_WINDOW_S: Final = 1.0  # ... held to this window's worth (0.25 % of a second: 2.5 ms)
@@ -238,6 +242,7 @@ class Copy(Generic[E]):
     attempt: Attempt[E]
     answered: Array  # the labels the client got
     stable_answered: bool  # whether those were the stable's (shadow) or the candidate's
+    size: int = 0  # bytes of the request as received (what the copy holds, at least)
 
 
 def agreeing_rows(stable: Array, candidate: Array, regression: bool) -> int:
@@ -320,6 +325,7 @@ class Copies:
         self._clock = clock
         self._load = load
         self._queue: deque[Copy[Any]] = deque()
+        self._bytes = 0  # the queued copies' sizes
         self._wake: asyncio.Event | None = None
         self._capacity = BUDGET_SHARE * BUDGET_WINDOW_S
         self._allowance = self._capacity
@@ -338,21 +344,22 @@ class Copies:
 
     def offer(self, copy: Copy[Any]) -> None:
         """Queue a copy, or drop and count it."""
-        if self.admit(len(copy.answered)):
+        if self.admit(len(copy.answered), copy.size):
             self.enqueue(copy)
 
-    def admit(self, rows: int) -> bool:
-        """Whether a copy of `rows` rows would be queued now; if not, it is counted as dropped
-        (checked before a copy is made, which most requests under load never need).
+    def admit(self, rows: int, size: int = 0) -> bool:
+        """Whether a copy of `rows` rows, of a request of `size` bytes, would be queued now; if
+        not, it is counted as dropped (checked before a copy is made, which most requests under
+        load never need).
 
         Drops are counted in plain integers here and added to the metric by `flush` (the
         copy task does every FLUSH_S, the /metrics route at each scrape): a metric update per
         refused copy cost answers more than the copies themselves (bench-server).
         """
-        if rows > COPY_MAX_ROWS:
+        if rows > COPY_MAX_ROWS or size > COPY_MAX_BYTES:
             self._unflushed[TOO_LARGE] += 1
             return False
-        if len(self._queue) >= self.limit:
+        if len(self._queue) >= self.limit or self._bytes + size > COPY_QUEUE_BYTES:
             self._unflushed[QUEUE_FULL] += 1
             return False
         # While busy, the queued copies will spend their share of what is left: without this,
@@ -384,6 +391,7 @@ class Copies:
     def enqueue(self, copy: Copy[Any]) -> None:
         """Queue a copy `admit` accepted."""
         self._queue.append(copy)
+        self._bytes += copy.size
         if self._wake is not None:
             self._wake.set()
 
@@ -439,6 +447,7 @@ class Copies:
     async def run_one(self) -> None:
         """Predict the oldest queued copy (or drop it when the budget is spent meanwhile)."""
         copy = self._queue.popleft()
+        self._bytes -= copy.size
         if self._refill() <= 0:
             self._unflushed[BUDGET] += 1
             return
@@ -568,11 +577,13 @@ class Versions:
         protocol: str,
         headers: Headers,
         explicit: bool,
+        size: int = 0,
     ) -> tuple[E, Prediction, Runtime]:
         """Answer a request (the plane's `answer` while a candidate is loaded): the part the
         attempt returns besides the prediction, the prediction, and the runtime that made it.
 
-        `runtime` is the version the request named when `explicit`, else the stable's.
+        `runtime` is the version the request named when `explicit`, else the stable's. `size`:
+        the request's bytes as received, which a copy of it holds while queued.
         """
         if explicit:
             version = self.candidate if runtime is self.candidate.runtime else self.stable
@@ -585,8 +596,8 @@ class Versions:
             except Exception as failure:
                 return await self._fall_back(attempt, protocol, failure)
             copies = self.copies
-            if copies.admit(len(result.labels)):
-                copies.enqueue(Copy(self.stable, attempt, result.labels, stable_answered=False))
+            if copies.admit(len(result.labels), size):
+                copies.enqueue(Copy(self.stable, attempt, result.labels, False, size))
             assert candidate.runtime is not None
             return extra, result, candidate.runtime
         # The stable answers (most requests): _answer written out, one coroutine fewer.
@@ -604,8 +615,8 @@ class Versions:
         stable.succeeded(ANSWER, time.perf_counter() - start, result.labels)
         if self._shadow:
             copies = self.copies
-            if copies.admit(len(result.labels)):
-                copies.enqueue(Copy(self.candidate, attempt, result.labels, stable_answered=True))
+            if copies.admit(len(result.labels), size):
+                copies.enqueue(Copy(self.candidate, attempt, result.labels, True, size))
         return extra, result, served
 
     async def _answer(

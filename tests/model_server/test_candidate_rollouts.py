@@ -596,6 +596,34 @@ def test_grpc_splits_exactly_reads_the_sticky_key_and_names_the_version(
     assert requests(found, "candidate", "candidate", "answer", "ok") >= 20 + 1
 
 
+def test_grpc_requests_the_candidate_answered_are_compared_by_the_stable(
+    canary_server: Server,
+) -> None:
+    """A canary's agreement copy of a gRPC request holds the message as received and parses it
+    again for the stable (not the parsed message, which can be ~40 times bigger): every row
+    the candidate answered is compared, and no copy fails."""
+    compared = "model_server_candidate_compared_rows_total"
+    with canary_server.client() as client:
+        before = scrape(client.get("/metrics").text)
+    with grpc.insecure_channel(canary_server.grpc_target) as channel:
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        answered = Counter(grpc_infer(stub, grpc_request(ROWS[:2]))[0] for _ in range(50))
+    assert answered["candidate"] >= 4
+    with canary_server.client() as client:
+        wait_for(
+            "the copies to be compared",
+            lambda: value(scrape(client.get("/metrics").text), compared)
+            >= value(before, compared) + 2 * answered["candidate"],
+            lambda: client.get("/metrics").text[-2000:],
+        )
+        after = scrape(client.get("/metrics").text)
+    def copies(found: Samples, outcome: str) -> float:
+        return requests(found, "1", "stable", "copy", outcome)
+
+    assert copies(after, "ok") - copies(before, "ok") == answered["candidate"]
+    assert copies(after, "error") == copies(before, "error")
+
+
 def bucket(value: str) -> int:
     import hashlib
 

@@ -19,7 +19,9 @@ from model_server.versions import (
     BUDGET_SHARE,
     BUDGET_WINDOW_S,
     CANDIDATE,
+    COPY_MAX_BYTES,
     COPY_MAX_ROWS,
+    COPY_QUEUE_BYTES,
     FLUSH_S,
     INITIAL_COPY_COST_S,
     STABLE,
@@ -312,6 +314,31 @@ def test_batches_over_the_copy_row_limit_are_not_copied_and_are_counted() -> Non
     fits = np.ones(COPY_MAX_ROWS, dtype=np.int64)
     copies.offer(Copy(candidate, attempt_returning([1]), fits, stable_answered=True))
     assert len(copies) == 1
+
+
+def test_copies_are_bounded_by_the_bytes_of_their_requests() -> None:
+    """A copy holds its request while it waits: one of a request over COPY_MAX_BYTES is not
+    made (too_large), and the queued copies' requests never come to more than
+    COPY_QUEUE_BYTES (queue_full), however many copies the queue's length allows."""
+    registry = CollectorRegistry()
+    metrics = VersionMetrics(registry)
+    candidate = loaded_version(CANDIDATE, metrics, [])
+    copies = Copies(100, metrics, clock=FakeClock())
+    one = np.ones(1, dtype=np.int64)
+    copies.offer(Copy(candidate, attempt_returning([1]), one, True, COPY_MAX_BYTES + 1))
+    assert len(copies) == 0
+    fitting = COPY_QUEUE_BYTES // COPY_MAX_BYTES
+    for _ in range(fitting):
+        copies.offer(Copy(candidate, attempt_returning([1]), one, True, COPY_MAX_BYTES))
+    copies.offer(Copy(candidate, attempt_returning([1]), one, True, 1))
+    assert len(copies) == fitting  # the last one found no room, though the length allows 100
+    copies.flush()
+    dropped = "model_server_candidate_copies_dropped_total"
+    assert sample(registry, dropped, reason="too_large") == 1
+    assert sample(registry, dropped, reason="queue_full") == 1
+    asyncio.run(copies.run_one())  # one copy predicted: its bytes are free again
+    copies.offer(Copy(candidate, attempt_returning([1]), one, True, COPY_MAX_BYTES))
+    assert len(copies) == fitting
 
 
 def test_outputs_the_versions_cannot_compare_are_the_copys_error_and_the_task_goes_on() -> None:

@@ -37,7 +37,7 @@ def router(plane: DataPlane) -> APIRouter:
             return single, await plane.predict(runtime, x, probabilities=False, protocol=protocol)
 
         single, result, answered = await plane.answer(
-            plane.runtime(), attempt, "seed", request.scope["headers"]
+            plane.runtime(), attempt, "seed", request.scope["headers"], size=len(raw)
         )
         if single:
             response = json_response({"prediction": value(result.labels, 0)})

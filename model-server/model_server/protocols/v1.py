@@ -62,7 +62,7 @@ def router(plane: DataPlane) -> APIRouter:
             return None, await plane.predict(runtime, x, probabilities=proba, protocol=protocol)
 
         _, result, answered = await plane.answer(
-            plane.runtime_named(name), attempt, "v1", request.scope["headers"]
+            plane.runtime_named(name), attempt, "v1", request.scope["headers"], size=len(raw)
         )
         answer: dict[str, Any] = {"predictions": values(result.labels)}
         if result.probabilities is not None:

@@ -131,7 +131,7 @@ async def _infer(
         return (wanted, request_id, as_binary), result
 
     decoded, result, answered = await plane.answer(
-        runtime, attempt, "v2", headers, explicit=version is not None
+        runtime, attempt, "v2", headers, explicit=version is not None, size=len(raw)
     )
     wanted, request_id, as_binary = decoded
     info = answered.metadata

@@ -197,11 +197,18 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
         version = request.model_version or None
         runtime = plane.runtime_named(request.model_name, version)
 
+        # The answer's attempt takes the parsed message; another (a candidate's copy, queued
+        # meanwhile) parses the bytes again: a queued copy holds the message as received, not
+        # the parsed form, which can be ~40 times bigger.
+        parsed = [request]
+
         async def attempt(runtime: Runtime, protocol: str | None) -> tuple[list[str], Prediction]:
             info = runtime.metadata
+            taken = parsed.pop() if parsed else None
 
             def decode() -> tuple[Any, list[str]]:
-                body = request_body(request, plane.max_rows, binary.Takes.of(info, plane.max_rows))
+                infer = taken if taken is not None else parse_infer_request(message)
+                body = request_body(infer, plane.max_rows, binary.Takes.of(info, plane.max_rows))
                 return v2.model_input(body, info, plane.max_rows)
 
             x, wanted = await plane.offload(size, decode)
@@ -209,7 +216,12 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
             return wanted, await plane.predict(runtime, x, probabilities=proba, protocol=protocol)
 
         wanted, result, answered = await plane.answer(
-            runtime, attempt, PROTOCOL, context.invocation_metadata, explicit=version is not None
+            runtime,
+            attempt,
+            PROTOCOL,
+            context.invocation_metadata,
+            explicit=version is not None,
+            size=size,
         )
         info = answered.metadata
         if plane.versions is not None:
