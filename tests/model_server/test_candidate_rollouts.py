@@ -612,11 +612,14 @@ def test_grpc_requests_the_candidate_answered_are_compared_by_the_stable(
     with canary_server.client() as client:
         wait_for(
             "the copies to be compared",
-            lambda: value(scrape(client.get("/metrics").text), compared)
-            >= value(before, compared) + 2 * answered["candidate"],
+            lambda: (
+                value(scrape(client.get("/metrics").text), compared)
+                >= value(before, compared) + 2 * answered["candidate"]
+            ),
             lambda: client.get("/metrics").text[-2000:],
         )
         after = scrape(client.get("/metrics").text)
+
     def copies(found: Samples, outcome: str) -> float:
         return requests(found, "1", "stable", "copy", outcome)
 
