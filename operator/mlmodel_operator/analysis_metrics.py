@@ -129,11 +129,13 @@ class MetricsSource(Protocol):
         ...
 
 
-def source_from_settings(settings: Any, reads: PodReads | None = None) -> MetricsSource:
+def source_from_settings(settings: Any, reads: MetricReads | None = None) -> MetricsSource:
     """PrometheusSource when MLOP_PROMETHEUS_URL is set, else PodMetricsSource (its reads
     through `reads`, shared with the readiness reads)."""
     url = getattr(settings, "prometheus_url", "")
-    return PrometheusSource(url) if url else PodMetricsSource(backoff=POD_BACKOFF, reads=reads)
+    if url:
+        return PrometheusSource(url, reads=reads)
+    return PodMetricsSource(backoff=POD_BACKOFF, reads=reads)
 
 
 # --- bounded GETs -----------------------------------------------------------------------
@@ -212,16 +214,17 @@ def slow_read(started: float, pods: int, budget: float) -> bool:
 POD_BACKOFF: Final = Backoff()
 
 
-class PodReads:
-    """At most `slots` pod reads at once, and at most one per namespace.
+class MetricReads:
+    """At most `slots` metric reads at once, and at most one per namespace.
 
-    Pod reads (analysis and readiness) run on the reconcile workers, each bounded by its
-    budget and backed off per MLModel after a slow one. A namespace whose user made many
-    MLModels with slow pods could still keep every worker in such reads, one MLModel after
-    another, and every other namespace's reconciles would wait. With this gate it holds one
-    worker at most, and pod reads together hold `slots` (the operator sets half its workers):
-    the rest of the workers always reconcile. A read that finds no slot is not made this round
-    and is not counted as failed (nothing is wrong with its pods). Thread-safe.
+    Metric reads (the analysis' pods or Prometheus queries, the readiness hook's pods) run on
+    the reconcile workers, each bounded by its budget and backed off per MLModel after a slow
+    one. A namespace whose user made many MLModels with slow pods (or with series that make
+    their queries slow) could still keep every worker in such reads, one MLModel after another,
+    and every other namespace's reconciles would wait. With this gate it holds one worker at
+    most, and metric reads together hold `slots` (the operator sets half its workers): the rest
+    of the workers always reconcile. A read that finds no slot is not made this round and is
+    not counted as failed (nothing is wrong with its pods). Thread-safe.
     """
 
     def __init__(self, slots: int = 2) -> None:
@@ -244,10 +247,10 @@ class PodReads:
                     del self._reading[namespace]
 
 
-def no_slot_message(reads: PodReads) -> str:
-    """Why a pod read was not made this round (PodReads refused it)."""
+def no_slot_message(reads: MetricReads) -> str:
+    """Why a metric read was not made this round (MetricReads refused it)."""
     return (
-        "the operator is reading other pods' metrics (at most "
+        "the operator is reading other models' metrics (at most "
         f"{reads.slots} at once, one per namespace); read again on a later round"
     )
 
@@ -318,6 +321,7 @@ class PrometheusSource:
         min_window: float = MIN_WINDOW_SECONDS,
         clock: Callable[[], float] = time.time,
         backoff: Backoff | None = None,
+        reads: MetricReads | None = None,
     ) -> None:
         self.url = parse_prometheus_url(url)
         self.timeout = timeout
@@ -326,16 +330,28 @@ class PrometheusSource:
         self.min_window = min_window
         self.clock = clock
         self.backoff = backoff if backoff is not None else Backoff()
+        self.reads = reads if reads is not None else MetricReads()
 
     def measure(self, scope: Scope, since: datetime) -> MeasureResult:
         """Seven instant queries at the same evaluation time, over the window since `since`
-        (`timeout` each, `budget` for all; after a failure none for this MLModel for the
+        (`timeout` each, `budget` for all; only with a slot of `reads` for the namespace; after
+        a failure, or answers that took half the budget, none for this MLModel for the
         back-off)."""
         if self.backoff.waiting(scope.namespace, scope.mlmodel):
             return Unmeasured(
-                "Prometheus (MLOP_PROMETHEUS_URL) could not be queried; "
+                "Prometheus (MLOP_PROMETHEUS_URL) could not be queried, or answered slowly; "
                 f"trying again at most every {self.backoff.seconds:g} s"
             )
+        with self.reads.slot(scope.namespace) as free:
+            if not free:
+                return Unmeasured(no_slot_message(self.reads))
+            started = time.monotonic()
+            result = self._measure(scope, since)
+        if not isinstance(result, Unmeasured) and time.monotonic() - started >= self.budget / 2:
+            self.backoff.failed(scope.namespace, scope.mlmodel)  # used, but not again soon
+        return result
+
+    def _measure(self, scope: Scope, since: datetime) -> MeasureResult:
         now = self.clock()
         window_ms = math.ceil(max(now - since.timestamp(), self.min_window) * 1000)
         values: dict[str, float | None] = {}
@@ -566,13 +582,13 @@ class PodMetricsSource:
         budget: float = BUDGET_SECONDS,
         max_bytes: int = MAX_BYTES,
         backoff: Backoff | None = None,
-        reads: PodReads | None = None,
+        reads: MetricReads | None = None,
     ) -> None:
         self.timeout = timeout
         self.budget = budget
         self.max_bytes = max_bytes
         self.backoff = backoff if backoff is not None else Backoff()
-        self.reads = reads if reads is not None else PodReads()
+        self.reads = reads if reads is not None else MetricReads()
 
     def measure(self, scope: Scope, since: datetime) -> MeasureResult:
         """Every pod's counters, summed (`since` is not used: the pods started with the step)."""

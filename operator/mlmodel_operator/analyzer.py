@@ -17,8 +17,8 @@ from datetime import datetime
 
 from mlmodel_operator.analysis import Analysis, MeasureResult, Rollout, decide, state_from_status
 from mlmodel_operator.analysis_metrics import (
+    MetricReads,
     MetricsSource,
-    PodReads,
     Scope,
     scrape_targets,
     source_from_settings,
@@ -82,7 +82,7 @@ def cache_scope(cache: ObjectCache) -> ScopeOf:
 
 
 def analyzer_from_settings(
-    settings: OperatorSettings, cache: ObjectCache, reads: PodReads | None = None
+    settings: OperatorSettings, cache: ObjectCache, reads: MetricReads | None = None
 ) -> Analyzer:
     """Prometheus (MLOP_PROMETHEUS_URL) when set, else the pods' /metrics from the cache (read
     through `reads`)."""

@@ -34,7 +34,7 @@ from typing import Any, Final
 import kopf
 
 from mlmodel_operator import driftloop, metrics
-from mlmodel_operator.analysis_metrics import PodReads
+from mlmodel_operator.analysis_metrics import MetricReads
 from mlmodel_operator.analyzer import analyzer_from_settings
 from mlmodel_operator.cache import ObjectCache
 from mlmodel_operator.cards import card_reader
@@ -292,7 +292,7 @@ class Operator:
         self.workers: list[threading.Thread] = []
         self.reader = card_reader(config)
         # pod reads (analysis, readiness) may hold half the workers, one per namespace
-        pod_reads = PodReads(slots=config.workers // 2)
+        metric_reads = MetricReads(slots=config.workers // 2)
         writes = load_api_client(config.request_timeout_seconds, retries=False)
         kube = LeaderKube(writes, self.term_left, config.request_timeout_seconds)
         self.reconciler = Reconciler(
@@ -301,8 +301,8 @@ class Operator:
             config,
             reader=self.reader,
             requeue=lambda key: self.queue.add(key, "card"),
-            analyzer=analyzer_from_settings(config, self.cache, pod_reads),
-            version_ready=version_ready_from_cache(self.cache, pod_reads),
+            analyzer=analyzer_from_settings(config, self.cache, metric_reads),
+            version_ready=version_ready_from_cache(self.cache, metric_reads),
         )
         self.recorder = EventRecorder(kube)
         self._campaign: threading.Thread | None = None

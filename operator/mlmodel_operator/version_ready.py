@@ -23,7 +23,7 @@ It reads only when the answer means something and costs nothing on most reconcil
   share `analysis_metrics.POD_BACKOFF`), none for that MLModel for the back-off (30 s), even
   when its pods changed: a user churning pods cannot buy a read per event, and a pod that
   hangs costs one bounded read (2 s a pod, 5 s in all) per back-off;
-- only when `analysis_metrics.PodReads` has a slot: at most one pod read per namespace at once,
+- only when `analysis_metrics.MetricReads` has a slot: at most one pod read per namespace at once,
   and a few in all (shared with the analysis), so one namespace's slow pods cannot hold every
   reconcile worker. Without a slot the last answer for the same pods stands, or None.
 
@@ -44,7 +44,7 @@ from mlmodel_operator.analysis_metrics import (
     BUDGET_SECONDS,
     POD_BACKOFF,
     Backoff,
-    PodReads,
+    MetricReads,
     PodTarget,
     read_version_ready,
     scrape_targets,
@@ -86,10 +86,10 @@ class PodVersionReadiness:
         max_age: float = MAX_AGE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
         backoff: Backoff | None = None,
-        reads: PodReads | None = None,
+        reads: MetricReads | None = None,
     ) -> None:
         self.cache = cache
-        self.reads = reads if reads is not None else PodReads()
+        self.reads = reads if reads is not None else MetricReads()
         self.read = read
         self.max_age = max_age
         self.clock = clock
@@ -174,7 +174,7 @@ def _pod_set(
 
 
 def version_ready_from_cache(
-    cache: ObjectCache, reads: PodReads | None = None
+    cache: ObjectCache, reads: MetricReads | None = None
 ) -> PodVersionReadiness:
     """The reconciler's `version_ready` hook, reading the pods the watch cache lists (through
     `reads`, shared with the analysis)."""

@@ -34,8 +34,8 @@ from mlmodel_operator.analysis_metrics import (
     METRICS_ACCEPT,
     SLOW_READ_SECONDS,
     Backoff,
+    MetricReads,
     PodMetricsSource,
-    PodReads,
     PodTarget,
     PrometheusSource,
     Scope,
@@ -452,8 +452,8 @@ def test_a_pod_that_hangs_is_given_up_on(loopback: Loopback, when: str) -> None:
     assert measured == Unmeasured("the metrics of pod iris-1 could not be read")
 
 
-def test_pod_reads_hold_one_slot_per_namespace_and_a_few_in_all() -> None:
-    reads = PodReads(slots=2)
+def test_metric_reads_hold_one_slot_per_namespace_and_a_few_in_all() -> None:
+    reads = MetricReads(slots=2)
     with reads.slot("ns-a") as first, reads.slot("ns-a") as same_namespace:
         with reads.slot("ns-b") as other, reads.slot("ns-c") as over:
             assert (first, same_namespace, other, over) == (True, False, True, False)
@@ -469,7 +469,7 @@ def test_a_namespace_whose_pods_hang_holds_one_reconcile_worker_not_all(
     """A worker reads a model whose pod hangs: the next models of that namespace are not read
     (their workers go on at once, and nothing is held against their pods), another namespace's
     are read."""
-    reads = PodReads(slots=2)
+    reads = MetricReads(slots=2)
     source = PodMetricsSource(reads=reads, backoff=Backoff(30.0, clock=Ticks()))
     hanging = threading.Event()
 
@@ -488,7 +488,7 @@ def test_a_namespace_whose_pods_hang_holds_one_reconcile_worker_not_all(
     assert hanging.wait(5)
     refused = source.measure(Scope("ns-a", "iris", (pod,)), SINCE)
     assert refused == Unmeasured(
-        "the operator is reading other pods' metrics (at most 2 at once, one per namespace); "
+        "the operator is reading other models' metrics (at most 2 at once, one per namespace); "
         "read again on a later round"
     )
     assert len(good.seen) == 1  # only the first read
@@ -805,6 +805,36 @@ def test_a_bad_prometheus_answer_is_unmeasured(loopback: Loopback, respond: Resp
     # and backs off: no query for this MLModel for a while
     assert isinstance(source.measure(scope(), SINCE), Unmeasured)
     assert len(server.seen) == 1
+
+
+def test_a_slow_but_good_prometheus_answer_is_used_and_backs_off(loopback: Loopback) -> None:
+    """Seven queries that took half the budget: the measurement stands, and this MLModel is
+    not measured again for the back-off (a tenant's series can make its queries slow)."""
+    good = fake_prometheus(dict.fromkeys(queries(scope(), "1s")))
+
+    def slow(h: http.server.BaseHTTPRequestHandler) -> None:
+        time.sleep(0.08)
+        good(h)
+
+    server = loopback.serve(slow)
+    source = PrometheusSource(f"http://127.0.0.1:{server.port}", budget=1.0)
+    assert source.measure(scope(), SINCE) == Measurement(0, 0, None, None, 0, 0, None)
+    waiting = source.measure(scope(), SINCE)
+    assert isinstance(waiting, Unmeasured) and "answered slowly" in waiting.reason
+    assert len(server.seen) == 7
+
+
+def test_prometheus_is_not_queried_while_the_namespace_s_metric_read_runs(
+    loopback: Loopback,
+) -> None:
+    server = loopback.serve(fake_prometheus(dict.fromkeys(queries(scope(), "1s"))))
+    reads = MetricReads(slots=2)
+    source = PrometheusSource(f"http://127.0.0.1:{server.port}", reads=reads)
+    with reads.slot("ns-a"):
+        refused = source.measure(scope(), SINCE)
+    assert isinstance(refused, Unmeasured) and "reading other models' metrics" in refused.reason
+    assert server.seen == []
+    assert source.measure(scope(), SINCE) == Measurement(0, 0, None, None, 0, 0, None)
 
 
 def test_a_hanging_prometheus_is_given_up_on(loopback: Loopback) -> None:

@@ -390,7 +390,7 @@ def test_after_a_failed_read_a_changed_pod_set_is_not_read_until_the_backoff_end
 def test_while_another_read_of_the_namespace_runs_the_pods_are_not_read_nor_backed_off(
     settings: OperatorSettings, pods: Pods
 ) -> None:
-    """One namespace's pod reads hold one reconcile worker at most (analysis_metrics.PodReads):
+    """One namespace's pod reads hold one reconcile worker at most (analysis_metrics.MetricReads):
     with its slot taken, the hook keeps the last answer for the same pods, or says nothing,
     without reading, and reads as soon as the slot is free."""
     setup = Setup(settings, pods, count=2)
