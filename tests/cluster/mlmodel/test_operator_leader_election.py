@@ -147,7 +147,8 @@ def test_a_write_gives_up_when_the_leaders_term_ends_not_after_the_request_timeo
     host, port = cluster.api.configuration.host.removeprefix("https://").rsplit(":", 1)
     proxy = BlackHoleProxy((host, int(port)))
     configuration = copy.copy(cluster.api.configuration)
-    configuration.host = f"https://{host}:{proxy.port}"
+    configuration.host = f"https://127.0.0.1:{proxy.port}"  # the proxy listens on loopback
+    configuration.tls_server_name = host  # the certificate names the API server's address
     api = api_client(configuration, request_timeout=30.0, retries=False)
     term = {"left": 2.0}
     kube = LeaderKube(api, lambda: term["left"], request_seconds=30.0)
