@@ -24,7 +24,7 @@ import json
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -337,8 +337,11 @@ class Reconciler:
         """Reconcile the cached MLModel namespace/name and patch its status if it changed.
 
         Returns the MLModel as reconciled and the outcome; None when the MLModel is gone (not
-        in the cache, or deleted before its status could be written). The work queue never runs
-        two reconciles of one MLModel at the same time.
+        in the cache, or deleted before its status could be written). When the MLModel was
+        written since it was read (409: the status patch is a diff against what was read), its
+        status is not written, and the outcome (its child writes still to be reported) asks for
+        a retry; the watch brings the newer object meanwhile. The work queue never runs two
+        reconciles of one MLModel at the same time.
         """
         body = self.cache.get(KIND, namespace, name)
         if body is None:
@@ -353,6 +356,9 @@ class Reconciler:
             except ApiCallFailed as exc:
                 if exc.status == 404:  # deleted meanwhile: the watch will drop it
                     return None
+                if exc.status == 409:
+                    LOG.info("MLModel %s/%s changed while reconciled: again", namespace, name)
+                    return body, replace(outcome, retry=True)
                 raise
             self.cache.wrote(KIND, updated)
         return body, outcome
