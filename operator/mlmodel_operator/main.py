@@ -143,7 +143,9 @@ def work(
         except NotLeader:
             if leading():  # the term ends before a renewal: try again after it
                 queue.retry((namespace, name))
-            LOG.info("MLModel %s/%s: leadership lost during its reconcile", namespace, name)
+                LOG.info("MLModel %s/%s: the leader's term ends too soon to write", namespace, name)
+            else:
+                LOG.info("MLModel %s/%s: leadership lost during its reconcile", namespace, name)
         except Exception as exc:  # any failure: log it, retry this model later, go on
             delay = queue.retry((namespace, name))
             LOG.warning(
@@ -291,7 +293,7 @@ class Operator:
         ]
         self.workers: list[threading.Thread] = []
         self.reader = card_reader(config)
-        # pod reads (analysis, readiness) may hold half the workers, one per namespace
+        # metric reads (analysis, readiness) may hold half the workers, one per namespace
         metric_reads = MetricReads(slots=config.workers // 2)
         writes = load_api_client(config.request_timeout_seconds, retries=False)
         kube = LeaderKube(writes, self.term_left, config.request_timeout_seconds)
