@@ -9,7 +9,18 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import pytest
+
+# anyio (4.16 on) imports most of itself lazily, on first use: in these tests often on a
+# TestClient's portal thread. pytest rewrites the asserts of every plugin package's modules as
+# they are imported (anyio is one), with ast.parse, and this machine's CPython 3.11.7 can fail
+# that on another thread with a spurious "SystemError: AST constructor recursion depth mismatch"
+# (python/cpython#106905; seen once, serving /docs/static in test_docs_offline). So import all
+# of anyio here, on the main thread, before any test. Servers outside pytest compile without
+# ast.parse and are not affected.
+for _name in dir(anyio):
+    getattr(anyio, _name)
 
 
 def free_port() -> int:
