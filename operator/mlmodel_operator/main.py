@@ -312,9 +312,7 @@ class Operator:
 
     def leading(self) -> bool:
         """Whether this replica may reconcile and write now."""
-        if self.elector is None:
-            return self._leading_without_election.is_set()
-        return self.elector.is_leader()
+        return self.term_left() > 0
 
     def term_left(self) -> float:
         """How long this replica may still write: the Lease's validity, unbounded without

@@ -136,14 +136,15 @@ class PodVersionReadiness:
         last = kept if kept is not None and kept.pods == pod_set else None  # for these pods
         if last is not None and now - last.at < self.max_age:
             return _copy(last.counts)
+        standing = last.counts if last is not None else None  # what stands when not read now
         if self.backoff.waiting(namespace, name):
             # a read failed lately (maybe the analysis'): not again yet. The last answer for
             # these pods still stands, however old: dropping it would make CandidateReady
             # flip to "derived from the Deployment" and back at every back-off
-            return _copy(last.counts) if last is not None else None
+            return _copy(standing)
         with self.reads.slot(namespace) as free:
             if not free:  # another read of this namespace's pods, or enough reads, run
-                return _copy(last.counts) if last is not None else None
+                return _copy(standing)
             started = time.monotonic()
             counts = self.read(namespace, targets)
         counts = None if counts is None else {role: int(n) for role, n in counts.items()}

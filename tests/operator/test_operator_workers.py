@@ -35,6 +35,20 @@ class Reconciler:
         return {"metadata": {"namespace": namespace, "name": name}}, self.outcome
 
 
+def start_worker(
+    reconciler: Reconciler, queue: WorkQueue[tuple[str, str]], leading: list[bool]
+) -> threading.Thread:
+    """A reconcile worker on a thread of its own, leading while `leading[0]`."""
+    thread = threading.Thread(
+        target=work,
+        args=(reconciler, queue, Recorder()),
+        kwargs={"leading": lambda: leading[0]},
+        daemon=True,
+    )
+    thread.start()
+    return thread
+
+
 def test_a_crashed_target_is_counted_and_run_again() -> None:
     runs: list[int] = []
     done = threading.Event()
@@ -76,13 +90,7 @@ def test_keys_taken_while_not_leading_are_dropped_and_retry_outcomes_back_off() 
     queue: WorkQueue[tuple[str, str]] = WorkQueue()
     reconciler = Reconciler(Outcome({}, retry=True))
     leading = [False]
-    thread = threading.Thread(
-        target=work,
-        args=(reconciler, queue, Recorder()),
-        kwargs={"leading": lambda: leading[0]},
-        daemon=True,
-    )
-    thread.start()
+    thread = start_worker(reconciler, queue, leading)
     queue.add(("ns", "follower"), "change")
     wait_until("the follower's key to be taken", lambda: len(queue) == 0, 2, 0.02)
     threading.Event().wait(0.1)
@@ -118,13 +126,7 @@ def refusing_worker(name: str) -> tuple[list[tuple[str, str]], int]:
     queue: WorkQueue[tuple[str, str]] = WorkQueue()
     leading = [True]
     reconciler = RefusingReconciler(leading)
-    thread = threading.Thread(
-        target=work,
-        args=(reconciler, queue, Recorder()),
-        kwargs={"leading": lambda: leading[0]},
-        daemon=True,
-    )
-    thread.start()
+    thread = start_worker(reconciler, queue, leading)
     queue.add(("ns", name), "change")
     try:
         wait_until("the key to be reconciled", lambda: reconciler.keys, 5, 0.02)
