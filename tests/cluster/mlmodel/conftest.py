@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 from mlmodel_harness import (
     CRD_FILE,
     DEPLOY_DIR,
+    GROUP,
+    PLURAL,
+    VERSION,
     Api,
     OperatorProcess,
     service_account_kubeconfig,
@@ -50,13 +52,31 @@ def installed(cluster: Cluster) -> Cluster:
 def operator(
     installed: Cluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    """The operator, watching every namespace, as the mlmodel-operator ServiceAccount."""
+    """The operator, watching every namespace, as the mlmodel-operator ServiceAccount.
+
+    At the end of the session, every test namespace must be gone (`fresh_namespace`), with the
+    operator still running."""
     workdir = tmp_path_factory.mktemp("operator")
     kubeconfig = service_account_kubeconfig(installed, workdir / "kubeconfig")
     proc = OperatorProcess(kubeconfig, workdir / "operator.log")
     proc.start()
     yield proc
-    proc.stop()
+    try:
+        core = client.CoreV1Api(installed.api)
+        for name in _DELETED:
+            wait_until(
+                f"namespace {name} to be deleted (operator log: {proc.log})",
+                lambda name=name: _namespace_gone(core, name),
+                timeout=120,
+            )
+    finally:
+        proc.stop()
+
+
+# A namespace that held more MLModels than this is waited for at the end of its test: deleting
+# its children would load the next test (test_operator_faults' churn leaves about 200).
+WAIT_FOR_NAMESPACES_OF = 20
+_DELETED: list[str] = []  # test namespaces deleted without waiting: checked gone at the end
 
 
 def _namespace_gone(core: client.CoreV1Api, name: str) -> bool:
@@ -67,22 +87,44 @@ def _namespace_gone(core: client.CoreV1Api, name: str) -> bool:
     """
     if all(ns.metadata.name != name for ns in core.list_namespace().items):
         return True
-    for pod in core.list_namespaced_pod(name).items:
-        try:
-            core.delete_namespaced_pod(pod.metadata.name, name, grace_period_seconds=0)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+    core.delete_collection_namespaced_pod(name, grace_period_seconds=0)
     return False
+
+
+def _delete_namespace(cluster: Cluster, name: str, operator: OperatorProcess) -> None:
+    """Delete a test's namespace, waiting for its MLModels to be gone, not for the namespace.
+
+    The namespace turns Terminating first, so nothing new is created in it afterwards (neither
+    the operator's children nor the ReplicaSets' pods). Its MLModels are then deleted (they
+    carry no finalizer), so the next test starts with nothing left there for the operator to
+    reconcile, and its pods are force-deleted. The namespace controller removes the rest in the
+    background: it waits 5 s before it starts on a deleted namespace, which was most of a
+    small test's teardown when every test waited for its namespace to be gone.
+    """
+    core = client.CoreV1Api(cluster.api)
+    custom = client.CustomObjectsApi(cluster.api)
+    models = len(custom.list_namespaced_custom_object(GROUP, VERSION, name, PLURAL)["items"])
+    core.delete_namespace(name)
+    custom.delete_collection_namespaced_custom_object(GROUP, VERSION, name, PLURAL)
+    wait_until(
+        f"namespace {name}'s MLModels to be deleted",
+        lambda: not custom.list_namespaced_custom_object(GROUP, VERSION, name, PLURAL)["items"],
+    )
+    if models <= WAIT_FOR_NAMESPACES_OF:
+        core.delete_collection_namespaced_pod(name, grace_period_seconds=0)
+        _DELETED.append(name)
+        return
+    wait_until(
+        f"namespace {name} to be deleted (operator log: {operator.log})",
+        lambda: _namespace_gone(core, name),
+        timeout=120,
+    )
 
 
 @contextmanager
 def fresh_namespace(cluster: Cluster, operator: OperatorProcess) -> Iterator[str]:
-    """A new namespace enforcing the restricted Pod Security Standard, deleted afterwards.
-
-    Deletion is waited for (the MLModels' finalizers are removed by the running operator), so no
-    test's clean-up writes land in the next test's measurements.
-    """
+    """A new namespace enforcing the restricted Pod Security Standard, deleted afterwards
+    (`_delete_namespace`)."""
     name = f"mlm-{uuid.uuid4().hex[:8]}"
     core = client.CoreV1Api(cluster.api)
     labels = {"pod-security.kubernetes.io/enforce": "restricted"}
@@ -92,12 +134,7 @@ def fresh_namespace(cluster: Cluster, operator: OperatorProcess) -> Iterator[str
     try:
         yield name
     finally:
-        core.delete_namespace(name)
-        wait_until(
-            f"namespace {name} to be deleted (operator log: {operator.log})",
-            lambda: _namespace_gone(core, name),
-            timeout=120,
-        )
+        _delete_namespace(cluster, name, operator)
 
 
 @pytest.fixture
