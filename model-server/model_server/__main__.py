@@ -120,23 +120,34 @@ def uvicorn_options(settings: ServerSettings) -> dict[str, Any]:
 
 
 def serve_single(settings: ServerSettings) -> int:
-    """One process: the app loads in the background; a load failure stops the server."""
-    import uvicorn
+    """One process: the app loads in the background; a load failure stops the server.
 
-    from model_server.app import create_app
-    from model_server.lifecycle import freeze_imports
+    A remote model's download starts first: its child process runs while this one imports
+    numpy, ONNX Runtime, FastAPI and grpc (`storage.start_download`).
+    """
+    from model_server.storage import start_download
 
-    failed: list[str] = []
+    download = start_download(settings)
+    try:
+        import uvicorn
 
-    def stop(message: str) -> None:
-        failed.append(message)
-        server.should_exit = True
+        from model_server.app import create_app
+        from model_server.lifecycle import freeze_imports
 
-    app = create_app(settings, on_load_failure=stop, grpc=True)
-    server = uvicorn.Server(uvicorn.Config(app, **uvicorn_options(settings)))
-    freeze_imports()
-    server.run()
-    return 1 if failed or not server.started else 0
+        failed: list[str] = []
+
+        def stop(message: str) -> None:
+            failed.append(message)
+            server.should_exit = True
+
+        app = create_app(settings, on_load_failure=stop, grpc=True, download=download)
+        server = uvicorn.Server(uvicorn.Config(app, **uvicorn_options(settings)))
+        freeze_imports()
+        server.run()
+        return 1 if failed or not server.started else 0
+    finally:
+        if download is not None:  # still running only when the server stopped first
+            download.cancel()
 
 
 def serve_workers(settings: ServerSettings) -> int:

@@ -46,6 +46,7 @@ from model_server.protocols.common import BODY_READING, json_response
 from model_server.protocols.v1 import PREDICT_PATH as V1_PREDICT
 from model_server.protocols.v2 import INFER_PATHS as V2_INFER
 from model_server.settings import LIVENESS_PATH, METRICS_PATH, READINESS_PATH, ServerSettings
+from model_server.storage import Download
 from model_server.versions import STABLE, Versions
 
 log = logging.getLogger("model_server")
@@ -91,12 +92,14 @@ def create_app(
     grpc: bool = False,
     candidate_dir: Path | None = None,
     candidate_error: str | None = None,
+    download: Download | None = None,
 ) -> FastAPI:
     """Build the app; its lifespan starts loading the model in the background.
 
     `on_load_failure` is called (from the loader thread) with the one-line reason when start-up
     fails; the CLI uses it to exit non-zero. `convert` replaces the compiled path's converter;
-    `local_dir` is an artifact directory already fetched (by the parent of worker processes).
+    `local_dir` is an artifact directory already fetched (by the parent of worker processes),
+    `download` the model's download when the CLI started it before its imports.
     `load_before_serving` loads during start-up instead, so the server accepts no connection
     before the model is ready: with several workers on one socket, a request then never lands
     on a worker that is still loading (the workers that are up take it). `grpc` also serves
@@ -114,7 +117,7 @@ def create_app(
     )
     loader = ModelLoader(
         settings, plane, metrics, on_load_failure, convert, local_dir,
-        candidate_dir, candidate_error,
+        candidate_dir, candidate_error, download,
     )  # fmt: skip
     deadlines = BodyDeadlines(settings.body_timeout_seconds)
 

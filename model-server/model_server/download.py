@@ -1,6 +1,6 @@
 """`python -m model_server.download REQUEST`: the child process that downloads an artifact.
 
-Run by `storage.download_in_child`, so the server process never imports the S3 and HTTP
+Run by `storage.Download`, so the server process never imports the S3 and HTTP
 clients. REQUEST is JSON: the URI, the target directory and what decides the served file
 (`format`, `sha256`, `compiled`: the server's settings of those names). Exit 0 when the card
 and the model file are in the target; DOWNLOAD_FAILED for an ArtifactError, with its "uri"

@@ -24,7 +24,7 @@ from model_server.dataplane import DataPlane, run
 from model_server.metrics import Metrics
 from model_server.runtimes import Runtime, load_runtime
 from model_server.settings import ServerSettings
-from model_server.storage import describe, fetch_model
+from model_server.storage import Download, describe, fetch_model
 
 log = logging.getLogger("model_server")
 
@@ -34,10 +34,14 @@ INLINE_ROWS_CAP: Final = 4096
 
 
 def load_and_warm(
-    settings: ServerSettings, convert: Converter | None = None, local_dir: Path | None = None
+    settings: ServerSettings,
+    convert: Converter | None = None,
+    local_dir: Path | None = None,
+    download: Download | None = None,
 ) -> Runtime:
-    """Fetch (unless `local_dir` holds it already), verify, load and warm up (blocking)."""
-    local_dir = local_dir or fetch_model(settings)
+    """Fetch (unless `local_dir` holds it already; waiting for `download` when it was started
+    early), verify, load and warm up (blocking)."""
+    local_dir = local_dir or fetch_model(settings, download)
     runtime = load_runtime(local_dir, settings, convert)
     card = ModelCard.from_json((local_dir / MODEL_CARD_FILE).read_bytes(), settings.model_uri)
     warm_up(runtime, warm_up_input(card, runtime))
@@ -122,9 +126,10 @@ class ModelLoader:
     """Loads the model (then the candidate, when one is set) in a daemon thread and attaches
     them to the data plane when ready.
 
-    `candidate_dir` is the candidate's artifact directory already fetched and checked (by the
-    parent of worker processes), `candidate_error` why that failed: the candidate is then not
-    tried again.
+    `download` is the model's download, started before the server's imports
+    (`storage.start_download`). `candidate_dir` is the candidate's artifact directory already
+    fetched and checked (by the parent of worker processes), `candidate_error` why that failed:
+    the candidate is then not tried again.
     """
 
     def __init__(
@@ -137,8 +142,10 @@ class ModelLoader:
         local_dir: Path | None = None,
         candidate_dir: Path | None = None,
         candidate_error: str | None = None,
+        download: Download | None = None,
     ) -> None:
         self._settings = settings
+        self._download = download
         self._plane = plane
         self._metrics = metrics
         self._on_failure = on_failure
@@ -157,7 +164,7 @@ class ModelLoader:
         """Load now (blocking); on failure log one line and call `on_failure`."""
         start = time.perf_counter()
         try:
-            runtime = load_and_warm(self._settings, self._convert, self._local_dir)
+            runtime = load_and_warm(self._settings, self._convert, self._local_dir, self._download)
         except Exception as exc:  # every failure ends start-up with one line, never a traceback
             message = describe(exc)
             log.error("model load failed: %s", message)

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import IO, Final
 
@@ -44,65 +45,118 @@ def local_uri(uri: str) -> str:
     return str(PVC_MOUNT_PATH / path)
 
 
-def fetch_model(settings: ServerSettings) -> Path:
+def fetch_model(settings: ServerSettings, started: Download | None = None) -> Path:
     """Make the configured artifact local: local paths in place, remote ones under workdir,
-    downloaded by a child process (`download_in_child`)."""
+    downloaded by a child process (`Download`; `started`, when `start_download` began it)."""
+    if started is not None:
+        return started.wait()
     uri = local_uri(settings.model_uri)
-    # One directory per URI, so workers and restarts reuse it and two models never mix files.
-    target = settings.workdir / "artifacts" / hashlib.sha256(uri.encode()).hexdigest()[:16]
+    target = artifact_dir(settings, uri)
     if parse_location(uri).is_local:  # used in place: nothing to download
         return Path(fetch_artifact(uri, target, lambda card: [served_format(card, settings)]))
     target.mkdir(parents=True, exist_ok=True)
-    return download_in_child(uri, target, settings)
+    return Download(uri, target, settings).wait()
 
 
-def download_in_child(uri: str, target: Path, settings: ServerSettings) -> Path:
-    """Download the artifact's card and served model file in a child process.
+def artifact_dir(settings: ServerSettings, uri: str) -> Path:
+    """One directory per URI, so workers and restarts reuse it and two models never mix files."""
+    return settings.workdir / "artifacts" / hashlib.sha256(uri.encode()).hexdigest()[:16]
+
+
+def start_download(settings: ServerSettings) -> Download | None:
+    """Start downloading a remote artifact now, for `fetch_model(settings, started)` to wait
+    for; None for a local one.
+
+    The server starts it before it imports numpy, ONNX Runtime, FastAPI and grpc, so the
+    child's own start (an interpreter, the S3 or HTTP client: about a second) and the download
+    overlap those imports instead of following them.
+    """
+    uri = local_uri(settings.model_uri)
+    try:
+        if parse_location(uri).is_local:
+            return None
+        target = artifact_dir(settings, uri)
+        target.mkdir(parents=True, exist_ok=True)
+    except (ArtifactError, OSError):  # fetch_model meets it again and reports it
+        return None
+    return Download(uri, target, settings)
+
+
+class Download:
+    """The artifact's card and served model file, downloaded by a child process.
 
     The S3 client (boto3 and botocore with its service models) takes ~24 MB of a process
     that imports it and stays for the process's life, for one download at start-up; httpx
     several more. The child (`python -m model_server.download`) imports them and gives the
     memory back when it exits; the server never imports them. Besides the clients' own
-    deadlines (per request), the child has download_timeout_seconds in all, then is killed.
-    An ArtifactError of the child comes back as the same error; anything else (a crash, an
-    exit without its JSON, the deadline) as a StorageError. Its output goes to temporary
-    files, of which only a bounded head and tail are read.
+    deadlines (per request), the child has download_timeout_seconds in all from its start,
+    then is killed. An ArtifactError of the child comes back as the same error from `wait`;
+    anything else (a crash, an exit without its JSON, the deadline) as a StorageError. Its
+    output goes to temporary files, of which only a bounded head and tail are read.
     """
-    request = {
-        "uri": uri,
-        "target": str(target),
-        "format": settings.model_format,
-        "sha256": settings.model_sha256,
-        "compiled": settings.compiled,
-    }
-    deadline = settings.download_timeout_seconds
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+
+    def __init__(self, uri: str, target: Path, settings: ServerSettings) -> None:
+        request = {
+            "uri": uri,
+            "target": str(target),
+            "format": settings.model_format,
+            "sha256": settings.model_sha256,
+            "compiled": settings.compiled,
+        }
+        self.uri, self.target = uri, target
+        self._timeout = settings.download_timeout_seconds
+        self._deadline = time.monotonic() + self._timeout
+        self._out = tempfile.TemporaryFile()  # noqa: SIM115  # closed by wait
+        self._err = tempfile.TemporaryFile()  # noqa: SIM115
+        self._failure: ArtifactError | None = None
         try:
-            code = subprocess.run(
+            self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
                 [sys.executable, "-m", "model_server.download", json.dumps(request)],
-                stdout=out,
-                stderr=err,
-                check=False,
-                timeout=deadline,  # then the child is killed
-            ).returncode
+                stdout=self._out,
+                stderr=self._err,
+            )
         except OSError as exc:
-            raise ArtifactError(uri, "StorageError", f"cannot start the download: {exc}") from exc
-        except subprocess.TimeoutExpired:
+            self._proc = None
+            self._failure = ArtifactError(uri, "StorageError", f"cannot start the download: {exc}")
+
+    def wait(self) -> Path:
+        """The target directory once the child succeeded; else its error (the child is killed
+        at the deadline)."""
+        try:
+            if self._proc is None:
+                assert self._failure is not None
+                raise self._failure
+            try:
+                code = self._proc.wait(timeout=max(0.0, self._deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+                raise ArtifactError(
+                    self.uri,
+                    "StorageError",
+                    f"the download did not finish within {self._timeout:g} s "
+                    f"(MODEL_SERVER_DOWNLOAD_TIMEOUT_SECONDS); the store is stalled or too slow",
+                ) from None
+            if code == 0:
+                return self.target
+            if code == DOWNLOAD_FAILED:  # its error names the file it was about: card, model
+                failure = _reported_error(head(self._out, CHILD_OUTPUT_BYTES))
+                if failure is not None:
+                    raise failure
+            lines = tail(self._err, CHILD_OUTPUT_BYTES).decode(errors="replace").strip()
+            last = (lines.splitlines() or ["no output"])[-1][:500]
             raise ArtifactError(
-                uri,
-                "StorageError",
-                f"the download did not finish within {deadline:g} s "
-                f"(MODEL_SERVER_DOWNLOAD_TIMEOUT_SECONDS); the store is stalled or too slow",
-            ) from None
-        if code == 0:
-            return target
-        if code == DOWNLOAD_FAILED:  # its error names the file it was about: card, model file
-            failure = _reported_error(head(out, CHILD_OUTPUT_BYTES))
-            if failure is not None:
-                raise failure
-        lines = tail(err, CHILD_OUTPUT_BYTES).decode(errors="replace").strip().splitlines()
-    last = (lines or ["no output"])[-1][:500]
-    raise ArtifactError(uri, "StorageError", f"the download process failed (exit {code}): {last}")
+                self.uri, "StorageError", f"the download process failed (exit {code}): {last}"
+            )
+        finally:
+            self._out.close()
+            self._err.close()
+
+    def cancel(self) -> None:
+        """Kill the child if it still runs (the server stopped before the model was fetched;
+        a `wait` in progress then fails, and the files close with it or with the process)."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
 
 
 def _reported_error(stdout: bytes) -> ArtifactError | None:

@@ -8,12 +8,14 @@ import shutil
 import subprocess
 import sys
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from server_process import start, stop, wait_ready
 from serverkit import Artifact, settings_for
 
 from mlmodel_artifact import ArtifactError, ModelCard, ModelDescription, write_artifact
@@ -27,9 +29,17 @@ class QuietHandler(SimpleHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def serving(root: Path) -> Iterator[str]:
-    """A real HTTP server on loopback serving the files under `root`; its base URL."""
-    handler = functools.partial(QuietHandler, directory=str(root))
+def serving(root: Path, counts: Counter[str] | None = None) -> Iterator[str]:
+    """A real HTTP server on loopback serving the files under `root`; its base URL. With
+    `counts`, each GET is counted by path."""
+
+    class Handler(QuietHandler):
+        def do_GET(self) -> None:
+            if counts is not None:
+                counts[self.path] += 1
+            super().do_GET()
+
+    handler = functools.partial(Handler, directory=str(root))
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -235,3 +245,59 @@ def test_a_download_child_that_cannot_start_is_a_storage_error(
     with pytest.raises(ArtifactError) as caught:
         fetch_model(settings_for(Artifact("https://127.0.0.1:9/m", None), tmp_path))  # type: ignore[arg-type]
     assert caught.value.reason == "StorageError"
+
+
+def test_the_server_loads_a_remote_model_from_the_download_it_started_before_its_imports(
+    iris_artifact: Artifact, artifact_root: Path, tmp_path: Path
+) -> None:
+    """`python -m model_server` starts the download child first (`storage.start_download`) and
+    loads the model from that download: each file is fetched once, not again by the loader."""
+    counts: Counter[str] = Counter()
+    with serving(artifact_root, counts) as url:
+        env = {
+            "MODEL_SERVER_MODEL_URI": f"{url}/iris",
+            "MODEL_SERVER_MODEL_SHA256": iris_artifact.card.sha256,
+            "MODEL_SERVER_WORKERS": "1",
+            "MODEL_SERVER_WORKDIR": str(tmp_path / "work"),
+        }
+        server = start(env, tmp_path / "server.log")
+        try:
+            wait_ready(server)
+            with server.client() as client:
+                answer = client.post("/predict", json={"input": [5.1, 3.5, 1.4, 0.2]})
+                assert answer.status_code == 200, answer.text
+        finally:
+            stop(server)
+    assert counts, "nothing was downloaded"
+    assert all(n == 1 for n in counts.values()), counts
+
+
+EARLY = """
+import sys, uvicorn
+from model_server import storage
+from model_server.__main__ import load_settings, serve_single
+begin = storage.Download.__init__
+def recording(self, *args):
+    print(sorted(m for m in {modules!r} if m in sys.modules), flush=True)
+    begin(self, *args)
+storage.Download.__init__ = recording
+def run(server):
+    server.started = True
+uvicorn.Server.run = run
+argv = ["--model-uri", "http://127.0.0.1:9/iris", "--workdir", {workdir!r}, "--grpc-port", "0"]
+sys.exit(serve_single(load_settings(argv)))
+"""
+
+
+def test_the_download_starts_before_the_server_imports_numpy_onnx_runtime_fastapi_or_grpc(
+    tmp_path: Path,
+) -> None:
+    """So the child's own start (an interpreter and the S3 or HTTP client) and the download
+    overlap those imports (about a second each on the slim image) instead of following them."""
+    heavy = ("fastapi", "grpc", "numpy", "onnxruntime")
+    code = EARLY.format(modules=heavy, workdir=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    # what was imported when the download started (nothing printed: it had not started when
+    # the server would have begun serving)
+    assert done.stdout.splitlines() == ["[]"], repr(done.stdout)
