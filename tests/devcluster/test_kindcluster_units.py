@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
+import pytest
+
+from devcluster.kube import kindcluster, kindnode
 from devcluster.kube.kindcluster import Node, cni_config, nodes_from
 
 
@@ -37,3 +42,21 @@ def test_the_node_network_is_a_bridge_on_its_pod_cidr_without_masquerade() -> No
     assert bridge["ipam"]["type"] == "host-local"
     assert bridge["ipam"]["ranges"] == [[{"subnet": "10.244.1.0/24"}]]
     assert portmap["type"] == "portmap"
+
+
+def test_kind_runs_with_the_callers_environment_plus_the_engine_and_the_shim(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inside kind_environment, HOME and PATH are the caller's (PATH behind the shim dir), and
+    DOCKER_HOST is the engine of that HOME's cache: worked out from an emptied environment,
+    HOME fell back to the passwd entry, and kind used another engine than the tests."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("MLMODEL_CACHE", raising=False)
+    monkeypatch.delenv("MLMODEL_CACHE_DIR", raising=False)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    with kindcluster.kind_environment():
+        env = dict(os.environ)
+    assert env["HOME"] == str(tmp_path)
+    assert env["PATH"] == f"{kindnode.shim_dir()}{os.pathsep}/usr/bin:/bin"
+    assert env["DOCKER_HOST"].startswith(f"unix://{tmp_path}/")
+    assert os.environ["HOME"] == str(tmp_path)  # restored afterwards

@@ -89,10 +89,15 @@ def kind_environ() -> dict[str, str]:
 
 @contextlib.contextmanager
 def kind_environment() -> Iterator[None]:
-    """os.environ as kind_environ() while inside (KindCluster runs kind with os.environ)."""
+    """os.environ as kind_environ() while inside (KindCluster runs kind with os.environ).
+
+    kind_environ() is worked out before os.environ is cleared: it builds on the environment
+    (HOME, which decides the cache and so the engine's socket; PATH, which the shim dir is put
+    in front of)."""
     saved = dict(os.environ)
+    wanted = kind_environ()
     os.environ.clear()
-    os.environ.update(kind_environ())
+    os.environ.update(wanted)
     try:
         yield
     finally:
