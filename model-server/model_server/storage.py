@@ -48,14 +48,13 @@ def local_uri(uri: str) -> str:
 def fetch_model(settings: ServerSettings, started: Download | None = None) -> Path:
     """Make the configured artifact local: local paths in place, remote ones under workdir,
     downloaded by a child process (`Download`; `started`, when `start_download` began it)."""
-    if started is not None:
-        return started.wait()
-    uri = local_uri(settings.model_uri)
-    target = artifact_dir(settings, uri)
-    if parse_location(uri).is_local:  # used in place: nothing to download
-        return Path(fetch_artifact(uri, target, lambda card: [served_format(card, settings)]))
-    target.mkdir(parents=True, exist_ok=True)
-    return Download(uri, target, settings).wait()
+    if started is None:
+        uri = local_uri(settings.model_uri)
+        if parse_location(uri).is_local:  # used in place: nothing to download
+            target = artifact_dir(settings, uri)
+            return Path(fetch_artifact(uri, target, lambda card: [served_format(card, settings)]))
+        started = _begin_download(settings, uri)
+    return started.wait()
 
 
 def artifact_dir(settings: ServerSettings, uri: str) -> Path:
@@ -73,12 +72,14 @@ def start_download(settings: ServerSettings) -> Download | None:
     """
     uri = local_uri(settings.model_uri)
     try:
-        if parse_location(uri).is_local:
-            return None
-        target = artifact_dir(settings, uri)
-        target.mkdir(parents=True, exist_ok=True)
+        return None if parse_location(uri).is_local else _begin_download(settings, uri)
     except (ArtifactError, OSError):  # fetch_model meets it again and reports it
         return None
+
+
+def _begin_download(settings: ServerSettings, uri: str) -> Download:
+    target = artifact_dir(settings, uri)
+    target.mkdir(parents=True, exist_ok=True)
     return Download(uri, target, settings)
 
 
@@ -90,7 +91,8 @@ class Download:
     several more. The child (`python -m model_server.download`) imports them and gives the
     memory back when it exits; the server never imports them. Besides the clients' own
     deadlines (per request), the child has download_timeout_seconds in all from its start,
-    then is killed. An ArtifactError of the child comes back as the same error from `wait`;
+    then is killed. A child that cannot start is an ArtifactError (StorageError) at once; one
+    of the child's comes back as the same error from `wait`;
     anything else (a crash, an exit without its JSON, the deadline) as a StorageError. Its
     output goes to temporary files, of which only a bounded head and tail are read.
     """
@@ -108,24 +110,21 @@ class Download:
         self._deadline = time.monotonic() + self._timeout
         self._out = tempfile.TemporaryFile()  # noqa: SIM115  # closed by wait
         self._err = tempfile.TemporaryFile()  # noqa: SIM115
-        self._failure: ArtifactError | None = None
         try:
-            self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
+            self._proc = subprocess.Popen(
                 [sys.executable, "-m", "model_server.download", json.dumps(request)],
                 stdout=self._out,
                 stderr=self._err,
             )
         except OSError as exc:
-            self._proc = None
-            self._failure = ArtifactError(uri, "StorageError", f"cannot start the download: {exc}")
+            self._out.close()
+            self._err.close()
+            raise ArtifactError(uri, "StorageError", f"cannot start the download: {exc}") from exc
 
     def wait(self) -> Path:
         """The target directory once the child succeeded; else its error (the child is killed
         at the deadline)."""
         try:
-            if self._proc is None:
-                assert self._failure is not None
-                raise self._failure
             try:
                 code = self._proc.wait(timeout=max(0.0, self._deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
@@ -155,7 +154,7 @@ class Download:
     def cancel(self) -> None:
         """Kill the child if it still runs (the server stopped before the model was fetched;
         a `wait` in progress then fails, and the files close with it or with the process)."""
-        if self._proc is not None and self._proc.poll() is None:
+        if self._proc.poll() is None:
             self._proc.kill()
 
 

@@ -64,11 +64,7 @@ def operator(
     try:
         core = client.CoreV1Api(installed.api)
         for name in _DELETED:
-            wait_until(
-                f"namespace {name} to be deleted (operator log: {proc.log})",
-                lambda name=name: _namespace_gone(core, name),
-                timeout=120,
-            )
+            _wait_namespace_gone(core, name, proc)
     finally:
         proc.stop()
 
@@ -77,6 +73,14 @@ def operator(
 # its children would load the next test (test_operator_faults' churn leaves about 200).
 WAIT_FOR_NAMESPACES_OF = 20
 _DELETED: list[str] = []  # test namespaces deleted without waiting: checked gone at the end
+
+
+def _wait_namespace_gone(core: client.CoreV1Api, name: str, operator: OperatorProcess) -> None:
+    wait_until(
+        f"namespace {name} to be deleted (operator log: {operator.log})",
+        lambda: _namespace_gone(core, name),
+        timeout=120,
+    )
 
 
 def _namespace_gone(core: client.CoreV1Api, name: str) -> bool:
@@ -114,11 +118,7 @@ def _delete_namespace(cluster: Cluster, name: str, operator: OperatorProcess) ->
         core.delete_collection_namespaced_pod(name, grace_period_seconds=0)
         _DELETED.append(name)
         return
-    wait_until(
-        f"namespace {name} to be deleted (operator log: {operator.log})",
-        lambda: _namespace_gone(core, name),
-        timeout=120,
-    )
+    _wait_namespace_gone(core, name, operator)
 
 
 @contextmanager
